@@ -1,0 +1,418 @@
+//! Command-line flags and environment variables, read once at start-up and checked: every value
+//! is trimmed (env files written on Windows end lines with `\r`), and a bad one stops start-up
+//! with a message naming both the flag and the env variable. Holds no runtime state.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::proposal;
+use crate::source::{RedisSettings, Symbols};
+
+pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "harvest-exporter",
+    version,
+    about = "Prometheus exporter for the harvest proposals a trading system keeps in Redis hashes.",
+    long_about = "Prometheus exporter for the harvest proposals a trading system keeps in Redis \
+hashes (quantum:harvest:proposal:<SYMBOL>).\n\nEvery setting can be given as a flag or as the \
+environment variable shown with it; a flag wins over the environment. The environment names are \
+those of the original exporter's env file, so that file keeps working."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish simulated proposals to Redis the way the real publisher does (for demos and tests).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Comma-separated symbols to publish.
+    #[arg(long, default_value = "BTCUSDT,ETHUSDT,SOLUSDT", value_parser = symbol_list)]
+    pub symbols: SymbolList,
+    /// Seconds between two publications.
+    #[arg(long, default_value = "2", value_parser = seconds)]
+    pub interval: Duration,
+    /// Stop after this many publications (0: run until interrupted).
+    #[arg(long, default_value_t = 0)]
+    pub rounds: u64,
+    /// Seed for the random walk, for reproducible runs.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Also write what the heat gate adds (action, original_action, calibrated=1, EXPIRE 300).
+    #[arg(long)]
+    pub heat_gate: bool,
+}
+
+/// Every setting of the exporter. Flag names follow the Prometheus exporters' dotted style.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on: an IP, [IPv6] or either with :port. Without a port, --web.listen-port
+    /// is used. The default serves this host only; expose it deliberately.
+    #[arg(long = "web.listen-address", env = "LISTEN_ADDRESS", default_value = "127.0.0.1", value_parser = listen_address, global = true)]
+    pub listen_address: String,
+
+    /// Port to listen on when --web.listen-address has none (the original's METRICS_PORT).
+    #[arg(long = "web.listen-port", env = "METRICS_PORT", default_value = "8042", value_parser = port, global = true)]
+    pub listen_port: u16,
+
+    /// Most HTTP connections served at once; further ones are closed at once.
+    #[arg(long = "web.max-connections", env = "WEB_MAX_CONNECTIONS", default_value = "256", value_parser = positive_count, global = true)]
+    pub max_connections: usize,
+
+    /// Seconds a client may take to send its request head before the connection is closed.
+    #[arg(long = "web.header-timeout", env = "WEB_HEADER_TIMEOUT_SEC", default_value = "5", value_parser = seconds, global = true)]
+    pub header_timeout: Duration,
+
+    /// Redis host, used when --redis.addr is not set.
+    #[arg(long = "redis.host", env = "REDIS_HOST", default_value = "localhost", value_parser = host, global = true)]
+    pub redis_host: String,
+
+    /// Redis port, used when --redis.addr is not set.
+    #[arg(long = "redis.port", env = "REDIS_PORT", default_value = "6379", value_parser = port, global = true)]
+    pub redis_port: u16,
+
+    /// Redis database number, used when --redis.addr is not set.
+    #[arg(long = "redis.db", env = "REDIS_DB", default_value = "0", value_parser = database, global = true)]
+    pub redis_db: u32,
+
+    /// Redis URL (redis:// or rediss:// for TLS, with optional user:password@ and /db); replaces
+    /// --redis.host, --redis.port and --redis.db.
+    #[arg(long = "redis.addr", env = "REDIS_URL", value_parser = redis_url, global = true)]
+    pub redis_url: Option<String>,
+
+    /// Redis password, used when the URL carries none. Prefer the env file (mode 0640) to the
+    /// command line, which other users can read.
+    #[arg(long = "redis.password", env = "REDIS_PASSWORD", hide_env_values = true, value_parser = trimmed, global = true)]
+    pub redis_password: Option<String>,
+
+    /// PEM file with the CA certificate that signed the Redis server's certificate (rediss://);
+    /// without it the system's trust store is used.
+    #[arg(long = "redis.tls-ca-file", env = "REDIS_TLS_CA_FILE", value_parser = trimmed, global = true)]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// Seconds to wait for a connection to Redis.
+    #[arg(long = "redis.connect-timeout", env = "REDIS_CONNECT_TIMEOUT_SEC", default_value = "2", value_parser = seconds, global = true)]
+    pub redis_connect_timeout: Duration,
+
+    /// Seconds to wait for Redis to answer a command.
+    #[arg(long = "redis.timeout", env = "REDIS_TIMEOUT_SEC", default_value = "2", value_parser = seconds, global = true)]
+    pub redis_timeout: Duration,
+
+    /// Comma-separated symbols to export. Empty or * discovers every key under the prefix with
+    /// SCAN on each refresh.
+    #[arg(long = "harvest.symbols", env = "SYMBOLS", default_value = "", value_parser = symbol_list, global = true)]
+    pub symbols: SymbolList,
+
+    /// Key prefix of the proposal hashes; the rest of the key is the symbol.
+    #[arg(long = "harvest.prefix", env = "HARVEST_PREFIX", default_value = DEFAULT_PREFIX, value_parser = prefix, global = true)]
+    pub prefix: String,
+
+    /// Seconds between two reads of Redis.
+    #[arg(long = "harvest.poll-interval", env = "POLL_INTERVAL_SEC", default_value = "5", value_parser = seconds, global = true)]
+    pub poll_interval: Duration,
+
+    /// Most symbols exported; beyond it, symbols are dropped (in name order) and counted.
+    #[arg(long = "harvest.max-symbols", env = "MAX_SYMBOLS", default_value = "10000", value_parser = positive_count, global = true)]
+    pub max_symbols: usize,
+
+    /// Log level: error, warn, info, debug or trace (Python's WARNING and CRITICAL work too).
+    #[arg(long = "log.level", env = "LOG_LEVEL", default_value = "info", value_parser = log_level, global = true)]
+    pub log_level: tracing::Level,
+}
+
+/// The symbols setting: a fixed list, or discovery when empty or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolList(pub Vec<String>);
+
+impl Config {
+    pub fn listen_addr(&self) -> SocketAddr {
+        listen_addr(&self.listen_address, self.listen_port).expect("checked by the value parser")
+    }
+
+    pub fn redis(&self) -> RedisSettings {
+        let url = self.redis_url.clone().unwrap_or_else(|| {
+            let host = if self.redis_host.contains(':') {
+                format!("[{}]", self.redis_host)
+            } else {
+                self.redis_host.clone()
+            };
+            format!("redis://{host}:{}/{}", self.redis_port, self.redis_db)
+        });
+        RedisSettings {
+            url,
+            password: self.redis_password.clone().filter(|p| !p.is_empty()),
+            ca_file: self.redis_ca_file.clone(),
+            connect_timeout: self.redis_connect_timeout,
+            response_timeout: self.redis_timeout,
+        }
+    }
+
+    pub fn symbols(&self) -> Symbols {
+        if self.symbols.0.is_empty() {
+            Symbols::Discover
+        } else {
+            Symbols::Fixed(self.symbols.0.clone())
+        }
+    }
+}
+
+/// Parses the command line and environment. On a bad value the error also names the env variable
+/// the value may have come from.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+    Cli::try_parse_from(args).map_err(|mut error| {
+        if matches!(
+            error.kind(),
+            ErrorKind::ValueValidation | ErrorKind::InvalidValue
+        ) && let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg)
+        {
+            let command = Cli::command();
+            let env = command
+                .get_arguments()
+                .find(|a| {
+                    a.get_long()
+                        .is_some_and(|long| arg.starts_with(&format!("--{long} ")))
+                })
+                .and_then(|a| a.get_env())
+                .map(|env| env.to_string_lossy().into_owned());
+            if let Some(env) = env {
+                error.insert(
+                    ContextKind::Suggested,
+                    ContextValue::StyledStrs(vec![
+                        format!("the value comes from {arg} or the environment variable {env}")
+                            .into(),
+                    ]),
+                );
+            }
+        }
+        error
+    })
+}
+
+fn trimmed(raw: &str) -> Result<String, String> {
+    Ok(raw.trim().to_owned())
+}
+
+fn port(raw: &str) -> Result<u16, String> {
+    match raw.trim().parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err("expected a port number from 1 to 65535".into()),
+    }
+}
+
+fn database(raw: &str) -> Result<u32, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| "expected a database number (0, 1, ...)".into())
+}
+
+fn positive_count(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(count) if count > 0 => Ok(count),
+        _ => Err("expected a whole number greater than 0".into()),
+    }
+}
+
+/// Seconds as a decimal number, from a millisecond to a day.
+fn seconds(raw: &str) -> Result<Duration, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(secs) if (0.001..=86_400.0).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+        _ => Err("expected seconds, a number from 0.001 to 86400 (e.g. 5 or 0.5)".into()),
+    }
+}
+
+fn host(raw: &str) -> Result<String, String> {
+    let host = raw.trim();
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || "/@?#".contains(c))
+    {
+        return Err("expected a host name or IP address".into());
+    }
+    Ok(host.to_owned())
+}
+
+fn redis_url(raw: &str) -> Result<String, String> {
+    use redis::IntoConnectionInfo;
+    let url = raw.trim();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err("expected a redis:// or rediss:// URL".into());
+    }
+    url.into_connection_info().map_err(|e| e.to_string())?;
+    Ok(url.to_owned())
+}
+
+fn prefix(raw: &str) -> Result<String, String> {
+    let prefix = raw.trim();
+    if prefix.is_empty() {
+        return Err("the prefix must not be empty".into());
+    }
+    Ok(prefix.to_owned())
+}
+
+fn symbol_list(raw: &str) -> Result<SymbolList, String> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(SymbolList(Vec::new()));
+    }
+    let mut symbols = Vec::new();
+    for symbol in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        proposal::parse_symbol(symbol.as_bytes()).map_err(|e| format!("{symbol:?}: {e}"))?;
+        if !symbols.iter().any(|s| s == symbol) {
+            symbols.push(symbol.to_owned());
+        }
+    }
+    Ok(SymbolList(symbols))
+}
+
+fn log_level(raw: &str) -> Result<tracing::Level, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "error" | "critical" => Ok(tracing::Level::ERROR),
+        "warn" | "warning" => Ok(tracing::Level::WARN),
+        "info" => Ok(tracing::Level::INFO),
+        "debug" => Ok(tracing::Level::DEBUG),
+        "trace" => Ok(tracing::Level::TRACE),
+        _ => Err("expected error, warn, info, debug or trace".into()),
+    }
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` or `:port` (every interface), hosts as IP literals.
+fn listen_addr(raw: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let raw = raw.trim();
+    if let Ok(addr) = raw.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = raw
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(raw);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    if let Some(port_text) = raw.strip_prefix(':') {
+        return Ok(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port(port_text)?,
+        ));
+    }
+    if raw == "localhost" {
+        return Ok(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            default_port,
+        ));
+    }
+    Err(
+        "expected an IP address with an optional port, e.g. 127.0.0.1, 0.0.0.0:8042 or [::1]:8042"
+            .into(),
+    )
+}
+
+fn listen_address(raw: &str) -> Result<String, String> {
+    listen_addr(raw, 1)?;
+    Ok(raw.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        parse_from(std::iter::once("harvest-exporter").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let cli = parse(&[]).unwrap();
+        let config = cli.config;
+        assert_eq!(config.listen_addr(), "127.0.0.1:8042".parse().unwrap());
+        assert_eq!(config.redis().url, "redis://localhost:6379/0");
+        assert_eq!(config.poll_interval, Duration::from_secs(5));
+        assert_eq!(config.symbols(), Symbols::Discover);
+        assert_eq!(config.prefix, DEFAULT_PREFIX);
+    }
+
+    #[test]
+    fn values_are_trimmed_like_a_windows_env_file() {
+        let cli = parse(&[
+            "--harvest.symbols",
+            " BTCUSDT, ETHUSDT\r,,BTCUSDT ",
+            "--harvest.poll-interval",
+            "5\r",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.config.symbols(),
+            Symbols::Fixed(vec!["BTCUSDT".into(), "ETHUSDT".into()])
+        );
+        assert_eq!(cli.config.poll_interval, Duration::from_secs(5));
+        assert_eq!(
+            parse(&["--harvest.symbols", "*"]).unwrap().config.symbols(),
+            Symbols::Discover
+        );
+    }
+
+    #[test]
+    fn listen_address_forms() {
+        assert_eq!(
+            listen_addr("0.0.0.0:9000", 8042),
+            Ok("0.0.0.0:9000".parse().unwrap())
+        );
+        assert_eq!(
+            listen_addr("[::1]", 8042),
+            Ok("[::1]:8042".parse().unwrap())
+        );
+        assert_eq!(listen_addr("::1", 8042), Ok("[::1]:8042".parse().unwrap()));
+        assert_eq!(
+            listen_addr(":9000", 8042),
+            Ok("0.0.0.0:9000".parse().unwrap())
+        );
+        assert!(listen_addr("example.com", 8042).is_err());
+    }
+
+    #[test]
+    fn ipv6_redis_host_is_bracketed() {
+        let cli = parse(&[
+            "--redis.host",
+            "::1",
+            "--redis.port",
+            "7000",
+            "--redis.db",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.redis().url, "redis://[::1]:7000/2");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_the_env_variable() {
+        for (flag, value, env) in [
+            ("--redis.port", "abc", "REDIS_PORT"),
+            ("--harvest.poll-interval", "0", "POLL_INTERVAL_SEC"),
+            ("--redis.addr", "http://x", "REDIS_URL"),
+            ("--log.level", "loud", "LOG_LEVEL"),
+            ("--web.listen-address", "nowhere", "LISTEN_ADDRESS"),
+        ] {
+            let message = parse(&[flag, value]).unwrap_err().to_string();
+            assert!(message.contains(flag) && message.contains(env), "{message}");
+        }
+    }
+}

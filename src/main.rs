@@ -1,0 +1,130 @@
+//! The `harvest-exporter` binary: reads the settings, then either runs the exporter (the refresh
+//! loop and the HTTP server) or the simulator. Only wiring lives here.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use harvest_exporter::config::{self, Cli, Command, Config};
+use harvest_exporter::refresh::Refresher;
+use harvest_exporter::server::{self, WebSettings};
+use harvest_exporter::simulate;
+use harvest_exporter::source::{Source, Symbols};
+
+fn main() -> ExitCode {
+    let cli = match config::parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(cli.config.log_level)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Connections still open (a client that never reads, say) must not delay the exit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => export(cli.config).await,
+        Some(Command::Simulate(args)) => {
+            let options = simulate::Options {
+                symbols: args.symbols.0,
+                interval: args.interval,
+                rounds: (args.rounds > 0).then_some(args.rounds),
+                seed: args.seed,
+                heat_gate: args.heat_gate,
+            };
+            let redis = cli.config.redis();
+            tokio::select! {
+                result = simulate::run(&redis, &cli.config.prefix, options) => {
+                    result.context("simulator stopped")
+                }
+                () = shutdown_signal() => Ok(()),
+            }
+        }
+    }
+}
+
+async fn export(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen_addr();
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen} (--web.listen-address, METRICS_PORT)")
+        })?;
+    if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "listening beyond this host without TLS or authentication");
+    }
+    let symbols = config.symbols();
+    let source = Source::new(&config.redis(), &config.prefix, symbols.clone())
+        .context("invalid redis settings")?;
+    let symbols_text = match &symbols {
+        Symbols::Discover => format!("every key under {:?}", config.prefix),
+        Symbols::Fixed(list) => list.join(","),
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %listener.local_addr().unwrap_or(listen),
+        redis = source.addr(),
+        symbols = symbols_text,
+        poll_interval = ?config.poll_interval,
+        "harvest-exporter started"
+    );
+    let (refresher, published) = Refresher::new(source, config.poll_interval, config.max_symbols);
+    tokio::spawn(refresher.run());
+    let web = WebSettings {
+        max_connections: config.max_connections,
+        header_timeout: config.header_timeout,
+    };
+    server::serve(listener, published, web, shutdown_signal()).await;
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (systemd's stop).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!("cannot listen for SIGTERM: {error}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,724 @@
+//! Turns one raw Redis hash into a typed [`Proposal`], following the publisher's field table.
+//! Owns the field names and the rules for bad values (0.0 and a recorded error, never a panic);
+//! knows nothing of Redis connections or of the exposition format.
+
+use std::fmt;
+
+/// The five actions the publisher proposes; each gets a one-hot series for every symbol.
+pub const KNOWN_ACTIONS: [&str; 5] = [
+    "NONE",
+    "PARTIAL_25",
+    "PARTIAL_50",
+    "PARTIAL_75",
+    "FULL_CLOSE_PROPOSED",
+];
+
+/// Label value for unknown actions that are not label-safe or exceed the distinct-value cap.
+pub const OTHER_ACTION: &str = "OTHER";
+
+/// Longest unknown action kept as its own label value.
+const MAX_ACTION_LEN: usize = 32;
+
+/// Longest symbol accepted; real symbols are a dozen characters, so longer names are garbage.
+pub const MAX_SYMBOL_LEN: usize = 64;
+
+/// Every field the exporter reads. The order is the order of the parse-error counter's labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    KillScore,
+    KRegimeFlip,
+    KSigmaSpike,
+    KTsDrop,
+    KAgePenalty,
+    RNet,
+    NewSlProposed,
+    LastUpdateEpoch,
+    ComputedAtUtc,
+    HarvestAction,
+    Action,
+    RiskUnit,
+    CostEst,
+    Sigma,
+    PTrend,
+    PMr,
+    PChop,
+    PositionAgeSec,
+    PositionCurrentPrice,
+    PositionEntryPrice,
+    PositionUnrealizedPnl,
+}
+
+impl Field {
+    pub const ALL: [Field; 21] = [
+        Field::KillScore,
+        Field::KRegimeFlip,
+        Field::KSigmaSpike,
+        Field::KTsDrop,
+        Field::KAgePenalty,
+        Field::RNet,
+        Field::NewSlProposed,
+        Field::LastUpdateEpoch,
+        Field::ComputedAtUtc,
+        Field::HarvestAction,
+        Field::Action,
+        Field::RiskUnit,
+        Field::CostEst,
+        Field::Sigma,
+        Field::PTrend,
+        Field::PMr,
+        Field::PChop,
+        Field::PositionAgeSec,
+        Field::PositionCurrentPrice,
+        Field::PositionEntryPrice,
+        Field::PositionUnrealizedPnl,
+    ];
+
+    /// The hash field name as the publisher writes it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Field::KillScore => "kill_score",
+            Field::KRegimeFlip => "k_regime_flip",
+            Field::KSigmaSpike => "k_sigma_spike",
+            Field::KTsDrop => "k_ts_drop",
+            Field::KAgePenalty => "k_age_penalty",
+            Field::RNet => "R_net",
+            Field::NewSlProposed => "new_sl_proposed",
+            Field::LastUpdateEpoch => "last_update_epoch",
+            Field::ComputedAtUtc => "computed_at_utc",
+            Field::HarvestAction => "harvest_action",
+            Field::Action => "action",
+            Field::RiskUnit => "risk_unit",
+            Field::CostEst => "cost_est",
+            Field::Sigma => "sigma",
+            Field::PTrend => "p_trend",
+            Field::PMr => "p_mr",
+            Field::PChop => "p_chop",
+            Field::PositionAgeSec => "position_age_sec",
+            Field::PositionCurrentPrice => "position_current_price",
+            Field::PositionEntryPrice => "position_entry_price",
+            Field::PositionUnrealizedPnl => "position_unrealized_pnl",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Numeric fields exported only when present and valid; they are not part of the seed's contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extra {
+    RiskUnit,
+    CostEst,
+    Sigma,
+    PTrend,
+    PMr,
+    PChop,
+    PositionAgeSec,
+    PositionCurrentPrice,
+    PositionEntryPrice,
+    PositionUnrealizedPnl,
+}
+
+impl Extra {
+    pub const ALL: [Extra; 10] = [
+        Extra::RiskUnit,
+        Extra::CostEst,
+        Extra::Sigma,
+        Extra::PTrend,
+        Extra::PMr,
+        Extra::PChop,
+        Extra::PositionAgeSec,
+        Extra::PositionCurrentPrice,
+        Extra::PositionEntryPrice,
+        Extra::PositionUnrealizedPnl,
+    ];
+
+    pub fn field(self) -> Field {
+        match self {
+            Extra::RiskUnit => Field::RiskUnit,
+            Extra::CostEst => Field::CostEst,
+            Extra::Sigma => Field::Sigma,
+            Extra::PTrend => Field::PTrend,
+            Extra::PMr => Field::PMr,
+            Extra::PChop => Field::PChop,
+            Extra::PositionAgeSec => Field::PositionAgeSec,
+            Extra::PositionCurrentPrice => Field::PositionCurrentPrice,
+            Extra::PositionEntryPrice => Field::PositionEntryPrice,
+            Extra::PositionUnrealizedPnl => Field::PositionUnrealizedPnl,
+        }
+    }
+}
+
+/// A proposed action as a label value: one of [`KNOWN_ACTIONS`], another label-safe string, or
+/// absent (all one-hot series 0, the field counted as an error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Known(usize),
+    Unknown(String),
+    Missing,
+}
+
+impl Action {
+    fn parse(raw: &str) -> Action {
+        let value = raw.trim();
+        if value.is_empty() {
+            return Action::Missing;
+        }
+        if let Some(index) = KNOWN_ACTIONS.iter().position(|known| *known == value) {
+            return Action::Known(index);
+        }
+        let label_safe = value.len() <= MAX_ACTION_LEN
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+        Action::Unknown(if label_safe { value } else { OTHER_ACTION }.to_owned())
+    }
+
+    /// The label value, or `None` when the action is missing.
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            Action::Known(index) => Some(KNOWN_ACTIONS[*index]),
+            Action::Unknown(value) => Some(value),
+            Action::Missing => None,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label().unwrap_or("-"))
+    }
+}
+
+/// One symbol's proposal, every value already checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Proposal {
+    pub symbol: String,
+    pub kill_score: f64,
+    pub k_regime_flip: f64,
+    pub k_sigma_spike: f64,
+    pub k_ts_drop: f64,
+    pub k_age_penalty: f64,
+    pub r_net: f64,
+    /// `None` when the publisher proposes no new stop loss (it writes the literal `None`).
+    pub new_sl: Option<f64>,
+    /// Seconds since the Unix epoch; from `computed_at_utc` when the heartbeat field is absent.
+    pub last_update_epoch: f64,
+    /// `computed_at_utc` as seconds since the Unix epoch.
+    pub computed_at: Option<f64>,
+    pub action: Action,
+    /// The heat gate's calibrated action, present only when it wrote `calibrated=1`.
+    pub calibrated_action: Option<Action>,
+    pub extras: [Option<f64>; Extra::ALL.len()],
+    pub position_side: Option<String>,
+    pub reason_codes: String,
+    /// Fields that were missing or unparseable; their values above are 0.0.
+    pub invalid_fields: Vec<Field>,
+}
+
+impl Proposal {
+    /// The action the apply layer acts on: the calibrated one when present.
+    pub fn effective_action(&self) -> &Action {
+        self.calibrated_action.as_ref().unwrap_or(&self.action)
+    }
+
+    pub fn extra(&self, extra: Extra) -> Option<f64> {
+        self.extras[extra as usize]
+    }
+}
+
+/// Why a symbol name cannot become a label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SymbolError {
+    #[error("symbol is empty")]
+    Empty,
+    #[error("symbol is longer than {MAX_SYMBOL_LEN} bytes")]
+    TooLong,
+    #[error("symbol is not valid UTF-8")]
+    NotUtf8,
+    #[error("symbol contains control characters")]
+    ControlCharacter,
+}
+
+/// Checks a symbol (the key after the prefix) for use as a label value.
+pub fn parse_symbol(raw: &[u8]) -> Result<String, SymbolError> {
+    if raw.is_empty() {
+        return Err(SymbolError::Empty);
+    }
+    if raw.len() > MAX_SYMBOL_LEN {
+        return Err(SymbolError::TooLong);
+    }
+    let symbol = std::str::from_utf8(raw).map_err(|_| SymbolError::NotUtf8)?;
+    if symbol.chars().any(char::is_control) {
+        return Err(SymbolError::ControlCharacter);
+    }
+    Ok(symbol.to_owned())
+}
+
+/// Parses one hash. Never fails: bad values become 0.0 (or absent, for extras) and are listed in
+/// `invalid_fields`.
+pub fn parse(symbol: String, fields: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
+    let get = |key: &str| -> Option<&str> {
+        fields
+            .iter()
+            .find(|(k, _)| k.as_slice() == key.as_bytes())
+            .map(|(_, v)| std::str::from_utf8(v).unwrap_or("\u{fffd}"))
+    };
+    let mut invalid = Vec::new();
+    let mut required = |field: Field| -> f64 {
+        match get(field.key()).and_then(parse_number) {
+            Some(value) => value,
+            None => {
+                invalid.push(field);
+                0.0
+            }
+        }
+    };
+    let kill_score = required(Field::KillScore);
+    let k_regime_flip = required(Field::KRegimeFlip);
+    let k_sigma_spike = required(Field::KSigmaSpike);
+    let k_ts_drop = required(Field::KTsDrop);
+    let k_age_penalty = required(Field::KAgePenalty);
+
+    let r_net = match (get("R_net"), get("r_net")) {
+        (Some(value), fallback) => parse_number(value).or_else(|| fallback.and_then(parse_number)),
+        (None, Some(legacy)) => parse_number(legacy),
+        (None, None) => None,
+    };
+    let r_net = r_net.unwrap_or_else(|| {
+        invalid.push(Field::RNet);
+        0.0
+    });
+
+    let new_sl = match get(Field::NewSlProposed.key()).map(str::trim) {
+        Some("" | "None") => None,
+        Some(value) => parse_number(value).or_else(|| {
+            invalid.push(Field::NewSlProposed);
+            None
+        }),
+        None => {
+            invalid.push(Field::NewSlProposed);
+            None
+        }
+    };
+
+    let computed_at = match get(Field::ComputedAtUtc.key()) {
+        Some(value) => parse_utc_timestamp(value).or_else(|| {
+            invalid.push(Field::ComputedAtUtc);
+            None
+        }),
+        None => None,
+    };
+    let heartbeat = get(Field::LastUpdateEpoch.key());
+    let last_update_epoch = match heartbeat.and_then(parse_number) {
+        Some(epoch) => epoch,
+        None => {
+            if heartbeat.is_some() || computed_at.is_none() {
+                invalid.push(Field::LastUpdateEpoch);
+            }
+            computed_at.unwrap_or(0.0)
+        }
+    };
+
+    let action = Action::parse(get(Field::HarvestAction.key()).unwrap_or(""));
+    if action == Action::Missing {
+        invalid.push(Field::HarvestAction);
+    }
+    let calibrated = get("calibrated").is_some_and(|value| value.trim() == "1");
+    let calibrated_action = calibrated.then(|| {
+        let action = Action::parse(get(Field::Action.key()).unwrap_or(""));
+        if action == Action::Missing {
+            invalid.push(Field::Action);
+        }
+        action
+    });
+
+    let mut extras = [None; Extra::ALL.len()];
+    for extra in Extra::ALL {
+        if let Some(raw) = get(extra.field().key()) {
+            extras[extra as usize] = parse_number(raw);
+            if extras[extra as usize].is_none() {
+                invalid.push(extra.field());
+            }
+        }
+    }
+
+    let position_side = get("position_side")
+        .map(str::trim)
+        .filter(|side| matches!(*side, "LONG" | "SHORT"))
+        .map(str::to_owned);
+    let reason_codes = get("reason_codes").unwrap_or("").trim().to_owned();
+
+    invalid.sort_unstable();
+    Proposal {
+        symbol,
+        kill_score,
+        k_regime_flip,
+        k_sigma_spike,
+        k_ts_drop,
+        k_age_penalty,
+        r_net,
+        new_sl,
+        last_update_epoch,
+        computed_at,
+        action,
+        calibrated_action,
+        extras,
+        position_side,
+        reason_codes,
+        invalid_fields: invalid,
+    }
+}
+
+/// Caps the number of distinct unknown action values across all proposals: the first `limit`
+/// values (in proposal order) keep their name, later ones become [`OTHER_ACTION`].
+pub fn bound_unknown_actions(proposals: &mut [Proposal], limit: usize) {
+    let mut seen: Vec<String> = Vec::new();
+    let mut bound = |action: &mut Action| {
+        if let Action::Unknown(value) = action {
+            if value == OTHER_ACTION || seen.iter().any(|s| s == value) {
+                return;
+            }
+            if seen.len() < limit {
+                seen.push(value.clone());
+            } else {
+                *value = OTHER_ACTION.to_owned();
+            }
+        }
+    };
+    for proposal in proposals {
+        bound(&mut proposal.action);
+        if let Some(calibrated) = proposal.calibrated_action.as_mut() {
+            bound(calibrated);
+        }
+    }
+}
+
+/// A finite number, or `None`. `None`, empty, `nan`, `inf` and overflowing values (`1e309`) are
+/// all rejected; surrounding whitespace (including a Windows `\r`) is ignored.
+pub fn parse_number(raw: &str) -> Option<f64> {
+    let value: f64 = raw.trim().parse().ok()?;
+    // Adding 0.0 turns -0 into 0 so that "-0" renders as a plain zero.
+    value.is_finite().then_some(value + 0.0)
+}
+
+/// Reads `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|+HH:MM|-HH:MM]` as UTC (naive times are UTC) and
+/// returns seconds since the Unix epoch. Hand-written: it is the only date format in the input,
+/// and a date-time crate would be the largest dependency of the exporter.
+pub fn parse_utc_timestamp(raw: &str) -> Option<f64> {
+    let s = raw.trim().as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(range)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if s[4] != b'-'
+        || s[7] != b'-'
+        || !matches!(s[10], b'T' | b' ')
+        || s[13] != b':'
+        || s[16] != b':'
+    {
+        return None;
+    }
+    if !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut fraction = 0.0;
+    if let Some(after_dot) = rest.strip_prefix(b".") {
+        let len = after_dot.iter().take_while(|b| b.is_ascii_digit()).count();
+        if len == 0 {
+            return None;
+        }
+        fraction = std::str::from_utf8(&rest[..=len])
+            .ok()?
+            .parse::<f64>()
+            .ok()?;
+        rest = &after_dot[len..];
+    }
+    let offset_seconds = match rest {
+        b"" | b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let field = |a: u8, b: u8| -> Option<i64> {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i64::from((a - b'0') * 10 + (b - b'0')))
+            };
+            let (h, m) = (field(*h1, *h2)?, field(*m1, *m2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let magnitude = h * 3600 + m * 60;
+            if *sign == b'+' { magnitude } else { -magnitude }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
+    Some(seconds as f64 + fraction)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn complete() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("harvest_action", "PARTIAL_75"),
+            ("kill_score", "0.7533012950554003"),
+            ("k_regime_flip", "1.0"),
+            ("k_sigma_spike", "0.25"),
+            ("k_ts_drop", "0.208"),
+            ("k_age_penalty", "0.3"),
+            ("R_net", "2.45"),
+            ("new_sl_proposed", "100.2"),
+            ("last_update_epoch", "1769130500"),
+            ("computed_at_utc", "2026-01-23T00:58:58.259371"),
+            ("risk_unit", "2.0"),
+            ("cost_est", "1e-09"),
+            ("position_side", "LONG"),
+        ]
+    }
+
+    #[test]
+    fn complete_hash_parses_without_errors() {
+        let p = parse("ETHUSDT".into(), &hash(&complete()));
+        assert_eq!(p.kill_score, 0.7533012950554003);
+        assert_eq!(p.k_regime_flip, 1.0);
+        assert_eq!(p.r_net, 2.45);
+        assert_eq!(p.new_sl, Some(100.2));
+        assert_eq!(p.last_update_epoch, 1769130500.0);
+        assert_eq!(p.action, Action::Known(3));
+        assert_eq!(p.extra(Extra::CostEst), Some(1e-9));
+        assert_eq!(p.extra(Extra::Sigma), None);
+        assert_eq!(p.position_side.as_deref(), Some("LONG"));
+        assert!(p.invalid_fields.is_empty(), "{:?}", p.invalid_fields);
+    }
+
+    #[test]
+    fn bad_values_become_zero_and_are_recorded() {
+        for bad in [
+            "None", "", "nan", "NaN", "inf", "-inf", "1e309", "garbage", "0x10", "1,5",
+        ] {
+            let mut pairs = complete();
+            pairs[1] = ("kill_score", bad);
+            let p = parse("X".into(), &hash(&pairs));
+            assert_eq!(p.kill_score, 0.0, "{bad:?}");
+            assert_eq!(p.invalid_fields, vec![Field::KillScore], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn missing_fields_become_zero_and_are_recorded() {
+        let p = parse("X".into(), &hash(&[("harvest_action", "NONE")]));
+        assert_eq!(p.kill_score, 0.0);
+        assert_eq!(p.r_net, 0.0);
+        assert_eq!(p.new_sl, None);
+        assert_eq!(p.last_update_epoch, 0.0);
+        assert_eq!(
+            p.invalid_fields,
+            vec![
+                Field::KillScore,
+                Field::KRegimeFlip,
+                Field::KSigmaSpike,
+                Field::KTsDrop,
+                Field::KAgePenalty,
+                Field::RNet,
+                Field::NewSlProposed,
+                Field::LastUpdateEpoch,
+            ]
+        );
+    }
+
+    #[test]
+    fn none_stop_loss_means_no_proposal_not_an_error() {
+        for none in ["None", "", " None\r"] {
+            let mut pairs = complete();
+            pairs[7] = ("new_sl_proposed", none);
+            let p = parse("X".into(), &hash(&pairs));
+            assert_eq!(p.new_sl, None);
+            assert!(p.invalid_fields.is_empty());
+        }
+    }
+
+    #[test]
+    fn r_net_falls_back_to_legacy_field() {
+        let mut pairs = complete();
+        pairs[6] = ("r_net", "1.5");
+        let p = parse("X".into(), &hash(&pairs));
+        assert_eq!(p.r_net, 1.5);
+        assert!(p.invalid_fields.is_empty());
+
+        pairs.push(("R_net", "bad"));
+        let p = parse("X".into(), &hash(&pairs));
+        assert_eq!(
+            p.r_net, 1.5,
+            "a valid legacy value beats an invalid new one"
+        );
+    }
+
+    #[test]
+    fn last_update_falls_back_to_computed_at() {
+        let mut pairs = complete();
+        pairs.remove(8);
+        let p = parse("X".into(), &hash(&pairs));
+        assert_eq!(p.last_update_epoch, 1769129938.259371);
+        assert!(p.invalid_fields.is_empty());
+
+        pairs.push(("last_update_epoch", "soon"));
+        let p = parse("X".into(), &hash(&pairs));
+        assert_eq!(p.last_update_epoch, 1769129938.259371);
+        assert_eq!(p.invalid_fields, vec![Field::LastUpdateEpoch]);
+    }
+
+    #[test]
+    fn utc_timestamps_in_every_written_form() {
+        let base = 1769129938.0;
+        assert_eq!(parse_utc_timestamp("2026-01-23T00:58:58"), Some(base));
+        assert_eq!(parse_utc_timestamp("2026-01-23T00:58:58Z"), Some(base));
+        assert_eq!(parse_utc_timestamp("2026-01-23 00:58:58"), Some(base));
+        assert_eq!(parse_utc_timestamp("2026-01-23T01:58:58+01:00"), Some(base));
+        assert_eq!(parse_utc_timestamp("2026-01-22T23:58:58-01:00"), Some(base));
+        assert_eq!(
+            parse_utc_timestamp("2026-01-23T00:58:58.5Z"),
+            Some(base + 0.5)
+        );
+        assert_eq!(parse_utc_timestamp("1970-01-01T00:00:00"), Some(0.0));
+        assert_eq!(
+            parse_utc_timestamp("2024-02-29T00:00:00"),
+            Some(1709164800.0)
+        );
+        for bad in [
+            "",
+            "2026-01-23",
+            "2026-13-01T00:00:00",
+            "2026-02-30T00:00:00",
+            "2026-01-23T24:00:00",
+            "2026-01-23T00:58:58.",
+            "2026-01-23T00:58:58+1",
+            "2026-01-23T00:58:58 junk",
+            "yyyy-mm-ddThh:mm:ss",
+            "1769130500",
+        ] {
+            assert_eq!(parse_utc_timestamp(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_follow_the_publishers_forms() {
+        assert_eq!(parse_number("1e-09"), Some(1e-9));
+        assert_eq!(parse_number(" 2.0\r"), Some(2.0));
+        assert_eq!(parse_number("-0"), Some(0.0));
+        assert!(parse_number("-0").unwrap().is_sign_positive());
+        assert_eq!(parse_number("1769130500"), Some(1769130500.0));
+        assert_eq!(parse_number("1e309"), None);
+        assert_eq!(parse_number("infinity"), None);
+    }
+
+    #[test]
+    fn actions_known_unknown_unsafe_and_missing() {
+        assert_eq!(Action::parse("FULL_CLOSE_PROPOSED"), Action::Known(4));
+        assert_eq!(Action::parse("HOLD"), Action::Unknown("HOLD".into()));
+        assert_eq!(Action::parse("FULL CLOSE"), Action::Unknown("OTHER".into()));
+        assert_eq!(Action::parse("\"}\n"), Action::Unknown("OTHER".into()));
+        assert_eq!(
+            Action::parse(&"A".repeat(33)),
+            Action::Unknown("OTHER".into())
+        );
+        assert_eq!(Action::parse(" "), Action::Missing);
+    }
+
+    #[test]
+    fn calibrated_action_only_when_calibrated_is_one() {
+        let mut pairs = complete();
+        pairs.push(("action", "FULL_CLOSE"));
+        let p = parse("X".into(), &hash(&pairs));
+        assert_eq!(p.calibrated_action, None);
+        assert_eq!(p.effective_action(), &Action::Known(3));
+
+        pairs.push(("calibrated", "1"));
+        let p = parse("X".into(), &hash(&pairs));
+        assert_eq!(
+            p.calibrated_action,
+            Some(Action::Unknown("FULL_CLOSE".into()))
+        );
+        assert_eq!(p.effective_action(), &Action::Unknown("FULL_CLOSE".into()));
+    }
+
+    #[test]
+    fn invalid_extras_are_dropped_and_recorded() {
+        let mut pairs = complete();
+        pairs.push(("sigma", "nan"));
+        let p = parse("X".into(), &hash(&pairs));
+        assert_eq!(p.extra(Extra::Sigma), None);
+        assert_eq!(p.invalid_fields, vec![Field::Sigma]);
+    }
+
+    #[test]
+    fn unknown_actions_are_capped() {
+        let mut proposals: Vec<Proposal> = ["A1", "A2", "A1", "A3", "HOLD"]
+            .iter()
+            .map(|a| parse("X".into(), &hash(&[("harvest_action", a)])))
+            .collect();
+        bound_unknown_actions(&mut proposals, 2);
+        let labels: Vec<_> = proposals.iter().map(|p| p.action.to_string()).collect();
+        assert_eq!(labels, ["A1", "A2", "A1", "OTHER", "OTHER"]);
+    }
+
+    #[test]
+    fn symbols_are_checked() {
+        assert_eq!(parse_symbol(b"BTCUSDT"), Ok("BTCUSDT".into()));
+        assert_eq!(parse_symbol("é\"{}=\\".as_bytes()), Ok("é\"{}=\\".into()));
+        assert_eq!(parse_symbol(b""), Err(SymbolError::Empty));
+        assert_eq!(parse_symbol(&[b'A'; 65]), Err(SymbolError::TooLong));
+        assert_eq!(parse_symbol(b"\xff\xfe"), Err(SymbolError::NotUtf8));
+        assert_eq!(
+            parse_symbol(b"BTC\nUSDT"),
+            Err(SymbolError::ControlCharacter)
+        );
+    }
+
+    #[test]
+    fn binary_field_values_do_not_panic() {
+        let fields = vec![(b"kill_score".to_vec(), vec![0xff, 0x00, 0xfe])];
+        let p = parse("X".into(), &fields);
+        assert_eq!(p.kill_score, 0.0);
+        assert!(p.invalid_fields.contains(&Field::KillScore));
+    }
+}

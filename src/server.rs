@@ -1,0 +1,246 @@
+//! Serves what the refresh loop published over HTTP/1.1: /metrics, /health, /ready and /.
+//! It reads only the published snapshot and never touches Redis; every connection is its own
+//! task, capped in number and in the time it may take to send its request head.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::process;
+use crate::render::{self, CONTENT_TYPE, Published};
+
+#[derive(Clone, Copy, Debug)]
+pub struct WebSettings {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+/// Accepts connections until `shutdown` completes. Connections still open then are dropped
+/// with the runtime, so a stuck client cannot hold up the exit.
+pub async fn serve(
+    listener: TcpListener,
+    published: watch::Receiver<Arc<Published>>,
+    settings: WebSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                tracing::warn!("accepting a connection failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(
+                "connection limit of {} reached; closing a new connection",
+                settings.max_connections
+            );
+            continue;
+        };
+        let published = published.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let current = Arc::clone(&published.borrow());
+                async move { Ok::<_, Infallible>(respond(&request, &current)) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(settings.header_timeout)
+                .max_buf_size(16 * 1024)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!("connection ended with an error: {error}");
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Answers one request from the published snapshot.
+pub fn respond<B>(request: &Request<B>, published: &Published) -> Response<Payload> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use GET or HEAD\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match request.uri().path() {
+        "/metrics" => metrics(request, published),
+        "/health" => text(StatusCode::OK, "OK"),
+        "/ready" => match published.snapshot.readiness(Instant::now()) {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(reasons) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {}\n", reasons.join("; ")),
+            ),
+        },
+        "/" => landing_page(),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: see / for the endpoints\n",
+        ),
+    }
+}
+
+fn metrics<B>(request: &Request<B>, published: &Published) -> Response<Payload> {
+    let cache_age = published.snapshot.cache_age(Instant::now());
+    let tail = render::render_tail(cache_age, process::sample().as_ref());
+    let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
+    let chunks = if gzip {
+        vec![
+            published.body_gzip.bytes.clone(),
+            published.body_gzip.finish(&tail).into(),
+        ]
+    } else {
+        vec![published.body.clone(), tail.into()]
+    };
+    let mut response = Response::new(Payload::new(chunks));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+fn landing_page() -> Response<Payload> {
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Harvest exporter</title></head>\n\
+<body><h1>Harvest exporter</h1><p>Version {}.</p><ul>\n\
+<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n\
+<li><a href=\"/health\">/health</a>: liveness</li>\n\
+<li><a href=\"/ready\">/ready</a>: readiness, with the reason when not ready</li>\n\
+</ul></body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut response = Response::new(Payload::new(vec![page.into()]));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Payload> {
+    let mut response = Response::new(Payload::new(vec![body.into()]));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Whether `Accept-Encoding` admits gzip: listed (or `*`) without `q=0`.
+fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
+    let Some(value) = accept_encoding.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    value.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let quality = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f64>().ok())
+            .unwrap_or(1.0);
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && quality > 0.0
+    })
+}
+
+/// A response body of shared byte chunks, sent without copying. Hand-written: the body crates
+/// offer one chunk (`Full`) or a stream that needs an extra dependency to build.
+pub struct Payload {
+    chunks: VecDeque<Bytes>,
+}
+
+impl Payload {
+    fn new(chunks: Vec<Bytes>) -> Payload {
+        Payload {
+            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
+        }
+    }
+}
+
+impl Body for Payload {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.chunks.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.chunks.iter().map(|c| c.len() as u64).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(value: &'static str) -> Option<HeaderValue> {
+        Some(HeaderValue::from_static(value))
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip(header("gzip").as_ref()));
+        assert!(accepts_gzip(header("deflate, GZIP;q=0.5").as_ref()));
+        assert!(accepts_gzip(header("*").as_ref()));
+        assert!(!accepts_gzip(header("gzip;q=0").as_ref()));
+        assert!(!accepts_gzip(header("identity").as_ref()));
+        assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn payload_reports_its_exact_size() {
+        let payload = Payload::new(vec![
+            Bytes::from_static(b"abc"),
+            Bytes::new(),
+            Bytes::from_static(b"de"),
+        ]);
+        assert_eq!(payload.size_hint().exact(), Some(5));
+        assert_eq!(payload.chunks.len(), 2);
+    }
+}

@@ -1,0 +1,373 @@
+//! Reads proposal hashes from Redis: the configured keys, or every key under the prefix found
+//! with SCAN, fetched with pipelined HGETALL under connect and response timeouts; a failed
+//! connection is dropped and made again on the next fetch. Returns bytes as Redis holds them;
+//! interpreting them is `proposal`'s job.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, Value};
+
+/// SCAN's COUNT hint: large enough for few round trips, small enough not to stall Redis.
+const SCAN_COUNT: usize = 1_000;
+/// Keys per pipelined HGETALL round trip; bounds the size of one reply at large key counts.
+const FETCH_BATCH: usize = 2_000;
+
+/// Which keys to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Symbols {
+    /// Every key under the prefix, found with SCAN on each refresh.
+    Discover,
+    /// Exactly these symbols; one without a hash is reported missing.
+    Fixed(Vec<String>),
+}
+
+/// How to reach Redis.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    /// A `redis://` or `rediss://` URL, possibly with user, password and database.
+    pub url: String,
+    /// Used when the URL carries no password.
+    pub password: Option<String>,
+    /// PEM file of the CA that signed the server's certificate, for `rediss://`.
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("invalid redis address: {0}")]
+    Address(String),
+    #[error("cannot read CA file {path}: {source}")]
+    CaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to redis at {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: redis::RedisError,
+    },
+    #[error("redis at {addr} did not answer in time: {source}")]
+    Timeout {
+        addr: String,
+        source: redis::RedisError,
+    },
+    #[error("redis command failed at {addr}: {source}")]
+    Command {
+        addr: String,
+        source: redis::RedisError,
+    },
+    #[error("redis at {addr} sent an unexpected reply to {command}")]
+    Reply { addr: String, command: &'static str },
+}
+
+/// A hash's field-value pairs, as bytes.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One hash read from Redis: the symbol (the key without the prefix) and its field-value pairs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawHash {
+    pub symbol: Vec<u8>,
+    pub fields: Fields,
+}
+
+/// What one fetch found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    pub hashes: Vec<RawHash>,
+    /// Configured symbols whose key does not exist.
+    pub missing: Vec<String>,
+    /// Keys under the prefix that hold something other than a hash.
+    pub wrong_type: usize,
+    /// Commands sent (SCAN pages plus HGETALLs), for cost accounting.
+    pub commands: usize,
+    /// Round trips made.
+    pub round_trips: usize,
+}
+
+impl RedisSettings {
+    /// A client for these settings and the server address without credentials; does not connect.
+    pub fn client(&self) -> Result<(Client, String), SourceError> {
+        let mut info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| SourceError::Address(e.to_string()))?;
+        if let Some(password) = &self.password
+            && info.redis_settings().password().is_none()
+        {
+            let redis_settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(redis_settings);
+        }
+        let addr = info.addr().to_string();
+        let client = match &self.ca_file {
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|source| SourceError::CaFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                Client::build_with_tls(info, certs)
+            }
+            None => Client::open(info),
+        }
+        .map_err(|e| SourceError::Address(e.to_string()))?;
+        Ok((client, addr))
+    }
+
+    pub fn connection_config(&self) -> AsyncConnectionConfig {
+        AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+    }
+}
+
+/// A Redis connection that is made lazily and dropped after any failure.
+pub struct Source {
+    client: Client,
+    addr: String,
+    config: AsyncConnectionConfig,
+    connection: Option<MultiplexedConnection>,
+    prefix: Vec<u8>,
+    symbols: Symbols,
+}
+
+impl Source {
+    /// Checks the settings; does not connect yet, so the exporter starts even when Redis is down.
+    pub fn new(
+        settings: &RedisSettings,
+        prefix: &str,
+        symbols: Symbols,
+    ) -> Result<Source, SourceError> {
+        let (client, addr) = settings.client()?;
+        Ok(Source {
+            client,
+            addr,
+            config: settings.connection_config(),
+            connection: None,
+            prefix: prefix.as_bytes().to_vec(),
+            symbols,
+        })
+    }
+
+    /// The server address, without credentials, for logs.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Reads every proposal hash. On error the connection is dropped, so the next call
+    /// reconnects.
+    pub async fn fetch(&mut self) -> Result<Fetched, SourceError> {
+        let mut connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self
+                .client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await
+                .map_err(|source| self.classify(source, true))?,
+        };
+        let fetched = self.fetch_with(&mut connection).await?;
+        self.connection = Some(connection);
+        Ok(fetched)
+    }
+
+    async fn fetch_with(
+        &self,
+        connection: &mut MultiplexedConnection,
+    ) -> Result<Fetched, SourceError> {
+        let mut fetched = Fetched::default();
+        let symbols: Vec<Vec<u8>> = match &self.symbols {
+            Symbols::Fixed(list) => list.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            Symbols::Discover => self.discover(connection, &mut fetched).await?,
+        };
+        for batch in symbols.chunks(FETCH_BATCH) {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for symbol in batch {
+                pipe.cmd("HGETALL")
+                    .arg([self.prefix.as_slice(), symbol].concat());
+            }
+            let replies: Vec<Value> = pipe
+                .query_async(connection)
+                .await
+                .map_err(|source| self.classify(source, false))?;
+            fetched.commands += batch.len();
+            fetched.round_trips += 1;
+            if replies.len() != batch.len() {
+                return Err(self.unexpected("HGETALL"));
+            }
+            for (symbol, reply) in batch.iter().zip(replies) {
+                match reply {
+                    Value::ServerError(error) if error.code() == "WRONGTYPE" => {
+                        fetched.wrong_type += 1
+                    }
+                    Value::ServerError(error) => {
+                        return Err(self.classify(redis::RedisError::from(error), false));
+                    }
+                    reply => {
+                        let fields =
+                            field_pairs(reply).ok_or_else(|| self.unexpected("HGETALL"))?;
+                        if !fields.is_empty() {
+                            fetched.hashes.push(RawHash {
+                                symbol: symbol.clone(),
+                                fields,
+                            });
+                        } else if matches!(self.symbols, Symbols::Fixed(_)) {
+                            fetched
+                                .missing
+                                .push(String::from_utf8_lossy(symbol).into_owned());
+                        }
+                        // A discovered key that vanished before HGETALL has simply expired.
+                    }
+                }
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// Every symbol under the prefix, sorted and unique (SCAN may return a key twice).
+    async fn discover(
+        &self,
+        connection: &mut MultiplexedConnection,
+        fetched: &mut Fetched,
+    ) -> Result<Vec<Vec<u8>>, SourceError> {
+        let pattern = [glob_escape(&self.prefix), b"*".to_vec()].concat();
+        let mut symbols = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .cursor_arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(connection)
+                .await
+                .map_err(|source| self.classify(source, false))?;
+            fetched.commands += 1;
+            fetched.round_trips += 1;
+            symbols
+                .extend(keys.into_iter().filter_map(|key| {
+                    key.strip_prefix(self.prefix.as_slice()).map(<[u8]>::to_vec)
+                }));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        symbols.sort_unstable();
+        symbols.dedup();
+        Ok(symbols)
+    }
+
+    fn classify(&self, source: redis::RedisError, connecting: bool) -> SourceError {
+        let addr = self.addr.clone();
+        if source.is_timeout() {
+            SourceError::Timeout { addr, source }
+        } else if connecting {
+            SourceError::Connect { addr, source }
+        } else {
+            SourceError::Command { addr, source }
+        }
+    }
+
+    fn unexpected(&self, command: &'static str) -> SourceError {
+        SourceError::Reply {
+            addr: self.addr.clone(),
+            command,
+        }
+    }
+}
+
+/// HGETALL's reply as pairs: a flat array under RESP2, a map under RESP3.
+fn field_pairs(reply: Value) -> Option<Fields> {
+    let bytes = |value: Value| match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.into_bytes()),
+        _ => None,
+    };
+    match reply {
+        Value::Array(items) => {
+            let mut items = items.into_iter();
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            while let Some(key) = items.next() {
+                pairs.push((bytes(key)?, bytes(items.next()?)?));
+            }
+            Some(pairs)
+        }
+        Value::Map(entries) => entries
+            .into_iter()
+            .map(|(key, value)| Some((bytes(key)?, bytes(value)?)))
+            .collect(),
+        Value::Nil => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+/// Escapes the glob characters of SCAN's MATCH so that a prefix is matched literally.
+fn glob_escape(prefix: &[u8]) -> Vec<u8> {
+    let mut escaped = Vec::with_capacity(prefix.len() + 4);
+    for &byte in prefix {
+        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
+            escaped.push(b'\\');
+        }
+        escaped.push(byte);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_in_the_prefix_are_literal() {
+        assert_eq!(
+            glob_escape(b"quantum:harvest:proposal:"),
+            b"quantum:harvest:proposal:"
+        );
+        assert_eq!(glob_escape(b"a*b?[c]\\"), b"a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn hgetall_replies_in_both_protocols() {
+        let flat = Value::Array(vec![
+            Value::BulkString(b"kill_score".to_vec()),
+            Value::BulkString(b"0.5".to_vec()),
+        ]);
+        let expected = vec![(b"kill_score".to_vec(), b"0.5".to_vec())];
+        assert_eq!(field_pairs(flat), Some(expected.clone()));
+        let map = Value::Map(vec![(
+            Value::BulkString(b"kill_score".to_vec()),
+            Value::BulkString(b"0.5".to_vec()),
+        )]);
+        assert_eq!(field_pairs(map), Some(expected));
+        assert_eq!(field_pairs(Value::Array(vec![])), Some(vec![]));
+        assert_eq!(field_pairs(Value::Int(3)), None);
+        assert_eq!(
+            field_pairs(Value::Array(vec![Value::BulkString(vec![])])),
+            None
+        );
+    }
+
+    #[test]
+    fn password_is_added_only_when_the_url_has_none() {
+        let settings = |url: &str| RedisSettings {
+            url: url.into(),
+            password: Some("from-env".into()),
+            ca_file: None,
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+        };
+        let source =
+            Source::new(&settings("redis://127.0.0.1:1/0"), "p:", Symbols::Discover).unwrap();
+        assert_eq!(source.addr(), "127.0.0.1:1");
+        assert!(Source::new(&settings("http://nowhere"), "p:", Symbols::Discover).is_err());
+    }
+}
