@@ -1,0 +1,396 @@
+//! Shared test fixtures: a private `redis-server` and the exporter binary, each on a free loopback
+//! port and killed on drop, a minimal HTTP/1.1 client, and `promtool check metrics`. Every wait is
+//! bounded, so a broken build fails fast instead of hanging.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const PREFIX: &str = "quantum:harvest:proposal:";
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A fresh directory under the system temp dir, removed by [`TempDir`]'s drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("harvest-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "{tool} is not installed: run scripts/test, which installs it");
+}
+
+/// A private redis-server on a free port, with no persistence.
+pub struct Redis {
+    pub port: u16,
+    child: Child,
+    dir: TempDir,
+    extra_args: Vec<String>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    pub fn start_with(extra_args: &[&str]) -> Redis {
+        Redis::start_on(free_port(), extra_args.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn start_on(port: u16, extra_args: Vec<String>) -> Redis {
+        require("redis-server");
+        let dir = TempDir::new("redis");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir.0)
+            .args(&extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let redis = Redis {
+            port,
+            child,
+            dir,
+            extra_args,
+        };
+        wait_for("redis-server to answer PING", Duration::from_secs(10), || {
+            redis.try_connection().and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).ok())
+        });
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn try_connection(&self) -> Option<redis::Connection> {
+        let client = redis::Client::open(self.url()).ok()?;
+        client.get_connection_with_timeout(Duration::from_millis(500)).ok()
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        self.try_connection().expect("connect to the test redis-server")
+    }
+
+    /// Writes a proposal hash for `symbol`.
+    pub fn hset(&self, symbol: &str, fields: &[(&str, &str)]) {
+        let mut c = self.connection();
+        redis::cmd("HSET")
+            .arg(format!("{PREFIX}{symbol}"))
+            .arg(fields)
+            .query::<()>(&mut c)
+            .expect("HSET");
+    }
+
+    /// Runs any command, for the tests' own setup.
+    pub fn run(&self, args: &[&str]) -> redis::Value {
+        let mut c = self.connection();
+        redis::cmd(args[0]).arg(&args[1..]).query(&mut c).expect("redis command")
+    }
+
+    /// Kills the server (as a crash would) and waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new, empty server on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let fresh = Redis::start_on(self.port, self.extra_args.clone());
+        *self = fresh;
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The seed's example: three symbols with the values its document shows.
+pub fn seed_example(redis: &Redis) {
+    redis.hset(
+        "BTCUSDT",
+        &[
+            ("harvest_action", "PARTIAL_75"),
+            ("kill_score", "0.527"),
+            ("k_regime_flip", "0.0"),
+            ("k_sigma_spike", "0.1"),
+            ("k_ts_drop", "0.055"),
+            ("k_age_penalty", "0.2"),
+            ("R_net", "7.5"),
+            ("new_sl_proposed", "None"),
+            ("last_update_epoch", "1769130500"),
+            ("computed_at_utc", "2026-01-23T01:08:20"),
+        ],
+    );
+    redis.hset(
+        "ETHUSDT",
+        &[
+            ("harvest_action", "FULL_CLOSE_PROPOSED"),
+            ("kill_score", "0.753"),
+            ("k_regime_flip", "1.0"),
+            ("k_sigma_spike", "0.25"),
+            ("k_ts_drop", "0.208"),
+            ("k_age_penalty", "0.3"),
+            ("R_net", "2.45"),
+            ("new_sl_proposed", "100.2"),
+            ("last_update_epoch", "1769130500"),
+            ("computed_at_utc", "2026-01-23T01:08:20Z"),
+        ],
+    );
+    redis.hset(
+        "SOLUSDT",
+        &[
+            ("harvest_action", "PARTIAL_50"),
+            ("kill_score", "0.761"),
+            ("k_regime_flip", "1.0"),
+            ("k_sigma_spike", "0.4"),
+            ("k_ts_drop", "0.286"),
+            ("k_age_penalty", "0.1"),
+            ("r_net", "4.0"),
+            ("new_sl_proposed", "21.5"),
+            ("last_update_epoch", "1769130500"),
+        ],
+    );
+}
+
+/// The exporter binary built by cargo for these tests.
+pub fn exporter_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_harvest-exporter")
+}
+
+/// A running exporter on a free port, with a clean environment and the given flags.
+pub struct Exporter {
+    pub port: u16,
+    child: Child,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Exporter {
+    /// Starts against `redis` with a 0.2 s poll interval, plus `args`, and waits for /health.
+    pub fn start(redis: &Redis, args: &[&str]) -> Exporter {
+        let redis_url = redis.url();
+        let mut all = vec!["--redis.addr", redis_url.as_str(), "--harvest.poll-interval", "0.2"];
+        all.extend_from_slice(args);
+        Exporter::start_raw(&all, &[])
+    }
+
+    /// Starts with exactly these flags and environment variables.
+    pub fn start_raw(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let port = free_port();
+        let dir = TempDir::new("exporter");
+        let log = dir.0.join("exporter.log");
+        let child = Command::new(exporter_bin())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}"), "--log.level", "debug"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start harvest-exporter");
+        let mut exporter = Exporter {
+            port,
+            child,
+            log,
+            _dir: dir,
+        };
+        wait_for("the exporter's /health", Duration::from_secs(10), || {
+            if let Ok(Some(status)) = exporter.child.try_wait() {
+                panic!("exporter exited with {status}: {}", exporter.log_text());
+            }
+            http_get(port, "/health", &[]).ok().filter(|r| r.status == 200)
+        });
+        exporter
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        http_get(self.port, path, &[]).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// `/metrics` as text, after checking it with promtool.
+    pub fn metrics(&self) -> String {
+        let response = self.get("/metrics");
+        assert_eq!(response.status, 200);
+        let body = response.text();
+        promtool_check_metrics(&body);
+        body
+    }
+
+    /// Waits until `/metrics` satisfies `check`.
+    pub fn wait_metrics(&self, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> String {
+        wait_for(what, timeout, || {
+            let body = self.get("/metrics").text();
+            check(&body).then_some(body)
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and returns how long the process took to exit.
+    pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
+        let started = Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let status = wait_for("the exporter to exit", Duration::from_secs(10), || self.child.try_wait().ok().flatten());
+        (started.elapsed(), status)
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the exporter binary to completion (for `--help`, bad flags, `simulate`).
+pub fn run_exporter(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(exporter_bin())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("run harvest-exporter")
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("UTF-8 body")
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; reads the whole response.
+pub fn http_request(port: u16, request: &[u8]) -> std::io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(request)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    http_request(port, request.as_bytes())
+}
+
+/// Fails the test unless `promtool check metrics` accepts `body` with no lint finding at all,
+/// and no series appears twice (promtool does not check that).
+pub fn promtool_check_metrics(body: &str) {
+    require("promtool");
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut seen = std::collections::HashSet::new();
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let series = line.rsplit_once(' ').map_or(line, |(s, _)| s);
+        assert!(seen.insert(series), "duplicate series {series:?}");
+    }
+}
+
+/// The value of the sample `series` (name with labels, exactly as rendered), if present.
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
