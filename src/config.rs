@@ -99,7 +99,7 @@ pub struct Config {
 
     /// PEM file with the CA certificate that signed the Redis server's certificate (rediss://);
     /// without it the system's trust store is used.
-    #[arg(long = "redis.tls-ca-file", env = "REDIS_TLS_CA_FILE", value_parser = trimmed, global = true)]
+    #[arg(long = "redis.tls-ca-file", env = "REDIS_TLS_CA_FILE", value_parser = readable_file, global = true)]
     pub redis_ca_file: Option<PathBuf>,
 
     /// Seconds to wait for a connection to Redis.
@@ -209,6 +209,12 @@ where
 
 fn trimmed(raw: &str) -> Result<String, String> {
     Ok(raw.trim().to_owned())
+}
+
+fn readable_file(raw: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(raw.trim());
+    std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 fn port(raw: &str) -> Result<u16, String> {

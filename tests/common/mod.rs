@@ -27,7 +27,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("harvest-test-{tag}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("harvest-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir(path)
@@ -47,7 +48,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -58,7 +62,10 @@ fn require(tool: &str) {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(found, "{tool} is not installed: run scripts/test, which installs it");
+    assert!(
+        found,
+        "{tool} is not installed: run scripts/test, which installs it"
+    );
 }
 
 /// A private redis-server on a free port, with no persistence.
@@ -75,14 +82,26 @@ impl Redis {
     }
 
     pub fn start_with(extra_args: &[&str]) -> Redis {
-        Redis::start_on(free_port(), extra_args.iter().map(|s| s.to_string()).collect())
+        Redis::start_on(
+            free_port(),
+            extra_args.iter().map(|s| s.to_string()).collect(),
+        )
     }
 
     fn start_on(port: u16, extra_args: Vec<String>) -> Redis {
         require("redis-server");
         let dir = TempDir::new("redis");
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&dir.0)
             .args(&extra_args)
@@ -96,9 +115,18 @@ impl Redis {
             dir,
             extra_args,
         };
-        wait_for("redis-server to answer PING", Duration::from_secs(10), || {
-            redis.try_connection().and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).ok())
-        });
+        wait_for(
+            "redis-server to answer PING",
+            Duration::from_secs(10),
+            || {
+                let mut connection = redis.try_connection()?;
+                // A server that requires a password answers NOAUTH: it is up all the same.
+                match redis::cmd("PING").query::<String>(&mut connection) {
+                    Err(error) if error.is_io_error() => None,
+                    _ => Some(()),
+                }
+            },
+        );
         redis
     }
 
@@ -108,11 +136,14 @@ impl Redis {
 
     fn try_connection(&self) -> Option<redis::Connection> {
         let client = redis::Client::open(self.url()).ok()?;
-        client.get_connection_with_timeout(Duration::from_millis(500)).ok()
+        client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()
     }
 
     pub fn connection(&self) -> redis::Connection {
-        self.try_connection().expect("connect to the test redis-server")
+        self.try_connection()
+            .expect("connect to the test redis-server")
     }
 
     /// Writes a proposal hash for `symbol`.
@@ -128,7 +159,10 @@ impl Redis {
     /// Runs any command, for the tests' own setup.
     pub fn run(&self, args: &[&str]) -> redis::Value {
         let mut c = self.connection();
-        redis::cmd(args[0]).arg(&args[1..]).query(&mut c).expect("redis command")
+        redis::cmd(args[0])
+            .arg(&args[1..])
+            .query(&mut c)
+            .expect("redis command")
     }
 
     /// Kills the server (as a crash would) and waits until it is gone.
@@ -216,9 +250,10 @@ impl Exporter {
     /// Starts against `redis` with a 0.2 s poll interval, plus `args`, and waits for /health.
     pub fn start(redis: &Redis, args: &[&str]) -> Exporter {
         let redis_url = redis.url();
-        let mut all = vec!["--redis.addr", redis_url.as_str(), "--harvest.poll-interval", "0.2"];
+        let mut all = vec!["--redis.addr", redis_url.as_str()];
         all.extend_from_slice(args);
-        Exporter::start_raw(&all, &[])
+        // From the environment, so that a test's own flag wins as it would for an operator.
+        Exporter::start_raw(&all, &[("POLL_INTERVAL_SEC", "0.2")])
     }
 
     /// Starts with exactly these flags and environment variables.
@@ -229,8 +264,10 @@ impl Exporter {
         let child = Command::new(exporter_bin())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // The seed's env name for the port, so every test also checks the drop-in path.
+            .env("METRICS_PORT", port.to_string())
+            .env("LOG_LEVEL", "debug")
             .envs(env.iter().copied())
-            .args(["--web.listen-address", &format!("127.0.0.1:{port}"), "--log.level", "debug"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -246,7 +283,9 @@ impl Exporter {
             if let Ok(Some(status)) = exporter.child.try_wait() {
                 panic!("exporter exited with {status}: {}", exporter.log_text());
             }
-            http_get(port, "/health", &[]).ok().filter(|r| r.status == 200)
+            http_get(port, "/health", &[])
+                .ok()
+                .filter(|r| r.status == 200)
         });
         exporter
     }
@@ -265,7 +304,12 @@ impl Exporter {
     }
 
     /// Waits until `/metrics` satisfies `check`.
-    pub fn wait_metrics(&self, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> String {
+    pub fn wait_metrics(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
         wait_for(what, timeout, || {
             let body = self.get("/metrics").text();
             check(&body).then_some(body)
@@ -279,8 +323,12 @@ impl Exporter {
     /// Sends SIGTERM and returns how long the process took to exit.
     pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
         let started = Instant::now();
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let status = wait_for("the exporter to exit", Duration::from_secs(10), || self.child.try_wait().ok().flatten());
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = wait_for("the exporter to exit", Duration::from_secs(10), || {
+            self.child.try_wait().ok().flatten()
+        });
         (started.elapsed(), status)
     }
 }
@@ -353,7 +401,8 @@ pub fn http_request(port: u16, request: &[u8]) -> std::io::Result<HttpResponse> 
 }
 
 pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -372,7 +421,12 @@ pub fn promtool_check_metrics(body: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run promtool");
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),

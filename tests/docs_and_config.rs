@@ -1,0 +1,190 @@
+//! The README's tables agree with `--help` and with what the exporter really exports, and every
+//! setting rejects a bad value with a message naming its flag and environment variable.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use clap::CommandFactory;
+use common::*;
+use harvest_exporter::config::Cli;
+
+fn readme_section(title: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("README has no {title} section"));
+    let rest = &readme[start + title.len() + 5..];
+    rest[..rest.find("\n## ").unwrap_or(rest.len())].to_owned()
+}
+
+/// The table rows of a section, as cells with the backticks removed.
+fn table_rows(section: &str) -> Vec<Vec<String>> {
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            l.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().trim_matches('`').to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn configuration_table_matches_the_flags() {
+    let documented: BTreeSet<(String, String, String)> =
+        table_rows(&readme_section("Configuration"))
+            .into_iter()
+            .map(|row| (row[0].clone(), row[1].clone(), row[2].clone()))
+            .collect();
+    let command = Cli::command();
+    let actual: BTreeSet<(String, String, String)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let env = arg.get_env()?.to_string_lossy().into_owned();
+            let default = arg
+                .get_default_values()
+                .first()
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Some((env, format!("--{}", arg.get_long()?), default))
+        })
+        .collect();
+    assert_eq!(documented, actual, "README configuration table vs flags");
+}
+
+#[test]
+fn help_names_every_env_variable_and_default() {
+    let output = run_exporter(&["--help"], &[]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for row in table_rows(&readme_section("Configuration")) {
+        assert!(
+            help.contains(&format!("[env: {}", row[0])),
+            "--help lacks {}",
+            row[0]
+        );
+        if !row[2].is_empty() {
+            assert!(
+                help.contains(&format!("[default: {}]", row[2])),
+                "--help lacks the default of {}",
+                row[0]
+            );
+        }
+    }
+}
+
+#[test]
+fn metrics_table_matches_what_is_exported() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let output = run_exporter(
+        &[
+            "--redis.addr",
+            &url,
+            "simulate",
+            "--rounds",
+            "1",
+            "--heat-gate",
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let exporter = Exporter::start(&redis, &[]);
+    let body = exporter.wait_metrics("simulated symbols", Duration::from_secs(10), |b| {
+        sample(b, "quantum_harvest_exporter_symbols_exported") == Some(3.0)
+    });
+    promtool_check_metrics(&body);
+    let exported: BTreeSet<String> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect();
+    let documented: BTreeSet<String> = table_rows(&readme_section("Metrics"))
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect();
+    assert_eq!(documented, exported, "README metrics table vs /metrics");
+}
+
+/// A value each setting must reject. A setting added without a row here fails the test.
+const BAD_VALUES: [(&str, &str); 18] = [
+    ("LISTEN_ADDRESS", "example.com"),
+    ("METRICS_PORT", "0"),
+    ("WEB_MAX_CONNECTIONS", "0"),
+    ("WEB_HEADER_TIMEOUT_SEC", "-1"),
+    ("REDIS_HOST", "bad host"),
+    ("REDIS_PORT", "70000"),
+    ("REDIS_DB", "first"),
+    ("REDIS_URL", "http://127.0.0.1:6379"),
+    ("REDIS_PASSWORD", ""),
+    ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem"),
+    ("REDIS_CONNECT_TIMEOUT_SEC", "soon"),
+    ("REDIS_TIMEOUT_SEC", "1e9"),
+    ("SYMBOLS", "BTCUSDT,ETH\u{7}USDT"),
+    ("HARVEST_PREFIX", " \r"),
+    ("POLL_INTERVAL_SEC", "0"),
+    ("MAX_SYMBOLS", "-5"),
+    ("LOG_LEVEL", "loud"),
+    ("LOG_LEVEL", "nan"),
+];
+
+#[test]
+fn every_bad_setting_exits_nonzero_naming_it() {
+    let command = Cli::command();
+    for arg in command.get_arguments() {
+        let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        let env = env.to_string_lossy().into_owned();
+        assert!(
+            BAD_VALUES.iter().any(|(e, _)| *e == env),
+            "no bad value listed for {env}"
+        );
+        for (_, bad) in BAD_VALUES.iter().filter(|(e, _)| *e == env) {
+            // Any string is a valid password: there is nothing to reject.
+            if env == "REDIS_PASSWORD" {
+                continue;
+            }
+            let flag = format!("--{long}");
+            let flag_with_value = format!("{flag}={bad}");
+            for output in [
+                run_exporter(&[], &[(env.as_str(), bad)]),
+                run_exporter(&[&flag_with_value], &[]),
+            ] {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                assert_eq!(
+                    output.status.code(),
+                    Some(2),
+                    "{env}={bad:?} must fail: {stderr}"
+                );
+                assert!(
+                    stderr.contains(&flag) && stderr.contains(&env),
+                    "{env}={bad:?}: {stderr}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_busy_port_is_a_clear_start_up_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let output = run_exporter(&["--web.listen-port", &port], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot listen on") && stderr.contains("METRICS_PORT"),
+        "{stderr}"
+    );
+}
