@@ -142,18 +142,25 @@ impl Config {
     }
 
     pub fn redis(&self) -> RedisSettings {
-        let url = self.redis_url.clone().unwrap_or_else(|| {
-            let host = if self.redis_host.contains(':') {
-                format!("[{}]", self.redis_host)
-            } else {
-                self.redis_host.clone()
-            };
-            format!("redis://{host}:{}/{}", self.redis_port, self.redis_db)
-        });
+        let url = self
+            .redis_url
+            .clone()
+            .filter(|url| !url.is_empty())
+            .unwrap_or_else(|| {
+                let host = if self.redis_host.contains(':') {
+                    format!("[{}]", self.redis_host)
+                } else {
+                    self.redis_host.clone()
+                };
+                format!("redis://{host}:{}/{}", self.redis_port, self.redis_db)
+            });
         RedisSettings {
             url,
             password: self.redis_password.clone().filter(|p| !p.is_empty()),
-            ca_file: self.redis_ca_file.clone(),
+            ca_file: self
+                .redis_ca_file
+                .clone()
+                .filter(|path| !path.as_os_str().is_empty()),
             connect_timeout: self.redis_connect_timeout,
             response_timeout: self.redis_timeout,
         }
@@ -211,9 +218,12 @@ fn trimmed(raw: &str) -> Result<String, String> {
     Ok(raw.trim().to_owned())
 }
 
+/// A readable file, or empty for none (as `KEY=` in an env file means).
 fn readable_file(raw: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(raw.trim());
-    std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !path.as_os_str().is_empty() {
+        std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    }
     Ok(path)
 }
 
@@ -260,6 +270,9 @@ fn host(raw: &str) -> Result<String, String> {
 fn redis_url(raw: &str) -> Result<String, String> {
     use redis::IntoConnectionInfo;
     let url = raw.trim();
+    if url.is_empty() {
+        return Ok(String::new());
+    }
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err("expected a redis:// or rediss:// URL".into());
     }
@@ -392,6 +405,23 @@ mod tests {
             Ok("0.0.0.0:9000".parse().unwrap())
         );
         assert!(listen_addr("example.com", 8042).is_err());
+    }
+
+    #[test]
+    fn empty_optional_settings_mean_unset() {
+        let cli = parse(&[
+            "--redis.addr",
+            " ",
+            "--redis.tls-ca-file",
+            "",
+            "--redis.password",
+            "",
+        ])
+        .unwrap();
+        let redis = cli.config.redis();
+        assert_eq!(redis.url, "redis://localhost:6379/0");
+        assert_eq!(redis.ca_file, None);
+        assert_eq!(redis.password, None);
     }
 
     #[test]
