@@ -67,13 +67,19 @@ pub struct Config {
     #[arg(long = "web.listen-port", env = "METRICS_PORT", default_value = "8042", value_parser = port, global = true)]
     pub listen_port: u16,
 
-    /// Most HTTP connections served at once; further ones are closed at once.
-    #[arg(long = "web.max-connections", env = "WEB_MAX_CONNECTIONS", default_value = "256", value_parser = positive_count, global = true)]
+    /// Most HTTP connections open at once. When full, the oldest connection that has not sent a
+    /// request yet is closed to make room; if every one is busy, the new one is closed.
+    #[arg(long = "web.max-connections", env = "WEB_MAX_CONNECTIONS", default_value = "1024", value_parser = positive_count, global = true)]
     pub max_connections: usize,
 
     /// Seconds a client may take to send its request head before the connection is closed.
     #[arg(long = "web.header-timeout", env = "WEB_HEADER_TIMEOUT_SEC", default_value = "5", value_parser = seconds, global = true)]
     pub header_timeout: Duration,
+
+    /// Seconds a response may make no progress (a client that stops reading) before the
+    /// connection is closed.
+    #[arg(long = "web.write-timeout", env = "WEB_WRITE_TIMEOUT_SEC", default_value = "30", value_parser = seconds, global = true)]
+    pub write_timeout: Duration,
 
     /// Redis host, used when --redis.addr is not set.
     #[arg(long = "redis.host", env = "REDIS_HOST", default_value = "localhost", value_parser = host, global = true)]

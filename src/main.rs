@@ -100,6 +100,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
     let web = WebSettings {
         max_connections: config.max_connections,
         header_timeout: config.header_timeout,
+        write_timeout: config.write_timeout,
     };
     server::serve(listener, published, web, shutdown_signal()).await;
     tracing::info!("shutting down");

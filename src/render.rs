@@ -102,6 +102,13 @@ pub struct ProcessStats {
     pub start_time_seconds: f64,
 }
 
+/// The HTTP server's connection figures, read at scrape time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HttpStats {
+    pub open: f64,
+    pub evicted: f64,
+}
+
 type OneHot = (&'static str, &'static str, fn(&Proposal) -> &Action);
 type SeedGauge = (&'static str, &'static str, fn(&Proposal) -> f64);
 
@@ -428,7 +435,11 @@ fn render_exporter_metrics(out: &mut Vec<u8>, snapshot: &Snapshot) {
 }
 
 /// Renders the values that must be read at scrape time.
-pub fn render_tail(cache_age: Duration, process: Option<&ProcessStats>) -> Vec<u8> {
+pub fn render_tail(
+    cache_age: Duration,
+    http: &HttpStats,
+    process: Option<&ProcessStats>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(1_024);
     let mut number = ryu::Buffer::new();
     let mut gauge = |out: &mut Vec<u8>, name: &str, help: &str, kind: &str, value: f64| {
@@ -441,6 +452,20 @@ pub fn render_tail(cache_age: Duration, process: Option<&ProcessStats>) -> Vec<u
         "Seconds since the cached proposals were last read from Redis (since start-up before the first read).",
         "gauge",
         cache_age.as_secs_f64(),
+    );
+    gauge(
+        &mut out,
+        "quantum_harvest_exporter_http_connections_open",
+        "HTTP connections open, this scrape's included.",
+        "gauge",
+        http.open,
+    );
+    gauge(
+        &mut out,
+        "quantum_harvest_exporter_http_connections_evicted_total",
+        "Connections closed before their first request to make room under the connection cap.",
+        "counter",
+        http.evicted,
     );
     if let Some(p) = process {
         gauge(
@@ -639,8 +664,12 @@ mod tests {
             open_fds: 7.0,
             ..ProcessStats::default()
         };
-        let tail =
-            String::from_utf8(render_tail(Duration::from_millis(1_500), Some(&stats))).unwrap();
+        let tail = String::from_utf8(render_tail(
+            Duration::from_millis(1_500),
+            &HttpStats::default(),
+            Some(&stats),
+        ))
+        .unwrap();
         assert!(tail.contains("quantum_harvest_exporter_cache_age_seconds 1.5\n"));
         assert!(tail.contains("# TYPE process_cpu_seconds_total counter\n"));
         assert!(tail.contains("process_open_fds 7.0\n"));

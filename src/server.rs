@@ -2,11 +2,12 @@
 //! It reads only the published snapshot and never touches Redis; every connection is its own
 //! task, capped in number and in the time it may take to send its request head.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,15 +19,68 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio_io_timeout::TimeoutStream;
 
 use crate::process;
-use crate::render::{self, CONTENT_TYPE, Published};
+use crate::render::{self, CONTENT_TYPE, HttpStats, Published};
 
 #[derive(Clone, Copy, Debug)]
 pub struct WebSettings {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+/// Open connections, and those not yet past their first request head, which are the ones
+/// closed to make room when the cap is reached: a flood of idle or slow clients then cannot keep
+/// a scraper out, and a connection that is being answered is never cut.
+#[derive(Default)]
+struct Connections {
+    open: AtomicUsize,
+    evicted: AtomicU64,
+    next_id: AtomicU64,
+    waiting: Mutex<BTreeMap<u64, AbortHandle>>,
+}
+
+impl Connections {
+    fn stats(&self) -> HttpStats {
+        HttpStats {
+            open: self.open.load(Ordering::Relaxed) as f64,
+            evicted: self.evicted.load(Ordering::Relaxed) as f64,
+        }
+    }
+
+    /// Closes the oldest connection still waiting for its first request head.
+    fn evict_oldest_waiting(&self) -> bool {
+        let oldest = self.waiting.lock().expect("not poisoned").pop_first();
+        match oldest {
+            Some((_, task)) => {
+                task.abort();
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn request_started(&self, id: u64) {
+        self.waiting.lock().expect("not poisoned").remove(&id);
+    }
+}
+
+/// Marks a connection closed however its task ends, including by eviction.
+struct OpenConnection {
+    id: u64,
+    connections: Arc<Connections>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.connections.request_started(self.id);
+        self.connections.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Accepts connections until `shutdown` completes. Connections still open then are dropped
@@ -37,7 +91,7 @@ pub async fn serve(
     settings: WebSettings,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let connections = Arc::new(Connections::default());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -53,34 +107,54 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+        if connections.open.load(Ordering::Relaxed) >= settings.max_connections
+            && !connections.evict_oldest_waiting()
+        {
             tracing::debug!(
-                "connection limit of {} reached; closing a new connection",
+                "{} connections, all busy: closing a new one",
                 settings.max_connections
             );
             continue;
+        }
+        connections.open.fetch_add(1, Ordering::Relaxed);
+        let id = connections.next_id.fetch_add(1, Ordering::Relaxed);
+        let guard = OpenConnection {
+            id,
+            connections: Arc::clone(&connections),
         };
         let published = published.clone();
-        tokio::spawn(async move {
+        let tracked = Arc::clone(&connections);
+        // Registered under the lock so that the first request cannot run before registration.
+        let mut waiting = connections.waiting.lock().expect("not poisoned");
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let mut stream = TimeoutStream::new(stream);
+            stream.set_write_timeout(Some(settings.write_timeout));
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                tracked.request_started(id);
                 let current = Arc::clone(&published.borrow());
-                async move { Ok::<_, Infallible>(respond(&request, &current)) }
+                let http = tracked.stats();
+                async move { Ok::<_, Infallible>(respond(&request, &current, &http)) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(settings.header_timeout)
                 .max_buf_size(16 * 1024)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(Box::pin(stream)), service);
             if let Err(error) = connection.await {
                 tracing::debug!("connection ended with an error: {error}");
             }
-            drop(slot);
         });
+        waiting.insert(id, task.abort_handle());
     }
 }
 
 /// Answers one request from the published snapshot.
-pub fn respond<B>(request: &Request<B>, published: &Published) -> Response<Payload> {
+pub fn respond<B>(
+    request: &Request<B>,
+    published: &Published,
+    http: &HttpStats,
+) -> Response<Payload> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -92,7 +166,7 @@ pub fn respond<B>(request: &Request<B>, published: &Published) -> Response<Paylo
         return response;
     }
     match request.uri().path() {
-        "/metrics" => metrics(request, published),
+        "/metrics" => metrics(request, published, http),
         "/health" => text(StatusCode::OK, "OK"),
         "/ready" => match published.snapshot.readiness(Instant::now()) {
             Ok(()) => text(StatusCode::OK, "ready\n"),
@@ -109,9 +183,9 @@ pub fn respond<B>(request: &Request<B>, published: &Published) -> Response<Paylo
     }
 }
 
-fn metrics<B>(request: &Request<B>, published: &Published) -> Response<Payload> {
+fn metrics<B>(request: &Request<B>, published: &Published, http: &HttpStats) -> Response<Payload> {
     let cache_age = published.snapshot.cache_age(Instant::now());
-    let tail = render::render_tail(cache_age, process::sample().as_ref());
+    let tail = render::render_tail(cache_age, http, process::sample().as_ref());
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
     let chunks = if gzip {
         vec![

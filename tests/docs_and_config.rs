@@ -117,11 +117,12 @@ fn metrics_table_matches_what_is_exported() {
 }
 
 /// A value each setting must reject. A setting added without a row here fails the test.
-const BAD_VALUES: [(&str, &str); 18] = [
+const BAD_VALUES: [(&str, &str); 19] = [
     ("LISTEN_ADDRESS", "example.com"),
     ("METRICS_PORT", "0"),
     ("WEB_MAX_CONNECTIONS", "0"),
     ("WEB_HEADER_TIMEOUT_SEC", "-1"),
+    ("WEB_WRITE_TIMEOUT_SEC", "forever"),
     ("REDIS_HOST", "bad host"),
     ("REDIS_PORT", "70000"),
     ("REDIS_DB", "first"),
