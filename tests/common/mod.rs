@@ -88,7 +88,8 @@ impl Redis {
         )
     }
 
-    fn start_on(port: u16, extra_args: Vec<String>) -> Redis {
+    /// Starts on a given port, e.g. one an exporter was already pointed at.
+    pub fn start_on(port: u16, extra_args: Vec<String>) -> Redis {
         require("redis-server");
         let dir = TempDir::new("redis");
         let child = Command::new("redis-server")
@@ -132,6 +133,51 @@ impl Redis {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// A redis-server that speaks only TLS, with a certificate signed by `certs`' CA.
+    pub fn start_tls(certs: &Certs) -> Redis {
+        require("redis-server");
+        let port = free_port();
+        let dir = TempDir::new("redis-tls");
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let extra_args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &path(&certs.cert),
+            "--tls-key-file",
+            &path(&certs.key),
+            "--tls-ca-cert-file",
+            &path(&certs.ca),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir.0)
+            .args(&extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server with TLS");
+        wait_for(
+            "redis-server to accept TLS connections",
+            Duration::from_secs(10),
+            || TcpStream::connect(("127.0.0.1", port)).ok(),
+        );
+        Redis {
+            port,
+            child,
+            dir,
+            extra_args,
+        }
     }
 
     fn try_connection(&self) -> Option<redis::Connection> {
@@ -447,4 +493,116 @@ pub fn sample(body: &str, series: &str) -> Option<f64> {
     body.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.parse().ok())
+}
+
+/// Appends one row to the reliability table that `scripts/test` turns into docs/reliability.md:
+/// the case, what the test did, what the exporter did, and a measured figure. Tests call it only
+/// after their assertions passed, so every row states something that was just shown to hold.
+pub fn report(case: &str, done: &str, outcome: &str, figure: &str) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
+    std::fs::create_dir_all(&dir).expect("report dir");
+    let clean = |text: &str| text.replace(['\t', '\n', '|'], " ");
+    let row = format!(
+        "{}\t{}\t{}\t{}\n",
+        clean(case),
+        clean(done),
+        clean(outcome),
+        clean(figure)
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("rows.tsv"))
+        .expect("report file");
+    file.write_all(row.as_bytes()).expect("write report row");
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 and localhost, made with openssl.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    _dir: TempDir,
+}
+
+impl Certs {
+    pub fn new() -> Certs {
+        require("openssl");
+        let dir = TempDir::new("certs");
+        let run = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .current_dir(&dir.0)
+                .args(args)
+                .output()
+                .expect("run openssl");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=harvest test CA",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            dir.0.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Certs {
+            ca: dir.0.join("ca.crt"),
+            cert: dir.0.join("server.crt"),
+            key: dir.0.join("server.key"),
+            _dir: dir,
+        }
+    }
 }
