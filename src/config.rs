@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long = "web.write-timeout", env = "WEB_WRITE_TIMEOUT_SEC", default_value = "30", value_parser = seconds, global = true)]
     pub write_timeout: Duration,
 
+    /// Web configuration file in the Prometheus exporters' shared format (tls_server_config,
+    /// basic_auth_users with bcrypt hashes, http_server_config.headers); without it, plain HTTP.
+    #[arg(long = "web.config.file", env = "WEB_CONFIG_FILE", value_parser = readable_file, global = true)]
+    pub web_config_file: Option<PathBuf>,
+
     /// Redis host, used when --redis.addr is not set.
     #[arg(long = "redis.host", env = "REDIS_HOST", default_value = "localhost", value_parser = host, global = true)]
     pub redis_host: String,

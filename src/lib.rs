@@ -1,7 +1,7 @@
 //! harvest-exporter: exports a trading system's harvest proposals, kept as Redis hashes, as
 //! Prometheus metrics. Data flows one way: `source` (Redis) -> `proposal` (typed values) ->
 //! `snapshot` (one refresh's state) -> `render` (exposition bytes) -> `server` (HTTP);
-//! `refresh` runs that pipeline on a timer and `config` reads the settings.
+//! `refresh` runs that pipeline on a timer, `config` and `webconfig` read the settings.
 
 pub mod config;
 pub mod process;
@@ -12,3 +12,4 @@ pub mod server;
 pub mod simulate;
 pub mod snapshot;
 pub mod source;
+pub mod webconfig;

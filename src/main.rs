@@ -2,14 +2,17 @@
 //! loop and the HTTP server) or the simulator. Only wiring lives here.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use harvest_exporter::config::{self, Cli, Command, Config};
 use harvest_exporter::refresh::Refresher;
-use harvest_exporter::server::{self, WebSettings};
+use harvest_exporter::server::{self, Security, WebSettings};
 use harvest_exporter::simulate;
 use harvest_exporter::source::{Source, Symbols};
+use harvest_exporter::webconfig;
+use tokio_rustls::TlsAcceptor;
 
 fn main() -> ExitCode {
     let cli = match config::parse_from(std::env::args_os()) {
@@ -71,14 +74,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn export(config: Config) -> anyhow::Result<()> {
+    let security = web_security(&config)?;
     let listen = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| {
             format!("cannot listen on {listen} (--web.listen-address, METRICS_PORT)")
         })?;
-    if !listen.ip().is_loopback() {
-        tracing::warn!(%listen, "listening beyond this host without TLS or authentication");
+    if !listen.ip().is_loopback() && (security.tls.is_none() || security.auth.is_none()) {
+        tracing::warn!(
+            %listen,
+            tls = security.tls.is_some(),
+            basic_auth = security.auth.is_some(),
+            "listening beyond this host without both TLS and authentication (see --web.config.file)"
+        );
     }
     let symbols = config.symbols();
     let source = Source::new(&config.redis(), &config.prefix, symbols.clone())
@@ -102,9 +111,38 @@ async fn export(config: Config) -> anyhow::Result<()> {
         header_timeout: config.header_timeout,
         write_timeout: config.write_timeout,
     };
-    server::serve(listener, published, web, shutdown_signal()).await;
+    server::serve(listener, published, web, security, shutdown_signal()).await;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Loads `--web.config.file`, if given.
+fn web_security(config: &Config) -> anyhow::Result<Security> {
+    let Some(path) = config
+        .web_config_file
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty())
+    else {
+        return Ok(Security::default());
+    };
+    let web = webconfig::load(path).context("invalid --web.config.file (WEB_CONFIG_FILE)")?;
+    for setting in &web.ignored {
+        tracing::warn!(
+            "{}: {setting} is accepted but not applied by this exporter",
+            path.display()
+        );
+    }
+    tracing::info!(
+        tls = web.tls.is_some(),
+        basic_auth = web.auth.is_some(),
+        "web configuration loaded from {}",
+        path.display()
+    );
+    Ok(Security {
+        tls: web.tls.map(TlsAcceptor::from),
+        auth: web.auth.map(Arc::new),
+        headers: web.headers,
+    })
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (systemd's stop).

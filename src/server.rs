@@ -13,24 +13,35 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::AbortHandle;
 use tokio_io_timeout::TimeoutStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::process;
 use crate::render::{self, CONTENT_TYPE, HttpStats, Published};
+use crate::webconfig::BasicAuth;
 
 #[derive(Clone, Copy, Debug)]
 pub struct WebSettings {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub write_timeout: Duration,
+}
+
+/// What `--web.config.file` asked for; the default is plain HTTP without authentication.
+#[derive(Default)]
+pub struct Security {
+    pub tls: Option<TlsAcceptor>,
+    pub auth: Option<Arc<BasicAuth>>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Open connections, and those not yet past their first request head, which are the ones
@@ -83,15 +94,33 @@ impl Drop for OpenConnection {
     }
 }
 
+/// Everything a connection task needs, shared by all of them.
+struct Shared {
+    published: watch::Receiver<Arc<Published>>,
+    settings: WebSettings,
+    security: Security,
+    connections: Arc<Connections>,
+    /// bcrypt checks in flight at most, so that a password-guessing flood costs one core at most.
+    bcrypt_slots: Semaphore,
+}
+
 /// Accepts connections until `shutdown` completes. Connections still open then are dropped
 /// with the runtime, so a stuck client cannot hold up the exit.
 pub async fn serve(
     listener: TcpListener,
     published: watch::Receiver<Arc<Published>>,
     settings: WebSettings,
+    security: Security,
     shutdown: impl Future<Output = ()>,
 ) {
     let connections = Arc::new(Connections::default());
+    let shared = Arc::new(Shared {
+        published,
+        settings,
+        security,
+        connections: Arc::clone(&connections),
+        bcrypt_slots: Semaphore::new(1),
+    });
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -122,31 +151,89 @@ pub async fn serve(
             id,
             connections: Arc::clone(&connections),
         };
-        let published = published.clone();
-        let tracked = Arc::clone(&connections);
+        let shared = Arc::clone(&shared);
         // Registered under the lock so that the first request cannot run before registration.
         let mut waiting = connections.waiting.lock().expect("not poisoned");
         let task = tokio::spawn(async move {
             let _guard = guard;
-            let mut stream = TimeoutStream::new(stream);
-            stream.set_write_timeout(Some(settings.write_timeout));
-            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                tracked.request_started(id);
-                let current = Arc::clone(&published.borrow());
-                let http = tracked.stats();
-                async move { Ok::<_, Infallible>(respond(&request, &current, &http)) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(settings.header_timeout)
-                .max_buf_size(16 * 1024)
-                .serve_connection(TokioIo::new(Box::pin(stream)), service);
-            if let Err(error) = connection.await {
-                tracing::debug!("connection ended with an error: {error}");
+            match &shared.security.tls {
+                None => serve_connection(stream, id, Arc::clone(&shared)).await,
+                Some(acceptor) => {
+                    // The handshake counts against the header timeout, like the request head.
+                    match tokio::time::timeout(
+                        shared.settings.header_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => serve_connection(tls, id, Arc::clone(&shared)).await,
+                        Ok(Err(error)) => tracing::debug!("TLS handshake failed: {error}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
         });
         waiting.insert(id, task.abort_handle());
     }
+}
+
+async fn serve_connection<S>(stream: S, id: u64, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(shared.settings.write_timeout));
+    let header_timeout = shared.settings.header_timeout;
+    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        let shared = Arc::clone(&shared);
+        async move {
+            shared.connections.request_started(id);
+            let mut response = if authorized(&shared, &request).await {
+                let current = Arc::clone(&shared.published.borrow());
+                respond(&request, &current, &shared.connections.stats())
+            } else {
+                unauthorized()
+            };
+            for (name, value) in &shared.security.headers {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(16 * 1024)
+        .serve_connection(TokioIo::new(Box::pin(stream)), service);
+    if let Err(error) = connection.await {
+        tracing::debug!("connection ended with an error: {error}");
+    }
+}
+
+async fn authorized<B>(shared: &Shared, request: &Request<B>) -> bool {
+    let Some(auth) = &shared.security.auth else {
+        return true;
+    };
+    let header = request.headers().get(header::AUTHORIZATION).cloned();
+    if auth.remembered(header.as_ref()) {
+        return true;
+    }
+    let Ok(_slot) = shared.bcrypt_slots.acquire().await else {
+        return false;
+    };
+    let auth = Arc::clone(auth);
+    tokio::task::spawn_blocking(move || auth.verify(header.as_ref()))
+        .await
+        .unwrap_or(false)
+}
+
+fn unauthorized() -> Response<Payload> {
+    let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"harvest-exporter\""),
+    );
+    response
 }
 
 /// Answers one request from the published snapshot.

@@ -117,12 +117,13 @@ fn metrics_table_matches_what_is_exported() {
 }
 
 /// A value each setting must reject. A setting added without a row here fails the test.
-const BAD_VALUES: [(&str, &str); 19] = [
+const BAD_VALUES: [(&str, &str); 20] = [
     ("LISTEN_ADDRESS", "example.com"),
     ("METRICS_PORT", "0"),
     ("WEB_MAX_CONNECTIONS", "0"),
     ("WEB_HEADER_TIMEOUT_SEC", "-1"),
     ("WEB_WRITE_TIMEOUT_SEC", "forever"),
+    ("WEB_CONFIG_FILE", "/nonexistent/web.yml"),
     ("REDIS_HOST", "bad host"),
     ("REDIS_PORT", "70000"),
     ("REDIS_DB", "first"),

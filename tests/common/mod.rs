@@ -302,8 +302,35 @@ impl Exporter {
         Exporter::start_raw(&all, &[("POLL_INTERVAL_SEC", "0.2")])
     }
 
-    /// Starts with exactly these flags and environment variables.
+    /// Starts with exactly these flags and environment variables, and waits for /health.
     pub fn start_raw(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let mut exporter = Exporter::spawn(args, env);
+        let port = exporter.port;
+        wait_for("the exporter's /health", Duration::from_secs(10), || {
+            if let Ok(Some(status)) = exporter.child.try_wait() {
+                panic!("exporter exited with {status}: {}", exporter.log_text());
+            }
+            http_get(port, "/health", &[])
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        exporter
+    }
+
+    /// Starts and waits only until the port accepts connections (for HTTPS and basic auth).
+    pub fn start_listening(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let mut exporter = Exporter::spawn(args, env);
+        let port = exporter.port;
+        wait_for("the exporter's port", Duration::from_secs(10), || {
+            if let Ok(Some(status)) = exporter.child.try_wait() {
+                panic!("exporter exited with {status}: {}", exporter.log_text());
+            }
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        exporter
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let port = free_port();
         let dir = TempDir::new("exporter");
         let log = dir.0.join("exporter.log");
@@ -319,21 +346,12 @@ impl Exporter {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start harvest-exporter");
-        let mut exporter = Exporter {
+        Exporter {
             port,
             child,
             log,
             _dir: dir,
-        };
-        wait_for("the exporter's /health", Duration::from_secs(10), || {
-            if let Ok(Some(status)) = exporter.child.try_wait() {
-                panic!("exporter exited with {status}: {}", exporter.log_text());
-            }
-            http_get(port, "/health", &[])
-                .ok()
-                .filter(|r| r.status == 200)
-        });
-        exporter
+        }
     }
 
     pub fn get(&self, path: &str) -> HttpResponse {
@@ -522,7 +540,10 @@ pub struct Certs {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
-    _dir: TempDir,
+    /// A client certificate signed by the same CA, for mutual TLS.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub dir: TempDir,
 }
 
 impl Certs {
@@ -598,11 +619,50 @@ impl Certs {
             "-extfile",
             "server.ext",
         ]);
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=prometheus",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            dir.0.join("client.ext"),
+            "basicConstraints=CA:FALSE
+extendedKeyUsage=clientAuth
+",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ]);
         Certs {
             ca: dir.0.join("ca.crt"),
             cert: dir.0.join("server.crt"),
             key: dir.0.join("server.key"),
-            _dir: dir,
+            client_cert: dir.0.join("client.crt"),
+            client_key: dir.0.join("client.key"),
+            dir,
         }
     }
 }

@@ -1,0 +1,424 @@
+//! The web configuration file (`--web.config.file`) in the format the Prometheus exporters share,
+//! so the file an operator already has for node_exporter works here: TLS for the listener and
+//! basic-auth users with bcrypt hashes. Read and checked once at start-up; `server` applies it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use hyper::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Syntax {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// What the file asks for.
+pub struct WebConfig {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub auth: Option<BasicAuth>,
+    /// Extra response headers (`http_server_config.headers`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Settings of the shared format that this exporter accepts but does not apply.
+    pub ignored: Vec<&'static str>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    tls_server_config: Option<TlsSection>,
+    http_server_config: Option<HttpSection>,
+    #[serde(default)]
+    basic_auth_users: HashMap<String, String>,
+    rate_limit: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert: Option<String>,
+    key: Option<String>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca: Option<String>,
+    client_ca_file: Option<PathBuf>,
+    client_auth_type: Option<String>,
+    client_allowed_sans: Option<Vec<String>>,
+    min_version: Option<String>,
+    max_version: Option<String>,
+    cipher_suites: Option<Vec<String>>,
+    prefer_server_cipher_suites: Option<bool>,
+    curve_preferences: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    http2: Option<bool>,
+    #[serde(default)]
+    headers: HashMap<String, String>,
+}
+
+/// Reads and checks the file. Relative paths in it are relative to the file's directory.
+pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: File = if text.trim().is_empty() {
+        File::default()
+    } else {
+        serde_yaml_ng::from_str(&text).map_err(|source| WebConfigError::Syntax {
+            path: path.to_owned(),
+            source,
+        })?
+    };
+    let invalid = |message: String| WebConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut ignored = Vec::new();
+    if file.rate_limit.is_some() {
+        ignored.push("rate_limit");
+    }
+    let tls = match file.tls_server_config {
+        Some(section) => Some(Arc::new(
+            tls_config(section, base, &mut ignored).map_err(invalid)?,
+        )),
+        None => None,
+    };
+    let mut headers = Vec::new();
+    if let Some(http) = file.http_server_config {
+        if http.http2 == Some(true) && tls.is_some() {
+            ignored.push("http_server_config.http2 (HTTP/1.1 is served)");
+        }
+        for (name, value) in http.headers {
+            let header = HeaderName::try_from(name.as_str())
+                .map_err(|e| invalid(format!("header {name:?}: {e}")))?;
+            let value = HeaderValue::try_from(value.as_str())
+                .map_err(|e| invalid(format!("header {name:?}: {e}")))?;
+            headers.push((header, value));
+        }
+    }
+    let auth = if file.basic_auth_users.is_empty() {
+        None
+    } else {
+        for (user, hash) in &file.basic_auth_users {
+            hash.parse::<bcrypt::HashParts>().map_err(|e| {
+                invalid(format!("basic_auth_users.{user}: not a bcrypt hash ({e})"))
+            })?;
+        }
+        Some(BasicAuth::new(file.basic_auth_users))
+    };
+    Ok(WebConfig {
+        tls,
+        auth,
+        headers,
+        ignored,
+    })
+}
+
+fn tls_config(
+    section: TlsSection,
+    base: &Path,
+    ignored: &mut Vec<&'static str>,
+) -> Result<rustls::ServerConfig, String> {
+    let auth_type = section
+        .client_auth_type
+        .as_deref()
+        .unwrap_or("NoClientCert");
+    if !matches!(
+        auth_type,
+        "NoClientCert" | "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven"
+    ) {
+        return Err(format!(
+            "client_auth_type {auth_type:?} is not supported: use NoClientCert, RequireAndVerifyClientCert or VerifyClientCertIfGiven"
+        ));
+    }
+    if section.client_allowed_sans.is_some() {
+        return Err(
+            "client_allowed_sans is not supported; restrict clients with client_ca_file".into(),
+        );
+    }
+    let pem = |inline: Option<String>,
+               file: Option<PathBuf>,
+               what: &str|
+     -> Result<Option<Vec<u8>>, String> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(format!("give {what} inline or as {what}_file, not both")),
+            (Some(text), None) => Ok(Some(text.into_bytes())),
+            (None, Some(file)) => {
+                let file = base.join(file);
+                std::fs::read(&file)
+                    .map(Some)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
+            }
+            (None, None) => Ok(None),
+        }
+    };
+    let cert = pem(section.cert, section.cert_file, "cert")?
+        .ok_or("tls_server_config needs cert_file (or cert)")?;
+    let key = pem(section.key, section.key_file, "key")?
+        .ok_or("tls_server_config needs key_file (or key)")?;
+    let client_ca = pem(section.client_ca, section.client_ca_file, "client_ca")?;
+
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cert: {e}"))?;
+    if chain.is_empty() {
+        return Err("cert: no certificate in the PEM data".into());
+    }
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).map_err(|e| format!("key: {e}"))?;
+
+    let version = |name: &str| match name {
+        "TLS12" => Ok(&rustls::version::TLS12),
+        "TLS13" => Ok(&rustls::version::TLS13),
+        other => Err(format!(
+            "TLS version {other:?} is not supported (TLS12 or TLS13)"
+        )),
+    };
+    let min = section.min_version.as_deref().map(version).transpose()?;
+    let max = section.max_version.as_deref().map(version).transpose()?;
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [&rustls::version::TLS12, &rustls::version::TLS13]
+            .into_iter()
+            .filter(|v| {
+                min.is_none_or(|min| {
+                    !(min == &rustls::version::TLS13 && *v == &rustls::version::TLS12)
+                })
+            })
+            .filter(|v| {
+                max.is_none_or(|max| {
+                    !(max == &rustls::version::TLS12 && *v == &rustls::version::TLS13)
+                })
+            })
+            .collect();
+    if versions.is_empty() {
+        return Err("min_version is above max_version".into());
+    }
+
+    let builder = rustls::ServerConfig::builder_with_protocol_versions(&versions);
+    let builder = match auth_type {
+        "NoClientCert" => builder.with_no_client_auth(),
+        _ => {
+            let ca = client_ca
+                .ok_or_else(|| format!("client_auth_type {auth_type} needs client_ca_file"))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+                roots
+                    .add(cert.map_err(|e| format!("client_ca: {e}"))?)
+                    .map_err(|e| format!("client_ca: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots));
+            let verifier = if auth_type == "VerifyClientCertIfGiven" {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder
+                .with_client_cert_verifier(verifier.build().map_err(|e| format!("client_ca: {e}"))?)
+        }
+    };
+    for (present, name) in [
+        (
+            section.cipher_suites.is_some(),
+            "tls_server_config.cipher_suites",
+        ),
+        (
+            section.prefer_server_cipher_suites.is_some(),
+            "tls_server_config.prefer_server_cipher_suites",
+        ),
+        (
+            section.curve_preferences.is_some(),
+            "tls_server_config.curve_preferences",
+        ),
+    ] {
+        if present {
+            ignored.push(name);
+        }
+    }
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("cert and key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Basic-auth users and their bcrypt hashes. A bcrypt check costs tens of milliseconds of CPU
+/// by design, so credentials that passed are remembered (as the shared format's other servers do).
+pub struct BasicAuth {
+    users: HashMap<String, String>,
+    verified: Mutex<HashMap<String, ()>>,
+}
+
+/// Remembered credentials at most; the cache is emptied when full rather than grown.
+const VERIFIED_CAPACITY: usize = 64;
+/// Compared against for unknown users, so that a missing user takes as long as a wrong password.
+const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+
+impl BasicAuth {
+    fn new(users: HashMap<String, String>) -> BasicAuth {
+        BasicAuth {
+            users,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the request's `Authorization` header was already verified.
+    pub fn remembered(&self, authorization: Option<&HeaderValue>) -> bool {
+        authorization
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| self.verified.lock().expect("not poisoned").contains_key(v))
+    }
+
+    /// Checks the `Authorization` header with bcrypt. CPU-heavy: run it off the async threads.
+    pub fn verify(&self, authorization: Option<&HeaderValue>) -> bool {
+        let Some(header) = authorization.and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let Some((user, password)) = decode_basic(header) else {
+            return false;
+        };
+        let (hash, known) = match self.users.get(&user) {
+            Some(hash) => (hash.as_str(), true),
+            None => (DUMMY_HASH, false),
+        };
+        let ok = bcrypt::verify(&password, hash).unwrap_or(false) && known;
+        if ok {
+            let mut verified = self.verified.lock().expect("not poisoned");
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(header.to_owned(), ());
+        }
+        ok
+    }
+}
+
+fn decode_basic(header: &str) -> Option<(String, String)> {
+    let (scheme, encoded) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("harvest-webconfig-{tag}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn basic_auth_header_decoding() {
+        assert_eq!(
+            decode_basic("Basic YWxpY2U6czNjcjN0"),
+            Some(("alice".into(), "s3cr3t".into()))
+        );
+        assert_eq!(
+            decode_basic("basic YWxpY2U6YTpi"),
+            Some(("alice".into(), "a:b".into()))
+        );
+        assert_eq!(decode_basic("Bearer abc"), None);
+        assert_eq!(decode_basic("Basic !!!"), None);
+        assert_eq!(decode_basic("Basic YWxpY2U="), None, "no colon");
+    }
+
+    #[test]
+    fn users_are_verified_and_remembered() {
+        let hash = bcrypt::hash("s3cr3t", 4).unwrap();
+        let auth = BasicAuth::new(HashMap::from([("alice".to_owned(), hash)]));
+        let right = HeaderValue::from_static("Basic YWxpY2U6czNjcjN0");
+        let wrong = HeaderValue::from_static("Basic YWxpY2U6bm9wZQ==");
+        let stranger = HeaderValue::from_static("Basic Ym9iOnMzY3IzdA==");
+        assert!(!auth.remembered(Some(&right)));
+        assert!(auth.verify(Some(&right)));
+        assert!(auth.remembered(Some(&right)));
+        assert!(!auth.verify(Some(&wrong)));
+        assert!(!auth.remembered(Some(&wrong)));
+        assert!(
+            !auth.verify(Some(&stranger)),
+            "an unknown user with a known password"
+        );
+        assert!(!auth.verify(None));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected_with_the_file_name() {
+        let dir = temp_dir("bad");
+        for (text, expected) in [
+            ("basic_auth_user:\n  a: b\n", "unknown field"),
+            (
+                "basic_auth_users:\n  alice: plain-text\n",
+                "not a bcrypt hash",
+            ),
+            ("tls_server_config:\n  key_file: k.pem\n", "needs cert_file"),
+            (
+                "tls_server_config:\n  cert_file: missing.pem\n  key_file: k.pem\n",
+                "cannot read",
+            ),
+            (
+                "http_server_config:\n  headers:\n    \"Bad Name\": x\n",
+                "header",
+            ),
+        ] {
+            let path = write(&dir, "web.yml", text);
+            let error = load(&path).err().expect(text).to_string();
+            assert!(
+                error.contains(expected) && error.contains("web.yml"),
+                "{text}: {error}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_empty_file_asks_for_nothing() {
+        let dir = temp_dir("empty");
+        let config = load(&write(&dir, "web.yml", "")).unwrap();
+        assert!(config.tls.is_none() && config.auth.is_none() && config.headers.is_empty());
+        let config = load(&write(
+            &dir,
+            "web.yml",
+            "http_server_config:\n  headers:\n    X-Frame-Options: deny\nrate_limit:\n  burst: 5\n",
+        ))
+        .unwrap();
+        assert_eq!(config.headers.len(), 1);
+        assert_eq!(config.ignored, ["rate_limit"]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn dummy_hash_is_a_valid_bcrypt_hash() {
+        assert!(DUMMY_HASH.parse::<bcrypt::HashParts>().is_ok());
+    }
+}

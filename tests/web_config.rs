@@ -1,0 +1,179 @@
+//! HTTPS, basic auth and mutual TLS from a `--web.config.file` in the Prometheus exporters'
+//! shared format, checked with curl as a real HTTPS client.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// Runs curl against the exporter and returns (HTTP status, body); status 0 when no response.
+fn curl(port: u16, path: &str, extra: &[&str]) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn https_and_basic_auth_from_a_node_exporter_style_file() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let certs = Certs::new();
+    let hash = bcrypt::hash("scrape-pw", 10).unwrap();
+    // Relative paths resolve against the file's own directory, as in the shared format.
+    let web = certs.dir.0.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n\
+             http_server_config:\n  headers:\n    X-Frame-Options: deny\n\
+             basic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )
+    .unwrap();
+    let web = web.to_string_lossy().into_owned();
+    let url = redis.url();
+    let exporter = Exporter::start_listening(
+        &["--redis.addr", &url, "--web.config.file", &web],
+        &[("POLL_INTERVAL_SEC", "0.2")],
+    );
+    let ca = certs.ca.to_string_lossy().into_owned();
+
+    let (status, _) = curl(exporter.port, "/metrics", &["--cacert", &ca]);
+    assert_eq!(status, 401, "no credentials");
+    let (status, _) = curl(
+        exporter.port,
+        "/metrics",
+        &["--cacert", &ca, "-u", "prometheus:wrong"],
+    );
+    assert_eq!(status, 401, "wrong password");
+    let (status, _) = curl(
+        exporter.port,
+        "/health",
+        &["--cacert", &ca, "-u", "nobody:scrape-pw"],
+    );
+    assert_eq!(status, 401, "unknown user, every path protected");
+    let body = wait_for("metrics over HTTPS", Duration::from_secs(10), || {
+        let (status, body) = curl(
+            exporter.port,
+            "/metrics",
+            &["--cacert", &ca, "-u", "prometheus:scrape-pw"],
+        );
+        (status == 200 && body.contains("quantum_harvest_kill_score{symbol=\"ETHUSDT\"} 0.753"))
+            .then_some(body)
+    });
+    promtool_check_metrics(&body);
+    let headers = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--cacert",
+            &ca,
+            "-u",
+            "prometheus:scrape-pw",
+        ])
+        .arg(format!("https://127.0.0.1:{}/health", exporter.port))
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&headers.stdout).to_lowercase();
+    assert!(headers.contains("x-frame-options: deny"), "{headers}");
+    assert!(
+        http_get(exporter.port, "/metrics", &[]).map_or(true, |r| r.status != 200),
+        "no plain HTTP on the TLS port"
+    );
+    let (status, _) = curl(exporter.port, "/metrics", &["-u", "prometheus:scrape-pw"]);
+    assert_eq!(
+        status, 0,
+        "an untrusted certificate is refused by a verifying client"
+    );
+    report(
+        "HTTPS and basic auth (--web.config.file)",
+        "node_exporter-style web config: TLS with relative cert paths, one bcrypt user, a custom header",
+        "401 without, with wrong and with unknown credentials on every path; 200 and valid metrics with the right ones; no plain HTTP on the TLS port",
+        "bcrypt cost 10, checked once then remembered",
+    );
+}
+
+#[test]
+fn mutual_tls_requires_a_client_certificate_from_the_ca() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let certs = Certs::new();
+    let web = certs.dir.0.join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    )
+    .unwrap();
+    let (web, url) = (web.to_string_lossy().into_owned(), redis.url());
+    let exporter =
+        Exporter::start_listening(&["--redis.addr", &url, "--web.config.file", &web], &[]);
+    let (ca, cert, key) = (
+        certs.ca.to_string_lossy().into_owned(),
+        certs.client_cert.to_string_lossy().into_owned(),
+        certs.client_key.to_string_lossy().into_owned(),
+    );
+    let (status, _) = curl(exporter.port, "/health", &["--cacert", &ca]);
+    assert_eq!(status, 0, "no client certificate, no connection");
+    let (status, body) = curl(
+        exporter.port,
+        "/health",
+        &["--cacert", &ca, "--cert", &cert, "--key", &key],
+    );
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    report(
+        "Mutual TLS",
+        "client_auth_type RequireAndVerifyClientCert with a client CA",
+        "refused clients without a certificate at the handshake; served those with one from the CA",
+        "handshakes refused without a certificate: 1 of 1",
+    );
+}
+
+#[test]
+fn a_bad_web_config_stops_start_up_naming_it() {
+    let dir = TempDir::new("webconfig");
+    for (text, expected) in [
+        ("basic_auth_user:\n  a: b\n", "unknown field"),
+        (
+            "basic_auth_users:\n  alice: not-a-hash\n",
+            "not a bcrypt hash",
+        ),
+        (
+            "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
+            "cannot read",
+        ),
+        (
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAnyClientCert\n",
+            "not supported",
+        ),
+        ("- just\n- a list\n", "web.yml"),
+    ] {
+        let path = dir.0.join("web.yml");
+        std::fs::write(&path, text).unwrap();
+        let output = run_exporter(
+            &[
+                "--web.config.file",
+                &path.to_string_lossy(),
+                "--web.listen-port",
+                "1",
+            ],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{text}: {stderr}");
+        assert!(
+            stderr.contains("--web.config.file") && stderr.contains(expected),
+            "{text}: {stderr}"
+        );
+    }
+}
