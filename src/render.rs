@@ -799,6 +799,7 @@ mod tests {
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..24),
             ".{0,24}".prop_map(String::into_bytes),
+            proptest::collection::vec(any::<u8>(), 1000..5000),
             any::<f64>().prop_map(|f| f.to_string().into_bytes()),
             proptest::sample::select(vec![
                 "None",
@@ -814,11 +815,36 @@ mod tests {
         ]
     }
 
+    /// Cases per run of the fuzz property: a few hundred in a plain `cargo test`, more from
+    /// `scripts/test` and `scripts/fuzz` through HARVEST_FUZZ_CASES.
+    fn fuzz_cases() -> u32 {
+        std::env::var("HARVEST_FUZZ_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(256)
+    }
+
+    fn symbol_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..20),
+            "[A-Z0-9\"\\\\{}=,\n<>&'\u{e9}\u{1f680}]{1,16}".prop_map(String::into_bytes),
+            proptest::collection::vec(Just(b'S'), 60..70),
+        ]
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
+
+        #[test]
+        fn fuzz_timestamps_and_numbers_never_panic(raw in ".{0,40}") {
+            let _ = proposal::parse_utc_timestamp(&raw);
+            prop_assert!(proposal::parse_number(&raw).is_none_or(f64::is_finite));
+        }
+
         #[test]
         fn any_hash_and_symbol_render_valid_exposition(
             hashes in proptest::collection::btree_map(
-                proptest::collection::vec(any::<u8>(), 0..20),
+                symbol_bytes(),
                 proptest::collection::vec((field_name(), field_value()), 0..30),
                 0..6,
             )
