@@ -134,6 +134,12 @@ pub struct Config {
     #[arg(long = "harvest.poll-interval", env = "POLL_INTERVAL_SEC", default_value = "5", value_parser = seconds, global = true)]
     pub poll_interval: Duration,
 
+    /// Event mode: also follow Redis keyspace notifications on the prefix and re-read only the
+    /// keys they announce, for changes within milliseconds; a full refresh still runs every poll
+    /// interval. Needs notify-keyspace-events with K and h (e.g. Khgx); polls without them.
+    #[arg(long = "harvest.events", env = "HARVEST_EVENTS", default_value = "false", value_parser = boolean, num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub events: bool,
+
     /// Most symbols exported; beyond it, symbols are dropped (in name order) and counted.
     #[arg(long = "harvest.max-symbols", env = "MAX_SYMBOLS", default_value = "10000", value_parser = positive_count, global = true)]
     pub max_symbols: usize,
@@ -312,6 +318,14 @@ fn symbol_list(raw: &str) -> Result<SymbolList, String> {
         }
     }
     Ok(SymbolList(symbols))
+}
+
+fn boolean(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
 }
 
 fn log_level(raw: &str) -> Result<tracing::Level, String> {

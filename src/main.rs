@@ -104,7 +104,12 @@ async fn export(config: Config) -> anyhow::Result<()> {
         poll_interval = ?config.poll_interval,
         "harvest-exporter started"
     );
-    let (refresher, published) = Refresher::new(source, config.poll_interval, config.max_symbols);
+    let (refresher, published) = Refresher::new(
+        source,
+        config.poll_interval,
+        config.max_symbols,
+        config.events,
+    );
     tokio::spawn(refresher.run());
     let web = WebSettings {
         max_connections: config.max_connections,

@@ -418,6 +418,25 @@ fn render_exporter_metrics(out: &mut Vec<u8>, snapshot: &Snapshot) {
         );
     }
 
+    if let Some(up) = snapshot.notifications_up {
+        gauge(
+            out,
+            "quantum_harvest_exporter_notifications_up",
+            "Event mode: 1 while keyspace notifications are followed, 0 while falling back to polling.",
+            if up { 1.0 } else { 0.0 },
+        );
+        header(
+            out,
+            "quantum_harvest_exporter_notified_keys_total",
+            "Event mode: keys re-read because a keyspace notification announced a change.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "quantum_harvest_exporter_notified_keys_total {}",
+            snapshot.notified_total
+        );
+    }
     header(
         out,
         "quantum_harvest_exporter_parse_errors_total",

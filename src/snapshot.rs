@@ -70,6 +70,10 @@ pub struct Snapshot {
     pub refreshes_total: u64,
     pub refresh_errors_total: [u64; ErrorKind::ALL.len()],
     pub parse_errors_total: [u64; Field::ALL.len()],
+    /// In event mode, whether keyspace notifications are being followed; `None` when polling only.
+    pub notifications_up: Option<bool>,
+    /// Keys re-read because a notification announced a change.
+    pub notified_total: u64,
     /// The refresh interval, which readiness uses to judge how old is too old.
     pub poll_interval: Duration,
     pub started: Instant,
@@ -92,6 +96,8 @@ impl Snapshot {
             refreshes_total: 0,
             refresh_errors_total: [0; ErrorKind::ALL.len()],
             parse_errors_total: [0; Field::ALL.len()],
+            notifications_up: None,
+            notified_total: 0,
             poll_interval,
             started,
         }
@@ -102,6 +108,8 @@ impl Snapshot {
         Snapshot {
             refresh_errors_total: self.refresh_errors_total,
             parse_errors_total: self.parse_errors_total,
+            notifications_up: self.notifications_up,
+            notified_total: self.notified_total,
             ..Snapshot::empty(self.poll_interval, self.started)
         }
     }

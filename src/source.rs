@@ -62,6 +62,11 @@ pub enum SourceError {
     },
     #[error("redis at {addr} sent an unexpected reply to {command}")]
     Reply { addr: String, command: &'static str },
+    #[error(
+        "keyspace notifications are off at {addr} (notify-keyspace-events is {current:?}); \
+         enable them with: CONFIG SET notify-keyspace-events Khgx"
+    )]
+    NotificationsOff { addr: String, current: String },
 }
 
 /// A hash's field-value pairs, as bytes.
@@ -78,8 +83,10 @@ pub struct RawHash {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fetched {
     pub hashes: Vec<RawHash>,
-    /// Configured symbols whose key does not exist.
+    /// Configured symbols whose key does not exist (full fetches with a fixed list only).
     pub missing: Vec<String>,
+    /// Symbols asked for by a partial fetch whose key no longer exists.
+    pub absent: Vec<Vec<u8>>,
     /// Keys under the prefix that hold something other than a hash.
     pub wrong_type: usize,
     /// Commands sent (SCAN pages plus HGETALLs), for cost accounting.
@@ -132,6 +139,8 @@ impl RedisSettings {
 pub struct Source {
     client: Client,
     addr: String,
+    db: i64,
+    connect_timeout: Duration,
     config: AsyncConnectionConfig,
     connection: Option<MultiplexedConnection>,
     prefix: Vec<u8>,
@@ -146,9 +155,17 @@ impl Source {
         symbols: Symbols,
     ) -> Result<Source, SourceError> {
         let (client, addr) = settings.client()?;
+        let db = settings
+            .url
+            .as_str()
+            .into_connection_info()
+            .map(|info| info.redis_settings().db())
+            .unwrap_or(0);
         Ok(Source {
             client,
             addr,
+            db,
+            connect_timeout: settings.connect_timeout,
             config: settings.connection_config(),
             connection: None,
             prefix: prefix.as_bytes().to_vec(),
@@ -164,28 +181,124 @@ impl Source {
     /// Reads every proposal hash. On error the connection is dropped, so the next call
     /// reconnects.
     pub async fn fetch(&mut self) -> Result<Fetched, SourceError> {
-        let mut connection = match self.connection.take() {
-            Some(connection) => connection,
-            None => self
-                .client
-                .get_multiplexed_async_connection_with_config(&self.config)
-                .await
-                .map_err(|source| self.classify(source, true))?,
+        let mut connection = self.connection().await?;
+        let mut fetched = Fetched::default();
+        let symbols: Vec<Vec<u8>> = match &self.symbols {
+            Symbols::Fixed(list) => list.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            Symbols::Discover => self.discover(&mut connection, &mut fetched).await?,
         };
-        let fetched = self.fetch_with(&mut connection).await?;
+        self.read_hashes(&mut connection, &symbols, &mut fetched)
+            .await?;
+        if matches!(self.symbols, Symbols::Fixed(_)) {
+            fetched.missing = fetched
+                .absent
+                .drain(..)
+                .map(|s| String::from_utf8_lossy(&s).into_owned())
+                .collect();
+        } else {
+            // A discovered key that vanished before HGETALL has simply expired.
+            fetched.absent.clear();
+        }
         self.connection = Some(connection);
         Ok(fetched)
     }
 
-    async fn fetch_with(
+    /// Reads only the given symbols (those a notification named), skipping any outside a
+    /// fixed list.
+    pub async fn fetch_changed(
+        &mut self,
+        mut symbols: Vec<Vec<u8>>,
+    ) -> Result<Fetched, SourceError> {
+        if let Symbols::Fixed(list) = &self.symbols {
+            symbols.retain(|s| {
+                list.iter()
+                    .any(|configured| configured.as_bytes() == s.as_slice())
+            });
+        }
+        let mut connection = self.connection().await?;
+        let mut fetched = Fetched::default();
+        self.read_hashes(&mut connection, &symbols, &mut fetched)
+            .await?;
+        if matches!(self.symbols, Symbols::Fixed(_)) {
+            fetched.missing = fetched
+                .absent
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect();
+        }
+        self.connection = Some(connection);
+        Ok(fetched)
+    }
+
+    /// Subscribes to keyspace notifications for the prefix, after checking that Redis sends
+    /// them for hash commands.
+    pub async fn subscribe(&mut self) -> Result<Notifications, SourceError> {
+        let mut connection = self.connection().await?;
+        let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("notify-keyspace-events")
+            .query_async(&mut connection)
+            .await;
+        self.connection = Some(connection);
+        match config {
+            Ok(pair) => {
+                let current = pair.get(1).cloned().unwrap_or_default();
+                if !(current.contains('K') && (current.contains('A') || current.contains('h'))) {
+                    return Err(SourceError::NotificationsOff {
+                        addr: self.addr.clone(),
+                        current,
+                    });
+                }
+            }
+            // A least-privilege user may not read the config: subscribe and trust the operator.
+            Err(error) => tracing::debug!("cannot read notify-keyspace-events: {error}"),
+        }
+        let channel_prefix = [
+            format!("__keyspace@{}__:", self.db).as_bytes(),
+            &self.prefix,
+        ]
+        .concat();
+        let pattern = [glob_escape(&channel_prefix), b"*".to_vec()].concat();
+        let subscribe = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.psubscribe(&pattern).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = match tokio::time::timeout(self.connect_timeout, subscribe).await {
+            Ok(result) => result.map_err(|source| self.classify(source, true))?,
+            Err(_) => {
+                let source =
+                    redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+                return Err(SourceError::Timeout {
+                    addr: self.addr.clone(),
+                    source,
+                });
+            }
+        };
+        Ok(Notifications {
+            messages: pubsub.into_on_message(),
+            channel_prefix,
+        })
+    }
+
+    async fn connection(&mut self) -> Result<MultiplexedConnection, SourceError> {
+        match self.connection.take() {
+            Some(connection) => Ok(connection),
+            None => self
+                .client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await
+                .map_err(|source| self.classify(source, true)),
+        }
+    }
+
+    /// HGETALL for each symbol, pipelined in batches; fills hashes, absent keys and wrong types.
+    async fn read_hashes(
         &self,
         connection: &mut MultiplexedConnection,
-    ) -> Result<Fetched, SourceError> {
-        let mut fetched = Fetched::default();
-        let symbols: Vec<Vec<u8>> = match &self.symbols {
-            Symbols::Fixed(list) => list.iter().map(|s| s.as_bytes().to_vec()).collect(),
-            Symbols::Discover => self.discover(connection, &mut fetched).await?,
-        };
+        symbols: &[Vec<u8>],
+        fetched: &mut Fetched,
+    ) -> Result<(), SourceError> {
         for batch in symbols.chunks(FETCH_BATCH) {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
@@ -213,22 +326,19 @@ impl Source {
                     reply => {
                         let fields =
                             field_pairs(reply).ok_or_else(|| self.unexpected("HGETALL"))?;
-                        if !fields.is_empty() {
+                        if fields.is_empty() {
+                            fetched.absent.push(symbol.clone());
+                        } else {
                             fetched.hashes.push(RawHash {
                                 symbol: symbol.clone(),
                                 fields,
                             });
-                        } else if matches!(self.symbols, Symbols::Fixed(_)) {
-                            fetched
-                                .missing
-                                .push(String::from_utf8_lossy(symbol).into_owned());
                         }
-                        // A discovered key that vanished before HGETALL has simply expired.
                     }
                 }
             }
         }
-        Ok(fetched)
+        Ok(())
     }
 
     /// Every symbol under the prefix, sorted and unique (SCAN may return a key twice).
@@ -282,6 +392,41 @@ impl Source {
             addr: self.addr.clone(),
             command,
         }
+    }
+}
+
+/// The symbols whose keys changed, as Redis announces them on its keyspace channels.
+pub struct Notifications {
+    messages: redis::aio::PubSubStream,
+    channel_prefix: Vec<u8>,
+}
+
+/// Changed symbols taken in one batch at most, so that a flood still yields regular updates.
+const MAX_BATCH: usize = 10_000;
+
+impl Notifications {
+    /// Waits for a change, then takes every change already waiting: the symbols, sorted and
+    /// unique. `None` when the subscription has ended (connection lost or killed).
+    pub async fn next_batch(&mut self) -> Option<Vec<Vec<u8>>> {
+        use futures_util::{FutureExt as _, StreamExt as _};
+        let first = self.messages.next().await?;
+        let mut symbols: Vec<Vec<u8>> = self.symbol_of(&first).into_iter().collect();
+        while symbols.len() < MAX_BATCH {
+            match self.messages.next().now_or_never() {
+                Some(Some(message)) => symbols.extend(self.symbol_of(&message)),
+                Some(None) | None => break,
+            }
+        }
+        symbols.sort_unstable();
+        symbols.dedup();
+        Some(symbols)
+    }
+
+    fn symbol_of(&self, message: &redis::Msg) -> Option<Vec<u8>> {
+        let channel: Vec<u8> = message.get_channel().ok()?;
+        channel
+            .strip_prefix(self.channel_prefix.as_slice())
+            .map(<[u8]>::to_vec)
     }
 }
 

@@ -81,7 +81,7 @@ fn help_names_every_env_variable_and_default() {
 
 #[test]
 fn metrics_table_matches_what_is_exported() {
-    let redis = Redis::start();
+    let redis = Redis::start_with(&["--notify-keyspace-events", "Khgx"]);
     let url = redis.url();
     let output = run_exporter(
         &[
@@ -99,9 +99,11 @@ fn metrics_table_matches_what_is_exported() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let exporter = Exporter::start(&redis, &[]);
+    // Event mode adds its own two series, so every documented family can appear.
+    let exporter = Exporter::start(&redis, &["--harvest.events"]);
     let body = exporter.wait_metrics("simulated symbols", Duration::from_secs(10), |b| {
         sample(b, "quantum_harvest_exporter_symbols_exported") == Some(3.0)
+            && sample(b, "quantum_harvest_exporter_notifications_up") == Some(1.0)
     });
     promtool_check_metrics(&body);
     let exported: BTreeSet<String> = body
@@ -117,7 +119,7 @@ fn metrics_table_matches_what_is_exported() {
 }
 
 /// A value each setting must reject. A setting added without a row here fails the test.
-const BAD_VALUES: [(&str, &str); 20] = [
+const BAD_VALUES: [(&str, &str); 21] = [
     ("LISTEN_ADDRESS", "example.com"),
     ("METRICS_PORT", "0"),
     ("WEB_MAX_CONNECTIONS", "0"),
@@ -136,6 +138,7 @@ const BAD_VALUES: [(&str, &str); 20] = [
     ("HARVEST_PREFIX", " \r"),
     ("POLL_INTERVAL_SEC", "0"),
     ("MAX_SYMBOLS", "-5"),
+    ("HARVEST_EVENTS", "maybe"),
     ("LOG_LEVEL", "loud"),
     ("LOG_LEVEL", "nan"),
 ];
