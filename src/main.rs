@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use harvest_exporter::config::{self, Cli, Command, Config};
+use harvest_exporter::proposal;
 use harvest_exporter::refresh::Refresher;
 use harvest_exporter::server::{self, Security, WebSettings};
 use harvest_exporter::simulate;
@@ -15,6 +16,7 @@ use harvest_exporter::webconfig;
 use tokio_rustls::TlsAcceptor;
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = match config::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(error) => {
@@ -48,6 +50,19 @@ fn main() -> ExitCode {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc's defaults suit many short-lived threads; here one refresh at a time allocates a
+/// multi-megabyte body and frees the previous one. One arena and a fixed mmap threshold return
+/// those bodies to the system as soon as they are freed, which keeps the resident set near the
+/// live data (measured at 10,000 symbols: 32 MB instead of 53 to 62 MB).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters, and runs before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
@@ -90,8 +105,13 @@ async fn export(config: Config) -> anyhow::Result<()> {
         );
     }
     let symbols = config.symbols();
-    let source = Source::new(&config.redis(), &config.prefix, symbols.clone())
-        .context("invalid redis settings")?;
+    let source = Source::new(
+        &config.redis(),
+        &config.prefix,
+        symbols.clone(),
+        &proposal::KEYS,
+    )
+    .context("invalid redis settings")?;
     let symbols_text = match &symbols {
         Symbols::Discover => format!("every key under {:?}", config.prefix),
         Symbols::Fixed(list) => list.join(","),

@@ -74,7 +74,7 @@ impl Field {
     ];
 
     /// The hash field name as the publisher writes it.
-    pub fn key(self) -> &'static str {
+    pub const fn key(self) -> &'static str {
         match self {
             Field::KillScore => "kill_score",
             Field::KRegimeFlip => "k_regime_flip",
@@ -100,7 +100,7 @@ impl Field {
         }
     }
 
-    pub fn index(self) -> usize {
+    pub const fn index(self) -> usize {
         self as usize
     }
 }
@@ -218,11 +218,6 @@ pub struct Proposal {
 }
 
 impl Proposal {
-    /// The action the apply layer acts on: the calibrated one when present.
-    pub fn effective_action(&self) -> &Action {
-        self.calibrated_action.as_ref().unwrap_or(&self.action)
-    }
-
     pub fn extra(&self, extra: Extra) -> Option<f64> {
         self.extras[extra as usize]
     }
@@ -256,21 +251,48 @@ pub fn parse_symbol(raw: &[u8]) -> Result<String, SymbolError> {
     Ok(symbol.to_owned())
 }
 
-/// Parses one hash. Never fails: bad values become 0.0 (or absent, for extras) and are listed in
-/// `invalid_fields`.
-pub fn parse(symbol: String, fields: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
-    let get = |key: &str| -> Option<&str> {
-        fields
-            .iter()
-            .find(|(k, _)| k.as_slice() == key.as_bytes())
-            .map(|(_, v)| std::str::from_utf8(v).unwrap_or("\u{fffd}"))
-    };
+/// Hash fields read besides those in [`Field`]; they are not counted as parse errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Other {
+    RNetLegacy,
+    Calibrated,
+    PositionSide,
+    ReasonCodes,
+}
+
+const OTHER_KEYS: [&str; 4] = ["r_net", "calibrated", "position_side", "reason_codes"];
+
+/// How many hash fields the exporter reads.
+pub const SLOTS: usize = Field::ALL.len() + OTHER_KEYS.len();
+
+/// The hash fields the exporter reads, in slot order: every [`Field`], then the others. The
+/// values handed to [`parse`] follow this order, so Redis can be asked for exactly these.
+pub const KEYS: [&str; SLOTS] = {
+    let mut keys = [""; SLOTS];
+    let mut i = 0;
+    while i < Field::ALL.len() {
+        keys[i] = Field::ALL[i].key();
+        i += 1;
+    }
+    while i < SLOTS {
+        keys[i] = OTHER_KEYS[i - Field::ALL.len()];
+        i += 1;
+    }
+    keys
+};
+
+/// Parses one hash, given the values of [`KEYS`] in order (`None` where the field is absent).
+/// Never fails: bad values become 0.0 (or absent, for extras) and are listed in `invalid_fields`.
+pub fn parse(symbol: String, values: &[Option<&[u8]>; SLOTS]) -> Proposal {
+    let text = |slot: usize| values[slot].map(|v| std::str::from_utf8(v).unwrap_or("\u{fffd}"));
+    let field = |field: Field| text(field.index());
+    let other = |other: Other| text(Field::ALL.len() + other as usize);
     let mut invalid = Vec::new();
-    let mut required = |field: Field| -> f64 {
-        match get(field.key()).and_then(parse_number) {
+    let mut required = |required: Field| -> f64 {
+        match field(required).and_then(parse_number) {
             Some(value) => value,
             None => {
-                invalid.push(field);
+                invalid.push(required);
                 0.0
             }
         }
@@ -281,7 +303,7 @@ pub fn parse(symbol: String, fields: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
     let k_ts_drop = required(Field::KTsDrop);
     let k_age_penalty = required(Field::KAgePenalty);
 
-    let r_net = match (get("R_net"), get("r_net")) {
+    let r_net = match (field(Field::RNet), other(Other::RNetLegacy)) {
         (Some(value), fallback) => parse_number(value).or_else(|| fallback.and_then(parse_number)),
         (None, Some(legacy)) => parse_number(legacy),
         (None, None) => None,
@@ -291,7 +313,7 @@ pub fn parse(symbol: String, fields: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
         0.0
     });
 
-    let new_sl = match get(Field::NewSlProposed.key()).map(str::trim) {
+    let new_sl = match field(Field::NewSlProposed).map(str::trim) {
         Some("" | "None") => None,
         Some(value) => parse_number(value).or_else(|| {
             invalid.push(Field::NewSlProposed);
@@ -303,14 +325,14 @@ pub fn parse(symbol: String, fields: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
         }
     };
 
-    let computed_at = match get(Field::ComputedAtUtc.key()) {
+    let computed_at = match field(Field::ComputedAtUtc) {
         Some(value) => parse_utc_timestamp(value).or_else(|| {
             invalid.push(Field::ComputedAtUtc);
             None
         }),
         None => None,
     };
-    let heartbeat = get(Field::LastUpdateEpoch.key());
+    let heartbeat = field(Field::LastUpdateEpoch);
     let last_update_epoch = match heartbeat.and_then(parse_number) {
         Some(epoch) => epoch,
         None => {
@@ -321,13 +343,13 @@ pub fn parse(symbol: String, fields: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
         }
     };
 
-    let action = Action::parse(get(Field::HarvestAction.key()).unwrap_or(""));
+    let action = Action::parse(field(Field::HarvestAction).unwrap_or(""));
     if action == Action::Missing {
         invalid.push(Field::HarvestAction);
     }
-    let calibrated = get("calibrated").is_some_and(|value| value.trim() == "1");
+    let calibrated = other(Other::Calibrated).is_some_and(|value| value.trim() == "1");
     let calibrated_action = calibrated.then(|| {
-        let action = Action::parse(get(Field::Action.key()).unwrap_or(""));
+        let action = Action::parse(field(Field::Action).unwrap_or(""));
         if action == Action::Missing {
             invalid.push(Field::Action);
         }
@@ -336,7 +358,7 @@ pub fn parse(symbol: String, fields: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
 
     let mut extras = [None; Extra::ALL.len()];
     for extra in Extra::ALL {
-        if let Some(raw) = get(extra.field().key()) {
+        if let Some(raw) = field(extra.field()) {
             extras[extra as usize] = parse_number(raw);
             if extras[extra as usize].is_none() {
                 invalid.push(extra.field());
@@ -344,11 +366,11 @@ pub fn parse(symbol: String, fields: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
         }
     }
 
-    let position_side = get("position_side")
+    let position_side = other(Other::PositionSide)
         .map(str::trim)
         .filter(|side| matches!(*side, "LONG" | "SHORT"))
         .map(str::to_owned);
-    let reason_codes = get("reason_codes").unwrap_or("").trim().to_owned();
+    let reason_codes = other(Other::ReasonCodes).unwrap_or("").trim().to_owned();
 
     invalid.sort_unstable();
     Proposal {
@@ -487,6 +509,18 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// Parses field-value pairs as Redis lists them (tests build hashes this way).
+#[cfg(test)]
+pub fn parse_pairs(symbol: String, pairs: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
+    let mut values: [Option<&[u8]>; SLOTS] = [None; SLOTS];
+    for (key, value) in pairs {
+        if let Some(slot) = KEYS.iter().position(|k| k.as_bytes() == key.as_slice()) {
+            values[slot] = Some(value);
+        }
+    }
+    parse(symbol, &values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,8 +551,24 @@ mod tests {
     }
 
     #[test]
+    fn keys_follow_the_slots() {
+        for field in Field::ALL {
+            assert_eq!(KEYS[field.index()], field.key());
+        }
+        assert_eq!(KEYS[Field::ALL.len() + Other::RNetLegacy as usize], "r_net");
+        assert_eq!(
+            KEYS[Field::ALL.len() + Other::ReasonCodes as usize],
+            "reason_codes"
+        );
+        assert!(
+            !KEYS.contains(&"ts"),
+            "the untrusted ts field is never read"
+        );
+    }
+
+    #[test]
     fn complete_hash_parses_without_errors() {
-        let p = parse("ETHUSDT".into(), &hash(&complete()));
+        let p = parse_pairs("ETHUSDT".into(), &hash(&complete()));
         assert_eq!(p.kill_score, 0.7533012950554003);
         assert_eq!(p.k_regime_flip, 1.0);
         assert_eq!(p.r_net, 2.45);
@@ -538,7 +588,7 @@ mod tests {
         ] {
             let mut pairs = complete();
             pairs[1] = ("kill_score", bad);
-            let p = parse("X".into(), &hash(&pairs));
+            let p = parse_pairs("X".into(), &hash(&pairs));
             assert_eq!(p.kill_score, 0.0, "{bad:?}");
             assert_eq!(p.invalid_fields, vec![Field::KillScore], "{bad:?}");
         }
@@ -546,7 +596,7 @@ mod tests {
 
     #[test]
     fn missing_fields_become_zero_and_are_recorded() {
-        let p = parse("X".into(), &hash(&[("harvest_action", "NONE")]));
+        let p = parse_pairs("X".into(), &hash(&[("harvest_action", "NONE")]));
         assert_eq!(p.kill_score, 0.0);
         assert_eq!(p.r_net, 0.0);
         assert_eq!(p.new_sl, None);
@@ -571,7 +621,7 @@ mod tests {
         for none in ["None", "", " None\r"] {
             let mut pairs = complete();
             pairs[7] = ("new_sl_proposed", none);
-            let p = parse("X".into(), &hash(&pairs));
+            let p = parse_pairs("X".into(), &hash(&pairs));
             assert_eq!(p.new_sl, None);
             assert!(p.invalid_fields.is_empty());
         }
@@ -581,12 +631,12 @@ mod tests {
     fn r_net_falls_back_to_legacy_field() {
         let mut pairs = complete();
         pairs[6] = ("r_net", "1.5");
-        let p = parse("X".into(), &hash(&pairs));
+        let p = parse_pairs("X".into(), &hash(&pairs));
         assert_eq!(p.r_net, 1.5);
         assert!(p.invalid_fields.is_empty());
 
         pairs.push(("R_net", "bad"));
-        let p = parse("X".into(), &hash(&pairs));
+        let p = parse_pairs("X".into(), &hash(&pairs));
         assert_eq!(
             p.r_net, 1.5,
             "a valid legacy value beats an invalid new one"
@@ -597,12 +647,12 @@ mod tests {
     fn last_update_falls_back_to_computed_at() {
         let mut pairs = complete();
         pairs.remove(8);
-        let p = parse("X".into(), &hash(&pairs));
+        let p = parse_pairs("X".into(), &hash(&pairs));
         assert_eq!(p.last_update_epoch, 1769129938.259371);
         assert!(p.invalid_fields.is_empty());
 
         pairs.push(("last_update_epoch", "soon"));
-        let p = parse("X".into(), &hash(&pairs));
+        let p = parse_pairs("X".into(), &hash(&pairs));
         assert_eq!(p.last_update_epoch, 1769129938.259371);
         assert_eq!(p.invalid_fields, vec![Field::LastUpdateEpoch]);
     }
@@ -668,24 +718,22 @@ mod tests {
     fn calibrated_action_only_when_calibrated_is_one() {
         let mut pairs = complete();
         pairs.push(("action", "FULL_CLOSE"));
-        let p = parse("X".into(), &hash(&pairs));
+        let p = parse_pairs("X".into(), &hash(&pairs));
         assert_eq!(p.calibrated_action, None);
-        assert_eq!(p.effective_action(), &Action::Known(3));
 
         pairs.push(("calibrated", "1"));
-        let p = parse("X".into(), &hash(&pairs));
+        let p = parse_pairs("X".into(), &hash(&pairs));
         assert_eq!(
             p.calibrated_action,
             Some(Action::Unknown("FULL_CLOSE".into()))
         );
-        assert_eq!(p.effective_action(), &Action::Unknown("FULL_CLOSE".into()));
     }
 
     #[test]
     fn invalid_extras_are_dropped_and_recorded() {
         let mut pairs = complete();
         pairs.push(("sigma", "nan"));
-        let p = parse("X".into(), &hash(&pairs));
+        let p = parse_pairs("X".into(), &hash(&pairs));
         assert_eq!(p.extra(Extra::Sigma), None);
         assert_eq!(p.invalid_fields, vec![Field::Sigma]);
     }
@@ -694,7 +742,7 @@ mod tests {
     fn unknown_actions_are_capped() {
         let mut proposals: Vec<Proposal> = ["A1", "A2", "A1", "A3", "HOLD"]
             .iter()
-            .map(|a| parse("X".into(), &hash(&[("harvest_action", a)])))
+            .map(|a| parse_pairs("X".into(), &hash(&[("harvest_action", a)])))
             .collect();
         bound_unknown_actions(&mut proposals, 2);
         let labels: Vec<_> = proposals.iter().map(|p| p.action.to_string()).collect();
@@ -717,7 +765,7 @@ mod tests {
     #[test]
     fn binary_field_values_do_not_panic() {
         let fields = vec![(b"kill_score".to_vec(), vec![0xff, 0x00, 0xfe])];
-        let p = parse("X".into(), &fields);
+        let p = parse_pairs("X".into(), &fields);
         assert_eq!(p.kill_score, 0.0);
         assert!(p.invalid_fields.contains(&Field::KillScore));
     }

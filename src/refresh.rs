@@ -295,7 +295,13 @@ fn named_hashes(hashes: Vec<RawHash>, next: &mut Snapshot) -> Vec<(String, RawHa
 fn parse_counted(named: Vec<(String, RawHash)>, next: &mut Snapshot) -> Vec<Proposal> {
     let mut proposals: Vec<Proposal> = named
         .into_iter()
-        .map(|(symbol, hash)| proposal::parse(symbol, &hash.fields))
+        .map(|(symbol, hash)| {
+            let mut values = [None; proposal::SLOTS];
+            for (index, value) in values.iter_mut().enumerate() {
+                *value = hash.value(index);
+            }
+            proposal::parse(symbol, &values)
+        })
         .collect();
     proposal::bound_unknown_actions(&mut proposals, UNKNOWN_ACTION_LIMIT);
     for field in proposals.iter().flat_map(|p| &p.invalid_fields) {
@@ -342,13 +348,16 @@ mod tests {
     use super::*;
 
     fn raw(symbol: &[u8], pairs: &[(&str, &str)]) -> RawHash {
-        RawHash {
-            symbol: symbol.to_vec(),
-            fields: pairs
-                .iter()
-                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-                .collect(),
-        }
+        let values: Vec<Option<&[u8]>> = proposal::KEYS
+            .iter()
+            .map(|key| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.as_bytes())
+            })
+            .collect();
+        RawHash::new(symbol.to_vec(), &values)
     }
 
     fn symbols(snapshot: &Snapshot) -> Vec<&str> {
@@ -406,7 +415,7 @@ mod tests {
         let good = next_snapshot(&previous, fetched, 10, start);
         let error = SourceError::Reply {
             addr: "127.0.0.1:1".into(),
-            command: "HGETALL",
+            command: "HMGET",
         };
         let failed = failed_snapshot(&good, &error);
         assert!(!failed.redis_up);

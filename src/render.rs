@@ -109,7 +109,6 @@ pub struct HttpStats {
     pub evicted: f64,
 }
 
-type OneHot = (&'static str, &'static str, fn(&Proposal) -> &Action);
 type SeedGauge = (&'static str, &'static str, fn(&Proposal) -> f64);
 
 /// The seed's per-symbol gauges, in its order; `quantum_harvest_action` follows them.
@@ -201,6 +200,24 @@ const REGIMES: [(&str, Extra); 3] = [
     ("chop", Extra::PChop),
 ];
 
+/// Writes the five known actions, 1 for the current one, plus the current one when unknown.
+fn one_hot(
+    out: &mut Vec<u8>,
+    line: &mut impl FnMut(&mut Vec<u8>, &str, &str, Option<(&str, &str)>, f64),
+    name: &str,
+    symbol: &str,
+    action: &Action,
+) {
+    let current = action.label();
+    for known in KNOWN_ACTIONS {
+        let value = if current == Some(known) { 1.0 } else { 0.0 };
+        line(out, name, symbol, Some(("action", known)), value);
+    }
+    if let Some(unknown) = current.filter(|c| !KNOWN_ACTIONS.contains(c)) {
+        line(out, name, symbol, Some(("action", unknown)), 1.0);
+    }
+}
+
 /// Renders the per-refresh body: every proposal family, then the exporter's refresh metrics.
 pub fn render(snapshot: &Snapshot, now_unix: f64) -> Vec<u8> {
     let proposals = &snapshot.proposals;
@@ -230,51 +247,30 @@ pub fn render(snapshot: &Snapshot, now_unix: f64) -> Vec<u8> {
         }
     }
 
-    let one_hot_families: [OneHot; 2] = [
-        (
-            "quantum_harvest_action",
-            "Proposed harvest action, one-hot: 1 for the current harvest_action, 0 for the other known actions.",
-            |p| &p.action,
-        ),
-        (
-            "quantum_harvest_effective_action",
-            "Action the apply layer acts on, one-hot: the calibrated action when calibrated=1, else harvest_action.",
-            Proposal::effective_action,
-        ),
-    ];
-    for (name, help, action_of) in one_hot_families {
-        header(&mut out, name, help, "gauge");
-        for (proposal, symbol) in proposals.iter().zip(&symbols) {
-            let current = action_of(proposal).label();
-            for known in KNOWN_ACTIONS {
-                let value = if current == Some(known) { 1.0 } else { 0.0 };
-                line(&mut out, name, symbol, Some(("action", known)), value);
-            }
-            if let Some(unknown) = current.filter(|c| !KNOWN_ACTIONS.contains(c)) {
-                line(&mut out, name, symbol, Some(("action", unknown)), 1.0);
-            }
-        }
-    }
-
+    let name = "quantum_harvest_action";
     header(
         &mut out,
-        "quantum_harvest_calibrated",
-        "1 when the heat gate calibrated the proposal (calibrated=1), else 0.",
+        name,
+        "Proposed harvest action, one-hot: 1 for the current harvest_action, 0 for the other known actions.",
         "gauge",
     );
     for (proposal, symbol) in proposals.iter().zip(&symbols) {
-        let calibrated = if proposal.calibrated_action.is_some() {
-            1.0
-        } else {
-            0.0
-        };
-        line(
+        one_hot(&mut out, &mut line, name, symbol, &proposal.action);
+    }
+
+    if proposals.iter().any(|p| p.calibrated_action.is_some()) {
+        let name = "quantum_harvest_calibrated_action";
+        header(
             &mut out,
-            "quantum_harvest_calibrated",
-            symbol,
-            None,
-            calibrated,
+            name,
+            "Calibrated action the apply layer acts on, one-hot, for proposals the heat gate calibrated (calibrated=1).",
+            "gauge",
         );
+        for (proposal, symbol) in proposals.iter().zip(&symbols) {
+            if let Some(calibrated) = &proposal.calibrated_action {
+                one_hot(&mut out, &mut line, name, symbol, calibrated);
+            }
+        }
     }
 
     if proposals.iter().any(|p| p.computed_at.is_some()) {
@@ -557,7 +553,7 @@ pub fn escape_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proposal::{self, parse};
+    use crate::proposal::{self, parse_pairs};
     use proptest::prelude::*;
     use std::time::Instant;
 
@@ -573,7 +569,7 @@ mod tests {
                     .iter()
                     .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
                     .collect();
-                parse(symbol.to_string(), &fields)
+                parse_pairs(symbol.to_string(), &fields)
             })
             .collect();
         snapshot
@@ -627,23 +623,34 @@ mod tests {
     }
 
     #[test]
-    fn effective_action_follows_calibration() {
-        let body = text(&snapshot_of(&[(
-            "X",
-            vec![
-                ("harvest_action", "PARTIAL_25"),
-                ("action", "FULL_CLOSE"),
-                ("calibrated", "1"),
-            ],
-        )]));
+    fn calibrated_action_only_for_calibrated_proposals() {
+        let body = text(&snapshot_of(&[
+            (
+                "X",
+                vec![
+                    ("harvest_action", "PARTIAL_25"),
+                    ("action", "FULL_CLOSE"),
+                    ("calibrated", "1"),
+                ],
+            ),
+            (
+                "Y",
+                vec![("harvest_action", "NONE"), ("action", "FULL_CLOSE")],
+            ),
+        ]));
         assert!(body.contains(
-            "quantum_harvest_effective_action{symbol=\"X\",action=\"FULL_CLOSE\"} 1.0\n"
+            "quantum_harvest_calibrated_action{symbol=\"X\",action=\"FULL_CLOSE\"} 1.0\n"
         ));
         assert!(body.contains(
-            "quantum_harvest_effective_action{symbol=\"X\",action=\"PARTIAL_25\"} 0.0\n"
+            "quantum_harvest_calibrated_action{symbol=\"X\",action=\"PARTIAL_25\"} 0.0\n"
         ));
         assert!(body.contains("quantum_harvest_action{symbol=\"X\",action=\"PARTIAL_25\"} 1.0\n"));
-        assert!(body.contains("quantum_harvest_calibrated{symbol=\"X\"} 1.0\n"));
+        assert!(
+            !body.contains("quantum_harvest_calibrated_action{symbol=\"Y\""),
+            "not calibrated"
+        );
+        let plain = text(&snapshot_of(&[("Y", vec![("harvest_action", "NONE")])]));
+        assert!(!plain.contains("quantum_harvest_calibrated_action"));
     }
 
     #[test]
@@ -873,7 +880,7 @@ mod tests {
             snapshot.proposals = hashes
                 .iter()
                 .filter_map(|(symbol, fields)| {
-                    proposal::parse_symbol(symbol).ok().map(|s| parse(s, fields))
+                    proposal::parse_symbol(symbol).ok().map(|s| proposal::parse_pairs(s, fields))
                 })
                 .collect();
             proposal::bound_unknown_actions(&mut snapshot.proposals, 4);

@@ -249,7 +249,7 @@ fn format_naive_utc(since_epoch: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proposal::{Action, parse, parse_utc_timestamp};
+    use crate::proposal::{Action, parse_pairs, parse_utc_timestamp};
 
     #[test]
     fn naive_utc_round_trips_through_the_parser() {
@@ -279,7 +279,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
                 .collect();
-            let proposal = parse("BTCUSDT".into(), &fields);
+            let proposal = parse_pairs("BTCUSDT".into(), &fields);
             assert!(
                 proposal.invalid_fields.is_empty(),
                 "{:?}",

@@ -1,7 +1,7 @@
 //! Reads proposal hashes from Redis: the configured keys, or every key under the prefix found
-//! with SCAN, fetched with pipelined HGETALL under connect and response timeouts; a failed
-//! connection is dropped and made again on the next fetch. Returns bytes as Redis holds them;
-//! interpreting them is `proposal`'s job.
+//! with SCAN, fetched with pipelined HMGET of the fields it is given, under connect and response
+//! timeouts; a failed connection is dropped and made again on the next fetch. Returns bytes as
+//! Redis holds them; interpreting them is `proposal`'s job.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,8 +11,8 @@ use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, Value};
 
 /// SCAN's COUNT hint: large enough for few round trips, small enough not to stall Redis.
 const SCAN_COUNT: usize = 1_000;
-/// Keys per pipelined HGETALL round trip; bounds the size of one reply at large key counts.
-const FETCH_BATCH: usize = 2_000;
+/// Keys per pipelined HMGET round trip; bounds the size of one reply at large key counts.
+const FETCH_BATCH: usize = 500;
 
 /// Which keys to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,14 +69,49 @@ pub enum SourceError {
     NotificationsOff { addr: String, current: String },
 }
 
-/// A hash's field-value pairs, as bytes.
-pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// One hash read from Redis: the symbol (the key without the prefix) and its field-value pairs.
+/// One hash read from Redis: the symbol (the key without the prefix) and the values of the
+/// requested fields, packed in one buffer so that a large fetch makes few allocations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawHash {
     pub symbol: Vec<u8>,
-    pub fields: Fields,
+    data: Vec<u8>,
+    /// End offset of each value in `data`, or [`ABSENT`].
+    ends: Vec<u32>,
+}
+
+const ABSENT: u32 = u32::MAX;
+
+impl RawHash {
+    /// Packs the values of the requested fields, in request order; `None` where absent.
+    pub fn new(symbol: Vec<u8>, values: &[Option<&[u8]>]) -> RawHash {
+        let mut data = Vec::with_capacity(values.iter().flatten().map(|v| v.len()).sum());
+        let ends = values
+            .iter()
+            .map(|value| match value {
+                Some(value) => {
+                    data.extend_from_slice(value);
+                    data.len() as u32
+                }
+                None => ABSENT,
+            })
+            .collect();
+        RawHash { symbol, data, ends }
+    }
+
+    /// The value of the `index`-th requested field.
+    pub fn value(&self, index: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(index)?;
+        if end == ABSENT {
+            return None;
+        }
+        let start = self.ends[..index]
+            .iter()
+            .rev()
+            .find(|e| **e != ABSENT)
+            .copied()
+            .unwrap_or(0);
+        Some(&self.data[start as usize..end as usize])
+    }
 }
 
 /// What one fetch found.
@@ -89,7 +124,7 @@ pub struct Fetched {
     pub absent: Vec<Vec<u8>>,
     /// Keys under the prefix that hold something other than a hash.
     pub wrong_type: usize,
-    /// Commands sent (SCAN pages plus HGETALLs), for cost accounting.
+    /// Commands sent (SCAN pages plus HMGETs), for cost accounting.
     pub commands: usize,
     /// Round trips made.
     pub round_trips: usize,
@@ -138,6 +173,8 @@ impl RedisSettings {
 /// A Redis connection that is made lazily and dropped after any failure.
 pub struct Source {
     client: Client,
+    /// The hash fields to read, in the order `RawHash` keeps them.
+    fields: &'static [&'static str],
     addr: String,
     db: i64,
     connect_timeout: Duration,
@@ -153,6 +190,7 @@ impl Source {
         settings: &RedisSettings,
         prefix: &str,
         symbols: Symbols,
+        fields: &'static [&'static str],
     ) -> Result<Source, SourceError> {
         let (client, addr) = settings.client()?;
         let db = settings
@@ -163,6 +201,7 @@ impl Source {
             .unwrap_or(0);
         Ok(Source {
             client,
+            fields,
             addr,
             db,
             connect_timeout: settings.connect_timeout,
@@ -196,7 +235,7 @@ impl Source {
                 .map(|s| String::from_utf8_lossy(&s).into_owned())
                 .collect();
         } else {
-            // A discovered key that vanished before HGETALL has simply expired.
+            // A discovered key that vanished before HMGET has simply expired.
             fetched.absent.clear();
         }
         self.connection = Some(connection);
@@ -292,7 +331,8 @@ impl Source {
         }
     }
 
-    /// HGETALL for each symbol, pipelined in batches; fills hashes, absent keys and wrong types.
+    /// HMGET of the fields for each symbol, pipelined in batches; fills hashes, absent keys
+    /// (those with none of the fields) and wrong types.
     async fn read_hashes(
         &self,
         connection: &mut MultiplexedConnection,
@@ -303,8 +343,9 @@ impl Source {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for symbol in batch {
-                pipe.cmd("HGETALL")
-                    .arg([self.prefix.as_slice(), symbol].concat());
+                pipe.cmd("HMGET")
+                    .arg([self.prefix.as_slice(), symbol].concat())
+                    .arg(self.fields);
             }
             let replies: Vec<Value> = pipe
                 .query_async(connection)
@@ -313,7 +354,7 @@ impl Source {
             fetched.commands += batch.len();
             fetched.round_trips += 1;
             if replies.len() != batch.len() {
-                return Err(self.unexpected("HGETALL"));
+                return Err(self.unexpected("HMGET"));
             }
             for (symbol, reply) in batch.iter().zip(replies) {
                 match reply {
@@ -323,18 +364,10 @@ impl Source {
                     Value::ServerError(error) => {
                         return Err(self.classify(redis::RedisError::from(error), false));
                     }
-                    reply => {
-                        let fields =
-                            field_pairs(reply).ok_or_else(|| self.unexpected("HGETALL"))?;
-                        if fields.is_empty() {
-                            fetched.absent.push(symbol.clone());
-                        } else {
-                            fetched.hashes.push(RawHash {
-                                symbol: symbol.clone(),
-                                fields,
-                            });
-                        }
-                    }
+                    reply => match self.packed(symbol, reply)? {
+                        Some(hash) => fetched.hashes.push(hash),
+                        None => fetched.absent.push(symbol.clone()),
+                    },
                 }
             }
         }
@@ -374,6 +407,29 @@ impl Source {
         symbols.sort_unstable();
         symbols.dedup();
         Ok(symbols)
+    }
+
+    /// HMGET's reply packed as a [`RawHash`]; `None` when the key has none of the fields.
+    fn packed(&self, symbol: &[u8], reply: Value) -> Result<Option<RawHash>, SourceError> {
+        let Value::Array(items) = reply else {
+            return Err(self.unexpected("HMGET"));
+        };
+        if items.len() != self.fields.len() {
+            return Err(self.unexpected("HMGET"));
+        }
+        let mut values = Vec::with_capacity(items.len());
+        for item in &items {
+            values.push(match item {
+                Value::BulkString(bytes) => Some(bytes.as_slice()),
+                Value::SimpleString(text) => Some(text.as_bytes()),
+                Value::Nil => None,
+                _ => return Err(self.unexpected("HMGET")),
+            });
+        }
+        if values.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        Ok(Some(RawHash::new(symbol.to_vec(), &values)))
     }
 
     fn classify(&self, source: redis::RedisError, connecting: bool) -> SourceError {
@@ -430,31 +486,6 @@ impl Notifications {
     }
 }
 
-/// HGETALL's reply as pairs: a flat array under RESP2, a map under RESP3.
-fn field_pairs(reply: Value) -> Option<Fields> {
-    let bytes = |value: Value| match value {
-        Value::BulkString(bytes) => Some(bytes),
-        Value::SimpleString(text) => Some(text.into_bytes()),
-        _ => None,
-    };
-    match reply {
-        Value::Array(items) => {
-            let mut items = items.into_iter();
-            let mut pairs = Vec::with_capacity(items.len() / 2);
-            while let Some(key) = items.next() {
-                pairs.push((bytes(key)?, bytes(items.next()?)?));
-            }
-            Some(pairs)
-        }
-        Value::Map(entries) => entries
-            .into_iter()
-            .map(|(key, value)| Some((bytes(key)?, bytes(value)?)))
-            .collect(),
-        Value::Nil => Some(Vec::new()),
-        _ => None,
-    }
-}
-
 /// Escapes the glob characters of SCAN's MATCH so that a prefix is matched literally.
 fn glob_escape(prefix: &[u8]) -> Vec<u8> {
     let mut escaped = Vec::with_capacity(prefix.len() + 4);
@@ -481,24 +512,17 @@ mod tests {
     }
 
     #[test]
-    fn hgetall_replies_in_both_protocols() {
-        let flat = Value::Array(vec![
-            Value::BulkString(b"kill_score".to_vec()),
-            Value::BulkString(b"0.5".to_vec()),
-        ]);
-        let expected = vec![(b"kill_score".to_vec(), b"0.5".to_vec())];
-        assert_eq!(field_pairs(flat), Some(expected.clone()));
-        let map = Value::Map(vec![(
-            Value::BulkString(b"kill_score".to_vec()),
-            Value::BulkString(b"0.5".to_vec()),
-        )]);
-        assert_eq!(field_pairs(map), Some(expected));
-        assert_eq!(field_pairs(Value::Array(vec![])), Some(vec![]));
-        assert_eq!(field_pairs(Value::Int(3)), None);
-        assert_eq!(
-            field_pairs(Value::Array(vec![Value::BulkString(vec![])])),
-            None
+    fn packed_values_come_back_in_order() {
+        let hash = RawHash::new(
+            b"X".to_vec(),
+            &[Some(b"0.5"), None, Some(b""), Some(b"PARTIAL_75"), None],
         );
+        assert_eq!(hash.value(0), Some(&b"0.5"[..]));
+        assert_eq!(hash.value(1), None);
+        assert_eq!(hash.value(2), Some(&b""[..]));
+        assert_eq!(hash.value(3), Some(&b"PARTIAL_75"[..]));
+        assert_eq!(hash.value(4), None);
+        assert_eq!(hash.value(5), None);
     }
 
     #[test]
@@ -510,9 +534,14 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
         };
-        let source =
-            Source::new(&settings("redis://127.0.0.1:1/0"), "p:", Symbols::Discover).unwrap();
+        let source = Source::new(
+            &settings("redis://127.0.0.1:1/0"),
+            "p:",
+            Symbols::Discover,
+            &["a"],
+        )
+        .unwrap();
         assert_eq!(source.addr(), "127.0.0.1:1");
-        assert!(Source::new(&settings("http://nowhere"), "p:", Symbols::Discover).is_err());
+        assert!(Source::new(&settings("http://nowhere"), "p:", Symbols::Discover, &["a"]).is_err());
     }
 }

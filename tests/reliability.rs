@@ -221,7 +221,7 @@ fn redis_acl_user_with_least_privilege() {
         "resetchannels",
         "-@all",
         "+scan",
-        "+hgetall",
+        "+hmget",
         "+ping",
         "+hello",
     ]);
@@ -256,7 +256,7 @@ fn redis_acl_user_with_least_privilege() {
     assert!(!log.contains("nope"), "the password is never logged");
     report(
         "Redis ACL user, right and wrong password",
-        "ACL user limited to SCAN and HGETALL on the prefix; then the same user with a wrong password",
+        "ACL user limited to SCAN and HMGET on the prefix; then the same user with a wrong password",
         "read everything with least privilege; with a wrong password: redis_up 0, one warning naming the cause, kept running and retrying",
         "passwords in logs: 0",
     );
@@ -544,14 +544,16 @@ fn idle_connections(port: u16, count: usize) -> Vec<TcpStream> {
 fn idle_and_slowloris_connections_do_not_keep_a_scrape_out() {
     let redis = Redis::start();
     seed_example(&redis);
+    // A header timeout longer than the test, so that only eviction makes room.
     let exporter = Exporter::start(
         &redis,
-        &["--web.max-connections", "512", "--web.header-timeout", "3"],
+        &["--web.max-connections", "512", "--web.header-timeout", "30"],
     );
     exporter.wait_metrics("the first refresh", WAIT, redis_up);
 
     let idle = idle_connections(exporter.port, 1_000);
     let mut slowloris: Vec<TcpStream> = idle_connections(exporter.port, 50);
+    let attackers = idle.len() + slowloris.len();
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
     let mut scrapes = 0;
@@ -565,6 +567,7 @@ fn idle_and_slowloris_connections_do_not_keep_a_scrape_out() {
         assert!(kill_score(&body, "ETHUSDT").is_some());
         scrapes += 1;
     }
+    // Connections are accepted in order, so every attacker was accepted before this scrape.
     let body = exporter.metrics();
     let open = counter(&body, "quantum_harvest_exporter_http_connections_open");
     let evicted = counter(
@@ -573,22 +576,21 @@ fn idle_and_slowloris_connections_do_not_keep_a_scrape_out() {
     );
     assert!(open <= 513.0, "the cap holds: {open}");
     assert!(
-        evicted >= 400.0,
-        "idle connections made room: {evicted} (open {open})"
+        evicted >= (attackers - 512) as f64,
+        "idle connections made room: {evicted} of {attackers}"
     );
 
-    // The header timeout frees what eviction did not.
-    let freed = exporter.wait_metrics("idle connections to time out", WAIT, |b| {
-        sample(b, "quantum_harvest_exporter_http_connections_open").is_some_and(|n| n <= 60.0)
-    });
     drop((idle, slowloris));
+    let freed = exporter.wait_metrics("the closed connections to be released", WAIT, |b| {
+        sample(b, "quantum_harvest_exporter_http_connections_open") == Some(1.0)
+    });
     promtool_check_metrics(&freed);
     report(
         "1,000 idle and 50 slowloris connections",
-        "opened 1,050 connections that send nothing or a byte at a time (cap 512, header timeout 6 s), scraping meanwhile",
-        "every scrape answered; the oldest waiting connections were closed to make room; the rest timed out",
+        "opened 1,050 connections that send nothing or a byte at a time (cap 512), scraping meanwhile for 2 s",
+        "every scrape answered; the oldest connections still waiting for a request were closed to make room; all released when the clients left",
         &format!(
-            "scrapes: {scrapes}; slowest: {}; open connections after: {open} (cap 512); evicted: {evicted}",
+            "scrapes: {scrapes}; slowest: {}; open during the attack: {open} (cap 512); evicted: {evicted}",
             ms(slowest)
         ),
     );
