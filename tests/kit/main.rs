@@ -1,4 +1,5 @@
-//! Tests of the deployment kit in `deploy/`: the systemd unit and the env file.
+//! Tests of the deployment kit in `deploy/`: the systemd unit, the env file, and the Prometheus
+//! scrape job and rules.
 
 // The shared fixtures are kept in their authors' layout; formatting them belongs to them.
 #[rustfmt::skip]
@@ -6,6 +7,7 @@
 mod common;
 
 mod config;
+mod prometheus;
 mod systemd;
 
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use common::{Exporter, Redis, run_exporter};
 
 /// The three symbols the seed's examples use; the simulator publishes them in these tests.
 pub const SEED_SYMBOLS: &str = "BTCUSDT,ETHUSDT,SOLUSDT";
+pub const JOB: &str = "quantum-harvest-exporter";
 
 /// A file or directory of the kit, e.g. `deploy("prometheus/alerts.yml")`.
 pub fn deploy(relative: &str) -> PathBuf {
@@ -117,4 +120,16 @@ pub fn metrics_with_seed_symbols(exporter: &Exporter) -> String {
                 .all(|s| body.contains(&format!("quantum_harvest_kill_score{{symbol=\"{s}\"}}")))
         },
     )
+}
+
+/// The names that follow `key:` in a YAML file written in this kit's style (one `key: value`
+/// per line), in order. Real YAML parsing is left to yamllint, promtool and Prometheus; this
+/// only lets tests read the kit's own files.
+pub fn yaml_values(text: &str, key: &str) -> Vec<String> {
+    let prefix = format!("{key}:");
+    text.lines()
+        .map(|l| l.trim_start().trim_start_matches("- "))
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_owned())
+        .collect()
 }
