@@ -1,5 +1,5 @@
-//! Tests of the deployment kit in `deploy/`: the systemd unit, the env file, and the Prometheus
-//! scrape job and rules.
+//! Tests of the deployment kit in `deploy/`: the systemd unit, the env file, the Prometheus
+//! scrape job and rules, and the Grafana dashboard and provisioning.
 
 // The shared fixtures are kept in their authors' layout; formatting them belongs to them.
 #[rustfmt::skip]
@@ -7,6 +7,7 @@
 mod common;
 
 mod config;
+mod dashboard;
 mod prometheus;
 mod systemd;
 
@@ -120,6 +121,15 @@ pub fn metrics_with_seed_symbols(exporter: &Exporter) -> String {
                 .all(|s| body.contains(&format!("quantum_harvest_kill_score{{symbol=\"{s}\"}}")))
         },
     )
+}
+
+/// The metric names a text-format body declares with `# TYPE`.
+pub fn metric_families(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The names that follow `key:` in a YAML file written in this kit's style (one `key: value`
