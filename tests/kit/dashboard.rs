@@ -476,4 +476,6 @@ fn provisioning_points_at_the_dashboard_and_its_datasource() {
     assert_eq!(yaml_values(&datasources, "timeInterval"), ["10s"]);
     assert_eq!(yaml_values(&providers, "type"), ["file"]);
     assert_eq!(yaml_values(&providers, "path"), [DASHBOARD_DIR]);
+    let install = read("install.sh");
+    assert!(install.contains(&format!("{DASHBOARD_DIR}/{DASHBOARD_FILE}")));
 }

@@ -1,5 +1,5 @@
 //! Tests of the deployment kit in `deploy/`: the systemd unit, the env file, the Prometheus
-//! scrape job and rules, and the Grafana dashboard and provisioning.
+//! scrape job and rules, the Grafana dashboard and provisioning, and the install script.
 
 // The shared fixtures are kept in their authors' layout; formatting them belongs to them.
 #[rustfmt::skip]
@@ -8,6 +8,7 @@ mod common;
 
 mod config;
 mod dashboard;
+mod install;
 mod prometheus;
 mod systemd;
 
