@@ -44,12 +44,28 @@ pub fn panels(dashboard: &Value) -> Vec<&Value> {
     out
 }
 
-/// The PromQL of every query of the dashboard.
-pub fn exprs(dashboard: &Value) -> Vec<String> {
+/// A query of the dashboard: where it is, its PromQL, and whether Grafana runs it over a range.
+pub struct Query {
+    pub panel: String,
+    pub expr: String,
+    pub range: bool,
+}
+
+pub fn queries(dashboard: &Value) -> Vec<Query> {
     panels(dashboard)
         .into_iter()
-        .flat_map(|panel| panel["targets"].as_array().into_iter().flatten())
-        .map(|target| target["expr"].as_str().unwrap_or("").to_owned())
+        .flat_map(|panel| {
+            let title = panel["title"].as_str().unwrap_or("?").to_owned();
+            panel["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |target| Query {
+                    panel: title.clone(),
+                    expr: target["expr"].as_str().unwrap_or("").to_owned(),
+                    range: target["range"].as_bool().unwrap_or(true),
+                })
+        })
         .collect()
 }
 
@@ -279,9 +295,9 @@ fn dashboard_passes_the_static_check() {
 #[test]
 fn static_check_catches_a_broken_dashboard() {
     let mut dashboard = load();
-    let known: BTreeSet<String> = exprs(&dashboard)
+    let known: BTreeSet<String> = queries(&dashboard)
         .iter()
-        .flat_map(|e| metric_names(e))
+        .flat_map(|q| metric_names(&q.expr))
         .chain([symbol_variable_metric(&dashboard)])
         .collect();
     assert!(problems(&dashboard, &known).is_empty());

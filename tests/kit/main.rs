@@ -1,5 +1,6 @@
 //! Tests of the deployment kit in `deploy/`: the systemd unit, the env file, the Prometheus
-//! scrape job and rules, the Grafana dashboard and provisioning, and the install script.
+//! scrape job and rules, the Grafana dashboard and provisioning, the install script, and an
+//! end-to-end run of redis-server, the simulator, the exporter and a real Prometheus.
 
 // The shared fixtures are kept in their authors' layout; formatting them belongs to them.
 #[rustfmt::skip]
@@ -8,6 +9,7 @@ mod common;
 
 mod config;
 mod dashboard;
+mod e2e;
 mod install;
 mod prometheus;
 mod systemd;
@@ -86,6 +88,24 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The simulator publishing the seed's symbols to `redis` every `interval` seconds.
+pub fn simulator(redis: &Redis, interval: &str) -> Running {
+    Running::spawn(
+        Command::new(common::exporter_bin())
+            .env_clear()
+            .args(["--redis.addr", &redis.url(), "--log.level", "warn"])
+            .args([
+                "simulate",
+                "--symbols",
+                SEED_SYMBOLS,
+                "--interval",
+                interval,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
 }
 
 /// Publishes one round of simulated proposals, heat gate included, so that every metric
