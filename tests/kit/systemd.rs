@@ -213,7 +213,10 @@ fn system_call_filter_allows_every_call_the_exporter_makes() {
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
+    // strace forks short-lived probes of its own before it starts the exporter: the tracee is
+    // the child that runs the exporter's binary.
     let strace_pid = traced.child.id();
+    let binary = std::fs::canonicalize(exporter_bin()).unwrap();
     let mut exporter = Tracee(Some(wait_for(
         "strace to start the exporter",
         Duration::from_secs(10),
@@ -221,9 +224,10 @@ fn system_call_filter_allows_every_call_the_exporter_makes() {
             std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children"))
                 .ok()?
                 .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .find(|pid| {
+                    std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_ref() == Some(&binary)
+                })
         },
     )));
     wait_for(
