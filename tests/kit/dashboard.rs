@@ -1,0 +1,497 @@
+//! The Grafana dashboard, checked statically (Grafana cannot be installed here): valid JSON,
+//! fixed uid, every panel on the `${datasource}` variable, unique panel ids, the seed's panels
+//! and thresholds, and every metric a query names exported by the exporter or recorded by the
+//! kit's rules. The end-to-end test runs the same queries against a real Prometheus.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::common::{Exporter, Redis};
+use crate::prometheus::record_names;
+use crate::{metric_families, metrics_with_seed_symbols, publish_once, read, yaml_values};
+
+pub const UID: &str = "quantum-harvest-p27";
+const DATASOURCE: &str = "${datasource}";
+const DASHBOARD_DIR: &str = "/var/lib/grafana/dashboards/quantum";
+const DASHBOARD_FILE: &str = "quantum_harvest_control_p27.json";
+/// Series Prometheus itself adds to every scrape and rule evaluation.
+const SYNTHETIC: [&str; 7] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+    "ALERTS",
+    "ALERTS_FOR_STATE",
+];
+
+pub fn load() -> Value {
+    let text = read(&format!("grafana/{DASHBOARD_FILE}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{DASHBOARD_FILE} is not JSON: {e}"))
+}
+
+/// Every panel, those inside collapsed rows included.
+pub fn panels(dashboard: &Value) -> Vec<&Value> {
+    fn walk<'a>(list: &'a Value, out: &mut Vec<&'a Value>) {
+        for panel in list.as_array().into_iter().flatten() {
+            out.push(panel);
+            walk(&panel["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+/// A query of the dashboard: where it is, its PromQL, and whether Grafana runs it over a range.
+pub struct Query {
+    pub panel: String,
+    pub expr: String,
+    pub range: bool,
+}
+
+pub fn queries(dashboard: &Value) -> Vec<Query> {
+    panels(dashboard)
+        .into_iter()
+        .flat_map(|panel| {
+            let title = panel["title"].as_str().unwrap_or("?").to_owned();
+            panel["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |target| Query {
+                    panel: title.clone(),
+                    expr: target["expr"].as_str().unwrap_or("").to_owned(),
+                    range: target["range"].as_bool().unwrap_or(true),
+                })
+        })
+        .collect()
+}
+
+fn variable<'a>(dashboard: &'a Value, name: &str) -> &'a Value {
+    dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no ${name} variable"))
+}
+
+/// The metric the `symbol` variable takes its values from (`label_values(METRIC, symbol)`).
+pub fn symbol_variable_metric(dashboard: &Value) -> String {
+    let symbol = variable(dashboard, "symbol");
+    let query = symbol["query"]["query"]
+        .as_str()
+        .or(symbol["query"].as_str())
+        .unwrap_or("");
+    query
+        .strip_prefix("label_values(")
+        .and_then(|rest| rest.strip_suffix(", symbol)"))
+        .unwrap_or_else(|| panic!("unexpected symbol variable query {query:?}"))
+        .to_owned()
+}
+
+/// The metric names a PromQL expression selects: identifiers that are not functions,
+/// aggregations, keywords, label names, label values or durations.
+pub fn metric_names(expr: &str) -> Vec<String> {
+    const SKIPPED: [&str; 23] = [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "inf",
+        "nan",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+    ];
+    const LABEL_LISTS: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let skip_quoted = |mut i: usize| -> usize {
+        let quote = chars[i];
+        i += 1;
+        while i < chars.len() && chars[i] != quote {
+            i += if chars[i] == '\\' { 2 } else { 1 };
+        }
+        i + 1
+    };
+    let skip_to = |mut i: usize, close: char| -> usize {
+        while i < chars.len() && chars[i] != close {
+            i = if matches!(chars[i], '"' | '\'' | '`') {
+                skip_quoted(i)
+            } else {
+                i + 1
+            };
+        }
+        i + 1
+    };
+    let next_non_space = |mut i: usize| -> usize {
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if matches!(c, '"' | '\'' | '`') {
+            i = skip_quoted(i);
+        } else if c == '{' {
+            i = skip_to(i, '}');
+        } else if c == '[' {
+            i = skip_to(i, ']');
+        } else if c == '#' {
+            i = skip_to(i, '\n');
+        } else if c.is_ascii_digit() || c == '.' || c == '$' {
+            i += 1;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '.' | '_'))
+            {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | ':'))
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let after = next_non_space(i);
+            let is_call = chars.get(after) == Some(&'(');
+            if LABEL_LISTS.contains(&word.as_str()) {
+                if is_call {
+                    i = skip_to(after, ')');
+                }
+            } else if !is_call && !SKIPPED.contains(&word.to_lowercase().as_str()) {
+                names.push(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+/// Everything wrong with a dashboard, given the metric names that exist.
+pub fn problems(dashboard: &Value, known: &BTreeSet<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if dashboard["uid"] != UID {
+        problems.push(format!("uid is {}, not the fixed {UID}", dashboard["uid"]));
+    }
+    let mut ids = BTreeSet::new();
+    for panel in panels(dashboard) {
+        let title = panel["title"].as_str().unwrap_or("?");
+        match panel["id"].as_u64() {
+            Some(id) if !ids.insert(id) => {
+                problems.push(format!("panel {title:?}: duplicate id {id}"))
+            }
+            Some(_) => {}
+            None => problems.push(format!("panel {title:?}: no id")),
+        }
+        if panel["datasource"]["uid"] != DATASOURCE {
+            problems.push(format!("panel {title:?}: datasource is not {DATASOURCE}"));
+        }
+        let targets = panel["targets"].as_array().cloned().unwrap_or_default();
+        if panel["type"] != "row" && targets.is_empty() {
+            problems.push(format!("panel {title:?}: no query"));
+        }
+        for target in &targets {
+            if target["datasource"]["uid"] != DATASOURCE {
+                problems.push(format!(
+                    "panel {title:?}: a query's datasource is not {DATASOURCE}"
+                ));
+            }
+            let expr = target["expr"].as_str().unwrap_or("");
+            let names = metric_names(expr);
+            if names.is_empty() {
+                problems.push(format!("panel {title:?}: query {expr:?} names no metric"));
+            }
+            for name in names.into_iter().filter(|n| !known.contains(n)) {
+                problems.push(format!(
+                    "panel {title:?}: unknown metric {name} in {expr:?}"
+                ));
+            }
+        }
+    }
+    let metric = symbol_variable_metric(dashboard);
+    if !known.contains(&metric) {
+        problems.push(format!("variable symbol: unknown metric {metric}"));
+    }
+    problems
+}
+
+/// The names the exporter exports (with every optional family present), the kit records, and
+/// Prometheus adds.
+fn known_metrics() -> BTreeSet<String> {
+    let redis = Redis::start();
+    publish_once(&redis);
+    let exporter = Exporter::start(&redis, &[]);
+    let body = metrics_with_seed_symbols(&exporter);
+    let mut known: BTreeSet<String> = metric_families(&body).into_iter().collect();
+    assert!(
+        known.contains("quantum_harvest_calibrated_action"),
+        "heat gate fields missing"
+    );
+    known.extend(record_names(&read("prometheus/recording.yml")));
+    known.extend(SYNTHETIC.map(str::to_owned));
+    known
+}
+
+#[test]
+fn metric_names_are_found_in_promql() {
+    assert_eq!(
+        metric_names(
+            "sum by (symbol) (rate(a_total{job=\"x\", le=~\"b{c}\"}[5m] offset 1h)) * 2.0 \
+             + on (symbol) group_left(action) ns:b_seconds:max - 1e3 > bool c unless d"
+        ),
+        ["a_total", "ns:b_seconds:max", "c", "d"]
+    );
+    assert_eq!(
+        metric_names("max by(symbol, action) (quantum_harvest_action{symbol=~\"$symbol\"} == 1)"),
+        ["quantum_harvest_action"]
+    );
+    assert_eq!(
+        metric_names("increase(x_total[$__rate_interval]) and time() - y"),
+        ["x_total", "y"]
+    );
+}
+
+#[test]
+fn dashboard_passes_the_static_check() {
+    let dashboard = load();
+    let found = problems(&dashboard, &known_metrics());
+    assert!(
+        found.is_empty(),
+        "dashboard problems:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The check fails on each defect it is meant to catch.
+#[test]
+fn static_check_catches_a_broken_dashboard() {
+    let mut dashboard = load();
+    let known: BTreeSet<String> = queries(&dashboard)
+        .iter()
+        .flat_map(|q| metric_names(&q.expr))
+        .chain([symbol_variable_metric(&dashboard)])
+        .collect();
+    assert!(problems(&dashboard, &known).is_empty());
+
+    let panels = dashboard["panels"].as_array_mut().unwrap();
+    let gauge = panels.iter().position(|p| p["type"] == "gauge").unwrap();
+    panels[gauge]["datasource"] = Value::Null;
+    panels[gauge + 1]["id"] = panels[gauge]["id"].clone();
+    panels[gauge + 1]["targets"][0]["expr"] = "quantum_harvest_r_nett".into();
+    let found = problems(&dashboard, &known).join("\n");
+    assert!(found.contains("datasource is not ${datasource}"), "{found}");
+    assert!(found.contains("duplicate id"), "{found}");
+    assert!(
+        found.contains("unknown metric quantum_harvest_r_nett"),
+        "{found}"
+    );
+}
+
+fn steps(panel: &Value) -> Vec<(String, Option<f64>)> {
+    panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["color"].as_str().unwrap_or("").to_owned(),
+                s["value"].as_f64(),
+            )
+        })
+        .collect()
+}
+
+fn panel_querying<'a>(dashboard: &'a Value, kind: &str, metric: &str) -> &'a Value {
+    panels(dashboard)
+        .into_iter()
+        .find(|p| {
+            p["type"] == kind
+                && p["targets"].as_array().into_iter().flatten().any(|t| {
+                    t["expr"]
+                        .as_str()
+                        .is_some_and(|e| metric_names(e).iter().any(|n| n == metric))
+                })
+        })
+        .unwrap_or_else(|| panic!("no {kind} panel queries {metric}"))
+}
+
+fn owned(steps: &[(&str, Option<f64>)]) -> Vec<(String, Option<f64>)> {
+    steps.iter().map(|(c, v)| ((*c).to_owned(), *v)).collect()
+}
+
+#[test]
+fn dashboard_has_the_seed_panels_and_thresholds() {
+    let d = load();
+    assert_eq!(d["title"], "Quantum — Harvest Control (P2.7)");
+    assert_eq!(d["refresh"], "10s");
+    assert_eq!(d["time"]["from"], "now-1h");
+    assert!(
+        d.get("dashboard").is_none(),
+        "the JSON must not be wrapped for the API"
+    );
+
+    let datasource = variable(&d, "datasource");
+    assert_eq!(datasource["type"], "datasource");
+    assert_eq!(datasource["query"], "prometheus");
+    let symbol = variable(&d, "symbol");
+    assert_eq!(symbol["type"], "query");
+    assert_eq!(symbol["multi"], true);
+    assert_eq!(symbol["includeAll"], true);
+    assert_eq!(symbol["datasource"]["uid"], DATASOURCE);
+    assert_eq!(symbol_variable_metric(&d), "quantum_harvest_kill_score");
+
+    let gauge = panel_querying(&d, "gauge", "quantum_harvest_kill_score");
+    assert_eq!(steps(gauge), owned(&[("green", None), ("red", Some(0.6))]));
+    let r_net = panel_querying(&d, "stat", "quantum_harvest_r_net");
+    assert_eq!(
+        steps(r_net),
+        owned(&[("red", None), ("yellow", Some(3.0)), ("green", Some(7.0))])
+    );
+    panel_querying(&d, "stat", "quantum_harvest_new_sl");
+
+    // Per-symbol components: one panel repeated for each selected symbol, stacked, each
+    // component scaled by its weight and the weight named in the legend.
+    let components = panel_querying(&d, "timeseries", "quantum_harvest_k_regime_flip");
+    assert_eq!(components["repeat"], "symbol");
+    assert_eq!(
+        components["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"],
+        "normal"
+    );
+    for (metric, weight) in [
+        ("quantum_harvest_k_regime_flip", "2.0"),
+        ("quantum_harvest_k_sigma_spike", "1.5"),
+        ("quantum_harvest_k_ts_drop", "2.5"),
+        ("quantum_harvest_k_age_penalty", "0.5"),
+    ] {
+        let target = components["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["expr"].as_str().unwrap().contains(metric))
+            .unwrap_or_else(|| panic!("components panel lacks {metric}"));
+        assert!(
+            target["expr"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{weight} * "))
+        );
+        assert!(
+            target["legendFormat"].as_str().unwrap().ends_with(weight),
+            "{target}"
+        );
+    }
+
+    // The summary table: the seed's columns plus the action as text, Kill Score coloured.
+    let table = panel_querying(&d, "table", "quantum_harvest_action");
+    let renames: BTreeSet<&str> = table["transformations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["options"]["renameByName"].as_object())
+        .flat_map(|m| m.values().filter_map(Value::as_str))
+        .collect();
+    for column in [
+        "Symbol",
+        "Kill Score",
+        "R_net",
+        "New SL",
+        "Regime Flip",
+        "TS Drop",
+        "Action",
+    ] {
+        assert!(
+            renames.contains(column),
+            "table lacks column {column}: {renames:?}"
+        );
+    }
+    let kill_score = table["fieldConfig"]["overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["matcher"]["options"] == "Kill Score")
+        .expect("Kill Score override");
+    let properties = kill_score["properties"].as_array().unwrap();
+    let property = |id: &str| {
+        properties
+            .iter()
+            .find(|p| p["id"] == id)
+            .map(|p| &p["value"])
+    };
+    assert_eq!(
+        property("custom.cellOptions").unwrap()["type"],
+        "color-background"
+    );
+    assert_eq!(property("thresholds").unwrap()["steps"][1]["value"], 0.6);
+    assert!(
+        table["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["instant"] == true)
+    );
+
+    panel_querying(
+        &d,
+        "timeseries",
+        "symbol:quantum_harvest_last_update_epoch:age_seconds",
+    );
+    panel_querying(&d, "stat", "quantum_harvest_exporter_redis_up");
+    panel_querying(
+        &d,
+        "timeseries",
+        "quantum_harvest_exporter_refresh_errors_total",
+    );
+    panel_querying(&d, "timeseries", "scrape_duration_seconds");
+}
+
+#[test]
+fn provisioning_points_at_the_dashboard_and_its_datasource() {
+    let dashboard = load();
+    let datasources = read("grafana/provisioning/datasources/quantum-prometheus.yml");
+    let providers = read("grafana/provisioning/dashboards/quantum-harvest.yml");
+    for text in [&datasources, &providers] {
+        assert_eq!(yaml_values(text, "apiVersion"), ["1"]);
+    }
+    assert_eq!(yaml_values(&datasources, "type"), ["prometheus"]);
+    assert_eq!(
+        yaml_values(&datasources, "uid"),
+        [variable(&dashboard, "datasource")["current"]["value"]
+            .as_str()
+            .unwrap()]
+    );
+    // $__rate_interval relies on the scrape interval, which the datasource declares.
+    assert_eq!(yaml_values(&datasources, "timeInterval"), ["10s"]);
+    assert_eq!(yaml_values(&providers, "type"), ["file"]);
+    assert_eq!(yaml_values(&providers, "path"), [DASHBOARD_DIR]);
+    let install = read("install.sh");
+    assert!(install.contains(&format!("{DASHBOARD_DIR}/{DASHBOARD_FILE}")));
+}

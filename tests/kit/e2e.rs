@@ -1,0 +1,406 @@
+//! End to end: redis-server, the simulator as the publisher, the exporter, and a real
+//! Prometheus loading the shipped scrape job and rule files. Every dashboard query and every
+//! example query of the seed (and of the README) must return data, the recording rules must
+//! have values, and the stale, Redis-down and exporter-down alerts must go pending when their
+//! cause happens. Only the scrape target and intervals are changed for speed, and the test
+//! checks that nothing else was.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::common::{Exporter, Redis, TempDir, free_port, http_request, wait_for};
+use crate::dashboard::{self, metric_names};
+use crate::prometheus::{alert_blocks, record_names};
+use crate::{
+    JOB, Running, SEED_SYMBOLS, deploy, metrics_with_seed_symbols, read, require_tool, simulator,
+};
+
+/// The example queries of the seed's design document, verbatim.
+const SEED_QUERIES: [&str; 10] = [
+    "quantum_harvest_kill_score",
+    "quantum_harvest_kill_score{symbol=\"ETHUSDT\"}",
+    "quantum_harvest_r_net{symbol=\"BTCUSDT\"}",
+    "quantum_harvest_k_regime_flip{symbol=\"ETHUSDT\"}",
+    "sum by(symbol) (\n  quantum_harvest_k_regime_flip * 2.0 +\n  quantum_harvest_k_sigma_spike * 1.5 +\n  \
+     quantum_harvest_k_ts_drop * 2.5 +\n  quantum_harvest_k_age_penalty * 0.5\n)",
+    "max by(symbol, action) (quantum_harvest_action)",
+    "sum(quantum_harvest_action{action=\"FULL_CLOSE_PROPOSED\"})",
+    "quantum_harvest_action{action=\"PARTIAL_75\"} == 1",
+    "time() - quantum_harvest_last_update_epoch",
+    "(time() - quantum_harvest_last_update_epoch) > 60",
+];
+
+/// Generous bound for anything that takes a few scrapes or rule evaluations.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+struct Prometheus {
+    port: u16,
+    process: Running,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    fn start(config: &str) -> Prometheus {
+        require_tool("prometheus", "prometheus");
+        let dir = TempDir::new("prometheus");
+        let config_path = dir.0.join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.0.join("prometheus.log");
+        let port = free_port();
+        let process = Running::spawn(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.0.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap()),
+        );
+        let mut prometheus = Prometheus {
+            port,
+            process,
+            log,
+            _dir: dir,
+        };
+        wait_for("Prometheus to be ready", WAIT, || {
+            if let Ok(Some(status)) = prometheus.process.child.try_wait() {
+                panic!(
+                    "prometheus exited with {status}:\n{}",
+                    prometheus.log_text()
+                );
+            }
+            let response = http_request(port, b"GET /-/ready HTTP/1.0\r\n\r\n").ok()?;
+            (response.status == 200).then_some(())
+        });
+        prometheus
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET an API path (HTTP/1.0, so that the body is not chunked) and return `data`.
+    fn api(&self, path: &str) -> Value {
+        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let response = http_request(self.port, request.as_bytes())
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let body: Value = serde_json::from_slice(&response.body)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", response.text()));
+        assert_eq!(body["status"], "success", "GET {path}: {body}");
+        body["data"].clone()
+    }
+
+    fn query(&self, expr: &str) -> Vec<Value> {
+        let data = self.api(&format!("/api/v1/query?query={}", url_encode(expr)));
+        match &data["result"] {
+            Value::Array(series) => series.clone(),
+            // A scalar result (time(), say) is one value.
+            scalar => vec![scalar.clone()],
+        }
+    }
+
+    fn query_range(&self, expr: &str) -> Vec<Value> {
+        // The end has to be exact: a whole second could fall before a series' first sample.
+        let end = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let data = self.api(&format!(
+            "/api/v1/query_range?query={}&start={:.3}&end={end:.3}&step=1",
+            url_encode(expr),
+            end - 60.0
+        ));
+        data["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The active alerts named `name`, with their state.
+    fn alerts(&self, name: &str) -> Vec<Value> {
+        self.api("/api/v1/alerts")["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == name)
+            .cloned()
+            .collect()
+    }
+
+    fn wait_alert(&self, name: &str, label: (&str, &str)) -> Value {
+        wait_for(
+            &format!("{name} with {label:?} to be pending"),
+            WAIT,
+            || {
+                self.alerts(name)
+                    .into_iter()
+                    .find(|a| a["labels"][label.0] == label.1 && a["state"] == "pending")
+            },
+        )
+    }
+
+    /// The value of a one-sample instant query.
+    fn value(&self, expr: &str) -> Option<f64> {
+        let result = self.query(expr);
+        result.first()?["value"][1].as_str()?.parse().ok()
+    }
+}
+
+/// Replaces Grafana's variables the way Grafana would for Prometheus: `symbol` by the
+/// regex alternation of the selected values, the interval variables by durations.
+fn substitute(expr: &str, symbols: &str) -> String {
+    let alternation = format!("({})", symbols.replace(',', "|"));
+    let mut out = expr.to_owned();
+    for (variable, value) in [
+        ("${symbol}", alternation.as_str()),
+        ("$symbol", alternation.as_str()),
+        ("$__rate_interval", "15s"),
+        ("$__interval", "5s"),
+        ("$__range", "1h"),
+    ] {
+        out = out.replace(variable, value);
+    }
+    assert!(!out.contains('$'), "unknown variable left in {out:?}");
+    out
+}
+
+/// The shipped scrape job pointed at `target` and sped up to 1 s, after checking that only
+/// the target, the interval and the timeout changed.
+fn scrape_job_for(target: &str) -> String {
+    let original = read("prometheus/scrape-job.yml");
+    let transformed: Vec<String> = original
+        .lines()
+        .map(|line| match line.trim() {
+            "- targets: ['127.0.0.1:8042']" => line.replace("127.0.0.1:8042", target),
+            "scrape_interval: 10s" => line.replace("10s", "1s"),
+            "scrape_timeout: 5s" => line.replace("5s", "1s"),
+            _ => line.to_owned(),
+        })
+        .collect();
+    let changed: Vec<(&str, &str)> = original
+        .lines()
+        .zip(&transformed)
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| (a, b.as_str()))
+        .collect();
+    assert_eq!(changed.len(), 3, "expected to change 3 lines: {changed:?}");
+    for (before, after) in changed {
+        assert_eq!(
+            before.split_once(':').unwrap().0,
+            after.split_once(':').unwrap().0
+        );
+    }
+    transformed.join("\n") + "\n"
+}
+
+/// The PromQL queries in the README's ```promql blocks: each query is a run of lines ended by a
+/// comment, a blank line or the block's end.
+fn readme_queries() -> Vec<String> {
+    let mut queries = Vec::new();
+    let mut in_block = false;
+    let mut current: Vec<&str> = Vec::new();
+    let readme = read("README.md");
+    for line in readme.lines() {
+        if line.trim() == "```promql" {
+            in_block = true;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let end = line.trim() == "```";
+        if end || line.trim().is_empty() || line.trim_start().starts_with('#') {
+            if !current.is_empty() {
+                queries.push(current.join("\n"));
+                current.clear();
+            }
+            in_block = !end;
+        } else {
+            current.push(line);
+        }
+    }
+    queries
+}
+
+fn normalized(query: &str) -> String {
+    query.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn end_to_end_with_prometheus() {
+    require_tool("prometheus", "prometheus");
+    let mut redis = Redis::start();
+    let mut publisher = simulator(&redis, "1");
+    let exporter = Exporter::start(&redis, &["--harvest.symbols", SEED_SYMBOLS]);
+    metrics_with_seed_symbols(&exporter);
+
+    let alerts_path = deploy("prometheus/alerts.yml");
+    let recording_path = deploy("prometheus/recording.yml");
+    let config = format!(
+        "global:\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\n{}",
+        alerts_path.display(),
+        recording_path.display(),
+        scrape_job_for(&format!("127.0.0.1:{}", exporter.port))
+    );
+    let prometheus = Prometheus::start(&config);
+
+    // Prometheus loaded exactly the rules the kit's files hold, and each evaluates cleanly.
+    let mut loaded: Vec<String> = wait_for("every rule evaluated", WAIT, || {
+        let mut names = Vec::new();
+        for group in prometheus.api("/api/v1/rules")["groups"]
+            .as_array()
+            .unwrap()
+        {
+            for rule in group["rules"].as_array().unwrap() {
+                assert_ne!(rule["health"], "err", "{rule}");
+                if rule["health"] != "ok" {
+                    return None;
+                }
+                names.push(rule["name"].as_str().unwrap().to_owned());
+            }
+        }
+        Some(names)
+    });
+    let mut shipped: Vec<String> = alert_blocks(&read("prometheus/alerts.yml"))
+        .into_iter()
+        .map(|(name, _)| name)
+        .chain(record_names(&read("prometheus/recording.yml")))
+        .collect();
+    loaded.sort();
+    shipped.sort();
+    assert_eq!(loaded, shipped);
+
+    wait_for("two successful scrapes", WAIT, || {
+        let scrapes = prometheus.value(&format!("count_over_time(up{{job=\"{JOB}\"}}[5m])"))?;
+        let up = prometheus.value(&format!("up{{job=\"{JOB}\"}}"))?;
+        (scrapes >= 2.0 && up == 1.0).then_some(())
+    });
+    let targets = prometheus.api("/api/v1/targets")["activeTargets"].clone();
+    let ours = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["labels"]["job"] == JOB)
+        .expect("the harvest job's target");
+    assert_eq!(ours["health"], "up");
+    assert_eq!(
+        ours["scrapeUrl"],
+        format!("http://127.0.0.1:{}/metrics", exporter.port)
+    );
+
+    // The recording rules have a value for every symbol, and the data is fresh.
+    for record in record_names(&read("prometheus/recording.yml")) {
+        wait_for(&format!("{record} for every symbol"), WAIT, || {
+            (prometheus.query(&record).len() == 3).then_some(())
+        });
+    }
+    let ages = prometheus.query("symbol:quantum_harvest_last_update_epoch:age_seconds");
+    for age in &ages {
+        let seconds: f64 = age["value"][1].as_str().unwrap().parse().unwrap();
+        assert!(
+            seconds < 30.0,
+            "data is {seconds}s old while publishing: {age}"
+        );
+    }
+
+    // Every dashboard query returns data, for all symbols and for one (a repeated panel).
+    let d = dashboard::load();
+    for query in dashboard::queries(&d) {
+        for symbols in [SEED_SYMBOLS, "ETHUSDT"] {
+            let expr = substitute(&query.expr, symbols);
+            let instant = prometheus.query(&expr);
+            assert!(
+                !instant.is_empty(),
+                "panel {:?}: no data for {expr}",
+                query.panel
+            );
+            if query.range {
+                let range = prometheus.query_range(&expr);
+                assert!(
+                    !range.is_empty(),
+                    "panel {:?}: no range data for {expr}",
+                    query.panel
+                );
+            }
+        }
+    }
+    let metric = dashboard::symbol_variable_metric(&d);
+    let values = prometheus.api(&format!(
+        "/api/v1/label/symbol/values?match%5B%5D={}",
+        url_encode(&metric)
+    ));
+    for symbol in SEED_SYMBOLS.split(',') {
+        assert!(
+            values.as_array().unwrap().iter().any(|v| v == symbol),
+            "{values}"
+        );
+    }
+    assert!(prometheus.alerts("HarvestDataStale").is_empty());
+    assert!(prometheus.alerts("HarvestExporterDown").is_empty());
+    assert!(prometheus.alerts("HarvestRedisDown").is_empty());
+
+    // The publisher stops; one hash keeps what it last wrote ten minutes ago.
+    publisher.stop();
+    let old_epoch = (unix_now() - 600).to_string();
+    redis.hset(
+        "SOLUSDT",
+        &[
+            ("last_update_epoch", old_epoch.as_str()),
+            ("harvest_action", "PARTIAL_75"),
+            ("kill_score", "0.85"),
+        ],
+    );
+    let stale = prometheus.wait_alert("HarvestDataStale", ("symbol", "SOLUSDT"));
+    assert_eq!(stale["labels"]["severity"], "critical");
+
+    // The seed's example queries, all of them in the README, and the README's own.
+    let readme = readme_queries();
+    let readme_normalized: Vec<String> = readme.iter().map(|q| normalized(q)).collect();
+    for seed in SEED_QUERIES {
+        assert!(
+            readme_normalized.contains(&normalized(seed)),
+            "the README lacks the seed's query {seed}"
+        );
+    }
+    for query in &readme {
+        assert!(!metric_names(query).is_empty(), "not a query: {query}");
+        wait_for(&format!("data for {query}"), WAIT, || {
+            (!prometheus.query(query).is_empty()).then_some(())
+        });
+    }
+
+    // Redis goes away: the exporter keeps serving, and says it cannot read.
+    redis.kill();
+    prometheus.wait_alert(
+        "HarvestRedisDown",
+        ("instance", &format!("127.0.0.1:{}", exporter.port)),
+    );
+
+    // The exporter stops.
+    let instance = format!("127.0.0.1:{}", exporter.port);
+    drop(exporter);
+    let down = prometheus.wait_alert("HarvestExporterDown", ("instance", &instance));
+    assert_eq!(down["labels"]["job"], JOB);
+    assert_eq!(prometheus.value(&format!("up{{job=\"{JOB}\"}}")), Some(0.0));
+}

@@ -1,0 +1,275 @@
+//! The install script, run for real on this host into a scratch root: the files, their owners
+//! and modes, the system user, and idempotence (a second run changes nothing, the operator's
+//! env file survives, damaged modes are repaired, an old unit is replaced).
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{TempDir, exporter_bin};
+use crate::{deploy, require_tool, run_ok};
+
+const USER: &str = "harvest-exporter";
+const ENV_FILE: &str = "etc/quantum/harvest-metrics-exporter.env";
+const UNIT_FILE: &str = "etc/systemd/system/quantum-harvest-metrics-exporter.service";
+
+fn getent(database: &str, key: &str) -> Option<Vec<String>> {
+    let output = Command::new("getent").args([database, key]).output().ok()?;
+    output.status.success().then(|| {
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .split(':')
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+/// Removes the service user at the end if this test created it, and only then.
+struct UserCleanup {
+    created_here: bool,
+}
+
+impl Drop for UserCleanup {
+    fn drop(&mut self) {
+        if self.created_here {
+            let _ = Command::new("userdel").arg(USER).status();
+            // userdel removes the user's own group; an older one may have left it.
+            let _ = Command::new("groupdel").arg(USER).status();
+        }
+    }
+}
+
+fn install(root: &Path, args: &[&str]) -> Vec<String> {
+    let output = run_ok(
+        Command::new("bash")
+            .arg(deploy("install.sh"))
+            .arg("--root")
+            .arg(root)
+            .arg("--binary")
+            .arg(exporter_bin())
+            .args(args),
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Path, mode, owner, group and a hash of the content of everything under `root`.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (u32, u32, u32, u64)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            if meta.is_file() {
+                std::fs::read(&path).unwrap().hash(&mut hasher);
+            }
+            let relative = path.strip_prefix(root).unwrap().to_owned();
+            out.insert(
+                relative,
+                (
+                    meta.mode() & 0o7777,
+                    meta.uid(),
+                    meta.gid(),
+                    hasher.finish(),
+                ),
+            );
+            if meta.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+#[test]
+fn install_script_installs_idempotently_with_owners_and_modes() {
+    let uid = String::from_utf8(run_ok(Command::new("id").arg("-u")).stdout).unwrap();
+    assert_eq!(
+        uid.trim(),
+        "0",
+        "the install test must run as root: it creates the system user {USER} and sets owners"
+    );
+    require_tool("useradd", "passwd");
+    let _cleanup = UserCleanup {
+        created_here: getent("passwd", USER).is_none(),
+    };
+    let root = TempDir::new("install");
+
+    let first = install(&root.0, &["all"]);
+    let files: [(&str, u32, &str, PathBuf); 9] = [
+        (
+            "usr/local/bin/harvest-exporter",
+            0o755,
+            "root",
+            PathBuf::from(exporter_bin()),
+        ),
+        (
+            UNIT_FILE,
+            0o644,
+            "root",
+            deploy("systemd/quantum-harvest-metrics-exporter.service"),
+        ),
+        (
+            ENV_FILE,
+            0o640,
+            USER,
+            deploy("config/harvest-metrics-exporter.env"),
+        ),
+        (
+            "usr/local/share/doc/harvest-exporter/README.md",
+            0o644,
+            "root",
+            deploy("README.md"),
+        ),
+        (
+            "etc/prometheus/rules/quantum-harvest-alerts.yml",
+            0o644,
+            "root",
+            deploy("prometheus/alerts.yml"),
+        ),
+        (
+            "etc/prometheus/rules/quantum-harvest-recording.yml",
+            0o644,
+            "root",
+            deploy("prometheus/recording.yml"),
+        ),
+        (
+            "etc/grafana/provisioning/datasources/quantum-prometheus.yml",
+            0o644,
+            "root",
+            deploy("grafana/provisioning/datasources/quantum-prometheus.yml"),
+        ),
+        (
+            "etc/grafana/provisioning/dashboards/quantum-harvest.yml",
+            0o644,
+            "root",
+            deploy("grafana/provisioning/dashboards/quantum-harvest.yml"),
+        ),
+        (
+            "var/lib/grafana/dashboards/quantum/quantum_harvest_control_p27.json",
+            0o644,
+            "root",
+            deploy("grafana/quantum_harvest_control_p27.json"),
+        ),
+    ];
+    for (path, _, _, _) in &files {
+        assert!(
+            first.contains(&format!("installed: /{path}")),
+            "first run did not report /{path}: {first:#?}"
+        );
+    }
+
+    let user = getent("passwd", USER).expect("the install created the service user");
+    let group = getent("group", USER).expect("the install created the service group");
+    let (user_id, user_gid): (u32, u32) = (user[2].parse().unwrap(), user[3].parse().unwrap());
+    let gid: u32 = group[2].parse().unwrap();
+    assert!(user_id < 1000, "{USER} is not a system user: {user:?}");
+    assert_eq!(user_gid, gid);
+    assert_eq!(user[5], "/nonexistent");
+    assert_eq!(user[6], "/usr/sbin/nologin");
+
+    let check_files = || {
+        for (path, mode, group_name, source) in &files {
+            let installed = root.0.join(path);
+            let meta = std::fs::metadata(&installed).unwrap_or_else(|e| panic!("/{path}: {e}"));
+            assert_eq!(
+                meta.mode() & 0o7777,
+                *mode,
+                "/{path}: mode {:o}",
+                meta.mode() & 0o7777
+            );
+            assert_eq!(meta.uid(), 0, "/{path}: owner");
+            let expected_gid = if *group_name == "root" { 0 } else { gid };
+            assert_eq!(meta.gid(), expected_gid, "/{path}: group");
+            if *path != ENV_FILE {
+                assert!(
+                    std::fs::read(&installed).unwrap() == std::fs::read(source).unwrap(),
+                    "/{path} differs from {}",
+                    source.display()
+                );
+            }
+        }
+    };
+    check_files();
+    assert_eq!(
+        std::fs::read(root.0.join(ENV_FILE)).unwrap(),
+        std::fs::read(deploy("config/harvest-metrics-exporter.env")).unwrap()
+    );
+
+    // A second run changes nothing and says so.
+    let before = snapshot(&root.0);
+    let second = install(&root.0, &["all"]);
+    assert!(
+        second.len() == files.len() && second.iter().all(|l| l.starts_with("unchanged: /")),
+        "second run: {second:#?}"
+    );
+    assert_eq!(snapshot(&root.0), before, "the second run changed the tree");
+
+    // The operator's settings survive, and the modes they broke are repaired; an old unit (the
+    // original exporter's, say) is replaced.
+    let env_path = root.0.join(ENV_FILE);
+    let edited = "REDIS_HOST=redis.internal\nREDIS_PASSWORD=s3cret\n";
+    std::fs::write(&env_path, edited).unwrap();
+    run_ok(Command::new("chmod").arg("0644").arg(&env_path));
+    run_ok(Command::new("chown").arg("root:root").arg(&env_path));
+    std::fs::write(
+        root.0.join(UNIT_FILE),
+        "[Service]\nExecStart=/usr/bin/python3 main.py\n",
+    )
+    .unwrap();
+    let third = install(&root.0, &["exporter"]);
+    assert!(
+        third
+            .iter()
+            .any(|l| l.starts_with("kept: /etc/quantum/harvest-metrics-exporter.env")),
+        "{third:#?}"
+    );
+    assert!(
+        third.contains(&format!("updated: /{UNIT_FILE}")),
+        "{third:#?}"
+    );
+    assert_eq!(std::fs::read_to_string(&env_path).unwrap(), edited);
+    check_files();
+    assert_eq!(
+        install(&root.0, &["exporter"])
+            .iter()
+            .filter(|l| !l.starts_with("unchanged: "))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn install_script_refuses_a_missing_binary() {
+    let root = TempDir::new("install-nobin");
+    let output = Command::new("bash")
+        .arg(deploy("install.sh"))
+        .arg("--root")
+        .arg(&root.0)
+        .args(["--binary", "/nonexistent/harvest-exporter"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cargo build --release") || stderr.contains("run as root"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_dir(&root.0).unwrap().next().is_none(),
+        "it installed something"
+    );
+}
+
+#[test]
+fn install_script_passes_shellcheck() {
+    require_tool("shellcheck", "shellcheck");
+    run_ok(Command::new("shellcheck").arg(deploy("install.sh")));
+}

@@ -1,0 +1,164 @@
+//! Tests of the deployment kit in `deploy/`: the systemd unit, the env file, the Prometheus
+//! scrape job and rules, the Grafana dashboard and provisioning, the install script, and an
+//! end-to-end run of redis-server, the simulator, the exporter and a real Prometheus.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod config;
+mod dashboard;
+mod e2e;
+mod install;
+mod prometheus;
+mod systemd;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{Exporter, Redis, run_exporter};
+
+/// The three symbols the seed's examples use; the simulator publishes them in these tests.
+pub const SEED_SYMBOLS: &str = "BTCUSDT,ETHUSDT,SOLUSDT";
+pub const JOB: &str = "quantum-harvest-exporter";
+
+/// A file or directory of the kit, e.g. `deploy("prometheus/alerts.yml")`.
+pub fn deploy(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(relative)
+}
+
+pub fn read(relative: &str) -> String {
+    let path = deploy(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Fails the test, naming the Debian package to install, when `tool` is not on the PATH.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{tool} is not installed: apt-get install -y {package} (the test script installs it)"
+    );
+}
+
+/// Runs a command to completion and fails the test, with its output, unless it succeeds.
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A child process that is killed when the guard is dropped, so that a failing test leaves
+/// nothing running.
+pub struct Running {
+    pub child: Child,
+}
+
+impl Running {
+    pub fn spawn(command: &mut Command) -> Running {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        Running { child }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The simulator publishing the seed's symbols to `redis` every `interval` seconds.
+pub fn simulator(redis: &Redis, interval: &str) -> Running {
+    Running::spawn(
+        Command::new(common::exporter_bin())
+            .env_clear()
+            .args(["--redis.addr", &redis.url(), "--log.level", "warn"])
+            .args([
+                "simulate",
+                "--symbols",
+                SEED_SYMBOLS,
+                "--interval",
+                interval,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
+
+/// Publishes one round of simulated proposals, heat gate included, so that every metric
+/// family the exporter can export is present.
+pub fn publish_once(redis: &Redis) {
+    let output = run_exporter(
+        &[
+            "--redis.addr",
+            &redis.url(),
+            "simulate",
+            "--symbols",
+            SEED_SYMBOLS,
+            "--rounds",
+            "1",
+            "--heat-gate",
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "simulate failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Waits until the exporter's `/metrics` has every seed symbol, and returns the body.
+pub fn metrics_with_seed_symbols(exporter: &Exporter) -> String {
+    exporter.wait_metrics(
+        "the seed symbols in /metrics",
+        Duration::from_secs(20),
+        |body| {
+            SEED_SYMBOLS
+                .split(',')
+                .all(|s| body.contains(&format!("quantum_harvest_kill_score{{symbol=\"{s}\"}}")))
+        },
+    )
+}
+
+/// The metric names a text-format body declares with `# TYPE`.
+pub fn metric_families(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The names that follow `key:` in a YAML file written in this kit's style (one `key: value`
+/// per line), in order. Real YAML parsing is left to yamllint, promtool and Prometheus; this
+/// only lets tests read the kit's own files.
+pub fn yaml_values(text: &str, key: &str) -> Vec<String> {
+    let prefix = format!("{key}:");
+    text.lines()
+        .map(|l| l.trim_start().trim_start_matches("- "))
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_owned())
+        .collect()
+}

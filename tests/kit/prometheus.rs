@@ -1,0 +1,264 @@
+//! The Prometheus side of the kit: the scrape job, the alerting and recording rules, their
+//! promtool unit tests, and the rules' naming and documentation.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use crate::common::TempDir;
+use crate::{JOB, deploy, read, require_tool, run_ok, yaml_values};
+
+/// The alerts the issue asks for; alerts.yml may hold more, but not fewer.
+const REQUIRED_ALERTS: [&str; 6] = [
+    "HarvestKillScoreHigh",
+    "HarvestKillScoreCritical",
+    "HarvestDataStale",
+    "HarvestExporterDown",
+    "HarvestRedisDown",
+    "HarvestProposalsMissing",
+];
+
+fn promtool(args: &[&str]) -> String {
+    require_tool("promtool", "prometheus");
+    let output = run_ok(
+        Command::new("promtool")
+            .args(args)
+            .current_dir(deploy("prometheus")),
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Each `- alert:` block of a rules file, as (name, the block's lines).
+pub fn alert_blocks(text: &str) -> Vec<(String, String)> {
+    split_blocks(text, "- alert:")
+}
+
+/// The names recorded by a rules file.
+pub fn record_names(text: &str) -> Vec<String> {
+    yaml_values(text, "record")
+}
+
+/// Splits `text` at each line starting (after indentation) with `marker`, and returns the
+/// value after the marker with the lines up to the next one.
+fn split_blocks(text: &str, marker: &str) -> Vec<(String, String)> {
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.trim_start().strip_prefix(marker) {
+            blocks.push((name.trim().to_owned(), String::new()));
+        } else if let Some((_, body)) = blocks.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    blocks
+}
+
+#[test]
+fn scrape_job_is_the_seeds_and_promtool_accepts_it() {
+    let text = read("prometheus/scrape-job.yml");
+    assert_eq!(yaml_values(&text, "job_name"), [JOB]);
+    assert_eq!(yaml_values(&text, "targets"), ["['127.0.0.1:8042']"]);
+    assert_eq!(yaml_values(&text, "scrape_interval"), ["10s"]);
+    assert_eq!(yaml_values(&text, "scrape_timeout"), ["5s"]);
+    promtool(&["check", "config", "scrape-job.yml"]);
+
+    // The configuration the README has the operator build: the job plus the two rule files.
+    let dir = TempDir::new("promconfig");
+    let config = dir.0.join("prometheus.yml");
+    let rules = format!(
+        "rule_files:\n  - {}\n  - {}\n",
+        deploy("prometheus/alerts.yml").display(),
+        deploy("prometheus/recording.yml").display()
+    );
+    std::fs::write(&config, format!("{rules}{text}")).unwrap();
+    let out = promtool(&["check", "config", config.to_str().unwrap()]);
+    let alerts = alert_blocks(&read("prometheus/alerts.yml")).len();
+    let records = record_names(&read("prometheus/recording.yml")).len();
+    for expected in [
+        "SUCCESS: 2 rule files found".to_owned(),
+        format!("SUCCESS: {alerts} rules found"),
+        format!("SUCCESS: {records} rules found"),
+    ] {
+        assert!(out.contains(&expected), "{expected:?} not in:\n{out}");
+    }
+}
+
+#[test]
+fn rules_pass_promtool_check_and_lint() {
+    let out = promtool(&[
+        "check",
+        "rules",
+        "--lint=all",
+        "--lint-fatal",
+        "alerts.yml",
+        "recording.yml",
+    ]);
+    assert_eq!(out.matches("SUCCESS").count(), 2, "{out}");
+}
+
+#[test]
+fn rule_unit_tests_pass() {
+    let out = promtool(&[
+        "test",
+        "rules",
+        "tests/alerts.test.yml",
+        "tests/recording.test.yml",
+    ]);
+    assert_eq!(out.matches("SUCCESS").count(), 2, "{out}");
+}
+
+/// Every alert has a unit test where it fires and one where it does not, and every recording
+/// rule has one that checks its samples.
+#[test]
+fn every_rule_is_unit_tested() {
+    let alerts: Vec<String> = alert_blocks(&read("prometheus/alerts.yml"))
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let tests = read("prometheus/tests/alerts.test.yml");
+    let (mut firing, mut quiet) = (BTreeSet::new(), BTreeSet::new());
+    for (_, case) in split_blocks(&tests, "- eval_time:") {
+        let name = yaml_values(&case, "alertname")
+            .pop()
+            .expect("alertname in every case");
+        let expected = yaml_values(&case, "exp_alerts").pop().expect("exp_alerts");
+        if expected == "[]" {
+            quiet.insert(name);
+        } else {
+            assert!(case.contains("exp_labels:"), "{name}: {case}");
+            firing.insert(name);
+        }
+    }
+    for alert in &alerts {
+        assert!(firing.contains(alert), "no test has {alert} firing");
+        assert!(quiet.contains(alert), "no test has {alert} not firing");
+    }
+    assert!(
+        firing
+            .iter()
+            .chain(&quiet)
+            .all(|name| alerts.contains(name)),
+        "tests name an alert that alerts.yml lacks"
+    );
+
+    let records = record_names(&read("prometheus/recording.yml"));
+    assert!(records.len() >= 2, "{records:?}");
+    let tests = read("prometheus/tests/recording.test.yml");
+    for record in &records {
+        let checked = split_blocks(&tests, "- expr:")
+            .into_iter()
+            .any(|(expr, body)| {
+                expr.starts_with(record.as_str())
+                    && body.contains("exp_samples:")
+                    && body.contains("value:")
+            });
+        assert!(checked, "no promql_expr_test checks {record}");
+    }
+}
+
+#[test]
+fn alerts_are_named_labelled_and_documented() {
+    let readme = read("README.md");
+    let headings: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .collect();
+    let blocks = alert_blocks(&read("prometheus/alerts.yml"));
+    for required in REQUIRED_ALERTS {
+        assert!(
+            blocks.iter().any(|(n, _)| n == required),
+            "alerts.yml lacks {required}"
+        );
+    }
+    for (name, body) in &blocks {
+        assert!(
+            name.starts_with("Harvest")
+                && name.chars().all(|c| c.is_ascii_alphanumeric())
+                && name.chars().next().is_some_and(|c| c.is_ascii_uppercase()),
+            "{name} is not CamelCase with the Harvest prefix"
+        );
+        let severity = yaml_values(body, "severity");
+        assert!(
+            matches!(severity.as_slice(), [s] if s == "warning" || s == "critical"),
+            "{name}: severity {severity:?}"
+        );
+        for annotation in ["summary", "description"] {
+            assert_eq!(
+                yaml_values(body, annotation).len(),
+                1,
+                "{name} lacks {annotation}"
+            );
+        }
+        let runbook = yaml_values(body, "runbook");
+        assert_eq!(
+            runbook,
+            [format!("deploy/README.md#{}", name.to_lowercase())],
+            "{name}: runbook"
+        );
+        assert!(
+            headings.contains(&name.as_str()),
+            "README.md has no runbook section \"### {name}\""
+        );
+    }
+    for (name, for_, threshold) in [
+        (
+            "HarvestKillScoreHigh",
+            "2m",
+            "quantum_harvest_kill_score >= 0.6",
+        ),
+        (
+            "HarvestKillScoreCritical",
+            "1m",
+            "quantum_harvest_kill_score >= 0.8",
+        ),
+        ("HarvestDataStale", "1m", "> 60"),
+    ] {
+        let (_, body) = blocks.iter().find(|(n, _)| n == name).unwrap();
+        assert_eq!(yaml_values(body, "for"), [for_], "{name}");
+        assert!(body.contains(threshold), "{name} lacks {threshold}");
+    }
+}
+
+#[test]
+fn recording_rules_follow_the_naming_convention() {
+    let text = read("prometheus/recording.yml");
+    for name in record_names(&text) {
+        let parts: Vec<&str> = name.split(':').collect();
+        assert!(
+            parts.len() == 3
+                && parts.iter().all(|p| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                }),
+            "{name} is not level:metric:operation"
+        );
+        assert!(parts[1].starts_with("quantum_harvest_"), "{name}");
+    }
+    // The seed's weighted sum, weight by weight.
+    for term in [
+        "quantum_harvest_k_regime_flip * 2.0",
+        "quantum_harvest_k_sigma_spike * 1.5",
+        "quantum_harvest_k_ts_drop * 2.5",
+        "quantum_harvest_k_age_penalty * 0.5",
+    ] {
+        assert!(text.contains(term), "recording.yml lacks {term}");
+    }
+    // Evaluation intervals come from the Prometheus configuration, so tests can speed them up
+    // without editing the rule files.
+    assert!(!text.contains("interval:"));
+    assert!(!read("prometheus/alerts.yml").contains("interval:"));
+}
+
+#[test]
+fn yaml_files_pass_yamllint() {
+    require_tool("yamllint", "yamllint");
+    run_ok(
+        Command::new("yamllint")
+            .args([
+                "--strict",
+                "--config-data",
+                "{extends: default, rules: {line-length: disable, document-start: disable}}",
+            ])
+            .arg(deploy("")),
+    );
+}
