@@ -13,6 +13,10 @@ pub const KNOWN_ACTIONS: [&str; 5] = [
     "FULL_CLOSE_PROPOSED",
 ];
 
+/// The weights of the kill score's components (regime flip, sigma spike, trend strength drop,
+/// age penalty), as the publisher and the dashboard use them.
+pub const WEIGHTS: [f64; 4] = [2.0, 1.5, 2.5, 0.5];
+
 /// Label value for unknown actions that are not label-safe or exceed the distinct-value cap.
 pub const OTHER_ACTION: &str = "OTHER";
 
