@@ -2,7 +2,8 @@
 //! Prometheus metrics. Data flows one way: `source` (Redis) -> `proposal` (typed values) ->
 //! `snapshot` (one refresh's state) -> `render` (exposition bytes) -> `server` (HTTP);
 //! `refresh` runs that pipeline on a timer and `config` reads the settings. The operator's page
-//! and its JSON are another rendering of the same snapshot (`view` -> `page`).
+//! and its JSON are another rendering of the same snapshot (`view` -> `page`), which the
+//! `status` command also prints.
 
 pub mod config;
 pub mod page;
@@ -14,4 +15,5 @@ pub mod server;
 pub mod simulate;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod view;
