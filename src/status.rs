@@ -254,6 +254,7 @@ type Cell = (String, Option<&'static str>);
 
 /// The table with a header line and a verdict, coloured with ANSI codes when `colour`.
 pub fn table(view: &View, source: &str, colour: bool) -> String {
+    let view = &printable(view);
     let paint = |text: &str, code: &str| {
         if colour {
             format!("{code}{text}{RESET}")
@@ -370,6 +371,29 @@ pub fn table(view: &View, source: &str, colour: bool) -> String {
         ));
     }
     out
+}
+
+/// The view with every control character replaced: an exporter's answer or a Redis error must
+/// not move the cursor or recolour the terminal.
+fn printable(view: &View) -> View {
+    let clean = |text: &mut String| {
+        if text.contains(char::is_control) {
+            *text = text
+                .chars()
+                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                .collect();
+        }
+    };
+    let mut view = view.clone();
+    clean(&mut view.version);
+    view.redis_error.iter_mut().for_each(clean);
+    view.missing.iter_mut().for_each(clean);
+    for row in &mut view.proposals {
+        clean(&mut row.symbol);
+        row.action.iter_mut().for_each(clean);
+        row.calibrated_action.iter_mut().for_each(clean);
+    }
+    view
 }
 
 fn cells(row: &Row) -> Vec<Cell> {
@@ -558,6 +582,19 @@ mod tests {
         );
         assert!(text.contains(&format!("{GREEN}Redis up{RESET}")));
         assert!(text.contains("STALE: no update for over 60s: OLD"));
+    }
+
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        let mut view = view(&[("BTCUSDT", &[("kill_score", "0.5")])]);
+        view.proposals[0].symbol = "\x1b[2JEVIL".into();
+        view.proposals[0].action = Some("\x1b]0;title\x07".into());
+        view.redis_error = Some("line\nbreak".into());
+        view.redis_up = false;
+        let text = table(&view, "x", false);
+        assert!(!text.contains(['\x1b', '\x07']), "{text:?}");
+        assert!(text.contains("\u{fffd}[2JEVIL"), "{text}");
+        assert!(text.contains("Redis down: line\u{fffd}break"), "{text}");
     }
 
     #[test]
