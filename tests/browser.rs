@@ -17,7 +17,8 @@ use common::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(20);
+// Generous: Chromium can take seconds to start on a loaded two-core machine.
+const WAIT: Duration = Duration::from_secs(30);
 const SCRIPT_SYMBOL: &str = "<script>pwned=1</script>";
 const IMG_SYMBOL: &str = "<img src=x onerror=pwned=2>";
 const SIMULATED: [&str; 4] = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"];
