@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::proposal;
 use crate::source::{RedisSettings, Symbols};
+use crate::status::{self, ExporterUrl};
 
 pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
 
@@ -34,6 +35,22 @@ pub struct Cli {
 pub enum Command {
     /// Publish simulated proposals to Redis the way the real publisher does (for demos and tests).
     Simulate(SimulateArgs),
+    /// Print the proposals as a table, with an exit code for scripts and cron.
+    ///
+    /// Exit code 0: all fresh, every kill score below 0.6; 1: a kill score at or above 0.6;
+    /// 2: stale or missing data, or Redis or the exporter unreachable. Without --from, Redis is
+    /// read once with the exporter's own settings.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Read a running exporter's /api/v1/proposals (e.g. http://127.0.0.1:8042) instead of Redis.
+    #[arg(long, value_name = "URL", value_parser = status::exporter_url)]
+    pub from: Option<ExporterUrl>,
+    /// Print the JSON document of /api/v1/proposals instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

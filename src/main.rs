@@ -1,5 +1,5 @@
-//! The `harvest-exporter` binary: reads the settings, then either runs the exporter (the refresh
-//! loop and the HTTP server) or the simulator. Only wiring lives here.
+//! The `harvest-exporter` binary: reads the settings, then runs the exporter (the refresh loop and
+//! the HTTP server), the simulator or the status command. Only wiring lives here.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use harvest_exporter::refresh::Refresher;
 use harvest_exporter::server::{self, Security, WebSettings};
 use harvest_exporter::simulate;
 use harvest_exporter::source::{Source, Symbols};
+use harvest_exporter::status;
 use harvest_exporter::webconfig;
 use tokio_rustls::TlsAcceptor;
 
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
     // Connections still open (a client that never reads, say) must not delay the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
@@ -66,9 +67,9 @@ fn tune_allocator() {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        None => export(cli.config).await,
+        None => export(cli.config).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Simulate(args)) => {
             let options = simulate::Options {
                 symbols: args.symbols.0,
@@ -80,11 +81,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let redis = cli.config.redis();
             tokio::select! {
                 result = simulate::run(&redis, &cli.config.prefix, options) => {
-                    result.context("simulator stopped")
+                    result.context("simulator stopped").map(|()| ExitCode::SUCCESS)
                 }
-                () = shutdown_signal() => Ok(()),
+                () = shutdown_signal() => Ok(ExitCode::SUCCESS),
             }
         }
+        Some(Command::Status(args)) => Ok(ExitCode::from(status::run(&cli.config, &args).await)),
     }
 }
 

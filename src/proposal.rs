@@ -13,6 +13,10 @@ pub const KNOWN_ACTIONS: [&str; 5] = [
     "FULL_CLOSE_PROPOSED",
 ];
 
+/// The weights of the kill score's components (regime flip, sigma spike, trend strength drop,
+/// age penalty), as the publisher and the dashboard use them.
+pub const WEIGHTS: [f64; 4] = [2.0, 1.5, 2.5, 0.5];
+
 /// Label value for unknown actions that are not label-safe or exceed the distinct-value cap.
 pub const OTHER_ACTION: &str = "OTHER";
 
@@ -509,13 +513,14 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// Parses field-value pairs as Redis lists them (tests build hashes this way).
+/// Parses field-value pairs as Redis lists them (tests build hashes this way); of two equal
+/// fields the first wins.
 #[cfg(test)]
 pub fn parse_pairs(symbol: String, pairs: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
     let mut values: [Option<&[u8]>; SLOTS] = [None; SLOTS];
     for (key, value) in pairs {
         if let Some(slot) = KEYS.iter().position(|k| k.as_bytes() == key.as_slice()) {
-            values[slot] = Some(value);
+            values[slot].get_or_insert(value);
         }
     }
     parse(symbol, &values)

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flate2::{Compression, write::DeflateEncoder};
 
+use crate::page::Page;
 use crate::proposal::{Action, Extra, Field, KNOWN_ACTIONS, Proposal};
 use crate::snapshot::{DropReason, ErrorKind, Snapshot};
 
@@ -20,6 +21,8 @@ pub struct Published {
     pub snapshot: Arc<Snapshot>,
     pub body: Bytes,
     pub body_gzip: GzipHead,
+    /// The page at `/` and its JSON document, from the same snapshot.
+    pub page: Page,
 }
 
 impl Published {
@@ -28,10 +31,12 @@ impl Published {
     pub fn new(snapshot: Snapshot, now_unix: f64) -> Published {
         let body = render(&snapshot, now_unix);
         let body_gzip = GzipHead::new(&body);
+        let page = Page::new(&snapshot, now_unix);
         Published {
             snapshot: Arc::new(snapshot),
             body: body.into(),
             body_gzip,
+            page,
         }
     }
 }

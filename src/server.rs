@@ -1,6 +1,7 @@
-//! Serves what the refresh loop published over HTTP/1.1: /metrics, /health, /ready and /.
-//! It reads only the published snapshot and never touches Redis; every connection is its own
-//! task, capped in number and in the time it may take to send its request head.
+//! Serves what the refresh loop published over HTTP/1.1: /metrics, /health, /ready, the page at /
+//! and its JSON at /api/v1/proposals. It reads only what was published and never touches Redis;
+//! every connection is its own task, capped in number and in the time it may take to send its
+//! request head.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -25,9 +26,9 @@ use tokio::task::AbortHandle;
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::process;
 use crate::render::{self, CONTENT_TYPE, HttpStats, Published};
 use crate::webconfig::BasicAuth;
+use crate::{page, process};
 
 #[derive(Clone, Copy, Debug)]
 pub struct WebSettings {
@@ -262,7 +263,8 @@ pub fn respond<B>(
                 format!("not ready: {}\n", reasons.join("; ")),
             ),
         },
-        "/" => landing_page(),
+        "/" => page_response(page::HTML_CONTENT_TYPE, &published.page.html),
+        "/api/v1/proposals" => page_response(page::JSON_CONTENT_TYPE, &published.page.json),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: see / for the endpoints\n",
@@ -293,21 +295,15 @@ fn metrics<B>(request: &Request<B>, published: &Published, http: &HttpStats) -> 
     response
 }
 
-fn landing_page() -> Response<Payload> {
-    let page = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Harvest exporter</title></head>\n\
-<body><h1>Harvest exporter</h1><p>Version {}.</p><ul>\n\
-<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n\
-<li><a href=\"/health\">/health</a>: liveness</li>\n\
-<li><a href=\"/ready\">/ready</a>: readiness, with the reason when not ready</li>\n\
-</ul></body></html>\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    let mut response = Response::new(Payload::new(vec![page.into()]));
+/// The page or its JSON document, as rendered at the last refresh.
+fn page_response(content_type: &'static str, body: &Bytes) -> Response<Payload> {
+    let mut response = Response::new(Payload::new(vec![body.clone()]));
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(page::CONTENT_SECURITY_POLICY),
     );
     headers.insert(
         "x-content-type-options",

@@ -7,10 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
 
+use crate::proposal::WEIGHTS;
 use crate::source::{RedisSettings, SourceError};
-
-/// The weights of the kill score's components, as the publisher and the dashboard use them.
-pub const WEIGHTS: [f64; 4] = [2.0, 1.5, 2.5, 0.5];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {

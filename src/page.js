@@ -1,0 +1,112 @@
+"use strict";
+// Redraws the server-rendered table from /api/v1/proposals every poll interval. It builds the
+// same markup as page.rs, with textContent only, so that no value from Redis is parsed as HTML.
+(() => {
+  const cfg = JSON.parse(document.getElementById("config").textContent);
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, className, text) => {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const killBand = (k) => (k >= cfg.kill_critical ? "k-crit" : k >= cfg.kill_high ? "k-high" : "k-low");
+  const rNetBand = (r) => (r >= cfg.r_net_good ? "r-good" : r >= cfg.r_net_fair ? "r-fair" : "r-poor");
+  const pad = (n) => String(n).padStart(2, "0");
+  const age = (seconds) => {
+    if (seconds === null) return "unknown";
+    const s = Math.floor(Math.max(seconds, 0));
+    if (s < 60) return s + "s";
+    if (s < 3600) return Math.floor(s / 60) + "m " + pad(s % 60) + "s";
+    if (s < 86400) return Math.floor(s / 3600) + "h " + pad(Math.floor((s % 3600) / 60)) + "m";
+    return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
+  };
+  const cacheAge = (s) => (s === null ? "never" : s < 60 ? s.toFixed(1) + "s" : age(s));
+  const shares = (p) => {
+    const raw = cfg.components.map((c) => (Math.min(Math.max(p[c.key], 0), c.max) * c.weight * 100) / cfg.bar_full);
+    const total = raw.reduce((sum, share) => sum + share, 0);
+    return total > 100 ? raw.map((share) => (share * 100) / total) : raw;
+  };
+
+  const row = (p) => {
+    const tr = el("tr", p.stale ? "stale" : "");
+    tr.dataset.symbol = p.symbol;
+    const cell = (className, label) => {
+      const td = el("td", className);
+      td.dataset.label = label;
+      tr.append(td);
+      return td;
+    };
+    const sym = cell("sym", "Symbol");
+    sym.append(el("span", "name", p.symbol));
+    if (p.position_side !== null) sym.append(" ", el("small", "side", p.position_side));
+    cell("kill", "Kill score").append(el("span", "pill " + killBand(p.kill_score), p.kill_score.toFixed(3)));
+    const bar = el("div", "bar");
+    bar.title = cfg.components.map((c) => c.label + " " + p[c.key] + " \u00d7" + c.weight).join(", ");
+    shares(p).forEach((share, i) => {
+      const part = el("i", "c" + i);
+      part.style.width = share.toFixed(1) + "%";
+      bar.append(part);
+    });
+    const parts = cfg.components.map((c) => p[c.key].toFixed(2)).join(" \u00b7 ");
+    cell("comp", "Components").append(bar, el("small", "parts", parts));
+    cell("rnet", "R_net").append(el("span", "pill " + rNetBand(p.r_net), p.r_net.toFixed(2)));
+    cell("sl", "New SL").textContent = p.new_sl === null ? "" : String(p.new_sl);
+    const act = cell("act", "Action");
+    act.textContent = p.action === null ? "\u2014" : p.action;
+    if (p.reason_codes) act.title = p.reason_codes;
+    if (p.calibrated_action === p.action) {
+      act.append(el("small", "cal", "calibrated"));
+    } else if (p.calibrated_action !== null) {
+      act.append(el("small", "cal", "\u2192 " + p.calibrated_action + " (calibrated)"));
+    }
+    const ageCell = cell("age", "Data age");
+    ageCell.textContent = age(p.age_seconds);
+    if (p.stale) ageCell.append(el("b", "tag", "stale"));
+    return tr;
+  };
+
+  const render = (view) => {
+    const redis = $("redis");
+    redis.className = view.redis_up ? "up" : "down";
+    redis.textContent = view.redis_up
+      ? "Redis up"
+      : "Redis down" + (view.redis_error === null ? "" : ": " + view.redis_error);
+    $("cache").textContent = cacheAge(view.cache_age_seconds);
+    const n = view.proposals.length;
+    $("count").textContent = n + (n === 1 ? " symbol" : " symbols");
+    $("version").textContent = "harvest-exporter " + view.version;
+    const missing = $("missing");
+    missing.hidden = view.missing.length === 0;
+    missing.textContent = "No proposal for configured symbols: " + view.missing.join(", ");
+    const rows = view.proposals.map(row);
+    if (rows.length === 0) {
+      const none = el("tr", "none");
+      const td = el("td", "", "No proposals to show.");
+      td.colSpan = 7;
+      none.append(td);
+      rows.push(none);
+    }
+    $("rows").replaceChildren(...rows);
+  };
+
+  const live = $("live");
+  let polls = 0;
+  const poll = async () => {
+    try {
+      const response = await fetch("/api/v1/proposals", { cache: "no-store" });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      render(await response.json());
+      polls += 1;
+      live.dataset.polls = String(polls);
+      live.className = "";
+      live.textContent = "updated " + new Date().toLocaleTimeString();
+    } catch (error) {
+      live.className = "down";
+      live.textContent = "not updating: " + error.message;
+    } finally {
+      setTimeout(poll, cfg.poll_ms);
+    }
+  };
+  setTimeout(poll, cfg.poll_ms);
+})();

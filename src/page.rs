@@ -1,0 +1,440 @@
+//! The live page at `/` and the JSON document at `/api/v1/proposals`, both rendered once per
+//! refresh from the snapshot's [`View`]. Owns the HTML, its inline style and script, and HTML
+//! escaping; serving the bytes is `server`'s job, and what the view holds is `view`'s.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::snapshot::Snapshot;
+use crate::view::{
+    self, COMPONENTS, KILL_CRITICAL, KILL_HIGH, KillBand, R_NET_FAIR, R_NET_GOOD, RNetBand, Row,
+    STALE_AFTER_SECONDS, View,
+};
+
+pub const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// The page loads nothing from anywhere else: its only request is for its own JSON document.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; \
+form-action 'none'; frame-ancestors 'none'";
+
+/// A page left open asks at most once a second, however short the poll interval.
+const MIN_PAGE_POLL: Duration = Duration::from_secs(1);
+
+const STYLE: &str = include_str!("page.css");
+const SCRIPT: &str = include_str!("page.js");
+
+/// The page and its JSON document for one snapshot.
+#[derive(Debug)]
+pub struct Page {
+    pub html: Bytes,
+    pub json: Bytes,
+}
+
+impl Page {
+    pub fn new(snapshot: &Snapshot, now_unix: f64) -> Page {
+        let view = View::new(snapshot, now_unix);
+        let json = serde_json::to_vec(&view).expect("a view holds only strings and numbers");
+        let poll = snapshot.poll_interval.max(MIN_PAGE_POLL);
+        Page {
+            html: html(&view, poll).into(),
+            json: json.into(),
+        }
+    }
+}
+
+fn html(view: &View, poll: Duration) -> String {
+    let mut out = String::with_capacity(12 * 1024 + view.proposals.len() * 1024);
+    out.push_str(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+<title>Harvest proposals</title>\n<link rel=\"icon\" href=\"data:,\">\n<style>\n",
+    );
+    out.push_str(STYLE);
+    out.push_str("</style>\n</head>\n<body>\n");
+    header(&mut out, view, poll);
+    out.push_str(
+        "<main>\n<table>\n<thead><tr><th>Symbol</th><th>Kill score</th><th>Components</th>\
+<th>R_net</th><th>New SL</th><th>Action</th><th>Data age</th></tr></thead>\n<tbody id=\"rows\">\n",
+    );
+    for row in &view.proposals {
+        table_row(&mut out, row);
+    }
+    if view.proposals.is_empty() {
+        out.push_str("<tr class=\"none\"><td colspan=\"7\">No proposals to show.</td></tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n</main>\n");
+    footer(&mut out);
+    let config = serde_json::json!({
+        "poll_ms": poll.as_millis() as u64,
+        "kill_high": KILL_HIGH,
+        "kill_critical": KILL_CRITICAL,
+        "r_net_good": R_NET_GOOD,
+        "r_net_fair": R_NET_FAIR,
+        "bar_full": view::BAR_FULL,
+        "components": COMPONENTS,
+    });
+    // Inside a script element only "</" could end it early; JSON allows "<\/" for it.
+    let config = config.to_string().replace("</", "<\\/");
+    let _ = write!(
+        out,
+        "<script type=\"application/json\" id=\"config\">{config}</script>\n<script>\n{SCRIPT}</script>\n</body>\n</html>\n"
+    );
+    out
+}
+
+fn header(out: &mut String, view: &View, poll: Duration) {
+    let (redis_class, redis_text) = if view.redis_up {
+        ("up", "Redis up".to_owned())
+    } else {
+        let cause = view.redis_error.as_deref().map(|e| format!(": {e}"));
+        ("down", format!("Redis down{}", cause.unwrap_or_default()))
+    };
+    let count = view.proposals.len();
+    let _ = write!(
+        out,
+        "<header>\n<div class=\"title\"><h1>Harvest proposals</h1>\
+<nav><a href=\"/metrics\">/metrics</a> <a href=\"/health\">/health</a> <a href=\"/ready\">/ready</a></nav></div>\n\
+<p><span id=\"redis\" class=\"{redis_class}\">{}</span> · cache <span id=\"cache\">{}</span> · \
+<span id=\"count\">{count} symbol{}</span> · <span id=\"version\">harvest-exporter {}</span> · \
+<span id=\"live\">updates every {}s</span></p>\n\
+<p id=\"missing\" class=\"warn\"{}>No proposal for configured symbols: {}</p>\n\
+<noscript><p class=\"warn\">JavaScript is off: reload the page for new values.</p></noscript>\n\
+</header>\n",
+        escape(&redis_text),
+        view::format_cache_age(view.cache_age_seconds),
+        if count == 1 { "" } else { "s" },
+        escape(&view.version),
+        poll.as_secs_f64(),
+        if view.missing.is_empty() {
+            " hidden"
+        } else {
+            ""
+        },
+        escape(&view.missing.join(", ")),
+    );
+}
+
+fn table_row(out: &mut String, row: &Row) {
+    let _ = write!(
+        out,
+        "<tr{} data-symbol=\"{}\"><td class=\"sym\" data-label=\"Symbol\"><span class=\"name\">{}</span>",
+        if row.stale { " class=\"stale\"" } else { "" },
+        escape(&row.symbol),
+        escape(&row.symbol),
+    );
+    if let Some(side) = &row.position_side {
+        let _ = write!(out, " <small class=\"side\">{}</small>", escape(side));
+    }
+    let _ = write!(
+        out,
+        "</td><td class=\"kill\" data-label=\"Kill score\"><span class=\"pill {}\">{:.3}</span></td>",
+        KillBand::of(row.kill_score).class(),
+        row.kill_score
+    );
+
+    let components = row.components();
+    let title: Vec<String> = COMPONENTS
+        .iter()
+        .zip(components)
+        .map(|(c, value)| format!("{} {value} ×{}", c.label, c.weight))
+        .collect();
+    let _ = write!(
+        out,
+        "<td class=\"comp\" data-label=\"Components\"><div class=\"bar\" title=\"{}\">",
+        escape(&title.join(", "))
+    );
+    for (i, share) in view::component_shares(components).iter().enumerate() {
+        let _ = write!(out, "<i class=\"c{i}\" style=\"width:{share:.1}%\"></i>");
+    }
+    let parts: Vec<String> = components.iter().map(|v| format!("{v:.2}")).collect();
+    let _ = write!(
+        out,
+        "</div><small class=\"parts\">{}</small></td>",
+        parts.join(" · ")
+    );
+
+    let _ = write!(
+        out,
+        "<td class=\"rnet\" data-label=\"R_net\"><span class=\"pill {}\">{:.2}</span></td>\
+<td class=\"sl\" data-label=\"New SL\">{}</td><td class=\"act\" data-label=\"Action\"",
+        RNetBand::of(row.r_net).class(),
+        row.r_net,
+        row.new_sl.map(|sl| sl.to_string()).unwrap_or_default(),
+    );
+    if !row.reason_codes.is_empty() {
+        let _ = write!(out, " title=\"{}\"", escape(&row.reason_codes));
+    }
+    let _ = write!(
+        out,
+        ">{}",
+        escape(row.action.as_deref().unwrap_or("\u{2014}"))
+    );
+    match &row.calibrated_action {
+        Some(calibrated) if row.action.as_ref() == Some(calibrated) => {
+            out.push_str("<small class=\"cal\">calibrated</small>");
+        }
+        Some(calibrated) => {
+            let _ = write!(
+                out,
+                "<small class=\"cal\">\u{2192} {} (calibrated)</small>",
+                escape(calibrated)
+            );
+        }
+        None => {}
+    }
+    let _ = writeln!(
+        out,
+        "</td><td class=\"age\" data-label=\"Data age\">{}{}</td></tr>",
+        view::format_age(row.age_seconds),
+        if row.stale {
+            "<b class=\"tag\">stale</b>"
+        } else {
+            ""
+        },
+    );
+}
+
+fn footer(out: &mut String) {
+    let _ = write!(
+        out,
+        "<footer>\n<p>Kill score <span class=\"pill k-low\">&lt; {KILL_HIGH}</span> \
+<span class=\"pill k-high\">≥ {KILL_HIGH}</span> <span class=\"pill k-crit\">≥ {KILL_CRITICAL}</span> · \
+R_net <span class=\"pill r-good\">≥ {R_NET_GOOD}</span> <span class=\"pill r-fair\">≥ {R_NET_FAIR}</span> \
+<span class=\"pill r-poor\">&lt; {R_NET_FAIR}</span> · stale after {STALE_AFTER_SECONDS}s without an update</p>\n<p>Components, \
+weighted; a full bar is a weighted sum of {}:",
+        view::BAR_FULL
+    );
+    for (i, c) in COMPONENTS.iter().enumerate() {
+        let _ = write!(out, " <i class=\"sw c{i}\"></i>{} ×{}", c.label, c.weight);
+    }
+    out.push_str("</p>\n</footer>\n");
+}
+
+/// Escapes text for element content and for quoted attribute values alike.
+fn escape(text: &str) -> Cow<'_, str> {
+    if !text.contains(['&', '<', '>', '"', '\'']) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proposal::parse_pairs;
+    use std::time::Instant;
+
+    const NOW: f64 = 1_769_130_600.0;
+
+    fn snapshot(hashes: &[(&str, &[(&str, &str)])]) -> Snapshot {
+        let start = Instant::now();
+        let mut snapshot = Snapshot::empty(Duration::from_secs(5), start);
+        snapshot.redis_up = true;
+        snapshot.last_success = Some(start);
+        snapshot.last_success_unix = Some(NOW);
+        snapshot.proposals = hashes
+            .iter()
+            .map(|(symbol, pairs)| {
+                let fields: Vec<_> = pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                    .collect();
+                parse_pairs((*symbol).to_owned(), &fields)
+            })
+            .collect();
+        snapshot
+    }
+
+    fn page(snapshot: &Snapshot) -> String {
+        String::from_utf8(Page::new(snapshot, NOW).html.to_vec()).unwrap()
+    }
+
+    /// The text of the first element after `marker` in `html`, up to the next tag.
+    fn text_after<'a>(html: &'a str, marker: &str) -> &'a str {
+        let rest = &html[html.find(marker).unwrap_or_else(|| panic!("{marker}")) + marker.len()..];
+        let rest = &rest[rest.find('>').unwrap() + 1..];
+        &rest[..rest.find('<').unwrap()]
+    }
+
+    #[test]
+    fn escaping_covers_text_and_attributes() {
+        assert_eq!(escape("BTCUSDT"), "BTCUSDT");
+        assert!(matches!(escape("BTCUSDT"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape(r#"<a href="x" onclick='y'>&amp;"#),
+            "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;amp;"
+        );
+    }
+
+    #[test]
+    fn a_hostile_symbol_is_text_everywhere() {
+        let hostile = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>";
+        let html = page(&snapshot(&[(
+            hostile,
+            &[
+                ("kill_score", "0.9"),
+                ("reason_codes", "<b>bold</b>"),
+                ("harvest_action", "<i>"),
+            ],
+        )]));
+        assert_eq!(
+            html.matches("<script").count(),
+            2,
+            "only the page's own scripts"
+        );
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("<b>bold"));
+        assert!(html.contains(
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"
+        ));
+        assert!(html.contains("title=\"&lt;b&gt;bold&lt;/b&gt;\""));
+        assert!(
+            html.contains(">OTHER<"),
+            "unsafe actions are already labels"
+        );
+    }
+
+    #[test]
+    fn rows_carry_bands_components_and_staleness() {
+        let fresh = (NOW - 5.0).to_string();
+        let old = (NOW - 185.0).to_string();
+        let html = page(&snapshot(&[
+            (
+                "ETHUSDT",
+                &[
+                    ("kill_score", "0.753"),
+                    ("k_regime_flip", "1.0"),
+                    ("k_sigma_spike", "0.25"),
+                    ("k_ts_drop", "0.208"),
+                    ("k_age_penalty", "0.3"),
+                    ("R_net", "2.45"),
+                    ("new_sl_proposed", "100.2"),
+                    ("harvest_action", "FULL_CLOSE_PROPOSED"),
+                    ("action", "FULL_CLOSE"),
+                    ("calibrated", "1"),
+                    ("position_side", "LONG"),
+                    ("last_update_epoch", &fresh),
+                ],
+            ),
+            (
+                "BTCUSDT",
+                &[
+                    ("kill_score", "0.527"),
+                    ("R_net", "7.5"),
+                    ("new_sl_proposed", "None"),
+                    ("harvest_action", "PARTIAL_75"),
+                    ("last_update_epoch", &old),
+                ],
+            ),
+            ("SOLUSDT", &[("kill_score", "0.85"), ("R_net", "4")]),
+        ]));
+        let order: Vec<_> = ["SOLUSDT", "ETHUSDT", "BTCUSDT"]
+            .iter()
+            .map(|s| html.find(&format!("data-symbol=\"{s}\"")).unwrap())
+            .collect();
+        assert!(order.is_sorted(), "highest kill score first");
+
+        assert!(html.contains("<tr data-symbol=\"ETHUSDT\">"));
+        assert!(html.contains("<span class=\"pill k-high\">0.753</span>"));
+        assert!(html.contains("<span class=\"pill k-crit\">0.850</span>"));
+        assert!(html.contains("<span class=\"pill k-low\">0.527</span>"));
+        assert!(html.contains("<span class=\"pill r-poor\">2.45</span>"));
+        assert!(html.contains("<span class=\"pill r-good\">7.50</span>"));
+        assert!(html.contains("<span class=\"pill r-fair\">4.00</span>"));
+        assert!(html.contains("<i class=\"c0\" style=\"width:65.7%\"></i>"));
+        assert!(html.contains("1.00 · 0.25 · 0.21 · 0.30"));
+        assert!(
+            html.contains("title=\"regime flip 1 ×2, sigma spike 0.25 ×1.5, TS drop 0.208 ×2.5")
+        );
+        let eth = &html[html.find("data-symbol=\"ETHUSDT\"").unwrap()..];
+        assert_eq!(text_after(eth, "data-label=\"New SL\""), "100.2");
+        assert!(
+            html.contains(
+                "FULL_CLOSE_PROPOSED<small class=\"cal\">→ FULL_CLOSE (calibrated)</small>"
+            )
+        );
+        assert!(html.contains("<small class=\"side\">LONG</small>"));
+        assert!(html.contains("<td class=\"age\" data-label=\"Data age\">5s</td>"));
+
+        let btc = &html[html[..html.find("data-symbol=\"BTCUSDT\"").unwrap()]
+            .rfind("<tr")
+            .unwrap()..];
+        assert!(
+            btc.starts_with("<tr class=\"stale\" data-symbol=\"BTCUSDT\">"),
+            "{btc}"
+        );
+        assert!(
+            btc.contains("data-label=\"New SL\"></td>"),
+            "no stop loss is blank"
+        );
+        assert!(btc.contains("3m 05s<b class=\"tag\">stale</b>"));
+        let sol = &html[html.find("data-symbol=\"SOLUSDT\"").unwrap()..];
+        assert!(sol.contains("unknown<b class=\"tag\">stale</b>"));
+        assert!(sol.contains("data-label=\"Action\">—</td>"));
+    }
+
+    #[test]
+    fn header_tells_redis_state_cache_age_and_counts() {
+        let mut down = snapshot(&[("BTCUSDT", &[])]);
+        down.redis_up = false;
+        down.redis_error = Some("cannot connect to redis at <127.0.0.1:1>".into());
+        down.missing = vec!["DOGEUSDT".into()];
+        down.last_success_unix = Some(NOW - 90.0);
+        let html = page(&down);
+        assert!(html.contains(
+            "<span id=\"redis\" class=\"down\">Redis down: cannot connect to redis at &lt;127.0.0.1:1&gt;</span>"
+        ));
+        assert_eq!(text_after(&html, "id=\"cache\""), "1m 30s");
+        assert_eq!(text_after(&html, "id=\"count\""), "1 symbol");
+        assert!(html.contains(
+            "<p id=\"missing\" class=\"warn\">No proposal for configured symbols: DOGEUSDT</p>"
+        ));
+        for link in ["/metrics", "/health", "/ready"] {
+            assert!(html.contains(&format!("<a href=\"{link}\">{link}</a>")));
+        }
+
+        let empty = page(&Snapshot::empty(Duration::from_millis(200), Instant::now()));
+        assert_eq!(text_after(&empty, "id=\"cache\""), "never");
+        assert_eq!(text_after(&empty, "id=\"count\""), "0 symbols");
+        assert_eq!(
+            text_after(&empty, "id=\"live\""),
+            "updates every 1s",
+            "floored"
+        );
+        assert!(empty.contains("<p id=\"missing\" class=\"warn\" hidden>"));
+        assert!(empty.contains("No proposals to show."));
+        assert!(empty.contains("\"poll_ms\":1000"));
+    }
+
+    #[test]
+    fn page_is_self_contained_and_small() {
+        let html = page(&snapshot(&[("BTCUSDT", &[("kill_score", "0.5")])]));
+        for external in ["http://", "https://", "src=", "@import", "url("] {
+            assert!(!html.contains(external), "{external}");
+        }
+        assert!(html.len() < 16 * 1024, "{} bytes", html.len());
+    }
+
+    #[test]
+    fn json_is_the_view() {
+        let snapshot = snapshot(&[("BTCUSDT", &[("kill_score", "0.5")])]);
+        let page = Page::new(&snapshot, NOW);
+        let view: View = serde_json::from_slice(&page.json).unwrap();
+        assert_eq!(view, View::new(&snapshot, NOW));
+    }
+}

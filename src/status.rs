@@ -1,0 +1,646 @@
+//! The `status` subcommand: the operator's view in a terminal, read from Redis with the
+//! exporter's settings or from a running exporter's `/api/v1/proposals`, with an exit code for
+//! scripts and cron. Owns the terminal table, the `--from` client and the exit-code rule; what
+//! the view holds is `view`'s.
+
+use std::fmt;
+use std::io::{IsTerminal as _, Write as _};
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http_body::Body as _;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::config::{Config, StatusArgs};
+use crate::refresh;
+use crate::snapshot::Snapshot;
+use crate::source::{Source, SourceError};
+use crate::view::{self, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View};
+
+/// All symbols fresh, every kill score below [`KILL_HIGH`].
+pub const EXIT_OK: u8 = 0;
+/// A kill score at or above [`KILL_HIGH`].
+pub const EXIT_KILL_HIGH: u8 = 1;
+/// Stale or missing data, or Redis or the exporter unreachable.
+pub const EXIT_STALE: u8 = 2;
+
+/// How long `--from` waits for the exporter's whole answer.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest answer read from an exporter; the document takes about 600 bytes per symbol.
+const MAX_DOCUMENT: usize = 64 << 20;
+const PATH: &str = "/api/v1/proposals";
+
+/// A running exporter's address, as `--from` takes it: `http://host[:port][/base]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExporterUrl {
+    /// `host[:port]` as given, for the Host header.
+    authority: String,
+    /// The host without the brackets of an IPv6 literal, for connecting.
+    host: String,
+    port: u16,
+    /// The path of `/api/v1/proposals` under the given base path.
+    path: String,
+}
+
+impl fmt::Display for ExporterUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.path)
+    }
+}
+
+/// Parses `--from`.
+pub fn exporter_url(raw: &str) -> Result<ExporterUrl, String> {
+    let uri: Uri = raw
+        .trim()
+        .parse()
+        .map_err(|e| format!("not a URL ({e}); expected e.g. http://127.0.0.1:8042"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(
+            "expected an http:// URL (the exporter serves plain HTTP), e.g. http://127.0.0.1:8042"
+                .into(),
+        );
+    }
+    let authority = uri.authority().ok_or("the URL has no host")?;
+    if authority.as_str().contains('@') || uri.query().is_some() {
+        return Err("expected http://host[:port][/path], without user or query".into());
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let path = format!("{}{PATH}", uri.path().trim_end_matches('/'));
+    path.parse::<Uri>().map_err(|e| format!("bad path: {e}"))?;
+    Ok(ExporterUrl {
+        authority: authority.as_str().to_owned(),
+        host: host.to_owned(),
+        port: authority.port_u16().unwrap_or(80),
+        path,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Settings(#[from] SourceError),
+    #[error("cannot connect to the exporter at {url}: {source}")]
+    Connect {
+        url: ExporterUrl,
+        source: std::io::Error,
+    },
+    #[error("HTTP error from the exporter at {url}: {source}")]
+    Http {
+        url: ExporterUrl,
+        source: hyper::Error,
+    },
+    #[error("no answer from the exporter at {url} within {}s", HTTP_TIMEOUT.as_secs())]
+    Timeout { url: ExporterUrl },
+    #[error("the exporter at {url} answered {status}")]
+    Status {
+        url: ExporterUrl,
+        status: StatusCode,
+    },
+    #[error("the exporter at {url} sent more than {MAX_DOCUMENT} bytes")]
+    TooLarge { url: ExporterUrl },
+    #[error("the exporter at {url} sent an unreadable document: {source}")]
+    Document {
+        url: ExporterUrl,
+        source: serde_json::Error,
+    },
+}
+
+/// Runs the command and returns its exit code; a failure to read is reported on stderr.
+pub async fn run(config: &Config, args: &StatusArgs) -> u8 {
+    let read = match &args.from {
+        Some(url) => fetch(url).await.map(|view| (view, url.to_string())),
+        None => read_redis(config).await,
+    };
+    let (view, source) = match read {
+        Ok(read) => read,
+        Err(error) => {
+            eprintln!("harvest-exporter status: {error}");
+            return EXIT_STALE;
+        }
+    };
+    let output = if args.json {
+        let mut json = serde_json::to_string_pretty(&view).expect("a view always serializes");
+        json.push('\n');
+        json
+    } else {
+        let stdout = std::io::stdout();
+        let colour =
+            stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        table(&view, &source, colour)
+    };
+    // A closed pipe (`| head`) must not turn the verdict into a crash.
+    let _ = std::io::stdout().lock().write_all(output.as_bytes());
+    exit_code(&view)
+}
+
+/// 2 when anything cannot be vouched for (Redis unreachable, a configured symbol missing, a
+/// symbol without an update for a minute), else 1 when a kill score is at or above 0.6, else 0.
+/// Stale wins over high: an answer with a hole in it is not an all-clear, and the table still
+/// shows every high score.
+pub fn exit_code(view: &View) -> u8 {
+    if !view.redis_up || !view.missing.is_empty() || view.stale().next().is_some() {
+        EXIT_STALE
+    } else if view.high().next().is_some() {
+        EXIT_KILL_HIGH
+    } else {
+        EXIT_OK
+    }
+}
+
+/// One read of Redis, exactly as one refresh of the exporter would make it.
+async fn read_redis(config: &Config) -> Result<(View, String), StatusError> {
+    let mut source = Source::new(
+        &config.redis(),
+        &config.prefix,
+        config.symbols(),
+        &crate::proposal::KEYS,
+    )?;
+    let started = Instant::now();
+    let empty = Snapshot::empty(config.poll_interval, started);
+    let snapshot = match source.fetch().await {
+        Ok(fetched) => refresh::next_snapshot(&empty, fetched, config.max_symbols, started),
+        Err(error) => refresh::failed_snapshot(&empty, &error),
+    };
+    Ok((
+        View::new(&snapshot, unix_now()),
+        format!("redis {}", source.addr()),
+    ))
+}
+
+async fn fetch(url: &ExporterUrl) -> Result<View, StatusError> {
+    tokio::time::timeout(HTTP_TIMEOUT, get(url))
+        .await
+        .unwrap_or_else(|_| Err(StatusError::Timeout { url: url.clone() }))
+}
+
+async fn get(url: &ExporterUrl) -> Result<View, StatusError> {
+    let http = |source| StatusError::Http {
+        url: url.clone(),
+        source,
+    };
+    let stream = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(|source| StatusError::Connect {
+            url: url.clone(),
+            source,
+        })?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(http)?;
+    // Drives the connection; it ends with the response, as the request asks to close.
+    tokio::spawn(connection);
+    let mut request = Request::new(String::new());
+    *request.uri_mut() = url.path.parse().expect("checked by exporter_url");
+    let headers = request.headers_mut();
+    headers.insert(
+        header::HOST,
+        HeaderValue::from_str(&url.authority).expect("checked by exporter_url"),
+    );
+    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let response = sender.send_request(request).await.map_err(http)?;
+    if response.status() != StatusCode::OK {
+        return Err(StatusError::Status {
+            url: url.clone(),
+            status: response.status(),
+        });
+    }
+    let mut body = response.into_body();
+    let mut document = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        if let Ok(data) = frame.map_err(http)?.into_data() {
+            if document.len() + data.len() > MAX_DOCUMENT {
+                return Err(StatusError::TooLarge { url: url.clone() });
+            }
+            document.extend_from_slice(&data);
+        }
+    }
+    serde_json::from_slice(&document).map_err(|source| StatusError::Document {
+        url: url.clone(),
+        source,
+    })
+}
+
+const RESET: &str = "\x1b[0m";
+const DIM: &str = "\x1b[2m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const RED: &str = "\x1b[31m";
+const BOLD_RED: &str = "\x1b[1;31m";
+const WHITE_ON_RED: &str = "\x1b[1;97;41m";
+
+const COLUMNS: [(&str, Align); 10] = [
+    ("SYMBOL", Align::Left),
+    ("KILL", Align::Right),
+    ("FLIP", Align::Right),
+    ("SPIKE", Align::Right),
+    ("TSDROP", Align::Right),
+    ("AGEPEN", Align::Right),
+    ("R_NET", Align::Right),
+    ("NEW_SL", Align::Right),
+    ("ACTION", Align::Left),
+    ("DATA AGE", Align::Left),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A cell's text and, when colour is on, its colour.
+type Cell = (String, Option<&'static str>);
+
+/// The table with a header line and a verdict, coloured with ANSI codes when `colour`.
+pub fn table(view: &View, source: &str, colour: bool) -> String {
+    let view = &printable(view);
+    let paint = |text: &str, code: &str| {
+        if colour {
+            format!("{code}{text}{RESET}")
+        } else {
+            text.to_owned()
+        }
+    };
+    let mut out = String::new();
+    let redis = if view.redis_up {
+        paint("Redis up", GREEN)
+    } else {
+        let cause = view.redis_error.as_deref().map(|e| format!(": {e}"));
+        paint(
+            &format!("Redis down{}", cause.unwrap_or_default()),
+            BOLD_RED,
+        )
+    };
+    let count = view.proposals.len();
+    out.push_str(&format!(
+        "harvest-exporter {} · {redis} · cache {} · {count} symbol{} · {source}\n",
+        view.version,
+        view::format_cache_age(view.cache_age_seconds),
+        if count == 1 { "" } else { "s" },
+    ));
+
+    let rows: Vec<(Vec<Cell>, bool)> = view
+        .proposals
+        .iter()
+        .map(|row| (cells(row), row.stale))
+        .collect();
+    let mut widths = COLUMNS.map(|(title, _)| title.chars().count());
+    for (cells, _) in &rows {
+        for (width, (text, _)) in widths.iter_mut().zip(cells) {
+            *width = (*width).max(text.chars().count());
+        }
+    }
+    let line = |cells: &[Cell], colour_cells: bool| -> String {
+        let mut line = String::new();
+        for (i, ((text, code), (&width, (_, align)))) in
+            cells.iter().zip(widths.iter().zip(COLUMNS)).enumerate()
+        {
+            let pad = " ".repeat(width - text.chars().count());
+            let last = i + 1 == COLUMNS.len();
+            let padded = match (align, last) {
+                (Align::Right, _) => format!("{pad}{text}"),
+                (Align::Left, true) => text.clone(),
+                (Align::Left, false) => format!("{text}{pad}"),
+            };
+            if i > 0 {
+                line.push_str("  ");
+            }
+            match code {
+                Some(code) if colour_cells => line.push_str(&paint(&padded, code)),
+                _ => line.push_str(&padded),
+            }
+        }
+        line
+    };
+    let titles: Vec<Cell> = COLUMNS
+        .iter()
+        .map(|(title, _)| (title.to_string(), None))
+        .collect();
+    out.push_str(&line(&titles, false));
+    out.push('\n');
+    for (cells, stale) in &rows {
+        // A stale row is greyed as a whole: its colours would claim a freshness it lacks.
+        let text = line(cells, !stale);
+        out.push_str(&if *stale { paint(&text, DIM) } else { text });
+        out.push('\n');
+    }
+    if rows.is_empty() {
+        out.push_str("(no proposals)\n");
+    }
+
+    let high: Vec<String> = view
+        .high()
+        .map(|r| format!("{} {:.3}", r.symbol, r.kill_score))
+        .collect();
+    let stale: Vec<&str> = view.stale().map(|r| r.symbol.as_str()).collect();
+    if !view.redis_up {
+        out.push_str(&paint(
+            "UNKNOWN: Redis is unreachable; the values above are the last ones read\n",
+            BOLD_RED,
+        ));
+    }
+    if !view.missing.is_empty() {
+        out.push_str(&paint(
+            &format!("MISSING: no proposal for {}\n", view.missing.join(", ")),
+            YELLOW,
+        ));
+    }
+    if !stale.is_empty() {
+        out.push_str(&paint(
+            &format!(
+                "STALE: no update for over {STALE_AFTER_SECONDS}s: {}\n",
+                stale.join(", ")
+            ),
+            YELLOW,
+        ));
+    }
+    if !high.is_empty() {
+        out.push_str(&paint(
+            &format!(
+                "HIGH: kill score at or above {KILL_HIGH}: {}\n",
+                high.join(", ")
+            ),
+            BOLD_RED,
+        ));
+    }
+    if exit_code(view) == EXIT_OK {
+        out.push_str(&paint(
+            &format!("OK: all fresh, every kill score below {KILL_HIGH}\n"),
+            GREEN,
+        ));
+    }
+    out
+}
+
+/// The view with every control character replaced: an exporter's answer or a Redis error must
+/// not move the cursor or recolour the terminal.
+fn printable(view: &View) -> View {
+    let clean = |text: &mut String| {
+        if text.contains(char::is_control) {
+            *text = text
+                .chars()
+                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                .collect();
+        }
+    };
+    let mut view = view.clone();
+    clean(&mut view.version);
+    view.redis_error.iter_mut().for_each(clean);
+    view.missing.iter_mut().for_each(clean);
+    for row in &mut view.proposals {
+        clean(&mut row.symbol);
+        row.action.iter_mut().for_each(clean);
+        row.calibrated_action.iter_mut().for_each(clean);
+    }
+    view
+}
+
+fn cells(row: &Row) -> Vec<Cell> {
+    let kill_colour = match KillBand::of(row.kill_score) {
+        KillBand::Low => GREEN,
+        KillBand::High => RED,
+        KillBand::Critical => WHITE_ON_RED,
+    };
+    let r_net_colour = match RNetBand::of(row.r_net) {
+        RNetBand::Good => GREEN,
+        RNetBand::Fair => YELLOW,
+        RNetBand::Poor => RED,
+    };
+    let mut action = row.action.clone().unwrap_or_else(|| "-".to_owned());
+    match &row.calibrated_action {
+        Some(calibrated) if row.action.as_ref() == Some(calibrated) => {
+            action.push_str(" (calibrated)");
+        }
+        Some(calibrated) => action.push_str(&format!(" -> {calibrated} (calibrated)")),
+        None => {}
+    }
+    let mut age = view::format_age(row.age_seconds);
+    if row.stale {
+        age.push_str(" STALE");
+    }
+    let mut cells: Vec<Cell> = vec![
+        (row.symbol.clone(), None),
+        (format!("{:.3}", row.kill_score), Some(kill_colour)),
+    ];
+    cells.extend(row.components().map(|c| (format!("{c:.2}"), None)));
+    cells.extend([
+        (format!("{:.2}", row.r_net), Some(r_net_colour)),
+        (
+            row.new_sl.map(|sl| sl.to_string()).unwrap_or_default(),
+            None,
+        ),
+        (action, None),
+        (age, None),
+    ]);
+    cells
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proposal::parse_pairs;
+
+    const NOW: f64 = 1_769_130_600.0;
+
+    fn view(hashes: &[(&str, &[(&str, &str)])]) -> View {
+        let start = Instant::now();
+        let mut snapshot = Snapshot::empty(Duration::from_secs(5), start);
+        snapshot.redis_up = true;
+        snapshot.last_success = Some(start);
+        snapshot.last_success_unix = Some(NOW);
+        let fresh = (NOW - 3.0).to_string();
+        snapshot.proposals = hashes
+            .iter()
+            .map(|(symbol, pairs)| {
+                // The first of two equal fields wins, so a test's own epoch replaces this one.
+                let mut fields: Vec<_> = pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                    .collect();
+                fields.push((b"last_update_epoch".to_vec(), fresh.clone().into_bytes()));
+                parse_pairs((*symbol).to_owned(), &fields)
+            })
+            .collect();
+        View::new(&snapshot, NOW)
+    }
+
+    #[test]
+    fn exit_codes() {
+        let low = view(&[("BTCUSDT", &[("kill_score", "0.59")])]);
+        assert_eq!(exit_code(&low), EXIT_OK);
+        let high = view(&[
+            ("BTCUSDT", &[("kill_score", "0.59")]),
+            ("ETHUSDT", &[("kill_score", "0.6")]),
+        ]);
+        assert_eq!(exit_code(&high), EXIT_KILL_HIGH);
+        let stale_and_high = view(&[
+            ("BTCUSDT", &[("kill_score", "0.9")]),
+            ("ETHUSDT", &[("last_update_epoch", "1769130000")]),
+        ]);
+        assert_eq!(exit_code(&stale_and_high), EXIT_STALE);
+        let mut down = low.clone();
+        down.redis_up = false;
+        assert_eq!(exit_code(&down), EXIT_STALE);
+        let mut missing = low.clone();
+        missing.missing = vec!["DOGEUSDT".into()];
+        assert_eq!(exit_code(&missing), EXIT_STALE);
+        assert_eq!(
+            exit_code(&view(&[])),
+            EXIT_OK,
+            "nothing open, nothing to fear"
+        );
+    }
+
+    #[test]
+    fn plain_table_is_aligned_and_has_a_verdict() {
+        let view = view(&[
+            (
+                "ETHUSDT",
+                &[
+                    ("kill_score", "0.753"),
+                    ("k_regime_flip", "1.0"),
+                    ("k_sigma_spike", "0.25"),
+                    ("k_ts_drop", "0.208"),
+                    ("k_age_penalty", "0.3"),
+                    ("R_net", "2.45"),
+                    ("new_sl_proposed", "100.2"),
+                    ("harvest_action", "FULL_CLOSE_PROPOSED"),
+                    ("action", "FULL_CLOSE"),
+                    ("calibrated", "1"),
+                ],
+            ),
+            (
+                "BTCUSDT",
+                &[
+                    ("kill_score", "0.527"),
+                    ("R_net", "7.5"),
+                    ("harvest_action", "PARTIAL_75"),
+                    ("new_sl_proposed", "None"),
+                ],
+            ),
+        ]);
+        let text = table(&view, "redis 127.0.0.1:6379", false);
+        assert!(!text.contains('\x1b'));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!(
+                "harvest-exporter {} · Redis up · cache 0.0s · 2 symbols · redis 127.0.0.1:6379",
+                view.version
+            )
+        );
+        assert_eq!(
+            lines[1..4],
+            [
+                "SYMBOL    KILL  FLIP  SPIKE  TSDROP  AGEPEN  R_NET  NEW_SL  ACTION                                          DATA AGE",
+                "ETHUSDT  0.753  1.00   0.25    0.21    0.30   2.45   100.2  FULL_CLOSE_PROPOSED -> FULL_CLOSE (calibrated)  3s",
+                "BTCUSDT  0.527  0.00   0.00    0.00    0.00   7.50          PARTIAL_75                                      3s",
+            ]
+        );
+        assert_eq!(lines[4], "HIGH: kill score at or above 0.6: ETHUSDT 0.753");
+        assert_eq!(lines.len(), 5);
+    }
+
+    #[test]
+    fn colours_follow_the_bands_and_stale_rows_are_dim() {
+        let view = view(&[
+            ("CRIT", &[("kill_score", "0.85"), ("R_net", "8")]),
+            ("HIGH", &[("kill_score", "0.65"), ("R_net", "4")]),
+            ("LOW", &[("kill_score", "0.55"), ("R_net", "1")]),
+            (
+                "OLD",
+                &[("kill_score", "0.95"), ("last_update_epoch", "1769130000")],
+            ),
+        ]);
+        let text = table(&view, "x", true);
+        let line = |symbol: &str| {
+            text.lines()
+                .find(|l| l.contains(symbol))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(line("CRIT").contains(&format!("{WHITE_ON_RED}0.850{RESET}")));
+        assert!(line("CRIT").contains(&format!("{GREEN} 8.00{RESET}")));
+        assert!(line("HIGH").contains(&format!("{RED}0.650{RESET}")));
+        assert!(line("HIGH").contains(&format!("{YELLOW} 4.00{RESET}")));
+        assert!(line("LOW").contains(&format!("{GREEN}0.550{RESET}")));
+        assert!(line("LOW").contains(&format!("{RED} 1.00{RESET}")));
+        let old = line("OLD");
+        assert!(old.starts_with(DIM) && old.ends_with(RESET) && old.contains("10m 00s STALE"));
+        assert_eq!(
+            old.matches('\x1b').count(),
+            2,
+            "no band colours inside a greyed row"
+        );
+        assert!(text.contains(&format!("{GREEN}Redis up{RESET}")));
+        assert!(text.contains("STALE: no update for over 60s: OLD"));
+    }
+
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        let mut view = view(&[("BTCUSDT", &[("kill_score", "0.5")])]);
+        view.proposals[0].symbol = "\x1b[2JEVIL".into();
+        view.proposals[0].action = Some("\x1b]0;title\x07".into());
+        view.redis_error = Some("line\nbreak".into());
+        view.redis_up = false;
+        let text = table(&view, "x", false);
+        assert!(!text.contains(['\x1b', '\x07']), "{text:?}");
+        assert!(text.contains("\u{fffd}[2JEVIL"), "{text}");
+        assert!(text.contains("Redis down: line\u{fffd}break"), "{text}");
+    }
+
+    #[test]
+    fn redis_down_and_empty() {
+        let mut down = view(&[]);
+        down.redis_up = false;
+        down.redis_error = Some("cannot connect to redis at 127.0.0.1:1: refused".into());
+        let text = table(&down, "redis 127.0.0.1:1", false);
+        assert!(
+            text.contains("· Redis down: cannot connect to redis at 127.0.0.1:1: refused ·"),
+            "{text}"
+        );
+        assert!(text.contains("(no proposals)"));
+        assert!(text.contains("UNKNOWN: Redis is unreachable"));
+        assert!(!text.contains("OK:"));
+        assert!(table(&view(&[]), "x", false).contains("OK: all fresh"));
+    }
+
+    #[test]
+    fn from_urls() {
+        let url = exporter_url("http://127.0.0.1:8042").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("127.0.0.1", 8042, "/api/v1/proposals")
+        );
+        assert_eq!(url.to_string(), "http://127.0.0.1:8042/api/v1/proposals");
+        let url = exporter_url(" http://[::1]:9000/harvest/ ").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.authority.as_str(), url.path.as_str()),
+            ("::1", "[::1]:9000", "/harvest/api/v1/proposals")
+        );
+        assert_eq!(exporter_url("http://exporter.internal").unwrap().port, 80);
+        for bad in [
+            "https://127.0.0.1:8042",
+            "127.0.0.1:8042",
+            "http://u:p@host",
+            "http://host/?x=1",
+            "",
+            "http://",
+        ] {
+            assert!(exporter_url(bad).is_err(), "{bad}");
+        }
+    }
+}

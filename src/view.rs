@@ -1,0 +1,454 @@
+//! The operator's view of one snapshot: a row per symbol, sorted by kill score, with its data age
+//! and staleness, and the thresholds that colour it. Serialized, it is the `/api/v1/proposals`
+//! document; `page` renders it as HTML and `status` as a terminal table. No I/O, no clock reads.
+
+use serde::{Deserialize, Serialize};
+
+use crate::proposal::{Proposal, WEIGHTS};
+use crate::snapshot::Snapshot;
+
+/// Kill scores from here up are high (red), as on the dashboard and in the alerting rules.
+pub const KILL_HIGH: f64 = 0.6;
+/// Kill scores from here up are critical (dark red), as in the critical alerting rule.
+pub const KILL_CRITICAL: f64 = 0.8;
+/// The dashboard's R_net bands: good from 7, fair from 3, poor below.
+pub const R_NET_GOOD: f64 = 7.0;
+pub const R_NET_FAIR: f64 = 3.0;
+/// The publisher rewrites every hash at least once a minute, so older data means it stopped.
+pub const STALE_AFTER_SECONDS: f64 = 60.0;
+
+/// One of the kill score's components: its field, a label, its weight and its largest value.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Component {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub weight: f64,
+    pub max: f64,
+}
+
+pub const COMPONENTS: [Component; 4] = [
+    Component {
+        key: "k_regime_flip",
+        label: "regime flip",
+        weight: WEIGHTS[0],
+        max: 1.0,
+    },
+    Component {
+        key: "k_sigma_spike",
+        label: "sigma spike",
+        weight: WEIGHTS[1],
+        max: 2.0,
+    },
+    Component {
+        key: "k_ts_drop",
+        label: "TS drop",
+        weight: WEIGHTS[2],
+        max: 0.5,
+    },
+    Component {
+        key: "k_age_penalty",
+        label: "age penalty",
+        weight: WEIGHTS[3],
+        max: 1.0,
+    },
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillBand {
+    Low,
+    High,
+    Critical,
+}
+
+impl KillBand {
+    pub fn of(kill_score: f64) -> KillBand {
+        if kill_score >= KILL_CRITICAL {
+            KillBand::Critical
+        } else if kill_score >= KILL_HIGH {
+            KillBand::High
+        } else {
+            KillBand::Low
+        }
+    }
+
+    /// The CSS class the page gives it; the page's script uses the same names.
+    pub fn class(self) -> &'static str {
+        match self {
+            KillBand::Low => "k-low",
+            KillBand::High => "k-high",
+            KillBand::Critical => "k-crit",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RNetBand {
+    Good,
+    Fair,
+    Poor,
+}
+
+impl RNetBand {
+    pub fn of(r_net: f64) -> RNetBand {
+        if r_net >= R_NET_GOOD {
+            RNetBand::Good
+        } else if r_net >= R_NET_FAIR {
+            RNetBand::Fair
+        } else {
+            RNetBand::Poor
+        }
+    }
+
+    pub fn class(self) -> &'static str {
+        match self {
+            RNetBand::Good => "r-good",
+            RNetBand::Fair => "r-fair",
+            RNetBand::Poor => "r-poor",
+        }
+    }
+}
+
+/// What `/api/v1/proposals` answers. Times are Unix seconds; ages are as of `generated_at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct View {
+    pub version: String,
+    /// When the view was made: at the exporter's last refresh, so at most one poll interval ago.
+    pub generated_at: f64,
+    pub poll_interval_seconds: f64,
+    pub stale_after_seconds: f64,
+    pub redis_up: bool,
+    pub redis_error: Option<String>,
+    pub last_success: Option<f64>,
+    pub cache_age_seconds: Option<f64>,
+    /// Configured symbols that have no hash in Redis.
+    pub missing: Vec<String>,
+    /// Highest kill score first, then by symbol.
+    pub proposals: Vec<Row>,
+}
+
+/// One symbol's proposal as the operator sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub symbol: String,
+    pub kill_score: f64,
+    pub k_regime_flip: f64,
+    pub k_sigma_spike: f64,
+    pub k_ts_drop: f64,
+    pub k_age_penalty: f64,
+    pub r_net: f64,
+    pub new_sl: Option<f64>,
+    pub action: Option<String>,
+    /// The heat gate's action, which the apply layer follows instead of `action`.
+    pub calibrated_action: Option<String>,
+    pub position_side: Option<String>,
+    pub reason_codes: String,
+    pub last_update_epoch: f64,
+    pub computed_at: Option<f64>,
+    /// `None` when the hash carries no usable time at all.
+    pub age_seconds: Option<f64>,
+    pub stale: bool,
+    /// Hash fields that were missing or unparseable; their values above are 0.
+    pub invalid_fields: Vec<String>,
+}
+
+impl View {
+    pub fn new(snapshot: &Snapshot, now_unix: f64) -> View {
+        let mut proposals: Vec<Row> = snapshot
+            .proposals
+            .iter()
+            .map(|proposal| Row::new(proposal, now_unix))
+            .collect();
+        proposals.sort_by(|a, b| {
+            b.kill_score
+                .total_cmp(&a.kill_score)
+                .then_with(|| a.symbol.cmp(&b.symbol))
+        });
+        View {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            generated_at: now_unix,
+            poll_interval_seconds: snapshot.poll_interval.as_secs_f64(),
+            stale_after_seconds: STALE_AFTER_SECONDS,
+            redis_up: snapshot.redis_up,
+            redis_error: snapshot.redis_error.clone(),
+            last_success: snapshot.last_success_unix,
+            cache_age_seconds: snapshot
+                .last_success_unix
+                .map(|last| (now_unix - last).max(0.0)),
+            missing: snapshot.missing.clone(),
+            proposals,
+        }
+    }
+
+    pub fn high(&self) -> impl Iterator<Item = &Row> {
+        self.proposals
+            .iter()
+            .filter(|row| row.kill_score >= KILL_HIGH)
+    }
+
+    pub fn stale(&self) -> impl Iterator<Item = &Row> {
+        self.proposals.iter().filter(|row| row.stale)
+    }
+}
+
+impl Row {
+    fn new(proposal: &Proposal, now_unix: f64) -> Row {
+        // A missing heartbeat and computed_at leave the epoch at 0: the age is unknown, not 56 years.
+        let age_seconds = (proposal.last_update_epoch > 0.0)
+            .then(|| (now_unix - proposal.last_update_epoch).max(0.0));
+        Row {
+            symbol: proposal.symbol.clone(),
+            kill_score: proposal.kill_score,
+            k_regime_flip: proposal.k_regime_flip,
+            k_sigma_spike: proposal.k_sigma_spike,
+            k_ts_drop: proposal.k_ts_drop,
+            k_age_penalty: proposal.k_age_penalty,
+            r_net: proposal.r_net,
+            new_sl: proposal.new_sl,
+            action: proposal.action.label().map(str::to_owned),
+            calibrated_action: proposal
+                .calibrated_action
+                .as_ref()
+                .map(|action| action.to_string()),
+            position_side: proposal.position_side.clone(),
+            reason_codes: proposal.reason_codes.clone(),
+            last_update_epoch: proposal.last_update_epoch,
+            computed_at: proposal.computed_at,
+            age_seconds,
+            stale: age_seconds.is_none_or(|age| age > STALE_AFTER_SECONDS),
+            invalid_fields: proposal
+                .invalid_fields
+                .iter()
+                .map(|field| field.key().to_owned())
+                .collect(),
+        }
+    }
+
+    /// The components in [`COMPONENTS`] order.
+    pub fn components(&self) -> [f64; 4] {
+        [
+            self.k_regime_flip,
+            self.k_sigma_spike,
+            self.k_ts_drop,
+            self.k_age_penalty,
+        ]
+    }
+}
+
+/// The weighted sum of the components that fills the bar: a regime flip (2.0) with a moderate
+/// spike or drop. Sums reach 6.75 in theory, but a bar on that scale would show typical values
+/// as slivers.
+pub const BAR_FULL: f64 = 3.0;
+
+/// Each component's weighted value as a percentage of [`BAR_FULL`]. Values beyond a component's
+/// range are clamped, and a sum beyond the full bar is scaled down to fill it exactly, keeping
+/// the proportions that show what drives the score.
+pub fn component_shares(components: [f64; 4]) -> [f64; 4] {
+    let mut shares = [0.0; 4];
+    for ((share, value), component) in shares.iter_mut().zip(components).zip(COMPONENTS) {
+        *share = value.clamp(0.0, component.max) * component.weight / BAR_FULL * 100.0;
+    }
+    let total: f64 = shares.iter().sum();
+    if total > 100.0 {
+        shares.iter_mut().for_each(|share| *share *= 100.0 / total);
+    }
+    shares
+}
+
+/// A duration for people: `42s`, `3m 05s`, `2h 07m`, `3d 4h`; `unknown` without one.
+pub fn format_age(seconds: Option<f64>) -> String {
+    let Some(seconds) = seconds else {
+        return "unknown".to_owned();
+    };
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{}m {:02}s", s / 60, s % 60),
+        3_600..86_400 => format!("{}h {:02}m", s / 3_600, s % 3_600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3_600),
+    }
+}
+
+/// The cache age: tenths of a second while fresh, then as [`format_age`]; `never` before the
+/// first read.
+pub fn format_cache_age(seconds: Option<f64>) -> String {
+    match seconds {
+        Some(s) if s < 60.0 => format!("{s:.1}s"),
+        Some(_) => format_age(seconds),
+        None => "never".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proposal::parse_pairs;
+    use std::time::{Duration, Instant};
+
+    const NOW: f64 = 1_769_130_600.0;
+
+    fn snapshot(hashes: &[(&str, &[(&str, &str)])]) -> Snapshot {
+        let start = Instant::now();
+        let mut snapshot = Snapshot::empty(Duration::from_secs(5), start);
+        snapshot.redis_up = true;
+        snapshot.last_success = Some(start);
+        snapshot.last_success_unix = Some(NOW - 0.25);
+        snapshot.proposals = hashes
+            .iter()
+            .map(|(symbol, pairs)| {
+                let fields: Vec<_> = pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                    .collect();
+                parse_pairs((*symbol).to_owned(), &fields)
+            })
+            .collect();
+        snapshot
+    }
+
+    #[test]
+    fn rows_are_sorted_by_kill_score_then_symbol() {
+        let view = View::new(
+            &snapshot(&[
+                ("AAA", &[("kill_score", "0.55")]),
+                ("BBB", &[("kill_score", "0.91")]),
+                ("CCC", &[("kill_score", "0.55")]),
+                ("DDD", &[("kill_score", "None")]),
+            ]),
+            NOW,
+        );
+        let symbols: Vec<_> = view.proposals.iter().map(|r| r.symbol.as_str()).collect();
+        assert_eq!(symbols, ["BBB", "AAA", "CCC", "DDD"]);
+        assert_eq!(view.proposals[3].invalid_fields[0], "kill_score");
+        assert_eq!(view.cache_age_seconds, Some(0.25));
+        assert_eq!(view.poll_interval_seconds, 5.0);
+    }
+
+    #[test]
+    fn bands_follow_the_dashboard_thresholds() {
+        assert_eq!(KillBand::of(0.5999), KillBand::Low);
+        assert_eq!(KillBand::of(0.6), KillBand::High);
+        assert_eq!(KillBand::of(0.7999), KillBand::High);
+        assert_eq!(KillBand::of(0.8), KillBand::Critical);
+        assert_eq!(RNetBand::of(7.0), RNetBand::Good);
+        assert_eq!(RNetBand::of(6.99), RNetBand::Fair);
+        assert_eq!(RNetBand::of(3.0), RNetBand::Fair);
+        assert_eq!(RNetBand::of(2.99), RNetBand::Poor);
+        assert_eq!(RNetBand::of(-1.0), RNetBand::Poor);
+    }
+
+    #[test]
+    fn data_older_than_a_minute_or_without_a_time_is_stale() {
+        let epoch = |age: f64| (NOW - age).to_string();
+        let (fresh, edge, old, future) = (epoch(5.0), epoch(60.0), epoch(61.0), epoch(-30.0));
+        let view = View::new(
+            &snapshot(&[
+                ("FRESH", &[("last_update_epoch", &fresh)]),
+                ("EDGE", &[("last_update_epoch", &edge)]),
+                ("OLD", &[("last_update_epoch", &old)]),
+                ("FUTURE", &[("last_update_epoch", &future)]),
+                ("NOTIME", &[("kill_score", "0.5")]),
+                (
+                    "COMPUTED",
+                    &[
+                        ("computed_at_utc", "2026-01-23T01:09:50"),
+                        ("kill_score", "0.4"),
+                    ],
+                ),
+            ]),
+            NOW,
+        );
+        let row = |symbol: &str| {
+            let row = view.proposals.iter().find(|r| r.symbol == symbol).unwrap();
+            (row.age_seconds, row.stale)
+        };
+        assert_eq!(row("FRESH"), (Some(5.0), false));
+        assert_eq!(row("EDGE"), (Some(60.0), false));
+        assert_eq!(row("OLD"), (Some(61.0), true));
+        assert_eq!(
+            row("FUTURE"),
+            (Some(0.0), false),
+            "clock skew is not negative age"
+        );
+        assert_eq!(row("NOTIME"), (None, true));
+        assert_eq!(row("COMPUTED"), (Some(10.0), false));
+        let stale: Vec<_> = view.stale().map(|r| r.symbol.as_str()).collect();
+        assert_eq!(stale, ["NOTIME", "OLD"]);
+    }
+
+    #[test]
+    fn actions_and_stop_loss_as_the_operator_reads_them() {
+        let view = View::new(
+            &snapshot(&[
+                (
+                    "CAL",
+                    &[
+                        ("harvest_action", "PARTIAL_50"),
+                        ("action", "PARTIAL_75"),
+                        ("calibrated", "1"),
+                        ("new_sl_proposed", "21.5"),
+                        ("position_side", "SHORT"),
+                    ],
+                ),
+                (
+                    "RAW",
+                    &[("new_sl_proposed", "None"), ("action", "FULL_CLOSE")],
+                ),
+            ]),
+            NOW,
+        );
+        let cal = &view.proposals.iter().find(|r| r.symbol == "CAL").unwrap();
+        assert_eq!(cal.action.as_deref(), Some("PARTIAL_50"));
+        assert_eq!(cal.calibrated_action.as_deref(), Some("PARTIAL_75"));
+        assert_eq!(cal.new_sl, Some(21.5));
+        assert_eq!(cal.position_side.as_deref(), Some("SHORT"));
+        let raw = &view.proposals.iter().find(|r| r.symbol == "RAW").unwrap();
+        assert_eq!(raw.action, None);
+        assert_eq!(
+            raw.calibrated_action, None,
+            "action counts only when calibrated=1"
+        );
+        assert_eq!(raw.new_sl, None);
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let view = View::new(
+            &snapshot(&[(
+                "<script>",
+                &[("kill_score", "0.7"), ("new_sl_proposed", "None")],
+            )]),
+            NOW,
+        );
+        let json = serde_json::to_string(&view).unwrap();
+        assert!(json.contains(r#""symbol":"<script>""#), "{json}");
+        assert!(json.contains(r#""new_sl":null"#), "{json}");
+        assert_eq!(serde_json::from_str::<View>(&json).unwrap(), view);
+    }
+
+    #[test]
+    fn component_shares_are_weighted_clamped_and_fit_the_bar() {
+        let close = |a: [f64; 4], b: [f64; 4]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9);
+        assert!(close(
+            component_shares([0.0, 0.2, 0.12, 0.0]),
+            [0.0, 10.0, 10.0, 0.0]
+        ));
+        let clamped = component_shares([0.0, -1.0, 9.0, 0.0]);
+        assert!(close(clamped, [0.0, 0.0, 125.0 / 3.0, 0.0]), "{clamped:?}");
+        let full = component_shares([1.0, 2.0, 0.5, 1.0]);
+        assert!((full.iter().sum::<f64>() - 100.0).abs() < 1e-9);
+        assert!((full[0] - 200.0 / 6.75).abs() < 1e-9, "proportions kept");
+    }
+
+    #[test]
+    fn ages_read_like_a_clock() {
+        assert_eq!(format_age(Some(0.4)), "0s");
+        assert_eq!(format_age(Some(59.9)), "59s");
+        assert_eq!(format_age(Some(185.0)), "3m 05s");
+        assert_eq!(format_age(Some(7_620.0)), "2h 07m");
+        assert_eq!(format_age(Some(273_600.0)), "3d 4h");
+        assert_eq!(format_age(None), "unknown");
+        assert_eq!(format_cache_age(Some(0.26)), "0.3s");
+        assert_eq!(format_cache_age(Some(125.0)), "2m 05s");
+        assert_eq!(format_cache_age(None), "never");
+    }
+}
