@@ -42,18 +42,23 @@ pub fn sample() -> Option<ProcessStats> {
         virtual_memory_bytes,
         open_fds,
         max_fds,
-        start_time_seconds: boot_time()? + start_ticks / CLOCK_TICKS_PER_SECOND,
+        start_time_seconds: boot_time().map(|boot| boot + start_ticks / CLOCK_TICKS_PER_SECOND),
     })
 }
 
+/// The boot time from /proc/stat, read once. `None` where the service may see only its own
+/// process in /proc (systemd's ProcSubset=pid): then only the start time is left out.
 fn boot_time() -> Option<f64> {
-    std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|line| line.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()
+    static BOOT_TIME: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *BOOT_TIME.get_or_init(|| {
+        std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|line| line.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 #[cfg(test)]
@@ -65,6 +70,6 @@ mod tests {
         assert!(stats.resident_memory_bytes > 1e5);
         assert!(stats.open_fds >= 3.0);
         assert!(stats.max_fds >= stats.open_fds);
-        assert!(stats.start_time_seconds > 1.5e9);
+        assert!(stats.start_time_seconds.unwrap() > 1.5e9);
     }
 }

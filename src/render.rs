@@ -104,7 +104,7 @@ pub struct ProcessStats {
     pub virtual_memory_bytes: f64,
     pub open_fds: f64,
     pub max_fds: f64,
-    pub start_time_seconds: f64,
+    pub start_time_seconds: Option<f64>,
 }
 
 /// The HTTP server's connection figures, read at scrape time.
@@ -377,6 +377,21 @@ fn render_exporter_metrics(out: &mut Vec<u8>, snapshot: &Snapshot) {
         snapshot.missing.len() as f64,
     );
 
+    if !snapshot.missing.is_empty() {
+        header(
+            out,
+            "quantum_harvest_exporter_symbol_missing",
+            "1 for each configured symbol (SYMBOLS) that has no proposal hash in Redis.",
+            "gauge",
+        );
+        for symbol in &snapshot.missing {
+            let _ = writeln!(
+                out,
+                "quantum_harvest_exporter_symbol_missing{{symbol=\"{}\"}} 1",
+                escape_label(symbol)
+            );
+        }
+    }
     header(
         out,
         "quantum_harvest_exporter_symbols_dropped",
@@ -523,13 +538,15 @@ pub fn render_tail(
             "gauge",
             p.max_fds,
         );
-        gauge(
-            &mut out,
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
-            "gauge",
-            p.start_time_seconds,
-        );
+        if let Some(start_time) = p.start_time_seconds {
+            gauge(
+                &mut out,
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                "gauge",
+                start_time,
+            );
+        }
     }
     out
 }

@@ -99,8 +99,16 @@ fn metrics_table_matches_what_is_exported() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // Event mode adds its own two series, so every documented family can appear.
-    let exporter = Exporter::start(&redis, &["--harvest.events"]);
+    // Event mode and a configured symbol without a hash add their own series, so every
+    // documented family can appear.
+    let exporter = Exporter::start(
+        &redis,
+        &[
+            "--harvest.events",
+            "--harvest.symbols",
+            "BTCUSDT,ETHUSDT,SOLUSDT,GONEUSDT",
+        ],
+    );
     let body = exporter.wait_metrics("simulated symbols", Duration::from_secs(10), |b| {
         sample(b, "quantum_harvest_exporter_symbols_exported") == Some(3.0)
             && sample(b, "quantum_harvest_exporter_notifications_up") == Some(1.0)

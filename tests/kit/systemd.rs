@@ -76,7 +76,7 @@ fn unit_runs_unprivileged_with_the_listed_hardening() {
             "{UNIT} lacks {key}={value}"
         );
     }
-    // ProcSubset=pid would hide /proc/stat, and with it every process_* metric.
+    // ProcSubset=pid would hide /proc/stat, and with it process_start_time_seconds.
     assert!(directives("ProcSubset").is_empty());
 }
 
