@@ -2,13 +2,35 @@
 //! Linux only; elsewhere it reports nothing. Hand-written: six numbers from three small files do
 //! not justify a /proc crate and its dependencies.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use crate::render::ProcessStats;
 
 /// USER_HZ, the unit of the CPU times in /proc/<pid>/stat; fixed at 100 by the Linux ABI.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
+/// How long a sample is reused: scrapes can come thousands of times a second, and reading four
+/// /proc files (one a directory of every open descriptor) each time would cost more than the
+/// rest of the scrape.
+const REUSE_FOR: Duration = Duration::from_secs(1);
+
+/// Figures at most [`REUSE_FOR`] old, or `None` where /proc is not available.
+pub fn recent() -> Option<ProcessStats> {
+    static LAST: Mutex<Option<(Instant, ProcessStats)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((taken, stats)) = *last
+        && taken.elapsed() < REUSE_FOR
+    {
+        return Some(stats);
+    }
+    let stats = sample()?;
+    *last = Some((Instant::now(), stats));
+    Some(stats)
+}
+
 /// Reads the current figures, or `None` where /proc is not available.
-pub fn sample() -> Option<ProcessStats> {
+fn sample() -> Option<ProcessStats> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -66,7 +88,7 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn reads_plausible_figures() {
-        let stats = super::sample().expect("/proc is readable on Linux");
+        let stats = super::recent().expect("/proc is readable on Linux");
         assert!(stats.resident_memory_bytes > 1e5);
         assert!(stats.open_fds >= 3.0);
         assert!(stats.max_fds >= stats.open_fds);

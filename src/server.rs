@@ -129,7 +129,14 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+            Ok((stream, _peer)) => {
+                // A response leaves in two writes (cached body, then the scrape-time tail); with
+                // Nagle's algorithm the second would wait for the client's delayed ACK (~40 ms).
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {error}");
+                }
+                stream
+            }
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.
                 tracing::warn!("accepting a connection failed: {error}");
@@ -274,7 +281,7 @@ pub fn respond<B>(
 
 fn metrics<B>(request: &Request<B>, published: &Published, http: &HttpStats) -> Response<Payload> {
     let cache_age = published.snapshot.cache_age(Instant::now());
-    let tail = render::render_tail(cache_age, http, process::sample().as_ref());
+    let tail = render::render_tail(cache_age, http, process::recent().as_ref());
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
     let chunks = if gzip {
         vec![
