@@ -295,8 +295,18 @@ fn a_configured_symbol_without_a_hash_is_missing_not_zero() {
         Some(1.0)
     );
     assert!(
-        !body.contains("DOGEUSDT"),
+        body.lines()
+            .filter(|l| l.contains("DOGEUSDT"))
+            .all(|l| l.starts_with("quantum_harvest_exporter_symbol_missing{")),
         "no invented zeros for a missing symbol"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "quantum_harvest_exporter_symbol_missing{symbol=\"DOGEUSDT\"}"
+        ),
+        Some(1.0),
+        "the missing symbol is named"
     );
     assert!(!body.contains("ETHUSDT"), "only the configured symbols");
     let ready = exporter.get("/ready");
