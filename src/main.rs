@@ -98,7 +98,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
         .with_context(|| {
             format!("cannot listen on {listen} (--web.listen-address, METRICS_PORT)")
         })?;
-    if !listen.ip().is_loopback() && (security.tls.is_none() || security.auth.is_none()) {
+    if security.exposed(listen) {
         tracing::warn!(
             %listen,
             tls = security.tls.is_some(),

@@ -236,28 +236,12 @@ fn escape(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proposal::parse_pairs;
     use std::time::Instant;
 
     const NOW: f64 = 1_769_130_600.0;
 
     fn snapshot(hashes: &[(&str, &[(&str, &str)])]) -> Snapshot {
-        let start = Instant::now();
-        let mut snapshot = Snapshot::empty(Duration::from_secs(5), start);
-        snapshot.redis_up = true;
-        snapshot.last_success = Some(start);
-        snapshot.last_success_unix = Some(NOW);
-        snapshot.proposals = hashes
-            .iter()
-            .map(|(symbol, pairs)| {
-                let fields: Vec<_> = pairs
-                    .iter()
-                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-                    .collect();
-                parse_pairs((*symbol).to_owned(), &fields)
-            })
-            .collect();
-        snapshot
+        Snapshot::of_hashes(hashes, NOW)
     }
 
     fn page(snapshot: &Snapshot) -> String {

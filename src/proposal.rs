@@ -516,11 +516,11 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// Parses field-value pairs as Redis lists them (tests build hashes this way); of two equal
 /// fields the first wins.
 #[cfg(test)]
-pub fn parse_pairs(symbol: String, pairs: &[(Vec<u8>, Vec<u8>)]) -> Proposal {
+pub fn parse_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(symbol: String, pairs: &[(K, V)]) -> Proposal {
     let mut values: [Option<&[u8]>; SLOTS] = [None; SLOTS];
     for (key, value) in pairs {
-        if let Some(slot) = KEYS.iter().position(|k| k.as_bytes() == key.as_slice()) {
-            values[slot].get_or_insert(value);
+        if let Some(slot) = KEYS.iter().position(|k| k.as_bytes() == key.as_ref()) {
+            values[slot].get_or_insert(value.as_ref());
         }
     }
     parse(symbol, &values)

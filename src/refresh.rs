@@ -336,7 +336,8 @@ pub fn failed_snapshot(previous: &Snapshot, error: &SourceError) -> Snapshot {
     next
 }
 
-fn unix_now() -> f64 {
+/// Seconds since the Unix epoch, by the system clock.
+pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -575,26 +575,14 @@ pub fn escape_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proposal::{self, parse_pairs};
+    use crate::proposal;
     use proptest::prelude::*;
     use std::time::Instant;
 
     fn snapshot_of(hashes: &[(&str, Vec<(&str, &str)>)]) -> Snapshot {
-        let start = Instant::now();
-        let mut snapshot = Snapshot::empty(Duration::from_secs(5), start);
-        snapshot.redis_up = true;
-        snapshot.last_success = Some(start);
-        snapshot.proposals = hashes
-            .iter()
-            .map(|(symbol, pairs)| {
-                let fields: Vec<_> = pairs
-                    .iter()
-                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-                    .collect();
-                parse_pairs(symbol.to_string(), &fields)
-            })
-            .collect();
-        snapshot
+        let hashes: Vec<(&str, &[(&str, &str)])> =
+            hashes.iter().map(|(s, p)| (*s, p.as_slice())).collect();
+        Snapshot::of_hashes(&hashes, 1_769_130_510.0)
     }
 
     fn text(snapshot: &Snapshot) -> String {

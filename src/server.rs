@@ -45,6 +45,14 @@ pub struct Security {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+impl Security {
+    /// Whether listening on `listen` reaches beyond this host without both TLS and
+    /// authentication, which deserves a warning at start-up.
+    pub fn exposed(&self, listen: std::net::SocketAddr) -> bool {
+        !listen.ip().is_loopback() && (self.tls.is_none() || self.auth.is_none())
+    }
+}
+
 /// Open connections, and those not yet past their first request head, which are the ones
 /// closed to make room when the cap is reached: a flood of idle or slow clients then cannot keep
 /// a scraper out, and a connection that is being answered is never cut.
@@ -395,6 +403,15 @@ mod tests {
         assert!(!accepts_gzip(header("gzip;q=0").as_ref()));
         assert!(!accepts_gzip(header("identity").as_ref()));
         assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn exposure_without_tls_and_auth_is_flagged() {
+        let plain = Security::default();
+        assert!(!plain.exposed("127.0.0.1:8042".parse().unwrap()));
+        assert!(!plain.exposed("[::1]:8042".parse().unwrap()));
+        assert!(plain.exposed("0.0.0.0:8042".parse().unwrap()));
+        assert!(plain.exposed("192.0.2.7:8042".parse().unwrap()));
     }
 
     #[test]

@@ -153,6 +153,24 @@ impl Snapshot {
     }
 }
 
+/// A successful refresh that read these hashes (symbol, field-value pairs), for tests.
+#[cfg(test)]
+impl Snapshot {
+    pub fn of_hashes(hashes: &[(&str, &[(&str, &str)])], last_success_unix: f64) -> Snapshot {
+        let start = Instant::now();
+        Snapshot {
+            proposals: hashes
+                .iter()
+                .map(|(symbol, pairs)| crate::proposal::parse_pairs((*symbol).to_owned(), pairs))
+                .collect(),
+            redis_up: true,
+            last_success: Some(start),
+            last_success_unix: Some(last_success_unix),
+            ..Snapshot::empty(Duration::from_secs(5), start)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::io::{IsTerminal as _, Write as _};
 use std::pin::Pin;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http_body::Body as _;
 use hyper::header::{self, HeaderValue};
@@ -168,7 +168,7 @@ async fn read_redis(config: &Config) -> Result<(View, String), StatusError> {
         Err(error) => refresh::failed_snapshot(&empty, &error),
     };
     Ok((
-        View::new(&snapshot, unix_now()),
+        View::new(&snapshot, crate::refresh::unix_now()),
         format!("redis {}", source.addr()),
     ))
 }
@@ -439,13 +439,6 @@ fn cells(row: &Row) -> Vec<Cell> {
         (age, None),
     ]);
     cells
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
