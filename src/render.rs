@@ -3,7 +3,7 @@
 //! Pure: no I/O and no clock reads; callers pass the time in.
 
 use std::io::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,8 +21,11 @@ pub struct Published {
     pub snapshot: Arc<Snapshot>,
     pub body: Bytes,
     pub body_gzip: GzipHead,
-    /// The page at `/` and its JSON document, from the same snapshot.
-    pub page: Page,
+    /// When the snapshot was rendered, which the page's data ages count from.
+    pub rendered_at_unix: f64,
+    /// The page at `/` and its JSON document, made on the first request for either: a large
+    /// page costs as much as the metrics, and most refreshes are never looked at.
+    page: OnceLock<Page>,
 }
 
 impl Published {
@@ -31,13 +34,18 @@ impl Published {
     pub fn new(snapshot: Snapshot, now_unix: f64) -> Published {
         let body = render(&snapshot, now_unix);
         let body_gzip = GzipHead::new(&body);
-        let page = Page::new(&snapshot, now_unix);
         Published {
             snapshot: Arc::new(snapshot),
             body: body.into(),
             body_gzip,
-            page,
+            rendered_at_unix: now_unix,
+            page: OnceLock::new(),
         }
+    }
+
+    pub fn page(&self) -> &Page {
+        self.page
+            .get_or_init(|| Page::new(&self.snapshot, self.rendered_at_unix))
     }
 }
 

@@ -278,8 +278,8 @@ pub fn respond<B>(
                 format!("not ready: {}\n", reasons.join("; ")),
             ),
         },
-        "/" => page_response(page::HTML_CONTENT_TYPE, &published.page.html),
-        "/api/v1/proposals" => page_response(page::JSON_CONTENT_TYPE, &published.page.json),
+        "/" => page_response(page::HTML_CONTENT_TYPE, &published.page().html),
+        "/api/v1/proposals" => page_response(page::JSON_CONTENT_TYPE, &published.page().json),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: see / for the endpoints\n",
