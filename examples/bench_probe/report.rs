@@ -1,0 +1,926 @@
+//! Turns the figures `scripts/bench` recorded (`size <TAB> target <TAB> key <TAB> value`) into
+//! `docs/performance.md`: one table per measurement with the ratios, then the goals with a result
+//! computed from the same figures.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use crate::Options;
+
+/// Clock ticks of /proc/<pid>/stat (USER_HZ, fixed by the Linux ABI).
+const TICK_US: f64 = 10_000.0;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Every recorded value by (size, target, key), in recording order: load runs are repeated.
+struct Results {
+    values: HashMap<(String, String, String), Vec<String>>,
+    sizes: Vec<String>,
+}
+
+impl Results {
+    fn parse(text: &str) -> Results {
+        let mut values = HashMap::new();
+        for line in text.lines() {
+            let mut cells = line.splitn(4, '\t');
+            if let (Some(n), Some(target), Some(key), Some(value)) =
+                (cells.next(), cells.next(), cells.next(), cells.next())
+            {
+                values
+                    .entry((n.into(), target.into(), key.into()))
+                    .or_insert_with(Vec::new)
+                    .push(value.into());
+            }
+        }
+        let sizes = values
+            .get(&("-".into(), "meta".into(), "sizes".into()))
+            .and_then(|all: &Vec<String>| all.last())
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        Results { values, sizes }
+    }
+
+    /// The last value recorded.
+    fn text(&self, n: &str, target: &str, key: &str) -> Option<&str> {
+        self.values
+            .get(&(n.into(), target.into(), key.into()))?
+            .last()
+            .map(String::as_str)
+    }
+
+    fn get(&self, n: &str, target: &str, key: &str) -> Option<f64> {
+        self.text(n, target, key)?
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+    }
+
+    /// Every value recorded, one per run.
+    fn all(&self, n: &str, target: &str, key: &str) -> Vec<f64> {
+        self.values
+            .get(&(n.into(), target.into(), key.into()))
+            .map(|all| all.iter().filter_map(|v| v.parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The sum over the load runs of one server and encoding.
+    fn total(&self, n: &str, target: &str, enc: &str, key: &str) -> Option<f64> {
+        let all = self.all(n, target, &format!("load_{enc}_{key}"));
+        (!all.is_empty()).then(|| all.iter().sum())
+    }
+
+    fn meta(&self, key: &str) -> &str {
+        self.text("-", "meta", key).unwrap_or("?")
+    }
+
+    /// Requests per second of the best run: on a shared machine other work only slows a run down.
+    fn rps(&self, n: &str, target: &str, enc: &str) -> Option<f64> {
+        let requests = self.all(n, target, &format!("load_{enc}_requests"));
+        let durations = self.all(n, target, &format!("load_{enc}_duration_us"));
+        requests
+            .iter()
+            .zip(&durations)
+            .map(|(r, d)| r / d * 1e6)
+            .reduce(f64::max)
+    }
+
+    /// A latency percentile of the best run, in milliseconds; none when no request completed.
+    fn load_ms(&self, n: &str, target: &str, enc: &str, p: &str) -> Option<f64> {
+        let requests = self.all(n, target, &format!("load_{enc}_requests"));
+        let latencies = self.all(n, target, &format!("load_{enc}_{p}_us"));
+        requests
+            .iter()
+            .zip(&latencies)
+            .filter(|(r, _)| **r > 0.0)
+            .map(|(_, us)| us / 1e3)
+            .reduce(f64::min)
+    }
+
+    /// CPU microseconds per request over all load runs: (user, user + system).
+    fn cpu_per_request(&self, n: &str, target: &str, enc: &str) -> Option<(f64, f64)> {
+        let requests = self.total(n, target, enc, "requests")?;
+        if requests == 0.0 {
+            return None;
+        }
+        let user = self.total(n, target, enc, "user_ticks")? * TICK_US;
+        let sys = self.total(n, target, enc, "sys_ticks")? * TICK_US;
+        Some((user / requests, (user + sys) / requests))
+    }
+
+    /// harvest-exporter's CPU per request with the refreshes that fell in the run taken out, at
+    /// their cost measured alone: the scrape path by itself, (user, user + system).
+    fn scrape_cpu_per_request(&self, n: &str, enc: &str) -> Option<(f64, f64)> {
+        let (user, total) = self.cpu_per_request(n, "ours", enc)?;
+        let requests = self.total(n, "ours", enc, "requests")?;
+        let refreshes = self.total(n, "ours", enc, "refreshes")?;
+        let per_request = |ms: f64| refreshes * ms * 1e3 / requests;
+        let refresh_user = per_request(self.get(n, "ours", "refresh_user_ms")?);
+        let refresh_total = per_request(self.get(n, "ours", "refresh_cpu_ms")?);
+        Some((
+            (user - refresh_user).max(0.0),
+            (total - refresh_total).max(0.0),
+        ))
+    }
+
+    /// Why a peer figure is missing, for the cell that would hold it.
+    fn peer_gap(&self, n: &str, load: bool) -> String {
+        match (
+            self.text(n, "peer", "skipped"),
+            self.text(n, "peer", "load_skipped"),
+        ) {
+            (Some(reason), _) => reason.to_owned(),
+            (None, Some(reason)) if load => format!("not loaded: {reason}"),
+            _ => "–".into(),
+        }
+    }
+
+    fn refresh_ms(&self, n: &str) -> Option<f64> {
+        Some(self.get(n, "ours", "refresh_wall_seconds")? * 1e3)
+    }
+
+    /// Redis CPU per refresh above what an idle Redis spends over the same time.
+    fn redis_per_refresh_ms(&self, n: &str) -> Option<f64> {
+        let total = self.get(n, "ours", "refresh_redis_cpu_ms")?;
+        let secs = self.get(n, "ours", "refresh_window_secs")?;
+        let refreshes = self.get(n, "ours", "refresh_refreshes")?;
+        let idle = self.get(n, "meta", "redis_idle_cpu_ms_per_s")? * secs / refreshes;
+        Some((total - idle).max(0.0))
+    }
+
+    /// Redis CPU per peer scrape above what an idle Redis spends over the same time.
+    fn redis_per_scrape_ms(&self, n: &str) -> Option<f64> {
+        let total = self.get(n, "peer", "scrape_redis_cpu_ns")? / 1e6;
+        let secs = self.get(n, "peer", "scrape_phase_ns")? / 1e9;
+        let idle = self.get(n, "meta", "redis_idle_cpu_ms_per_s")? * secs;
+        Some((total - idle).max(0.0))
+    }
+}
+
+fn sig(value: f64) -> String {
+    let magnitude = value.abs();
+    if value == 0.0 {
+        "0".into()
+    } else if magnitude >= 1000.0 {
+        thousands(value.round() as i64)
+    } else if magnitude >= 100.0 {
+        format!("{value:.0}")
+    } else if magnitude >= 10.0 {
+        format!("{value:.1}")
+    } else if magnitude >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+fn whole_or_sig(value: f64) -> String {
+    if value.fract() == 0.0 {
+        count(value)
+    } else {
+        sig(value)
+    }
+}
+
+fn count(value: f64) -> String {
+    thousands(value.round() as i64)
+}
+
+fn thousands(value: i64) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if value < 0 { format!("-{out}") } else { out }
+}
+
+fn bytes(value: f64) -> String {
+    if value >= MIB {
+        format!("{} MiB", sig(value / MIB))
+    } else if value >= 1024.0 {
+        format!("{} KiB", sig(value / 1024.0))
+    } else {
+        format!("{value:.0} B")
+    }
+}
+
+fn size(n: &str) -> String {
+    n.parse().map_or_else(|_| n.to_owned(), thousands)
+}
+
+fn or_dash(value: Option<f64>, format: fn(f64) -> String) -> String {
+    value.map_or_else(|| "–".into(), format)
+}
+
+fn ratio(ours: Option<f64>, other: Option<f64>) -> String {
+    match (ours, other) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{}×", sig(a / b)),
+        (Some(a), Some(_)) if a > 0.0 => "∞".into(),
+        _ => "–".into(),
+    }
+}
+
+fn table(out: &mut String, header: &[&str], rows: Vec<Vec<String>>) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+    out.push('\n');
+}
+
+pub fn write(options: &Options) -> Result<(), String> {
+    let path = options.text("results")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let results = Results::parse(&text);
+    let markdown = render(&results);
+    let out = options.text("out")?;
+    std::fs::write(out, &markdown).map_err(|e| format!("{out}: {e}"))?;
+    let tables = markdown.find("\n## ").map_or(0, |at| at + 1);
+    print!("{}", &markdown[tables..]);
+    Ok(())
+}
+
+fn render(r: &Results) -> String {
+    let mut out = String::new();
+    header(&mut out, r);
+    let sizes = &r.sizes;
+    let encodings = ["plain", "gzip"];
+
+    out.push_str("## Body size\n\nOne scrape of each. nginx serves harvest-exporter's bytes, so its bodies are the same. The peer exports only the seed's series (13 per symbol) as `redis_script_values`, against harvest-exporter's 40 or so per symbol, plus Redis's own metrics.\n\n");
+    let rows = sizes
+        .iter()
+        .map(|n| {
+            let plain = r.get(n, "ours", "body_plain_bytes");
+            let gzip = r.get(n, "ours", "body_gzip_bytes");
+            let per_symbol = plain.zip(n.parse::<f64>().ok()).map(|(b, n)| b / n);
+            vec![
+                size(n),
+                or_dash(plain, bytes),
+                or_dash(gzip, bytes),
+                ratio(plain, gzip),
+                or_dash(per_symbol, bytes),
+                or_dash(r.get(n, "peer", "body_plain_bytes"), bytes),
+                or_dash(r.get(n, "peer", "body_gzip_bytes"), bytes),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &[
+            "N",
+            "ours plain",
+            "ours gzip",
+            "compression",
+            "ours plain per symbol",
+            "peer plain",
+            "peer gzip",
+        ],
+        rows,
+    );
+
+    let _ = writeln!(
+        out,
+        "## Throughput under load\n\nRequests per second of the best of {} runs of wrk with 2 threads and 16 keep-alive connections for {} s, one server at a time, harvest-exporter's and nginx's runs alternating (harvest-exporter is paused with SIGSTOP during nginx's; the peer has one run). `gzip` runs send `Accept-Encoding: gzip`. Errors are socket errors, timeouts and non-2xx answers, over all runs.\n",
+        r.meta("repeat"),
+        r.meta("duration")
+    );
+    let mut rows = Vec::new();
+    for n in sizes {
+        for enc in encodings {
+            let (ours, nginx, peer) = (
+                r.rps(n, "ours", enc),
+                r.rps(n, "nginx", enc),
+                r.rps(n, "peer", enc),
+            );
+            let errors: Vec<String> = ["ours", "nginx", "peer"]
+                .iter()
+                .map(|t| {
+                    let count = |key: &str| r.total(n, t, enc, key);
+                    match (
+                        count("socket_errors"),
+                        count("timeouts"),
+                        count("status_errors"),
+                    ) {
+                        (Some(a), Some(b), Some(c)) => format!("{}", a + b + c),
+                        _ => "–".into(),
+                    }
+                })
+                .collect();
+            rows.push(vec![
+                size(n),
+                enc.into(),
+                or_dash(ours, sig),
+                or_dash(nginx, sig),
+                peer.map_or_else(|| r.peer_gap(n, true), sig),
+                ratio(ours, nginx),
+                ratio(ours, peer),
+                errors.join(" / "),
+            ]);
+        }
+    }
+    table(
+        &mut out,
+        &[
+            "N",
+            "encoding",
+            "ours",
+            "nginx",
+            "peer",
+            "ours / nginx",
+            "ours / peer",
+            "errors ours / nginx / peer",
+        ],
+        rows,
+    );
+
+    out.push_str(
+        "## Latency under load\n\nMilliseconds, wrk's percentiles from the same runs: the lowest of the runs.\n\n",
+    );
+    let mut rows = Vec::new();
+    for n in sizes {
+        for enc in encodings {
+            let ms = |t: &str, p: &str| r.load_ms(n, t, enc, p);
+            let peer = |p: &str| ms("peer", p).map_or_else(|| r.peer_gap(n, true), sig);
+            rows.push(vec![
+                size(n),
+                enc.into(),
+                or_dash(ms("ours", "p50"), sig),
+                or_dash(ms("ours", "p99"), sig),
+                or_dash(ms("nginx", "p50"), sig),
+                or_dash(ms("nginx", "p99"), sig),
+                peer("p50"),
+                peer("p99"),
+                ratio(ms("ours", "p99"), ms("nginx", "p99")),
+                ratio(ms("ours", "p99"), ms("peer", "p99")),
+            ]);
+        }
+    }
+    table(
+        &mut out,
+        &[
+            "N",
+            "encoding",
+            "ours p50",
+            "ours p99",
+            "nginx p50",
+            "nginx p99",
+            "peer p50",
+            "peer p99",
+            "p99 ours / nginx",
+            "p99 ours / peer",
+        ],
+        rows,
+    );
+
+    out.push_str("## Single-scrape latency\n\nMilliseconds, median of sequential scrapes on an otherwise idle server, each on a new connection and read to the end (the latency one Prometheus sees); the number of scrapes is in parentheses.\n\n");
+    let mut rows = Vec::new();
+    for n in sizes {
+        for enc in encodings {
+            let p50 = |t: &str| r.get(n, t, &format!("single_{enc}_p50_ms"));
+            let cell = |t: &str| match (p50(t), r.get(n, t, &format!("single_{enc}_count"))) {
+                (Some(ms), Some(count)) => format!("{} ({count})", sig(ms)),
+                _ if t == "peer" => r.peer_gap(n, false),
+                _ => "–".into(),
+            };
+            rows.push(vec![
+                size(n),
+                enc.into(),
+                cell("ours"),
+                cell("nginx"),
+                cell("peer"),
+                ratio(p50("ours"), p50("nginx")),
+                ratio(p50("ours"), p50("peer")),
+            ]);
+        }
+    }
+    table(
+        &mut out,
+        &[
+            "N",
+            "encoding",
+            "ours",
+            "nginx",
+            "peer",
+            "ours / nginx",
+            "ours / peer",
+        ],
+        rows,
+    );
+
+    out.push_str("## Memory\n\nResident set size. Idle: after the single scrapes, before load. Under load: the peak (VmHWM, reset before each run) over all wrk runs. Refreshing: harvest-exporter's peak over the refresh-cost window, scrapes aside. nginx is its master and workers added up.\n\n");
+    let rows = sizes
+        .iter()
+        .map(|n| {
+            let peak = |t: &str| {
+                encodings
+                    .iter()
+                    .flat_map(|enc| r.all(n, t, &format!("load_{enc}_rss_peak_bytes")))
+                    .reduce(f64::max)
+            };
+            let idle = |t: &str| r.get(n, t, "rss_idle_bytes");
+            vec![
+                size(n),
+                or_dash(idle("ours"), bytes),
+                or_dash(peak("ours"), bytes),
+                or_dash(r.get(n, "ours", "refresh_rss_peak_bytes"), bytes),
+                or_dash(idle("nginx"), bytes),
+                or_dash(peak("nginx"), bytes),
+                idle("peer").map_or_else(|| r.peer_gap(n, false), bytes),
+                peak("peer").map_or_else(|| r.peer_gap(n, true), bytes),
+                ratio(peak("ours"), peak("nginx")),
+                ratio(peak("ours"), peak("peer")),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &[
+            "N",
+            "ours idle",
+            "ours under load",
+            "ours refreshing",
+            "nginx idle",
+            "nginx under load",
+            "peer idle",
+            "peer under load",
+            "load ours / nginx",
+            "load ours / peer",
+        ],
+        rows,
+    );
+
+    out.push_str("## CPU per scrape under load\n\nMicroseconds of CPU (user + system, from /proc in 10 ms ticks) per request answered, over all the wrk runs. The peer's work happens partly in Redis, whose CPU is added in its own column. harvest-exporter kept refreshing at its default 5 s interval during its runs: its first column includes the refreshes that fell in the run (counted from Redis), the next two take them out at their cost measured alone (Refresh cost, below), which leaves the scrape path.\n\n");
+    let mut rows = Vec::new();
+    for n in sizes {
+        for enc in encodings {
+            let cpu = |t: &str| r.cpu_per_request(n, t, enc);
+            let peer_redis = r
+                .total(n, "peer", enc, "redis_cpu_ns")
+                .zip(r.total(n, "peer", enc, "requests").filter(|&q| q > 0.0));
+            let peer_total = cpu("peer")
+                .map(|(_, total)| total)
+                .zip(peer_redis)
+                .map(|(total, (ns, requests))| total + ns / 1e3 / requests);
+            let scrape = r.scrape_cpu_per_request(n, enc);
+            rows.push(vec![
+                size(n),
+                enc.into(),
+                or_dash(r.total(n, "ours", enc, "refreshes"), whole_or_sig),
+                or_dash(cpu("ours").map(|c| c.1), sig),
+                or_dash(scrape.map(|c| c.1), sig),
+                or_dash(scrape.map(|c| c.0), sig),
+                or_dash(cpu("nginx").map(|c| c.1), sig),
+                cpu("peer").map_or_else(|| r.peer_gap(n, true), |c| sig(c.1)),
+                peer_total.map_or_else(|| r.peer_gap(n, true), sig),
+                ratio(scrape.map(|c| c.1), cpu("nginx").map(|c| c.1)),
+                ratio(cpu("ours").map(|c| c.1), peer_total),
+            ]);
+        }
+    }
+    table(
+        &mut out,
+        &[
+            "N",
+            "encoding",
+            "refreshes in the runs",
+            "ours",
+            "ours, scrape path",
+            "of which user",
+            "nginx",
+            "peer",
+            "peer + Redis",
+            "scrape path ours / nginx",
+            "ours / (peer + Redis)",
+        ],
+        rows,
+    );
+
+    out.push_str("## Refresh cost\n\nharvest-exporter alone, over a window of whole refreshes (it starts and ends when the exporter is idle and Redis has served a whole number of refreshes), with no scrapes. The poll interval is 0.5 s, or longer when a refresh takes longer, so that refreshes do not run back to back. Wall time: median of the `quantum_harvest_exporter_refresh_duration_seconds` gauge over 5 scrapes. CPU: all threads' schedstat time. Redis CPU: redis-server's CPU over the window minus what it spends idle over the same time (measured for 1 s with no client just before). Round trips are a lower bound from the commands: SCAN pages are sequential, and at least one more trip fetches the hashes. Growth: how much the CPU per refresh grew over the previous size, against how much N grew.\n\n");
+    let mut rows = Vec::new();
+    let mut previous: Option<(f64, f64)> = None;
+    for n in sizes {
+        let symbols: Option<f64> = n.parse().ok();
+        let cpu = r.get(n, "ours", "refresh_cpu_ms");
+        let growth = match (previous, cpu, symbols) {
+            (Some((cpu0, n0)), Some(cpu1), Some(n1)) => {
+                format!("{}× for {}× N", sig(cpu1 / cpu0), sig(n1 / n0))
+            }
+            _ => "–".into(),
+        };
+        previous = cpu.zip(symbols);
+        let scan = r.get(n, "ours", "refresh_scan");
+        rows.push(vec![
+            size(n),
+            or_dash(r.get(n, "ours", "cost_interval"), |s| format!("{s} s")),
+            or_dash(r.get(n, "ours", "refresh_refreshes"), count),
+            or_dash(r.refresh_ms(n), sig),
+            or_dash(cpu, sig),
+            or_dash(cpu.zip(symbols).map(|(c, n)| c * 1e3 / n), |us| {
+                format!("{} µs", sig(us))
+            }),
+            growth,
+            or_dash(r.redis_per_refresh_ms(n), sig),
+            or_dash(r.get(n, "ours", "refresh_commands"), count),
+            or_dash(scan, sig),
+            or_dash(scan.map(|s| s.ceil() + 1.0), count),
+            or_dash(r.get(n, "ours", "refresh_rss_peak_bytes"), bytes),
+        ]);
+    }
+    table(
+        &mut out,
+        &[
+            "N",
+            "poll interval",
+            "refreshes",
+            "wall (ms)",
+            "exporter CPU (ms)",
+            "CPU per symbol",
+            "growth",
+            "Redis CPU (ms)",
+            "Redis commands",
+            "of which SCAN",
+            "round trips ≥",
+            "RSS peak",
+        ],
+        rows,
+    );
+
+    out.push_str("## Redis cost: harvest-exporter per refresh, the peer per scrape\n\nharvest-exporter reads Redis once per poll interval whatever the number of scrapers; the peer runs its script (SCAN and HMGET inside Redis, blocking it meanwhile) on every scrape of every Prometheus, plus its own INFO and CONFIG reads. Peer figures come from its single scrapes; Redis CPU is again above idle.\n\n");
+    let rows = sizes
+        .iter()
+        .map(|n| {
+            let ours_cpu = r.redis_per_refresh_ms(n);
+            let peer_cpu = r.redis_per_scrape_ms(n);
+            let gap = || r.peer_gap(n, false);
+            vec![
+                size(n),
+                or_dash(r.get(n, "ours", "refresh_commands"), count),
+                r.get(n, "peer", "scrape_commands").map_or_else(gap, count),
+                or_dash(ours_cpu, sig),
+                peer_cpu.map_or_else(gap, sig),
+                ratio(ours_cpu, peer_cpu),
+                r.get(n, "peer", "scrape_cpu_ns")
+                    .map_or_else(gap, |ns| sig(ns / 1e6)),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &[
+            "N",
+            "ours: commands per refresh",
+            "peer: commands per scrape",
+            "ours: Redis CPU per refresh (ms)",
+            "peer: Redis CPU per scrape (ms)",
+            "ours / peer",
+            "peer: its own CPU per scrape (ms)",
+        ],
+        rows,
+    );
+
+    out.push_str("## Freshness\n\nTime from an `HSET` of `BTCUSDT`'s kill score (a value never written before) to that value in `/metrics`, polled every millisecond by reading the start of the body. Before each trial the probe waits a random part of the poll interval, so that writes land at every phase of the refresh cycle. With so few trials the p99 is the maximum (nearest rank). With polling the worst case is one interval plus one refresh: a write that lands just after a refresh read Redis shows when the next refresh has finished. The peer reads Redis at scrape time: its freshness is its scrape latency (above).\n\n");
+    let modes = [
+        ("default", "polling, default interval"),
+        ("fast", "polling, fast interval"),
+        ("event", "event mode"),
+    ];
+    let mut rows = Vec::new();
+    for (mode, label) in modes {
+        for n in sizes {
+            let get = |key: &str| r.get(n, "ours", &format!("fresh_{mode}_{key}"));
+            let Some(trials) = get("trials") else {
+                continue;
+            };
+            rows.push(vec![
+                label.to_owned(),
+                size(n),
+                or_dash(get("interval"), |s| format!("{s} s")),
+                count(trials),
+                or_dash(get("timeouts"), count),
+                or_dash(get("p50_ms"), sig),
+                or_dash(get("p99_ms"), sig),
+                or_dash(get("max_ms"), sig),
+            ]);
+        }
+    }
+    table(
+        &mut out,
+        &[
+            "mode",
+            "N",
+            "poll interval",
+            "trials",
+            "timeouts",
+            "p50 (ms)",
+            "p99 (ms)",
+            "max (ms)",
+        ],
+        rows,
+    );
+
+    goals(&mut out, r);
+    out
+}
+
+fn header(out: &mut String, r: &Results) {
+    let _ = write!(
+        out,
+        "# Performance\n\nGenerated by `scripts/bench` ({} run, {} s); do not edit by hand: run `scripts/bench` again. \
+harvest-exporter (\"ours\") is measured side by side with nginx serving the same body bytes as a \
+static file, pre-compressed for gzip (\"the limit\"), and prometheus-redis-exporter running a Lua \
+script that exports the same proposal hashes on every scrape (\"the peer\", `scripts/bench.d/peer.lua`), \
+one after the other in the same run, against one private redis-server filled with the simulator's \
+proposals (all of the publisher's fields). Everything runs on loopback on the machine below, \
+including the load generator, so the absolute figures are those of a small shared machine: the \
+ratios are the point.\n\n",
+        r.meta("mode"),
+        r.meta("elapsed_s"),
+    );
+    let _ = writeln!(out, "- Date: {}", r.meta("date"));
+    let _ = writeln!(
+        out,
+        "- Machine: {} cores ({}), {} memory, {}",
+        r.meta("nproc"),
+        r.meta("cpu"),
+        r.meta("memory"),
+        r.meta("kernel")
+    );
+    let loads: Vec<String> = r
+        .sizes
+        .iter()
+        .filter_map(|n| {
+            Some(format!(
+                "{} at N={}",
+                r.text(n, "meta", "loadavg")?,
+                size(n)
+            ))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "- Load average (1, 5, 15 min) when each size started: {}; at the end: {}. The machine was shared with other builds, so every figure is noisy; compare within a row.",
+        loads.join("; "),
+        r.meta("loadavg_end")
+    );
+    let idle: Vec<String> = r
+        .sizes
+        .iter()
+        .filter_map(|n| {
+            let ms = r.text(n, "meta", "redis_idle_cpu_ms_per_s")?;
+            Some(format!("{ms} at N={}", size(n)))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "- Idle redis-server CPU, ms per second (housekeeping, subtracted from the Redis CPU figures): {}",
+        idle.join("; ")
+    );
+    let _ = writeln!(
+        out,
+        "- Versions: {}; nginx {}; {}; Redis {}; wrk {}; rustc {}",
+        r.meta("exporter"),
+        r.meta("nginx"),
+        r.meta("peer"),
+        r.meta("redis"),
+        r.meta("wrk"),
+        r.meta("rustc")
+    );
+    let flags = r.meta("exporter_flags");
+    let _ = writeln!(
+        out,
+        "- harvest-exporter flags: `--harvest.max-symbols 200000`{}; event mode: {}",
+        if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" `{flags}`")
+        },
+        match r.meta("event_flags") {
+            "" => "not measured (no `BENCH_EVENT_FLAGS`)".to_owned(),
+            flags => format!("`{flags}`"),
+        }
+    );
+    out.push('\n');
+}
+
+enum Verdict {
+    Pass,
+    Fail,
+    NotMeasured,
+}
+
+struct Goal {
+    name: String,
+    measured: String,
+    target: String,
+    verdict: Verdict,
+}
+
+fn check(name: String, measured: Option<f64>, target: String, pass: impl Fn(f64) -> bool) -> Goal {
+    Goal {
+        name,
+        measured: measured.map_or_else(|| "not measured".into(), sig),
+        target,
+        verdict: match measured {
+            Some(value) if pass(value) => Verdict::Pass,
+            Some(_) => Verdict::Fail,
+            None => Verdict::NotMeasured,
+        },
+    }
+}
+
+fn goals(out: &mut String, r: &Results) {
+    out.push_str("## Goals\n\nThe goals of the performance issue, judged on the figures above. RSS limits are read in MiB.\n\n");
+    let mut goals = Vec::new();
+    let k = "1000";
+    for enc in ["plain", "gzip"] {
+        let throughput = r.rps(k, "ours", enc).zip(r.rps(k, "nginx", enc));
+        goals.push(check(
+            format!("throughput at 1,000 symbols ({enc}), ours / nginx"),
+            throughput.map(|(a, b)| a / b),
+            "≥ 0.8".into(),
+            |v| v >= 0.8,
+        ));
+        let p99 = r
+            .load_ms(k, "ours", enc, "p99")
+            .zip(r.load_ms(k, "nginx", enc, "p99"));
+        goals.push(check(
+            format!("p99 latency under load at 1,000 ({enc}), ours / nginx"),
+            p99.map(|(a, b)| a / b),
+            "≤ 2".into(),
+            |v| v <= 2.0,
+        ));
+        let peer = r
+            .rps(k, "ours", enc)
+            .zip(r.rps(k, "peer", enc).filter(|&p| p > 0.0));
+        goals.push(check(
+            format!("throughput at 1,000 ({enc}), ours / peer"),
+            peer.map(|(a, b)| a / b),
+            "≥ 30".into(),
+            |v| v >= 30.0,
+        ));
+    }
+    let ten = "10000";
+    goals.push(check(
+        "refresh wall time at 10,000 (ms)".into(),
+        r.refresh_ms(ten),
+        "< 100".into(),
+        |v| v < 100.0,
+    ));
+    goals.push(check(
+        "refresh CPU at 10,000 (ms)".into(),
+        r.get(ten, "ours", "refresh_cpu_ms"),
+        "< 50".into(),
+        |v| v < 50.0,
+    ));
+    goals.push(check(
+        "RSS at 10,000, idle (MiB)".into(),
+        r.get(ten, "ours", "rss_idle_bytes").map(|b| b / MIB),
+        "< 30".into(),
+        |v| v < 30.0,
+    ));
+    let busiest = [
+        "load_plain_rss_peak_bytes",
+        "load_gzip_rss_peak_bytes",
+        "refresh_rss_peak_bytes",
+    ]
+    .iter()
+    .flat_map(|key| r.all(ten, "ours", key))
+    .reduce(f64::max);
+    goals.push(check(
+        "RSS at 10,000, peak under load or refreshing (MiB)".into(),
+        busiest.map(|b| b / MIB),
+        "< 30".into(),
+        |v| v < 30.0,
+    ));
+    let hundred = "100000";
+    goals.push(check(
+        "symbols exported at 100,000".into(),
+        r.get(hundred, "ours", "symbols_exported"),
+        "100,000".into(),
+        |v| v == 100_000.0,
+    ));
+    goals.push(check(
+        "refresh wall time at 100,000 (ms)".into(),
+        r.refresh_ms(hundred),
+        "< 1,000".into(),
+        |v| v < 1000.0,
+    ));
+    let per_symbol = |n: &str| Some(r.get(n, "ours", "refresh_cpu_ms")? / n.parse::<f64>().ok()?);
+    goals.push(check(
+        "linear growth: refresh CPU per symbol, 100,000 / 10,000".into(),
+        per_symbol(hundred).zip(per_symbol(ten)).map(|(a, b)| a / b),
+        "≤ 1.5".into(),
+        |v| v <= 1.5,
+    ));
+    for (mode, label) in [("default", "default"), ("fast", "fast")] {
+        for n in &r.sizes {
+            let get = |key: &str| r.get(n, "ours", &format!("fresh_{mode}_{key}"));
+            let (Some(interval), Some(p99)) = (get("interval"), get("p99_ms")) else {
+                continue;
+            };
+            let timeouts = get("timeouts").unwrap_or(0.0);
+            goals.push(check(
+                format!(
+                    "freshness with polling ({label} {interval} s interval) at {}, p99 (ms)",
+                    size(n)
+                ),
+                Some(p99),
+                format!("≤ {} and no timeout", sig(interval * 1e3)),
+                |v| v <= interval * 1e3 && timeouts == 0.0,
+            ));
+        }
+    }
+    let event: Vec<&String> = r
+        .sizes
+        .iter()
+        .filter(|n| r.get(n, "ours", "fresh_event_p99_ms").is_some())
+        .collect();
+    if event.is_empty() {
+        goals.push(check(
+            "freshness in event mode, p99 (ms)".into(),
+            None,
+            "≤ 50".into(),
+            |v| v <= 50.0,
+        ));
+    }
+    for n in event {
+        let timeouts = r.get(n, "ours", "fresh_event_timeouts").unwrap_or(0.0);
+        goals.push(check(
+            format!("freshness in event mode at {}, p99 (ms)", size(n)),
+            r.get(n, "ours", "fresh_event_p99_ms"),
+            "≤ 50 and no timeout".into(),
+            |v| v <= 50.0 && timeouts == 0.0,
+        ));
+    }
+    for n in [k, hundred] {
+        let keys: f64 = n.parse().unwrap_or(1.0);
+        let allowed = (keys / 1000.0).ceil().max(1.0);
+        goals.push(check(
+            format!("Redis round trips per refresh at {} (lower bound)", size(n)),
+            r.get(n, "ours", "refresh_scan").map(|s| s.ceil() + 1.0),
+            format!("≤ {} (one, or one per 1,000 keys)", sig(allowed)),
+            |v| v <= allowed,
+        ));
+    }
+    goals.push(check(
+        "SCAN COUNT: keys per SCAN call at 100,000".into(),
+        r.get(hundred, "ours", "refresh_scan")
+            .map(|s| 100_000.0 / s),
+        "100 to 10,000".into(),
+        |v| (100.0..=10_000.0).contains(&v),
+    ));
+    let user = |n: &str| r.scrape_cpu_per_request(n, "plain").map(|(user, _)| user);
+    goals.push(check(
+        "scrape path does not grow with N: user CPU per plain scrape without refreshes, 10,000 / 100".into(),
+        user(ten).zip(user("100")).map(|(a, b)| a / b),
+        "≤ 2".into(),
+        |v| v <= 2.0,
+    ));
+
+    let rows = goals
+        .into_iter()
+        .map(|g| {
+            let verdict = match g.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "**fail**",
+                Verdict::NotMeasured => "not measured",
+            };
+            vec![g.name, g.measured, g.target, verdict.into()]
+        })
+        .collect();
+    table(out, &["goal", "measured", "target", "result"], rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(sig(1_234_567.8), "1,234,568");
+        assert_eq!(sig(12.345), "12.3");
+        assert_eq!(sig(0.01234), "0.012");
+        assert_eq!(bytes(2_075_157.0), "1.98 MiB");
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(ratio(Some(80.0), Some(100.0)), "0.800×");
+        assert_eq!(ratio(Some(5.0), Some(0.0)), "∞");
+        assert_eq!(ratio(None, Some(1.0)), "–");
+    }
+
+    #[test]
+    fn goals_follow_the_figures() {
+        let tsv = "-\tmeta\tsizes\t1000\n\
+1000\tours\tload_plain_requests\t900\n1000\tours\tload_plain_duration_us\t1000000\n\
+1000\tnginx\tload_plain_requests\t1000\n1000\tnginx\tload_plain_duration_us\t1000000\n";
+        let markdown = render(&Results::parse(tsv));
+        assert!(markdown.contains(
+            "| throughput at 1,000 symbols (plain), ours / nginx | 0.900 | ≥ 0.8 | pass |"
+        ));
+        assert!(markdown.contains(
+            "| refresh wall time at 10,000 (ms) | not measured | < 100 | not measured |"
+        ));
+    }
+}
