@@ -219,6 +219,7 @@ pub fn next_snapshot(
         ..previous.carry_over()
     };
     next.dropped[DropReason::WrongType as usize] = fetched.wrong_type;
+    count_redis_cost(fetched.commands, fetched.round_trips, &mut next);
     let mut named = named_hashes(fetched.hashes, &mut next);
     if named.len() > max_symbols {
         next.dropped[DropReason::Cap as usize] = named.len() - max_symbols;
@@ -244,6 +245,7 @@ pub fn merged_snapshot(previous: &Snapshot, fetched: Fetched, max_symbols: usize
         ..previous.carry_over()
     };
     next.notified_total += (fetched.hashes.len() + fetched.absent.len()) as u64;
+    count_redis_cost(fetched.commands, fetched.round_trips, &mut next);
     for symbol in &fetched.absent {
         let symbol = String::from_utf8_lossy(symbol);
         if let Ok(index) = next
@@ -272,6 +274,11 @@ pub fn merged_snapshot(previous: &Snapshot, fetched: Fetched, max_symbols: usize
     }
     proposal::bound_unknown_actions(&mut next.proposals, UNKNOWN_ACTION_LIMIT);
     next
+}
+
+fn count_redis_cost(commands: usize, round_trips: usize, next: &mut Snapshot) {
+    next.redis_commands_total += commands as u64;
+    next.redis_round_trips_total += round_trips as u64;
 }
 
 /// Symbols that can be label values, sorted and unique; the others are counted as dropped.
@@ -449,9 +456,16 @@ mod tests {
                 raw(b"DDD", &[("kill_score", "0.1")]),
             ],
             absent: vec![b"AAA".to_vec()],
+            commands: 4,
+            round_trips: 1,
             ..Fetched::default()
         };
         let merged = merged_snapshot(&base, changes, 3);
+        assert_eq!(merged.redis_commands_total, base.redis_commands_total + 4);
+        assert_eq!(
+            merged.redis_round_trips_total,
+            base.redis_round_trips_total + 1
+        );
         assert_eq!(symbols(&merged), ["BBB", "CCC", "DDD"]);
         assert_eq!(merged.proposals[1].kill_score, 0.9);
         assert_eq!(merged.notified_total, 4);

@@ -442,6 +442,22 @@ fn render_exporter_metrics(out: &mut Vec<u8>, snapshot: &Snapshot) {
         );
     }
 
+    for (name, help, value) in [
+        (
+            "quantum_harvest_exporter_redis_commands_total",
+            "Commands sent to Redis by successful reads: SCAN pages and HMGETs.",
+            snapshot.redis_commands_total,
+        ),
+        (
+            "quantum_harvest_exporter_redis_round_trips_total",
+            "Round trips to Redis made by successful reads; the HMGETs are pipelined in batches.",
+            snapshot.redis_round_trips_total,
+        ),
+    ] {
+        header(out, name, help, "counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
+
     if let Some(up) = snapshot.notifications_up {
         gauge(
             out,

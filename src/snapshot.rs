@@ -74,6 +74,9 @@ pub struct Snapshot {
     pub notifications_up: Option<bool>,
     /// Keys re-read because a notification announced a change.
     pub notified_total: u64,
+    /// Commands sent to Redis by successful reads (SCAN pages and HMGETs), and their round trips.
+    pub redis_commands_total: u64,
+    pub redis_round_trips_total: u64,
     /// The refresh interval, which readiness uses to judge how old is too old.
     pub poll_interval: Duration,
     pub started: Instant,
@@ -98,6 +101,8 @@ impl Snapshot {
             parse_errors_total: [0; Field::ALL.len()],
             notifications_up: None,
             notified_total: 0,
+            redis_commands_total: 0,
+            redis_round_trips_total: 0,
             poll_interval,
             started,
         }
@@ -110,6 +115,8 @@ impl Snapshot {
             parse_errors_total: self.parse_errors_total,
             notifications_up: self.notifications_up,
             notified_total: self.notified_total,
+            redis_commands_total: self.redis_commands_total,
+            redis_round_trips_total: self.redis_round_trips_total,
             ..Snapshot::empty(self.poll_interval, self.started)
         }
     }

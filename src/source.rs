@@ -3,16 +3,18 @@
 //! timeouts; a failed connection is dropped and made again on the next fetch. Returns bytes as
 //! Redis holds them; interpreting them is `proposal`'s job.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, Value};
 
-/// SCAN's COUNT hint: large enough for few round trips, small enough not to stall Redis.
+/// SCAN's COUNT hint: large enough for few round trips, small enough not to stall Redis; it also
+/// bounds the HMGETs pipelined with the next page.
 const SCAN_COUNT: usize = 1_000;
-/// Keys per pipelined HMGET round trip; bounds the size of one reply at large key counts.
-const FETCH_BATCH: usize = 500;
+/// Keys per pipelined HMGET round trip for a configured list; bounds the size of one reply.
+const FETCH_BATCH: usize = 1_000;
 
 /// Which keys to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,12 +224,14 @@ impl Source {
     pub async fn fetch(&mut self) -> Result<Fetched, SourceError> {
         let mut connection = self.connection().await?;
         let mut fetched = Fetched::default();
-        let symbols: Vec<Vec<u8>> = match &self.symbols {
-            Symbols::Fixed(list) => list.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        match &self.symbols {
+            Symbols::Fixed(list) => {
+                let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
+                self.read_hashes(&mut connection, &symbols, &mut fetched)
+                    .await?
+            }
             Symbols::Discover => self.discover(&mut connection, &mut fetched).await?,
-        };
-        self.read_hashes(&mut connection, &symbols, &mut fetched)
-            .await?;
+        }
         if matches!(self.symbols, Symbols::Fixed(_)) {
             fetched.missing = fetched
                 .absent
@@ -342,71 +346,103 @@ impl Source {
         for batch in symbols.chunks(FETCH_BATCH) {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
-            for symbol in batch {
-                pipe.cmd("HMGET")
-                    .arg([self.prefix.as_slice(), symbol].concat())
-                    .arg(self.fields);
-            }
+            self.add_reads(&mut pipe, batch);
             let replies: Vec<Value> = pipe
                 .query_async(connection)
                 .await
                 .map_err(|source| self.classify(source, false))?;
             fetched.commands += batch.len();
             fetched.round_trips += 1;
-            if replies.len() != batch.len() {
-                return Err(self.unexpected("HMGET"));
-            }
-            for (symbol, reply) in batch.iter().zip(replies) {
-                match reply {
-                    Value::ServerError(error) if error.code() == "WRONGTYPE" => {
-                        fetched.wrong_type += 1
-                    }
-                    Value::ServerError(error) => {
-                        return Err(self.classify(redis::RedisError::from(error), false));
-                    }
-                    reply => match self.packed(symbol, reply)? {
-                        Some(hash) => fetched.hashes.push(hash),
-                        None => fetched.absent.push(symbol.clone()),
-                    },
-                }
-            }
+            self.take_reads(batch, replies, fetched)?;
         }
         Ok(())
     }
 
-    /// Every symbol under the prefix, sorted and unique (SCAN may return a key twice).
+    /// Every hash under the prefix. Each round trip carries the HMGETs of the keys that the
+    /// previous SCAN page found along with the next SCAN, so a refresh costs one round trip per
+    /// page plus one, and the SCAN COUNT bounds the size of every reply.
     async fn discover(
         &self,
         connection: &mut MultiplexedConnection,
         fetched: &mut Fetched,
-    ) -> Result<Vec<Vec<u8>>, SourceError> {
+    ) -> Result<(), SourceError> {
         let pattern = [glob_escape(&self.prefix), b"*".to_vec()].concat();
-        let mut symbols = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .cursor_arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
+        // SCAN may return a key twice while Redis resizes its table.
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut found: Vec<Vec<u8>> = Vec::new();
+        let mut cursor = Some(0u64);
+        while cursor.is_some() || !found.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            self.add_reads(&mut pipe, &found);
+            if let Some(cursor) = cursor {
+                pipe.cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT);
+            }
+            let mut replies: Vec<Value> = pipe
                 .query_async(connection)
                 .await
                 .map_err(|source| self.classify(source, false))?;
-            fetched.commands += 1;
+            fetched.commands += replies.len();
             fetched.round_trips += 1;
-            symbols
-                .extend(keys.into_iter().filter_map(|key| {
-                    key.strip_prefix(self.prefix.as_slice()).map(<[u8]>::to_vec)
-                }));
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+            let page = match cursor {
+                Some(_) => {
+                    let reply = replies.pop().ok_or_else(|| self.unexpected("SCAN"))?;
+                    if let Value::ServerError(error) = reply {
+                        return Err(self.classify(redis::RedisError::from(error), false));
+                    }
+                    let (next, keys): (u64, Vec<Vec<u8>>) =
+                        redis::from_redis_value(reply).map_err(|_| self.unexpected("SCAN"))?;
+                    cursor = (next != 0).then_some(next);
+                    keys
+                }
+                None => Vec::new(),
+            };
+            self.take_reads(&found, replies, fetched)?;
+            found = page
+                .into_iter()
+                .filter_map(|key| key.strip_prefix(self.prefix.as_slice()).map(<[u8]>::to_vec))
+                .filter(|symbol| seen.insert(symbol.clone()))
+                .collect();
         }
-        symbols.sort_unstable();
-        symbols.dedup();
-        Ok(symbols)
+        Ok(())
+    }
+
+    fn add_reads(&self, pipe: &mut redis::Pipeline, symbols: &[Vec<u8>]) {
+        for symbol in symbols {
+            pipe.cmd("HMGET")
+                .arg([self.prefix.as_slice(), symbol].concat())
+                .arg(self.fields);
+        }
+    }
+
+    /// The HMGET replies for `symbols`, in order, into hashes, absent keys and wrong types.
+    fn take_reads(
+        &self,
+        symbols: &[Vec<u8>],
+        replies: Vec<Value>,
+        fetched: &mut Fetched,
+    ) -> Result<(), SourceError> {
+        if replies.len() != symbols.len() {
+            return Err(self.unexpected("HMGET"));
+        }
+        for (symbol, reply) in symbols.iter().zip(replies) {
+            match reply {
+                Value::ServerError(error) if error.code() == "WRONGTYPE" => fetched.wrong_type += 1,
+                Value::ServerError(error) => {
+                    return Err(self.classify(redis::RedisError::from(error), false));
+                }
+                reply => match self.packed(symbol, reply)? {
+                    Some(hash) => fetched.hashes.push(hash),
+                    None => fetched.absent.push(symbol.clone()),
+                },
+            }
+        }
+        Ok(())
     }
 
     /// HMGET's reply packed as a [`RawHash`]; `None` when the key has none of the fields.

@@ -631,3 +631,65 @@ fn simulator_publishes_what_the_exporter_reads_cleanly() {
         );
     }
 }
+
+/// Calls of one command that redis-server has served, from `INFO commandstats`.
+fn redis_calls(redis: &Redis, command: &str) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.connection())
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0.0, |calls| calls.parse().expect("a call count"))
+}
+
+#[test]
+fn redis_cost_is_counted_and_matches_what_redis_served() {
+    let redis = Redis::start();
+    let symbols: Vec<String> = (0..1_200).map(|i| format!("S{i:04}USDT")).collect();
+    let mut pipe = redis::pipe();
+    for symbol in &symbols {
+        pipe.cmd("HSET")
+            .arg(format!("quantum:harvest:proposal:{symbol}"))
+            .arg("kill_score")
+            .arg("0.5")
+            .ignore();
+    }
+    pipe.query::<()>(&mut redis.connection())
+        .expect("fill redis");
+    let list = symbols.join(",");
+    let cost = |body: &str| {
+        (
+            sample(body, "quantum_harvest_exporter_redis_commands_total").unwrap(),
+            sample(body, "quantum_harvest_exporter_redis_round_trips_total").unwrap(),
+        )
+    };
+
+    // One refresh only (a long poll interval), so the counters hold still to be compared.
+    let listed = Exporter::start(
+        &redis,
+        &["--harvest.symbols", &list, "--harvest.poll-interval", "60"],
+    );
+    let body = listed.wait_metrics("the first refresh", WAIT, redis_up);
+    promtool_check_metrics(&body);
+    assert_eq!(
+        cost(&body),
+        (1_200.0, 2.0),
+        "a listed set: one HMGET per symbol, pipelined 1,000 to a round trip"
+    );
+    assert_eq!(redis_calls(&redis, "hmget"), 1_200.0);
+    drop(listed);
+
+    let discovering = Exporter::start(&redis, &["--harvest.poll-interval", "60"]);
+    let body = discovering.wait_metrics("the first refresh", WAIT, redis_up);
+    let scans = redis_calls(&redis, "scan");
+    assert!(scans >= 1.0);
+    assert_eq!(
+        cost(&body),
+        (scans + 1_200.0, scans + 1.0),
+        "discovery: each SCAN page travels with the HMGETs of the page before"
+    );
+    assert_eq!(redis_calls(&redis, "hmget"), 2_400.0);
+}

@@ -53,7 +53,7 @@ pub fn calls_between(before: &CommandStats, after: &CommandStats) -> BTreeMap<St
 }
 
 /// Waits until the exporter has used no CPU for a while and Redis has answered a whole number of
-/// refreshes' HGETALLs: a moment between two refreshes.
+/// refreshes' HMGETs: a moment between two refreshes.
 fn between_refreshes(
     pid: u32,
     redis: &mut redis::Connection,
@@ -76,8 +76,8 @@ fn between_refreshes(
         }
         if quiet_since.elapsed() >= QUIET {
             let stats = command_stats(redis)?;
-            let hgetall = stats.get("hgetall").map_or(0, |(calls, _)| *calls);
-            if hgetall.is_multiple_of(n) {
+            let hmget = stats.get("hmget").map_or(0, |(calls, _)| *calls);
+            if hmget.is_multiple_of(n) {
                 return Ok(stats);
             }
             quiet_since = Instant::now();
@@ -111,8 +111,8 @@ pub fn cost(options: &Options) -> Result<(), String> {
     std::thread::sleep(interval.mul_f64(wanted as f64 - 0.5));
     let (after, refreshes) = loop {
         let after = between_refreshes(pid, &mut redis, n, deadline)?;
-        let hgetall = |s: &CommandStats| s.get("hgetall").map_or(0, |(calls, _)| *calls);
-        let refreshes = (hgetall(&after) - hgetall(&before)) / n;
+        let hmget = |s: &CommandStats| s.get("hmget").map_or(0, |(calls, _)| *calls);
+        let refreshes = (hmget(&after) - hmget(&before)) / n;
         if refreshes >= wanted || started.elapsed() > max {
             break (after, refreshes);
         }
@@ -132,14 +132,14 @@ pub fn cost(options: &Options) -> Result<(), String> {
     let per_refresh = |name: &str| calls.get(name).copied().unwrap_or(0) as f64 / refreshes as f64;
     let total: u64 = calls.values().sum();
     println!(
-        "refreshes={refreshes} window_secs={secs:.2} cpu_ms={:.4} user_ms={:.3} sys_ms={:.3} redis_cpu_ms={:.4} commands={:.1} scan={:.2} hgetall={:.1} rss_peak_bytes={}",
+        "refreshes={refreshes} window_secs={secs:.2} cpu_ms={:.4} user_ms={:.3} sys_ms={:.3} redis_cpu_ms={:.4} commands={:.1} scan={:.2} hmget={:.1} rss_peak_bytes={}",
         per(cpu1 - cpu0),
         (split1.0 - split0.0) / refreshes as f64,
         (split1.1 - split0.1) / refreshes as f64,
         per(redis_cpu1 - redis_cpu0),
         total as f64 / refreshes as f64,
         per_refresh("scan"),
-        per_refresh("hgetall"),
+        per_refresh("hmget"),
         procfs::peak_rss(pid)?,
     );
     Ok(())
@@ -151,17 +151,17 @@ mod tests {
 
     #[test]
     fn commandstats_lines() {
-        let info = "# Commandstats\r\ncmdstat_hgetall:calls=2000,usec=5400,usec_per_call=2.70,rejected_calls=0,failed_calls=0\r\ncmdstat_info:calls=3,usec=90\r\n";
+        let info = "# Commandstats\r\ncmdstat_hmget:calls=2000,usec=5400,usec_per_call=2.70,rejected_calls=0,failed_calls=0\r\ncmdstat_info:calls=3,usec=90\r\n";
         let before = parse_command_stats(info);
-        assert_eq!(before["hgetall"], (2000, 5400));
+        assert_eq!(before["hmget"], (2000, 5400));
         let mut after = before.clone();
-        after.insert("hgetall".into(), (3000, 8000));
+        after.insert("hmget".into(), (3000, 8000));
         after.insert("info".into(), (9, 200));
         after.insert("scan".into(), (2, 10));
         let calls = calls_between(&before, &after);
         assert_eq!(
             calls.into_iter().collect::<Vec<_>>(),
-            [("hgetall".to_owned(), 1000), ("scan".to_owned(), 2)]
+            [("hmget".to_owned(), 1000), ("scan".to_owned(), 2)]
         );
     }
 }
