@@ -450,7 +450,7 @@ fn render_exporter_metrics(out: &mut Vec<u8>, snapshot: &Snapshot) {
         ),
         (
             "quantum_harvest_exporter_redis_round_trips_total",
-            "Round trips to Redis made by successful reads; the HMGETs are pipelined in batches.",
+            "Round trips to Redis made by successful reads, SCAN pages and pipelined HMGETs together.",
             snapshot.redis_round_trips_total,
         ),
     ] {
