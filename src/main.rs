@@ -132,7 +132,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
         config.max_symbols,
         config.events,
     );
-    tokio::spawn(refresher.run());
+    let refreshing = tokio::spawn(refresher.run());
     let web = WebSettings {
         max_connections: config.max_connections,
         header_timeout: config.header_timeout,
@@ -140,6 +140,10 @@ async fn export(config: Config) -> anyhow::Result<()> {
     };
     server::serve(listener, published, web, security, shutdown_signal()).await;
     tracing::info!("shutting down");
+    // Stopped here, before the runtime drops its Redis connection under it, so that a refresh
+    // in flight is abandoned quietly instead of failing.
+    refreshing.abort();
+    let _ = refreshing.await;
     Ok(())
 }
 

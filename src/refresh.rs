@@ -172,10 +172,14 @@ impl Refresher {
     /// publishes it.
     async fn publish(&mut self, build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static) {
         let previous = Arc::clone(&self.current);
-        let published =
-            tokio::task::spawn_blocking(move || Published::new(build(&previous), unix_now()))
-                .await
-                .expect("building a snapshot does not panic");
+        let building =
+            tokio::task::spawn_blocking(move || Published::new(build(&previous), unix_now()));
+        let published = match building.await {
+            Ok(published) => published,
+            // The runtime is shutting down: there is no one left to publish to.
+            Err(error) if error.is_cancelled() => return,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
         self.current = Arc::clone(&published.snapshot);
         self.publisher.send_replace(Arc::new(published));
     }

@@ -693,3 +693,30 @@ fn redis_cost_is_counted_and_matches_what_redis_served() {
     );
     assert_eq!(redis_calls(&redis, "hmget"), 2_400.0);
 }
+
+#[test]
+fn sigterm_during_a_refresh_exits_quietly() {
+    let redis = Redis::start();
+    let mut pipe = redis::pipe();
+    for i in 0..3_000 {
+        pipe.cmd("HSET")
+            .arg(format!("quantum:harvest:proposal:S{i:04}USDT"))
+            .arg("kill_score")
+            .arg("0.5")
+            .ignore();
+    }
+    pipe.query::<()>(&mut redis.connection())
+        .expect("fill redis");
+    // Refreshes back to back, so that the signal most often lands in the middle of one. The race
+    // this guards against (a refresh failing as the runtime dropped its connection, then a
+    // panic publishing the failure) is rare: the loop makes it likelier, not certain.
+    for _ in 0..5 {
+        let mut exporter = Exporter::start(&redis, &["--harvest.poll-interval", "0.001"]);
+        exporter.wait_metrics("the first refresh", WAIT, redis_up);
+        let (_, status) = exporter.terminate();
+        let log = exporter.log_text();
+        assert!(status.success(), "clean exit on SIGTERM: {status}\n{log}");
+        assert!(!log.contains("panicked"), "{log}");
+        assert!(!log.contains("refresh failed"), "{log}");
+    }
+}
