@@ -859,14 +859,19 @@ fn goals(out: &mut String, r: &Results) {
                 continue;
             };
             let timeouts = get("timeouts").unwrap_or(0.0);
+            // A write just after a refresh read its key shows once the next refresh is done.
+            let limit = interval * 1e3 + r.refresh_ms(n).unwrap_or(0.0);
             goals.push(check(
                 format!(
                     "freshness with polling ({label} {interval} s interval) at {}, p99 (ms)",
                     size(n)
                 ),
                 Some(p99),
-                format!("≤ {} and no timeout", sig(interval * 1e3)),
-                |v| v <= interval * 1e3 && timeouts == 0.0,
+                format!(
+                    "≤ {} (the interval plus one refresh) and no timeout",
+                    sig(limit)
+                ),
+                |v| v <= limit && timeouts == 0.0,
             ));
         }
     }
