@@ -305,8 +305,11 @@ fn render(r: &Results) -> String {
 
     let _ = writeln!(
         out,
-        "## Throughput under load\n\nRequests per second of the best of {} runs of wrk with 2 threads and 16 keep-alive connections for {} s, one server at a time, harvest-exporter's and nginx's runs alternating (harvest-exporter is paused with SIGSTOP during nginx's; the peer has one run). `gzip` runs send `Accept-Encoding: gzip`. Errors are socket errors, timeouts and non-2xx answers, over all runs.\n",
-        r.meta("repeat"),
+        "## Throughput under load\n\nRequests per second of {} of wrk with 2 threads and 16 keep-alive connections for {} s, one server at a time, harvest-exporter's and nginx's runs alternating (harvest-exporter is paused with SIGSTOP during nginx's; the peer has one run). `gzip` runs send `Accept-Encoding: gzip`. Errors are socket errors, timeouts and non-2xx answers, over all runs.\n",
+        match r.meta("repeat") {
+            "1" => "one run".to_owned(),
+            repeat => format!("the best of {repeat} runs"),
+        },
         r.meta("duration")
     );
     let mut rows = Vec::new();
