@@ -649,16 +649,7 @@ fn redis_calls(redis: &Redis, command: &str) -> f64 {
 fn redis_cost_is_counted_and_matches_what_redis_served() {
     let redis = Redis::start();
     let symbols: Vec<String> = (0..1_200).map(|i| format!("S{i:04}USDT")).collect();
-    let mut pipe = redis::pipe();
-    for symbol in &symbols {
-        pipe.cmd("HSET")
-            .arg(format!("quantum:harvest:proposal:{symbol}"))
-            .arg("kill_score")
-            .arg("0.5")
-            .ignore();
-    }
-    pipe.query::<()>(&mut redis.connection())
-        .expect("fill redis");
+    redis.fill(&symbols, &[("kill_score", "0.5")]);
     let list = symbols.join(",");
     let cost = |body: &str| {
         (
@@ -697,16 +688,8 @@ fn redis_cost_is_counted_and_matches_what_redis_served() {
 #[test]
 fn sigterm_during_a_refresh_exits_quietly() {
     let redis = Redis::start();
-    let mut pipe = redis::pipe();
-    for i in 0..3_000 {
-        pipe.cmd("HSET")
-            .arg(format!("quantum:harvest:proposal:S{i:04}USDT"))
-            .arg("kill_score")
-            .arg("0.5")
-            .ignore();
-    }
-    pipe.query::<()>(&mut redis.connection())
-        .expect("fill redis");
+    let symbols: Vec<String> = (0..3_000).map(|i| format!("S{i:04}USDT")).collect();
+    redis.fill(&symbols, &[("kill_score", "0.5")]);
     // Refreshes back to back, so that the signal most often lands in the middle of one. The race
     // this guards against (a refresh failing as the runtime dropped its connection, then a
     // panic publishing the failure) is rare: the loop makes it likelier, not certain.

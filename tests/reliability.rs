@@ -321,13 +321,8 @@ fn redis_over_tls_with_a_ca_file() {
 fn keys_deleted_and_recreated_during_refreshes() {
     let redis = Redis::start();
     let symbols: Vec<String> = (0..2_000).map(|i| format!("SYM{i:05}")).collect();
+    redis.fill(&symbols, &[("kill_score", "0.5")]);
     let mut connection = redis.connection();
-    let mut pipe = redis::pipe();
-    for symbol in &symbols {
-        pipe.hset(format!("{PREFIX}{symbol}"), "kill_score", "0.5")
-            .ignore();
-    }
-    pipe.query::<()>(&mut connection).unwrap();
     let exporter = Exporter::start(&redis, &["--harvest.poll-interval", "0.05"]);
     exporter.wait_metrics("2,000 symbols", WAIT, |b| {
         sample(b, "quantum_harvest_exporter_symbols_exported") == Some(2000.0)

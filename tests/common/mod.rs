@@ -202,6 +202,17 @@ impl Redis {
             .expect("HSET");
     }
 
+    /// Writes a proposal hash with `fields` for each symbol, in one pipeline.
+    pub fn fill(&self, symbols: &[String], fields: &[(&str, &str)]) {
+        let mut pipe = redis::pipe();
+        for symbol in symbols {
+            pipe.hset_multiple(format!("{PREFIX}{symbol}"), fields)
+                .ignore();
+        }
+        pipe.query::<()>(&mut self.connection())
+            .expect("fill redis");
+    }
+
     /// Runs any command, for the tests' own setup.
     pub fn run(&self, args: &[&str]) -> redis::Value {
         let mut c = self.connection();
