@@ -56,7 +56,8 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
-fn require(tool: &str) {
+/// Fails the test, naming the Debian package to install, when `tool` is not on the PATH.
+pub fn require_tool(tool: &str, package: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
@@ -64,7 +65,7 @@ fn require(tool: &str) {
         .is_ok_and(|s| s.success());
     assert!(
         found,
-        "{tool} is not installed: run scripts/test, which installs it"
+        "{tool} is not installed: apt-get install -y {package} (the test script installs it)"
     );
 }
 
@@ -90,7 +91,7 @@ impl Redis {
 
     /// Starts on a given port, e.g. one an exporter was already pointed at.
     pub fn start_on(port: u16, extra_args: Vec<String>) -> Redis {
-        require("redis-server");
+        require_tool("redis-server", "redis-server");
         let dir = TempDir::new("redis");
         let child = Command::new("redis-server")
             .args([
@@ -137,7 +138,7 @@ impl Redis {
 
     /// A redis-server that speaks only TLS, with a certificate signed by `certs`' CA.
     pub fn start_tls(certs: &Certs) -> Redis {
-        require("redis-server");
+        require_tool("redis-server", "redis-server");
         let port = free_port();
         let dir = TempDir::new("redis-tls");
         let path = |p: &PathBuf| p.to_string_lossy().into_owned();
@@ -488,7 +489,7 @@ pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Res
 /// Fails the test unless `promtool check metrics` accepts `body` with no lint finding at all,
 /// and no series appears twice (promtool does not check that).
 pub fn promtool_check_metrics(body: &str) {
-    require("promtool");
+    require_tool("promtool", "prometheus");
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -559,7 +560,7 @@ pub struct Certs {
 
 impl Certs {
     pub fn new() -> Certs {
-        require("openssl");
+        require_tool("openssl", "openssl");
         let dir = TempDir::new("certs");
         let run = |args: &[&str]| {
             let output = Command::new("openssl")
@@ -595,78 +596,49 @@ impl Certs {
             ],
         ]
         .concat());
-        run(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "server.key",
+        // A key and a certificate signed by the CA, for `name`, with the given extensions.
+        let issue = |name: &str, subject: &str, extensions: &str| {
+            let (key, csr, ext, crt) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.ext"),
+                format!("{name}.crt"),
+            );
+            run(&[
+                &["req"][..],
+                &ec,
+                &["-keyout", &key, "-out", &csr, "-subj", subject],
+            ]
+            .concat());
+            std::fs::write(dir.0.join(&ext), extensions).unwrap();
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
                 "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        ]
-        .concat());
-        std::fs::write(
-            dir.0.join("server.ext"),
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ]);
+        };
+        issue(
+            "server",
+            "/CN=127.0.0.1",
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ]);
-        run(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "client.key",
-                "-out",
-                "client.csr",
-                "-subj",
-                "/CN=prometheus",
-            ],
-        ]
-        .concat());
-        std::fs::write(
-            dir.0.join("client.ext"),
-            "basicConstraints=CA:FALSE
-extendedKeyUsage=clientAuth
-",
-        )
-        .unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "client.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-        ]);
+        );
+        issue(
+            "client",
+            "/CN=prometheus",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        );
         Certs {
             ca: dir.0.join("ca.crt"),
             cert: dir.0.join("server.crt"),

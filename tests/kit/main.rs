@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Exporter, Redis, run_exporter};
+use common::{Exporter, Redis, require_tool, run_exporter};
 
 /// The three symbols the seed's examples use; the simulator publishes them in these tests.
 pub const SEED_SYMBOLS: &str = "BTCUSDT,ETHUSDT,SOLUSDT";
@@ -32,19 +32,6 @@ pub fn deploy(relative: &str) -> PathBuf {
 pub fn read(relative: &str) -> String {
     let path = deploy(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// Fails the test, naming the Debian package to install, when `tool` is not on the PATH.
-pub fn require_tool(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{tool} is not installed: apt-get install -y {package} (the test script installs it)"
-    );
 }
 
 /// Runs a command to completion and fails the test, with its output, unless it succeeds.
