@@ -341,6 +341,10 @@ fn render_exporter_metrics(out: &mut Vec<u8>, snapshot: &Snapshot) {
         header(out, name, help, "gauge");
         let _ = writeln!(out, "{name} {}", ryu::Buffer::new().format_finite(value));
     };
+    let counter = |out: &mut Vec<u8>, name: &str, help: &str, value: u64| {
+        header(out, name, help, "counter");
+        let _ = writeln!(out, "{name} {value}");
+    };
     header(
         out,
         "quantum_harvest_exporter_build_info",
@@ -415,16 +419,11 @@ fn render_exporter_metrics(out: &mut Vec<u8>, snapshot: &Snapshot) {
         );
     }
 
-    header(
+    counter(
         out,
         "quantum_harvest_exporter_refreshes_total",
         "Refreshes attempted since start-up.",
-        "counter",
-    );
-    let _ = writeln!(
-        out,
-        "quantum_harvest_exporter_refreshes_total {}",
-        snapshot.refreshes_total
+        snapshot.refreshes_total,
     );
 
     header(
@@ -442,21 +441,18 @@ fn render_exporter_metrics(out: &mut Vec<u8>, snapshot: &Snapshot) {
         );
     }
 
-    for (name, help, value) in [
-        (
-            "quantum_harvest_exporter_redis_commands_total",
-            "Commands sent to Redis by successful reads: SCAN pages and HMGETs.",
-            snapshot.redis_commands_total,
-        ),
-        (
-            "quantum_harvest_exporter_redis_round_trips_total",
-            "Round trips to Redis made by successful reads, SCAN pages and pipelined HMGETs together.",
-            snapshot.redis_round_trips_total,
-        ),
-    ] {
-        header(out, name, help, "counter");
-        let _ = writeln!(out, "{name} {value}");
-    }
+    counter(
+        out,
+        "quantum_harvest_exporter_redis_commands_total",
+        "Commands sent to Redis by successful reads: SCAN pages and HMGETs.",
+        snapshot.redis_commands_total,
+    );
+    counter(
+        out,
+        "quantum_harvest_exporter_redis_round_trips_total",
+        "Round trips to Redis made by successful reads, SCAN pages and pipelined HMGETs together.",
+        snapshot.redis_round_trips_total,
+    );
 
     if let Some(up) = snapshot.notifications_up {
         gauge(
@@ -465,16 +461,11 @@ fn render_exporter_metrics(out: &mut Vec<u8>, snapshot: &Snapshot) {
             "Event mode: 1 while keyspace notifications are followed, 0 while falling back to polling.",
             if up { 1.0 } else { 0.0 },
         );
-        header(
+        counter(
             out,
             "quantum_harvest_exporter_notified_keys_total",
             "Event mode: keys re-read because a keyspace notification announced a change.",
-            "counter",
-        );
-        let _ = writeln!(
-            out,
-            "quantum_harvest_exporter_notified_keys_total {}",
-            snapshot.notified_total
+            snapshot.notified_total,
         );
     }
     header(

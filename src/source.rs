@@ -228,19 +228,15 @@ impl Source {
             Symbols::Fixed(list) => {
                 let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
                 self.read_hashes(&mut connection, &symbols, &mut fetched)
-                    .await?
+                    .await?;
+                fetched.missing = lossy_names(&fetched.absent);
+                fetched.absent.clear();
             }
-            Symbols::Discover => self.discover(&mut connection, &mut fetched).await?,
-        }
-        if matches!(self.symbols, Symbols::Fixed(_)) {
-            fetched.missing = fetched
-                .absent
-                .drain(..)
-                .map(|s| String::from_utf8_lossy(&s).into_owned())
-                .collect();
-        } else {
-            // A discovered key that vanished before HMGET has simply expired.
-            fetched.absent.clear();
+            Symbols::Discover => {
+                self.discover(&mut connection, &mut fetched).await?;
+                // A discovered key that vanished before HMGET has simply expired.
+                fetched.absent.clear();
+            }
         }
         self.connection = Some(connection);
         Ok(fetched)
@@ -263,11 +259,7 @@ impl Source {
         self.read_hashes(&mut connection, &symbols, &mut fetched)
             .await?;
         if matches!(self.symbols, Symbols::Fixed(_)) {
-            fetched.missing = fetched
-                .absent
-                .iter()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect();
+            fetched.missing = lossy_names(&fetched.absent);
         }
         self.connection = Some(connection);
         Ok(fetched)
@@ -523,6 +515,13 @@ impl Notifications {
 }
 
 /// Escapes the glob characters of SCAN's MATCH so that a prefix is matched literally.
+fn lossy_names(symbols: &[Vec<u8>]) -> Vec<String> {
+    symbols
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
 fn glob_escape(prefix: &[u8]) -> Vec<u8> {
     let mut escaped = Vec::with_capacity(prefix.len() + 4);
     for &byte in prefix {
