@@ -358,26 +358,18 @@ fn check_page(page: &PageState, symbols: usize) {
 #[test]
 fn the_page_in_a_real_browser() {
     let redis = Redis::start();
-    let output = run_exporter(
-        &[
-            "--redis.addr",
-            &redis.url(),
-            "simulate",
-            "--rounds",
-            "1",
-            "--seed",
-            "7",
-            "--heat-gate",
-            "--symbols",
-            &SIMULATED.join(","),
-        ],
-        &[],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_exporter_ok(&[
+        "--redis.addr",
+        &redis.url(),
+        "simulate",
+        "--rounds",
+        "1",
+        "--seed",
+        "7",
+        "--heat-gate",
+        "--symbols",
+        &SIMULATED.join(","),
+    ]);
     let now = unix_now();
     for (symbol, kill) in [(SCRIPT_SYMBOL, "0.85"), (IMG_SYMBOL, "0.55")] {
         redis.hset(

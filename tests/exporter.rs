@@ -586,25 +586,17 @@ fn redis_password_from_the_environment() {
 fn simulator_publishes_what_the_exporter_reads_cleanly() {
     let redis = Redis::start();
     let url = redis.url();
-    let output = run_exporter(
-        &[
-            "--redis.addr",
-            &url,
-            "simulate",
-            "--rounds",
-            "2",
-            "--interval",
-            "0.1",
-            "--seed",
-            "7",
-        ],
-        &[],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_exporter_ok(&[
+        "--redis.addr",
+        &url,
+        "simulate",
+        "--rounds",
+        "2",
+        "--interval",
+        "0.1",
+        "--seed",
+        "7",
+    ]);
     let exporter = Exporter::start(&redis, &[]);
     let body = exporter.wait_metrics("three simulated symbols", WAIT, |b| {
         sample(b, "quantum_harvest_exporter_symbols_exported") == Some(3.0)

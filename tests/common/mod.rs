@@ -427,6 +427,18 @@ pub fn run_exporter(args: &[&str], env: &[(&str, &str)]) -> std::process::Output
         .expect("run harvest-exporter")
 }
 
+/// Runs the exporter binary to completion with no environment but PATH, and fails the test,
+/// with its stderr, unless it succeeds (for `simulate` publishing test data).
+pub fn run_exporter_ok(args: &[&str]) -> std::process::Output {
+    let output = run_exporter(args, &[]);
+    assert!(
+        output.status.success(),
+        "harvest-exporter {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 #[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,

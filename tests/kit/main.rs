@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Exporter, Redis, require_tool, run_exporter};
+use common::{Exporter, Redis, require_tool, run_exporter_ok};
 
 /// The three symbols the seed's examples use; the simulator publishes them in these tests.
 pub const SEED_SYMBOLS: &str = "BTCUSDT,ETHUSDT,SOLUSDT";
@@ -96,24 +96,16 @@ pub fn simulator(redis: &Redis, interval: &str) -> Running {
 /// Publishes one round of simulated proposals, heat gate included, so that every metric
 /// family the exporter can export is present.
 pub fn publish_once(redis: &Redis) {
-    let output = run_exporter(
-        &[
-            "--redis.addr",
-            &redis.url(),
-            "simulate",
-            "--symbols",
-            SEED_SYMBOLS,
-            "--rounds",
-            "1",
-            "--heat-gate",
-        ],
-        &[],
-    );
-    assert!(
-        output.status.success(),
-        "simulate failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_exporter_ok(&[
+        "--redis.addr",
+        &redis.url(),
+        "simulate",
+        "--symbols",
+        SEED_SYMBOLS,
+        "--rounds",
+        "1",
+        "--heat-gate",
+    ]);
 }
 
 /// Waits until the exporter's `/metrics` has every seed symbol, and returns the body.
