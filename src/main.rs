@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use harvest_exporter::config::{self, Cli, Command, Config};
 use harvest_exporter::proposal;
-use harvest_exporter::refresh::Refresher;
-use harvest_exporter::server::{self, Security, WebSettings};
+use harvest_exporter::refresh::{Refresher, unix_now};
+use harvest_exporter::server::{self, Security, WebConfigState, WebSettings};
 use harvest_exporter::simulate;
 use harvest_exporter::source::{Source, Symbols};
 use harvest_exporter::status;
@@ -91,6 +91,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn export(config: Config) -> anyhow::Result<()> {
+    // Taken over before anything else: SIGHUP's default action ends the process, and systemd's
+    // Restart=on-failure counts that as a clean exit, leaving the service down.
+    let hangups = hangup_signals()?;
     let security = web_security(&config)?;
     let listen = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(listen)
@@ -138,8 +141,15 @@ async fn export(config: Config) -> anyhow::Result<()> {
         header_timeout: config.header_timeout,
         write_timeout: config.write_timeout,
     };
-    server::serve(listener, published, web, security, shutdown_signal()).await;
+    let web_config = Arc::new(WebConfigState::new(security, unix_now()));
+    let reloading = tokio::spawn(reload_on_hangup(
+        hangups,
+        config.clone(),
+        Arc::clone(&web_config),
+    ));
+    server::serve(listener, published, web, web_config, shutdown_signal()).await;
     tracing::info!("shutting down");
+    reloading.abort();
     // Stopped here, before the runtime drops its Redis connection under it, so that a refresh
     // in flight is abandoned quietly instead of failing.
     refreshing.abort();
@@ -174,6 +184,39 @@ fn web_security(config: &Config) -> anyhow::Result<Security> {
         auth: web.auth.map(Arc::new),
         headers: web.headers,
     })
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+fn hangup_signals() -> anyhow::Result<Hangups> {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP");
+    #[cfg(not(unix))]
+    Ok(())
+}
+
+/// Re-reads `--web.config.file` on every SIGHUP. A file that no longer loads leaves the one in
+/// force serving, as Prometheus does, and says so in the log and in the reload gauge.
+async fn reload_on_hangup(mut hangups: Hangups, config: Config, web_config: Arc<WebConfigState>) {
+    #[cfg(unix)]
+    while hangups.recv().await.is_some() {
+        match web_security(&config) {
+            Ok(security) => {
+                web_config.replace(security, unix_now());
+                tracing::info!("SIGHUP: web configuration reloaded");
+            }
+            Err(error) => {
+                web_config.reload_failed();
+                tracing::error!("SIGHUP: {error:#}; the previous web configuration stays in force");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (hangups, config, web_config);
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (systemd's stop).

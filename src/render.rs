@@ -120,6 +120,9 @@ pub struct ProcessStats {
 pub struct HttpStats {
     pub open: f64,
     pub evicted: f64,
+    /// Whether the last reload of the web configuration file succeeded (true before any).
+    pub config_reload_ok: bool,
+    pub config_reload_success_unix: f64,
 }
 
 type SeedGauge = (&'static str, &'static str, fn(&Proposal) -> f64);
@@ -516,6 +519,20 @@ pub fn render_tail(
         "Connections closed before their first request to make room under the connection cap.",
         "counter",
         http.evicted,
+    );
+    gauge(
+        &mut out,
+        "quantum_harvest_exporter_config_last_reload_successful",
+        "Whether the last reload of the web configuration file (on SIGHUP) succeeded.",
+        "gauge",
+        if http.config_reload_ok { 1.0 } else { 0.0 },
+    );
+    gauge(
+        &mut out,
+        "quantum_harvest_exporter_config_last_reload_success_timestamp_seconds",
+        "Time of the last successful load of the web configuration, in seconds since the epoch.",
+        "gauge",
+        http.config_reload_success_unix,
     );
     if let Some(p) = process {
         gauge(

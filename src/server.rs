@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,41 @@ impl Security {
     }
 }
 
+/// The web configuration in force, which a reload (SIGHUP) replaces, and the outcome of the
+/// last reload. A connection keeps the configuration it was accepted under.
+pub struct WebConfigState {
+    current: RwLock<Arc<Security>>,
+    last_reload_ok: AtomicBool,
+    last_success_unix: AtomicU64,
+}
+
+impl WebConfigState {
+    pub fn new(security: Security, now_unix: f64) -> WebConfigState {
+        WebConfigState {
+            current: RwLock::new(Arc::new(security)),
+            last_reload_ok: AtomicBool::new(true),
+            last_success_unix: AtomicU64::new(now_unix.to_bits()),
+        }
+    }
+
+    /// Puts a freshly loaded configuration in force for the connections accepted from now on.
+    pub fn replace(&self, security: Security, now_unix: f64) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(security);
+        self.last_reload_ok.store(true, Ordering::Relaxed);
+        self.last_success_unix
+            .store(now_unix.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Records a reload that failed; the configuration in force stays.
+    pub fn reload_failed(&self) {
+        self.last_reload_ok.store(false, Ordering::Relaxed);
+    }
+
+    fn current(&self) -> Arc<Security> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// Open connections, and those not yet past their first request head, which are the ones
 /// closed to make room when the cap is reached: a flood of idle or slow clients then cannot keep
 /// a scraper out, and a connection that is being answered is never cut.
@@ -65,10 +100,14 @@ struct Connections {
 }
 
 impl Connections {
-    fn stats(&self) -> HttpStats {
+    fn stats(&self, web_config: &WebConfigState) -> HttpStats {
         HttpStats {
             open: self.open.load(Ordering::Relaxed) as f64,
             evicted: self.evicted.load(Ordering::Relaxed) as f64,
+            config_reload_ok: web_config.last_reload_ok.load(Ordering::Relaxed),
+            config_reload_success_unix: f64::from_bits(
+                web_config.last_success_unix.load(Ordering::Relaxed),
+            ),
         }
     }
 
@@ -107,7 +146,7 @@ impl Drop for OpenConnection {
 struct Shared {
     published: watch::Receiver<Arc<Published>>,
     settings: WebSettings,
-    security: Security,
+    web_config: Arc<WebConfigState>,
     connections: Arc<Connections>,
     /// bcrypt checks in flight at most, so that a password-guessing flood costs one core at most.
     bcrypt_slots: Semaphore,
@@ -119,14 +158,14 @@ pub async fn serve(
     listener: TcpListener,
     published: watch::Receiver<Arc<Published>>,
     settings: WebSettings,
-    security: Security,
+    web_config: Arc<WebConfigState>,
     shutdown: impl Future<Output = ()>,
 ) {
     let connections = Arc::new(Connections::default());
     let shared = Arc::new(Shared {
         published,
         settings,
-        security,
+        web_config,
         connections: Arc::clone(&connections),
         bcrypt_slots: Semaphore::new(1),
     });
@@ -168,12 +207,13 @@ pub async fn serve(
             connections: Arc::clone(&connections),
         };
         let shared = Arc::clone(&shared);
+        let security = shared.web_config.current();
         // Registered under the lock so that the first request cannot run before registration.
         let mut waiting = connections.waiting.lock().expect("not poisoned");
         let task = tokio::spawn(async move {
             let _guard = guard;
-            match &shared.security.tls {
-                None => serve_connection(stream, id, Arc::clone(&shared)).await,
+            match &security.tls {
+                None => serve_connection(stream, id, shared, Arc::clone(&security)).await,
                 Some(acceptor) => {
                     // The handshake counts against the header timeout, like the request head.
                     match tokio::time::timeout(
@@ -182,7 +222,9 @@ pub async fn serve(
                     )
                     .await
                     {
-                        Ok(Ok(tls)) => serve_connection(tls, id, Arc::clone(&shared)).await,
+                        Ok(Ok(tls)) => {
+                            serve_connection(tls, id, shared, Arc::clone(&security)).await
+                        }
                         Ok(Err(error)) => tracing::debug!("TLS handshake failed: {error}"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -193,7 +235,7 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection<S>(stream: S, id: u64, shared: Arc<Shared>)
+async fn serve_connection<S>(stream: S, id: u64, shared: Arc<Shared>, security: Arc<Security>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -202,15 +244,17 @@ where
     let header_timeout = shared.settings.header_timeout;
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&shared);
+        let security = Arc::clone(&security);
         async move {
             shared.connections.request_started(id);
-            let mut response = if authorized(&shared, &request).await {
+            let mut response = if authorized(&shared, &security, &request).await {
                 let current = Arc::clone(&shared.published.borrow());
-                respond(&request, &current, &shared.connections.stats())
+                let stats = shared.connections.stats(&shared.web_config);
+                respond(&request, &current, &stats)
             } else {
                 unauthorized()
             };
-            for (name, value) in &shared.security.headers {
+            for (name, value) in &security.headers {
                 response.headers_mut().insert(name.clone(), value.clone());
             }
             Ok::<_, Infallible>(response)
@@ -226,8 +270,8 @@ where
     }
 }
 
-async fn authorized<B>(shared: &Shared, request: &Request<B>) -> bool {
-    let Some(auth) = &shared.security.auth else {
+async fn authorized<B>(shared: &Shared, security: &Security, request: &Request<B>) -> bool {
+    let Some(auth) = &security.auth else {
         return true;
     };
     let header = request.headers().get(header::AUTHORIZATION).cloned();

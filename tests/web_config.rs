@@ -177,3 +177,111 @@ fn a_bad_web_config_stops_start_up_naming_it() {
         );
     }
 }
+
+/// `systemctl reload` (ExecReload) and any stray `kill -HUP`: the exporter keeps running,
+/// re-reads the file, puts new users and certificates in force, and keeps the previous
+/// configuration serving when the new file does not load.
+#[test]
+fn sighup_reloads_the_web_config_and_keeps_the_old_one_on_error() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let (first, second) = (Certs::new(), Certs::new());
+    let web = first.dir.0.join("web.yml");
+    let users = |user: &str, password: &str| {
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  {user}: {}\n",
+            bcrypt::hash(password, 4).unwrap()
+        )
+    };
+    std::fs::write(&web, users("alice", "first-pw")).unwrap();
+    let (web_path, url) = (web.to_string_lossy().into_owned(), redis.url());
+    let mut exporter = Exporter::start_listening(
+        &["--redis.addr", &url, "--web.config.file", &web_path],
+        &[("POLL_INTERVAL_SEC", "0.2")],
+    );
+    let (ca1, ca2) = (
+        first.ca.to_string_lossy().into_owned(),
+        second.ca.to_string_lossy().into_owned(),
+    );
+    let port = exporter.port;
+    let reload_gauge = |ca: &str, credentials: &str| {
+        let (status, body) = curl(
+            port,
+            "/metrics",
+            &["--cacert", ca, "-u", credentials],
+        );
+        assert_eq!(status, 200, "{credentials}");
+        sample(
+            &body,
+            "quantum_harvest_exporter_config_last_reload_successful",
+        )
+    };
+    assert_eq!(reload_gauge(&ca1, "alice:first-pw"), Some(1.0));
+    // Wait until the log shows the reload: the signal is handled asynchronously.
+    let reloads = |exporter: &Exporter, n: usize| {
+        wait_for("the reload in the log", Duration::from_secs(10), || {
+            let log = exporter.log_text();
+            (log.matches("SIGHUP:").count() >= n).then_some(log)
+        })
+    };
+
+    // A file that no longer loads: still running, still serving alice, gauge 0.
+    std::fs::write(&web, "basic_auth_users:\n  alice: not-a-hash\n").unwrap();
+    exporter.signal("HUP");
+    let log = reloads(&exporter, 1);
+    assert!(log.contains("not a bcrypt hash"), "{log}");
+    assert!(exporter.running(), "SIGHUP ended the exporter");
+    assert_eq!(reload_gauge(&ca1, "alice:first-pw"), Some(0.0));
+
+    // A new user and a new certificate: both in force after the next SIGHUP.
+    for name in ["server.crt", "server.key"] {
+        std::fs::copy(second.dir.0.join(name), first.dir.0.join(name)).unwrap();
+    }
+    std::fs::write(&web, users("bob", "second-pw")).unwrap();
+    exporter.signal("HUP");
+    reloads(&exporter, 2);
+    assert_eq!(reload_gauge(&ca2, "bob:second-pw"), Some(1.0));
+    let (status, _) = curl(
+        exporter.port,
+        "/metrics",
+        &["--cacert", &ca2, "-u", "alice:first-pw"],
+    );
+    assert_eq!(status, 401, "the old user is gone");
+    let (status, _) = curl(
+        exporter.port,
+        "/health",
+        &["--cacert", &ca1, "-u", "bob:second-pw"],
+    );
+    assert_eq!(status, 0, "the old certificate is no longer served");
+    assert!(exporter.running());
+    report(
+        "Reload on SIGHUP",
+        "SIGHUP with a broken web config file, then with a new user and a new certificate",
+        "kept running both times; the broken file left the old users serving (reload gauge 0); the next reload put the new user and certificate in force (gauge 1)",
+        "reloads: 2, exits: 0",
+    );
+}
+
+/// Without a web configuration file SIGHUP has nothing to reload, and must not end the process.
+#[test]
+fn sighup_without_a_web_config_keeps_the_exporter_running() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let mut exporter = Exporter::start(&redis, &[]);
+    for _ in 0..3 {
+        exporter.signal("HUP");
+    }
+    wait_for("three reloads in the log", Duration::from_secs(10), || {
+        (exporter.log_text().matches("SIGHUP:").count() >= 3).then_some(())
+    });
+    assert!(exporter.running(), "SIGHUP ended the exporter");
+    let body = exporter.metrics();
+    assert_eq!(
+        sample(
+            &body,
+            "quantum_harvest_exporter_config_last_reload_successful"
+        ),
+        Some(1.0)
+    );
+}

@@ -396,12 +396,24 @@ impl Exporter {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+
     /// Sends SIGTERM and returns how long the process took to exit.
     pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
         let started = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        self.signal("TERM");
         let status = wait_for("the exporter to exit", Duration::from_secs(10), || {
             self.child.try_wait().ok().flatten()
         });

@@ -61,6 +61,7 @@ fn unit_runs_unprivileged_with_the_listed_hardening() {
         ),
         ("ExecStart", "/usr/local/bin/harvest-exporter"),
         ("Restart", "on-failure"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("NoNewPrivileges", "yes"),
         ("ProtectSystem", "strict"),
         ("ProtectHome", "yes"),
@@ -107,6 +108,9 @@ fn unit_verifies() {
         root.0.join("usr/local/bin/harvest-exporter"),
     )
     .unwrap();
+    // ExecReload's command, which verify also looks for.
+    std::fs::create_dir_all(root.0.join("bin")).unwrap();
+    std::fs::copy("/bin/kill", root.0.join("bin/kill")).unwrap();
 
     let output = Command::new("systemd-analyze")
         .args(["verify", "--man=false"])
@@ -248,6 +252,18 @@ fn system_call_filter_allows_every_call_the_exporter_makes() {
         // Any answer will do (readiness may say 503): the point is the calls made to give it.
         http_get(port, path, headers).expect("GET from the traced exporter");
     }
+    // `systemctl reload` sends SIGHUP (ExecReload): the reload path's calls must pass too, and
+    // the exporter must still be there to answer afterwards.
+    exporter.signal("HUP");
+    wait_for(
+        "the traced exporter to answer after SIGHUP",
+        Duration::from_secs(10),
+        || {
+            http_get(port, "/health", &[])
+                .ok()
+                .filter(|r| r.status == 200)
+        },
+    );
     // Lose Redis once, so that the error and reconnect paths run too.
     drop(redis);
     std::thread::sleep(Duration::from_millis(600));
