@@ -764,6 +764,116 @@ mod tests {
         }
     }
 
+    /// A snapshot that exercises every family: the seed's example, hostile symbol and label
+    /// values, calibrated actions, extras, and every exporter metric with non-zero values.
+    fn golden_snapshot() -> Snapshot {
+        let mut snapshot = snapshot_of(&[
+            (
+                "BTCUSDT",
+                vec![
+                    ("kill_score", "0.527"),
+                    ("k_regime_flip", "0.0"),
+                    ("k_sigma_spike", "0.1"),
+                    ("k_ts_drop", "0.05"),
+                    ("k_age_penalty", "0.2"),
+                    ("R_net", "1.1"),
+                    ("new_sl_proposed", "None"),
+                    ("harvest_action", "PARTIAL_75"),
+                    ("last_update_epoch", "1769130500"),
+                ],
+            ),
+            (
+                "ETHUSDT",
+                vec![
+                    ("kill_score", "0.7533012950554003"),
+                    ("k_regime_flip", "1.0"),
+                    ("k_sigma_spike", "0.25"),
+                    ("k_ts_drop", "0.208"),
+                    ("k_age_penalty", "0.3"),
+                    ("R_net", "2.45"),
+                    ("new_sl_proposed", "100.2"),
+                    ("harvest_action", "FULL_CLOSE_PROPOSED"),
+                    ("action", "FULL_CLOSE"),
+                    ("calibrated", "1"),
+                    ("computed_at_utc", "2026-01-23T00:58:58.259371"),
+                    ("risk_unit", "2.0"),
+                    ("cost_est", "1e-09"),
+                    ("sigma", "0.015"),
+                    ("p_trend", "0.5"),
+                    ("p_mr", "0.3"),
+                    ("p_chop", "0.2"),
+                    ("position_age_sec", "3600"),
+                    ("position_current_price", "105.0"),
+                    ("position_entry_price", "100"),
+                    ("position_unrealized_pnl", "-12.5"),
+                ],
+            ),
+            (
+                "we\"ird\\sym\nbol",
+                vec![
+                    ("kill_score", "nan"),
+                    ("R_net", "inf"),
+                    ("harvest_action", "HOLD\"\\\n"),
+                ],
+            ),
+        ]);
+        snapshot.missing = vec!["SOLUSDT".into(), "x\"y".into()];
+        snapshot.dropped = [1, 2, 3];
+        snapshot.refresh_duration = Duration::from_micros(12_345);
+        snapshot.refreshes_total = 42;
+        snapshot.refresh_errors_total = [1, 2, 3];
+        snapshot.parse_errors_total[Field::KillScore.index()] = 7;
+        snapshot.notifications_up = Some(true);
+        snapshot.notified_total = 9;
+        snapshot.redis_commands_total = 100;
+        snapshot.redis_round_trips_total = 50;
+        snapshot
+    }
+
+    /// Compares with the file under tests/golden/, or writes it with UPDATE_GOLDEN=1.
+    fn assert_golden(name: &str, actual: &[u8]) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            expected == actual,
+            "{} differs from the rendering:\n{}",
+            path.display(),
+            String::from_utf8_lossy(actual)
+        );
+    }
+
+    #[test]
+    fn body_is_byte_identical_to_the_golden_file() {
+        let body = render(&golden_snapshot(), 1_769_130_510.0);
+        check_exposition(std::str::from_utf8(&body).unwrap()).unwrap();
+        assert_golden("body.prom", &body);
+    }
+
+    #[test]
+    fn tail_is_byte_identical_to_the_golden_file() {
+        let process = ProcessStats {
+            cpu_seconds: 1.25,
+            resident_memory_bytes: 1_048_576.0,
+            virtual_memory_bytes: 2_097_152.0,
+            open_fds: 7.0,
+            max_fds: 1024.0,
+            start_time_seconds: Some(1_769_130_000.5),
+        };
+        let http = HttpStats {
+            open: 3.0,
+            evicted: 4.0,
+            config_reload_ok: false,
+            config_reload_success_unix: 1_769_130_001.0,
+        };
+        let tail = render_tail(Duration::from_millis(1_500), &http, Some(&process));
+        assert_golden("tail.prom", &tail);
+    }
+
     /// A strict reader of the text format 0.0.4, enough to reject anything Prometheus would:
     /// every sample belongs to the family announced just before it, names and labels are
     /// well-formed, values parse, and no family or series appears twice.

@@ -206,11 +206,7 @@ fn sighup_reloads_the_web_config_and_keeps_the_old_one_on_error() {
     );
     let port = exporter.port;
     let reload_gauge = |ca: &str, credentials: &str| {
-        let (status, body) = curl(
-            port,
-            "/metrics",
-            &["--cacert", ca, "-u", credentials],
-        );
+        let (status, body) = curl(port, "/metrics", &["--cacert", ca, "-u", credentials]);
         assert_eq!(status, 200, "{credentials}");
         sample(
             &body,
