@@ -95,6 +95,74 @@ pub fn symbol_variable_metric(dashboard: &Value) -> String {
 /// The metric names a PromQL expression selects: identifiers that are not functions,
 /// aggregations, keywords, label names, label values or durations.
 pub fn metric_names(expr: &str) -> Vec<String> {
+    selectors(expr).into_iter().map(|s| s.metric).collect()
+}
+
+/// A vector selector of a PromQL expression: the metric name and its label matchers.
+#[derive(Debug, PartialEq)]
+pub struct Selector {
+    pub metric: String,
+    /// (label, operator, value), the value unquoted.
+    pub matchers: Vec<(String, String, String)>,
+}
+
+impl Selector {
+    pub fn has(&self, label: &str, operator: &str, value: &str) -> bool {
+        self.matchers
+            .iter()
+            .any(|(l, o, v)| l == label && o == operator && v == value)
+    }
+}
+
+/// Parses the inside of `{...}`: `label op "value"` pairs separated by commas.
+fn matchers(text: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let label_end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let label = rest[..label_end].to_owned();
+        rest = rest[label_end..].trim_start();
+        let operator = ["=~", "!~", "!=", "="]
+            .into_iter()
+            .find(|op| rest.starts_with(op))
+            .unwrap_or("");
+        rest = rest[operator.len()..].trim_start();
+        let mut value = String::new();
+        if let Some(quote) = rest
+            .chars()
+            .next()
+            .filter(|c| matches!(c, '"' | '\'' | '`'))
+        {
+            let mut chars = rest[1..].char_indices();
+            let mut end = rest.len();
+            while let Some((i, c)) = chars.next() {
+                if c == '\\' {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(escaped);
+                    }
+                } else if c == quote {
+                    end = i + 2;
+                    break;
+                } else {
+                    value.push(c);
+                }
+            }
+            rest = &rest[end.min(rest.len())..];
+        }
+        out.push((label, operator.to_owned(), value));
+        rest = rest.trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+        if label_end == 0 && operator.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// The vector selectors of a PromQL expression, in order.
+pub fn selectors(expr: &str) -> Vec<Selector> {
     const SKIPPED: [&str; 23] = [
         "sum",
         "min",
@@ -153,7 +221,7 @@ pub fn metric_names(expr: &str) -> Vec<String> {
         }
         i
     };
-    let mut names = Vec::new();
+    let mut found = Vec::new();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -187,13 +255,25 @@ pub fn metric_names(expr: &str) -> Vec<String> {
                     i = skip_to(after, ')');
                 }
             } else if !is_call && !SKIPPED.contains(&word.to_lowercase().as_str()) {
-                names.push(word);
+                let mut selector = Selector {
+                    metric: word,
+                    matchers: Vec::new(),
+                };
+                if chars.get(after) == Some(&'{') {
+                    let end = skip_to(after, '}');
+                    let inside: String = chars[after + 1..end.saturating_sub(1).max(after + 1)]
+                        .iter()
+                        .collect();
+                    selector.matchers = matchers(&inside);
+                    i = end;
+                }
+                found.push(selector);
             }
         } else {
             i += 1;
         }
     }
-    names
+    found
 }
 
 /// Everything wrong with a dashboard, given the metric names that exist.
@@ -278,6 +358,31 @@ fn metric_names_are_found_in_promql() {
         metric_names("increase(x_total[$__rate_interval]) and time() - y"),
         ["x_total", "y"]
     );
+    let found =
+        selectors("max by (symbol) (a{job=\"x\", instance=~\"$instance\",s!~'q\\'}'}) / b{} + c");
+    let owned = |l: &str, o: &str, v: &str| (l.to_owned(), o.to_owned(), v.to_owned());
+    assert_eq!(
+        found,
+        [
+            Selector {
+                metric: "a".to_owned(),
+                matchers: vec![
+                    owned("job", "=", "x"),
+                    owned("instance", "=~", "$instance"),
+                    owned("s", "!~", "q'}"),
+                ],
+            },
+            Selector {
+                metric: "b".to_owned(),
+                matchers: vec![],
+            },
+            Selector {
+                metric: "c".to_owned(),
+                matchers: vec![],
+            },
+        ]
+    );
+    assert!(found[0].has("job", "=", "x") && !found[0].has("job", "=~", "x"));
 }
 
 #[test]
