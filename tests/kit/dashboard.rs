@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::common::{Exporter, Redis};
 use crate::prometheus::record_names;
-use crate::{metric_families, metrics_with_seed_symbols, publish_once, read, yaml_values};
+use crate::{deploy, metric_families, metrics_with_seed_symbols, publish_once, read, yaml_values};
 
 pub const UID: &str = "quantum-harvest-p27";
 const DATASOURCE: &str = "${datasource}";
@@ -78,18 +78,31 @@ fn variable<'a>(dashboard: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no ${name} variable"))
 }
 
+/// The selector a query variable takes its values from (`label_values(SELECTOR, LABEL)`),
+/// if it is such a variable.
+fn label_values_selector(variable: &Value) -> Option<Selector> {
+    let label = variable["name"].as_str()?;
+    let query = variable["query"]["query"]
+        .as_str()
+        .or(variable["query"].as_str())?;
+    let inner = query
+        .strip_prefix("label_values(")?
+        .strip_suffix(&format!(", {label})"))?;
+    let mut found = selectors(inner);
+    (found.len() == 1).then(|| found.remove(0))
+}
+
+/// The metric a query variable takes its values from (`label_values(METRIC{...}, name)`).
+pub fn variable_metric(dashboard: &Value, name: &str) -> String {
+    let var = variable(dashboard, name);
+    label_values_selector(var)
+        .unwrap_or_else(|| panic!("unexpected {name} variable {var}"))
+        .metric
+}
+
 /// The metric the `symbol` variable takes its values from (`label_values(METRIC, symbol)`).
 pub fn symbol_variable_metric(dashboard: &Value) -> String {
-    let symbol = variable(dashboard, "symbol");
-    let query = symbol["query"]["query"]
-        .as_str()
-        .or(symbol["query"].as_str())
-        .unwrap_or("");
-    query
-        .strip_prefix("label_values(")
-        .and_then(|rest| rest.strip_suffix(", symbol)"))
-        .unwrap_or_else(|| panic!("unexpected symbol variable query {query:?}"))
-        .to_owned()
+    variable_metric(dashboard, "symbol")
 }
 
 /// The metric names a PromQL expression selects: identifiers that are not functions,
@@ -317,9 +330,11 @@ pub fn problems(dashboard: &Value, known: &BTreeSet<String>) -> Vec<String> {
             }
         }
     }
-    let metric = symbol_variable_metric(dashboard);
-    if !known.contains(&metric) {
-        problems.push(format!("variable symbol: unknown metric {metric}"));
+    for name in ["job", "instance", "symbol"] {
+        let metric = variable_metric(dashboard, name);
+        if !known.contains(&metric) {
+            problems.push(format!("variable {name}: unknown metric {metric}"));
+        }
     }
     problems
 }
@@ -403,7 +418,7 @@ fn static_check_catches_a_broken_dashboard() {
     let known: BTreeSet<String> = queries(&dashboard)
         .iter()
         .flat_map(|q| metric_names(&q.expr))
-        .chain([symbol_variable_metric(&dashboard)])
+        .chain(["job", "instance", "symbol"].map(|name| variable_metric(&dashboard, name)))
         .collect();
     assert!(problems(&dashboard, &known).is_empty());
 
@@ -417,6 +432,177 @@ fn static_check_catches_a_broken_dashboard() {
     assert!(found.contains("duplicate id"), "{found}");
     assert!(
         found.contains("unknown metric quantum_harvest_r_nett"),
+        "{found}"
+    );
+}
+
+/// Every dashboard of the kit: the *.json files under deploy/grafana/, at any depth.
+pub fn dashboard_files() -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&deploy("grafana"), &mut out);
+    out.sort();
+    out
+}
+
+/// What grafana's dashboard-linter (not packaged here) and the kit's conventions ask of every
+/// dashboard: `job` and `instance` query variables from `label_values` on an exporter metric
+/// (instance multi-select with All), the `job=~"$job"` and `instance=~"$instance"` matchers on
+/// every selector of every query, not editable (they are provisioned), a link to the other
+/// dashboards tagged `quantum`, and a description on every panel.
+pub fn lint(dashboard: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let list = dashboard["templating"]["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for name in ["job", "instance"] {
+        let Some(var) = list.iter().find(|v| v["name"] == name) else {
+            problems.push(format!("no ${name} variable"));
+            continue;
+        };
+        if var["type"] != "query" || var["label"] != name {
+            problems.push(format!(
+                "variable {name}: not a query variable labelled {name}"
+            ));
+        }
+        if var["datasource"]["uid"] != DATASOURCE {
+            problems.push(format!("variable {name}: datasource is not {DATASOURCE}"));
+        }
+        match label_values_selector(var) {
+            Some(s) if s.metric.starts_with("quantum_harvest_") => {
+                if name == "instance" && !s.has("job", "=~", "$job") {
+                    problems.push(format!("variable {name}: its query ignores $job"));
+                }
+            }
+            _ => problems.push(format!(
+                "variable {name}: not label_values(<exporter metric>, {name}): {}",
+                var["query"]
+            )),
+        }
+    }
+    if let Some(instance) = list.iter().find(|v| v["name"] == "instance")
+        && !(instance["multi"] == true
+            && instance["includeAll"] == true
+            && instance["allValue"] == ".+")
+    {
+        problems.push("variable instance: not multi-select with All (.+)".to_owned());
+    }
+    if let Some(symbol) = list.iter().find(|v| v["name"] == "symbol") {
+        match label_values_selector(symbol) {
+            Some(s) if s.has("job", "=~", "$job") && s.has("instance", "=~", "$instance") => {}
+            _ => problems.push("variable symbol: its query ignores $job or $instance".to_owned()),
+        }
+    }
+    if dashboard["editable"] != false {
+        problems.push("editable is not false (the dashboard is provisioned)".to_owned());
+    }
+    let tags = dashboard["tags"].as_array().cloned().unwrap_or_default();
+    if !tags.iter().any(|t| t == "quantum") {
+        problems.push("not tagged quantum".to_owned());
+    }
+    let linked = dashboard["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|l| {
+            l["type"] == "dashboards"
+                && l["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "quantum"))
+        });
+    if !linked {
+        problems.push("no dashboards link by the tag quantum".to_owned());
+    }
+    for panel in panels(dashboard) {
+        let title = panel["title"].as_str().unwrap_or("?");
+        if panel["description"]
+            .as_str()
+            .is_none_or(|d| d.trim().is_empty())
+        {
+            problems.push(format!("panel {title:?}: no description"));
+        }
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or("");
+            for selector in selectors(expr) {
+                for (label, value) in [("job", "$job"), ("instance", "$instance")] {
+                    if !selector.has(label, "=~", value) {
+                        problems.push(format!(
+                            "panel {title:?}: {} lacks {label}=~\"{value}\" in {expr:?}",
+                            selector.metric
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_dashboard_passes_the_lint() {
+    let files = dashboard_files();
+    assert!(
+        files.iter().any(|f| f.ends_with(DASHBOARD_FILE)),
+        "{files:?}"
+    );
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let dashboard: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
+        let found = lint(&dashboard);
+        assert!(
+            found.is_empty(),
+            "{}:\n{}",
+            file.display(),
+            found.join("\n")
+        );
+    }
+}
+
+/// The lint fails on each defect it is meant to catch.
+#[test]
+fn lint_catches_a_violating_dashboard() {
+    let mut d = load();
+    assert!(lint(&d).is_empty());
+    d["editable"] = true.into();
+    d["links"] = serde_json::json!([]);
+    let list = d["templating"]["list"].as_array_mut().unwrap();
+    list.retain(|v| v["name"] != "job");
+    let instance = list.iter_mut().find(|v| v["name"] == "instance").unwrap();
+    instance["multi"] = false.into();
+    instance["query"]["query"] = "label_values(up, instance)".into();
+    let panels = d["panels"].as_array_mut().unwrap();
+    let gauge = panels.iter().position(|p| p["type"] == "gauge").unwrap();
+    panels[gauge]["description"] = "".into();
+    panels[gauge]["targets"][0]["expr"] =
+        "quantum_harvest_kill_score{job=~\"$job\", symbol=~\"$symbol\"}".into();
+    panels[gauge + 1]["targets"][0]["expr"] = "max(quantum_harvest_r_net)".into();
+    let found = lint(&d).join("\n");
+    for expected in [
+        "no $job variable",
+        "variable instance: not label_values(<exporter metric>, instance)",
+        "variable instance: not multi-select with All",
+        "editable is not false",
+        "no dashboards link by the tag quantum",
+        "panel \"Kill score\": no description",
+        "panel \"Kill score\": quantum_harvest_kill_score lacks instance=~\"$instance\"",
+        "panel \"R_net\": quantum_harvest_r_net lacks job=~\"$job\"",
+        "panel \"R_net\": quantum_harvest_r_net lacks instance=~\"$instance\"",
+    ] {
+        assert!(found.contains(expected), "{expected:?} not in:\n{found}");
+    }
+    assert!(
+        !found.contains("Kill score\": quantum_harvest_kill_score lacks job"),
         "{found}"
     );
 }
@@ -564,11 +750,7 @@ fn dashboard_has_the_seed_panels_and_thresholds() {
             .all(|t| t["instant"] == true)
     );
 
-    panel_querying(
-        &d,
-        "timeseries",
-        "symbol:quantum_harvest_last_update_epoch:age_seconds",
-    );
+    panel_querying(&d, "timeseries", "quantum_harvest_last_update_epoch");
     panel_querying(&d, "stat", "quantum_harvest_exporter_redis_up");
     panel_querying(
         &d,
