@@ -1,8 +1,8 @@
 //! End to end: redis-server, the simulator as the publisher, the exporter, and a real
 //! Prometheus loading the shipped scrape job and rule files. Every dashboard query and every
 //! example query of the seed (and of the README) must return data, the recording rules must
-//! have values, and the stale, Redis-down and exporter-down alerts must go pending when their
-//! cause happens. Only the scrape target and intervals are changed for speed, and the test
+//! have values, and the stale, parse-error, Redis-down and exporter-down alerts must go
+//! pending when their cause happens. Only the scrape target and intervals are changed for speed, and the test
 //! checks that nothing else was.
 
 use std::path::PathBuf;
@@ -386,10 +386,14 @@ fn end_to_end_with_prometheus() {
             ("last_update_epoch", old_epoch.as_str()),
             ("harvest_action", "PARTIAL_75"),
             ("kill_score", "0.85"),
+            ("k_ts_drop", "garbage"),
         ],
     );
     let stale = prometheus.wait_alert("HarvestDataStale", ("symbol", "SOLUSDT"));
     assert_eq!(stale["labels"]["severity"], "critical");
+    // The garbled component is counted on every refresh.
+    let parse = prometheus.wait_alert("HarvestParseErrors", ("field", "k_ts_drop"));
+    assert_eq!(parse["labels"]["severity"], "warning");
 
     // The seed's example queries, all of them in the README, and the README's own.
     let readme = readme_queries();
