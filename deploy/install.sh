@@ -8,16 +8,18 @@ set -euo pipefail
 SERVICE=quantum-harvest-metrics-exporter
 SERVICE_USER=harvest-exporter
 ENV_FILE=/etc/quantum/harvest-metrics-exporter.env
+DOC_DIR=/usr/local/share/doc/harvest-exporter
 
 usage() {
     cat <<'EOF'
-Usage: deploy/install.sh [--binary PATH] [--root DIR] [COMPONENT...]
+Usage: deploy/install.sh [--binary PATH] [--root DIR] [--runbook-base-url URL] [COMPONENT...]
 
 Components (default: exporter):
   exporter    the binary (/usr/local/bin/harvest-exporter), the systemd unit, the env file
               (/etc/quantum/harvest-metrics-exporter.env, kept if it exists), the README, and
               the system user harvest-exporter
-  prometheus  the alerting and recording rules in /etc/prometheus/rules/
+  prometheus  the alerting and recording rules in /etc/prometheus/rules/, and the alerts'
+              runbooks in /usr/local/share/doc/harvest-exporter/runbooks/
   grafana     the datasource and dashboard provisioning files in /etc/grafana/provisioning/
               and the dashboard in /var/lib/grafana/dashboards/quantum/
   all         all three
@@ -28,13 +30,23 @@ Options:
   --root DIR     install under DIR instead of /, e.g. to build a package or to test; systemctl
                  is not run. The system user is still created on this host, since the files'
                  owners refer to it.
+  --runbook-base-url URL
+                 where the alerts' runbook_url annotations point: each becomes
+                 URL/<alertname>.md in the installed rules (default: $RUNBOOK_BASE_URL, else
+                 the runbooks this script installs,
+                 file:///usr/local/share/doc/harvest-exporter/runbooks)
   -h, --help     show this help
+
+Environment:
+  RUNBOOK_BASE_URL  as --runbook-base-url (the option wins), e.g. your Git server's view of
+                    deploy/runbooks: https://git.example.com/quantum/harvest-exporter/-/blob/main/deploy/runbooks
 EOF
 }
 
 kit=$(cd "$(dirname "$0")" && pwd)
 binary="$kit/../target/release/harvest-exporter"
 root=""
+runbook_base=${RUNBOOK_BASE_URL:-}
 components=()
 
 while [ $# -gt 0 ]; do
@@ -43,6 +55,8 @@ while [ $# -gt 0 ]; do
         --binary=*) binary=${1#--binary=}; shift ;;
         --root) root=${2:?--root needs a directory}; shift 2 ;;
         --root=*) root=${1#--root=}; shift ;;
+        --runbook-base-url) runbook_base=${2:?--runbook-base-url needs a URL}; shift 2 ;;
+        --runbook-base-url=*) runbook_base=${1#--runbook-base-url=}; shift ;;
         -h|--help) usage; exit 0 ;;
         exporter|prometheus|grafana) components+=("$1"); shift ;;
         all) components+=(exporter prometheus grafana); shift ;;
@@ -51,6 +65,16 @@ while [ $# -gt 0 ]; do
 done
 [ ${#components[@]} -gt 0 ] || components=(exporter)
 root=${root%/}
+runbook_base=${runbook_base%/}
+if [ -n "$runbook_base" ]; then
+    case "$runbook_base" in
+        http://?*|https://?*|file:///*) ;;
+        *) echo "install.sh: the runbook base must be an http://, https:// or file:/// URL: $runbook_base" >&2; exit 2 ;;
+    esac
+    case "$runbook_base" in
+        *[[:space:]\|\&\\]*) echo "install.sh: the runbook base contains a space, '|', '&' or a backslash: $runbook_base" >&2; exit 2 ;;
+    esac
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install.sh: run as root (it creates a system user and sets file owners)" >&2
@@ -90,6 +114,27 @@ directory() {
     [ -d "$root$1" ] || install -d -m 0755 -o root -g root "$root$1"
 }
 
+# The rules file $1 as shipped, or, with a runbook base, a copy in $tmp whose runbook_url
+# annotations point there (the file name, <alertname>.md, is kept).
+rules() {
+    local src=$1 copy urls moved
+    if [ -z "$runbook_base" ]; then
+        echo "$src"
+        return
+    fi
+    copy="$tmp/$(basename "$src")"
+    sed -E "s|^([[:space:]]*runbook_url: ).*/([A-Za-z0-9]+\.md)\$|\1$runbook_base/\2|" "$src" >"$copy"
+    urls=$(grep -c '^[[:space:]]*runbook_url:' "$copy" || true)
+    moved=$(grep -c "^[[:space:]]*runbook_url: $runbook_base/[A-Za-z0-9]*\.md\$" "$copy" || true)
+    if [ "$urls" != "$moved" ]; then
+        echo "install.sh: could not rewrite every runbook_url of $src" >&2
+        exit 1
+    fi
+    echo "$copy"
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 changed=0
 
 if wants exporter; then
@@ -112,10 +157,10 @@ if wants exporter; then
     directory /usr/local/bin
     directory /etc/systemd/system
     directory /etc/quantum
-    directory /usr/local/share/doc/harvest-exporter
+    directory "$DOC_DIR"
     put "$binary" /usr/local/bin/harvest-exporter root 0755
     put "$kit/systemd/$SERVICE.service" "/etc/systemd/system/$SERVICE.service" root 0644
-    put "$kit/README.md" /usr/local/share/doc/harvest-exporter/README.md root 0644
+    put "$kit/README.md" "$DOC_DIR/README.md" root 0644
 
     if [ -e "$root$ENV_FILE" ]; then
         # The operator's settings win; only the owner and mode are brought back in line, which
@@ -135,8 +180,12 @@ exporter_changed=$changed
 
 if wants prometheus; then
     directory /etc/prometheus/rules
-    put "$kit/prometheus/alerts.yml" /etc/prometheus/rules/quantum-harvest-alerts.yml root 0644
-    put "$kit/prometheus/recording.yml" /etc/prometheus/rules/quantum-harvest-recording.yml root 0644
+    put "$(rules "$kit/prometheus/alerts.yml")" /etc/prometheus/rules/quantum-harvest-alerts.yml root 0644
+    put "$(rules "$kit/prometheus/recording.yml")" /etc/prometheus/rules/quantum-harvest-recording.yml root 0644
+    directory "$DOC_DIR/runbooks"
+    for runbook in "$kit"/runbooks/*.md; do
+        put "$runbook" "$DOC_DIR/runbooks/$(basename "$runbook")" root 0644
+    done
 fi
 
 if wants grafana; then

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::common::{Exporter, Redis};
 use crate::prometheus::record_names;
-use crate::{metric_families, metrics_with_seed_symbols, publish_once, read, yaml_values};
+use crate::{deploy, metric_families, metrics_with_seed_symbols, publish_once, read, yaml_values};
 
 pub const UID: &str = "quantum-harvest-p27";
 const DATASOURCE: &str = "${datasource}";
@@ -78,23 +78,104 @@ fn variable<'a>(dashboard: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no ${name} variable"))
 }
 
+/// The selector a query variable takes its values from (`label_values(SELECTOR, LABEL)`),
+/// if it is such a variable.
+fn label_values_selector(variable: &Value) -> Option<Selector> {
+    let label = variable["name"].as_str()?;
+    let query = variable["query"]["query"]
+        .as_str()
+        .or(variable["query"].as_str())?;
+    let inner = query
+        .strip_prefix("label_values(")?
+        .strip_suffix(&format!(", {label})"))?;
+    let mut found = selectors(inner);
+    (found.len() == 1).then(|| found.remove(0))
+}
+
+/// The metric a query variable takes its values from (`label_values(METRIC{...}, name)`).
+pub fn variable_metric(dashboard: &Value, name: &str) -> String {
+    let var = variable(dashboard, name);
+    label_values_selector(var)
+        .unwrap_or_else(|| panic!("unexpected {name} variable {var}"))
+        .metric
+}
+
 /// The metric the `symbol` variable takes its values from (`label_values(METRIC, symbol)`).
 pub fn symbol_variable_metric(dashboard: &Value) -> String {
-    let symbol = variable(dashboard, "symbol");
-    let query = symbol["query"]["query"]
-        .as_str()
-        .or(symbol["query"].as_str())
-        .unwrap_or("");
-    query
-        .strip_prefix("label_values(")
-        .and_then(|rest| rest.strip_suffix(", symbol)"))
-        .unwrap_or_else(|| panic!("unexpected symbol variable query {query:?}"))
-        .to_owned()
+    variable_metric(dashboard, "symbol")
 }
 
 /// The metric names a PromQL expression selects: identifiers that are not functions,
 /// aggregations, keywords, label names, label values or durations.
 pub fn metric_names(expr: &str) -> Vec<String> {
+    selectors(expr).into_iter().map(|s| s.metric).collect()
+}
+
+/// A vector selector of a PromQL expression: the metric name and its label matchers.
+#[derive(Debug, PartialEq)]
+pub struct Selector {
+    pub metric: String,
+    /// (label, operator, value), the value unquoted.
+    pub matchers: Vec<(String, String, String)>,
+}
+
+impl Selector {
+    pub fn has(&self, label: &str, operator: &str, value: &str) -> bool {
+        self.matchers
+            .iter()
+            .any(|(l, o, v)| l == label && o == operator && v == value)
+    }
+}
+
+/// Parses the inside of `{...}`: `label op "value"` pairs separated by commas.
+fn matchers(text: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let label_end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let label = rest[..label_end].to_owned();
+        rest = rest[label_end..].trim_start();
+        let operator = ["=~", "!~", "!=", "="]
+            .into_iter()
+            .find(|op| rest.starts_with(op))
+            .unwrap_or("");
+        rest = rest[operator.len()..].trim_start();
+        let mut value = String::new();
+        if let Some(quote) = rest
+            .chars()
+            .next()
+            .filter(|c| matches!(c, '"' | '\'' | '`'))
+        {
+            let mut chars = rest[1..].char_indices();
+            let mut end = rest.len();
+            while let Some((i, c)) = chars.next() {
+                if c == '\\' {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(escaped);
+                    }
+                } else if c == quote {
+                    end = i + 2;
+                    break;
+                } else {
+                    value.push(c);
+                }
+            }
+            rest = &rest[end.min(rest.len())..];
+        }
+        out.push((label, operator.to_owned(), value));
+        rest = rest.trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+        if label_end == 0 && operator.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// The vector selectors of a PromQL expression, in order.
+pub fn selectors(expr: &str) -> Vec<Selector> {
     const SKIPPED: [&str; 23] = [
         "sum",
         "min",
@@ -153,7 +234,7 @@ pub fn metric_names(expr: &str) -> Vec<String> {
         }
         i
     };
-    let mut names = Vec::new();
+    let mut found = Vec::new();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -187,13 +268,25 @@ pub fn metric_names(expr: &str) -> Vec<String> {
                     i = skip_to(after, ')');
                 }
             } else if !is_call && !SKIPPED.contains(&word.to_lowercase().as_str()) {
-                names.push(word);
+                let mut selector = Selector {
+                    metric: word,
+                    matchers: Vec::new(),
+                };
+                if chars.get(after) == Some(&'{') {
+                    let end = skip_to(after, '}');
+                    let inside: String = chars[after + 1..end.saturating_sub(1).max(after + 1)]
+                        .iter()
+                        .collect();
+                    selector.matchers = matchers(&inside);
+                    i = end;
+                }
+                found.push(selector);
             }
         } else {
             i += 1;
         }
     }
-    names
+    found
 }
 
 /// Everything wrong with a dashboard, given the metric names that exist.
@@ -237,9 +330,11 @@ pub fn problems(dashboard: &Value, known: &BTreeSet<String>) -> Vec<String> {
             }
         }
     }
-    let metric = symbol_variable_metric(dashboard);
-    if !known.contains(&metric) {
-        problems.push(format!("variable symbol: unknown metric {metric}"));
+    for name in ["job", "instance", "symbol"] {
+        let metric = variable_metric(dashboard, name);
+        if !known.contains(&metric) {
+            problems.push(format!("variable {name}: unknown metric {metric}"));
+        }
     }
     problems
 }
@@ -278,6 +373,31 @@ fn metric_names_are_found_in_promql() {
         metric_names("increase(x_total[$__rate_interval]) and time() - y"),
         ["x_total", "y"]
     );
+    let found =
+        selectors("max by (symbol) (a{job=\"x\", instance=~\"$instance\",s!~'q\\'}'}) / b{} + c");
+    let owned = |l: &str, o: &str, v: &str| (l.to_owned(), o.to_owned(), v.to_owned());
+    assert_eq!(
+        found,
+        [
+            Selector {
+                metric: "a".to_owned(),
+                matchers: vec![
+                    owned("job", "=", "x"),
+                    owned("instance", "=~", "$instance"),
+                    owned("s", "!~", "q'}"),
+                ],
+            },
+            Selector {
+                metric: "b".to_owned(),
+                matchers: vec![],
+            },
+            Selector {
+                metric: "c".to_owned(),
+                matchers: vec![],
+            },
+        ]
+    );
+    assert!(found[0].has("job", "=", "x") && !found[0].has("job", "=~", "x"));
 }
 
 #[test]
@@ -298,7 +418,7 @@ fn static_check_catches_a_broken_dashboard() {
     let known: BTreeSet<String> = queries(&dashboard)
         .iter()
         .flat_map(|q| metric_names(&q.expr))
-        .chain([symbol_variable_metric(&dashboard)])
+        .chain(["job", "instance", "symbol"].map(|name| variable_metric(&dashboard, name)))
         .collect();
     assert!(problems(&dashboard, &known).is_empty());
 
@@ -312,6 +432,177 @@ fn static_check_catches_a_broken_dashboard() {
     assert!(found.contains("duplicate id"), "{found}");
     assert!(
         found.contains("unknown metric quantum_harvest_r_nett"),
+        "{found}"
+    );
+}
+
+/// Every dashboard of the kit: the *.json files under deploy/grafana/, at any depth.
+pub fn dashboard_files() -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&deploy("grafana"), &mut out);
+    out.sort();
+    out
+}
+
+/// What grafana's dashboard-linter (not packaged here) and the kit's conventions ask of every
+/// dashboard: `job` and `instance` query variables from `label_values` on an exporter metric
+/// (instance multi-select with All), the `job=~"$job"` and `instance=~"$instance"` matchers on
+/// every selector of every query, not editable (they are provisioned), a link to the other
+/// dashboards tagged `quantum`, and a description on every panel.
+pub fn lint(dashboard: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let list = dashboard["templating"]["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for name in ["job", "instance"] {
+        let Some(var) = list.iter().find(|v| v["name"] == name) else {
+            problems.push(format!("no ${name} variable"));
+            continue;
+        };
+        if var["type"] != "query" || var["label"] != name {
+            problems.push(format!(
+                "variable {name}: not a query variable labelled {name}"
+            ));
+        }
+        if var["datasource"]["uid"] != DATASOURCE {
+            problems.push(format!("variable {name}: datasource is not {DATASOURCE}"));
+        }
+        match label_values_selector(var) {
+            Some(s) if s.metric.starts_with("quantum_harvest_") => {
+                if name == "instance" && !s.has("job", "=~", "$job") {
+                    problems.push(format!("variable {name}: its query ignores $job"));
+                }
+            }
+            _ => problems.push(format!(
+                "variable {name}: not label_values(<exporter metric>, {name}): {}",
+                var["query"]
+            )),
+        }
+    }
+    if let Some(instance) = list.iter().find(|v| v["name"] == "instance")
+        && !(instance["multi"] == true
+            && instance["includeAll"] == true
+            && instance["allValue"] == ".+")
+    {
+        problems.push("variable instance: not multi-select with All (.+)".to_owned());
+    }
+    if let Some(symbol) = list.iter().find(|v| v["name"] == "symbol") {
+        match label_values_selector(symbol) {
+            Some(s) if s.has("job", "=~", "$job") && s.has("instance", "=~", "$instance") => {}
+            _ => problems.push("variable symbol: its query ignores $job or $instance".to_owned()),
+        }
+    }
+    if dashboard["editable"] != false {
+        problems.push("editable is not false (the dashboard is provisioned)".to_owned());
+    }
+    let tags = dashboard["tags"].as_array().cloned().unwrap_or_default();
+    if !tags.iter().any(|t| t == "quantum") {
+        problems.push("not tagged quantum".to_owned());
+    }
+    let linked = dashboard["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|l| {
+            l["type"] == "dashboards"
+                && l["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "quantum"))
+        });
+    if !linked {
+        problems.push("no dashboards link by the tag quantum".to_owned());
+    }
+    for panel in panels(dashboard) {
+        let title = panel["title"].as_str().unwrap_or("?");
+        if panel["description"]
+            .as_str()
+            .is_none_or(|d| d.trim().is_empty())
+        {
+            problems.push(format!("panel {title:?}: no description"));
+        }
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or("");
+            for selector in selectors(expr) {
+                for (label, value) in [("job", "$job"), ("instance", "$instance")] {
+                    if !selector.has(label, "=~", value) {
+                        problems.push(format!(
+                            "panel {title:?}: {} lacks {label}=~\"{value}\" in {expr:?}",
+                            selector.metric
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_dashboard_passes_the_lint() {
+    let files = dashboard_files();
+    assert!(
+        files.iter().any(|f| f.ends_with(DASHBOARD_FILE)),
+        "{files:?}"
+    );
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let dashboard: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
+        let found = lint(&dashboard);
+        assert!(
+            found.is_empty(),
+            "{}:\n{}",
+            file.display(),
+            found.join("\n")
+        );
+    }
+}
+
+/// The lint fails on each defect it is meant to catch.
+#[test]
+fn lint_catches_a_violating_dashboard() {
+    let mut d = load();
+    assert!(lint(&d).is_empty());
+    d["editable"] = true.into();
+    d["links"] = serde_json::json!([]);
+    let list = d["templating"]["list"].as_array_mut().unwrap();
+    list.retain(|v| v["name"] != "job");
+    let instance = list.iter_mut().find(|v| v["name"] == "instance").unwrap();
+    instance["multi"] = false.into();
+    instance["query"]["query"] = "label_values(up, instance)".into();
+    let panels = d["panels"].as_array_mut().unwrap();
+    let gauge = panels.iter().position(|p| p["type"] == "gauge").unwrap();
+    panels[gauge]["description"] = "".into();
+    panels[gauge]["targets"][0]["expr"] =
+        "quantum_harvest_kill_score{job=~\"$job\", symbol=~\"$symbol\"}".into();
+    panels[gauge + 1]["targets"][0]["expr"] = "max(quantum_harvest_r_net)".into();
+    let found = lint(&d).join("\n");
+    for expected in [
+        "no $job variable",
+        "variable instance: not label_values(<exporter metric>, instance)",
+        "variable instance: not multi-select with All",
+        "editable is not false",
+        "no dashboards link by the tag quantum",
+        "panel \"Kill score\": no description",
+        "panel \"Kill score\": quantum_harvest_kill_score lacks instance=~\"$instance\"",
+        "panel \"R_net\": quantum_harvest_r_net lacks job=~\"$job\"",
+        "panel \"R_net\": quantum_harvest_r_net lacks instance=~\"$instance\"",
+    ] {
+        assert!(found.contains(expected), "{expected:?} not in:\n{found}");
+    }
+    assert!(
+        !found.contains("Kill score\": quantum_harvest_kill_score lacks job"),
         "{found}"
     );
 }
@@ -459,11 +750,7 @@ fn dashboard_has_the_seed_panels_and_thresholds() {
             .all(|t| t["instant"] == true)
     );
 
-    panel_querying(
-        &d,
-        "timeseries",
-        "symbol:quantum_harvest_last_update_epoch:age_seconds",
-    );
+    panel_querying(&d, "timeseries", "quantum_harvest_last_update_epoch");
     panel_querying(&d, "stat", "quantum_harvest_exporter_redis_up");
     panel_querying(
         &d,

@@ -1,8 +1,8 @@
 //! End to end: redis-server, the simulator as the publisher, the exporter, and a real
 //! Prometheus loading the shipped scrape job and rule files. Every dashboard query and every
 //! example query of the seed (and of the README) must return data, the recording rules must
-//! have values, and the stale, Redis-down and exporter-down alerts must go pending when their
-//! cause happens. Only the scrape target and intervals are changed for speed, and the test
+//! have values, and the stale, parse-error, Redis-down and exporter-down alerts must go
+//! pending when their cause happens. Only the scrape target and intervals are changed for speed, and the test
 //! checks that nothing else was.
 
 use std::path::PathBuf;
@@ -167,14 +167,19 @@ impl Prometheus {
     }
 }
 
-/// Replaces Grafana's variables the way Grafana would for Prometheus: `symbol` by the
-/// regex alternation of the selected values, the interval variables by durations.
-fn substitute(expr: &str, symbols: &str) -> String {
+/// Replaces Grafana's variables the way Grafana would for Prometheus: `symbol`, `job` and
+/// `instance` by the regex alternation of the selected values (`None`: All, which the
+/// dashboard sends as `.+`), the interval variables by durations.
+fn substitute(expr: &str, symbols: &str, job: Option<&str>, instance: Option<&str>) -> String {
     let alternation = format!("({})", symbols.replace(',', "|"));
+    let selected = |value: Option<&str>| value.map_or(".+".to_owned(), |v| format!("({v})"));
+    let (job, instance) = (selected(job), selected(instance));
     let mut out = expr.to_owned();
     for (variable, value) in [
         ("${symbol}", alternation.as_str()),
         ("$symbol", alternation.as_str()),
+        ("$job", job.as_str()),
+        ("$instance", instance.as_str()),
         ("$__rate_interval", "15s"),
         ("$__interval", "5s"),
         ("$__range", "1h"),
@@ -324,11 +329,16 @@ fn end_to_end_with_prometheus() {
         );
     }
 
-    // Every dashboard query returns data, for all symbols and for one (a repeated panel).
+    // Every dashboard query returns data, for all symbols, jobs and instances, and for one of
+    // each (a repeated panel, the exporter picked in the drop-downs).
     let d = dashboard::load();
+    let instance = format!("127.0.0.1:{}", exporter.port);
     for query in dashboard::queries(&d) {
-        for symbols in [SEED_SYMBOLS, "ETHUSDT"] {
-            let expr = substitute(&query.expr, symbols);
+        for (symbols, job, instance) in [
+            (SEED_SYMBOLS, None, None),
+            ("ETHUSDT", Some(JOB), Some(instance.as_str())),
+        ] {
+            let expr = substitute(&query.expr, symbols, job, instance);
             let instant = prometheus.query(&expr);
             assert!(
                 !instant.is_empty(),
@@ -345,16 +355,23 @@ fn end_to_end_with_prometheus() {
             }
         }
     }
-    let metric = dashboard::symbol_variable_metric(&d);
-    let values = prometheus.api(&format!(
-        "/api/v1/label/symbol/values?match%5B%5D={}",
-        url_encode(&metric)
-    ));
-    for symbol in SEED_SYMBOLS.split(',') {
-        assert!(
-            values.as_array().unwrap().iter().any(|v| v == symbol),
-            "{values}"
-        );
+    // The drop-downs offer the symbols, the job and the instance.
+    for (name, expected) in [
+        ("symbol", SEED_SYMBOLS.split(',').collect::<Vec<_>>()),
+        ("job", vec![JOB]),
+        ("instance", vec![instance.as_str()]),
+    ] {
+        let metric = dashboard::variable_metric(&d, name);
+        let values = prometheus.api(&format!(
+            "/api/v1/label/{name}/values?match%5B%5D={}",
+            url_encode(&metric)
+        ));
+        for value in expected {
+            assert!(
+                values.as_array().unwrap().iter().any(|v| v == value),
+                "{name}: {values}"
+            );
+        }
     }
     assert!(prometheus.alerts("HarvestDataStale").is_empty());
     assert!(prometheus.alerts("HarvestExporterDown").is_empty());
@@ -369,10 +386,14 @@ fn end_to_end_with_prometheus() {
             ("last_update_epoch", old_epoch.as_str()),
             ("harvest_action", "PARTIAL_75"),
             ("kill_score", "0.85"),
+            ("k_ts_drop", "garbage"),
         ],
     );
     let stale = prometheus.wait_alert("HarvestDataStale", ("symbol", "SOLUSDT"));
     assert_eq!(stale["labels"]["severity"], "critical");
+    // The garbled component is counted on every refresh.
+    let parse = prometheus.wait_alert("HarvestParseErrors", ("field", "k_ts_drop"));
+    assert_eq!(parse["labels"]["severity"], "warning");
 
     // The seed's example queries, all of them in the README, and the README's own.
     let readme = readme_queries();

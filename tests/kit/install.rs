@@ -42,8 +42,18 @@ impl Drop for UserCleanup {
 }
 
 fn install(root: &Path, args: &[&str]) -> Vec<String> {
+    install_with(root, args, None)
+}
+
+/// Runs install.sh, with `RUNBOOK_BASE_URL` set to `runbook_base` or unset.
+fn install_with(root: &Path, args: &[&str], runbook_base: Option<&str>) -> Vec<String> {
+    let mut command = Command::new("bash");
+    command.env_remove("RUNBOOK_BASE_URL");
+    if let Some(base) = runbook_base {
+        command.env("RUNBOOK_BASE_URL", base);
+    }
     let output = run_ok(
-        Command::new("bash")
+        command
             .arg(deploy("install.sh"))
             .arg("--root")
             .arg(root)
@@ -103,7 +113,7 @@ fn install_script_installs_idempotently_with_owners_and_modes() {
     let root = TempDir::new("install");
 
     let first = install(&root.0, &["all"]);
-    let files: [(&str, u32, &str, PathBuf); 9] = [
+    let mut files: Vec<(String, u32, &str, PathBuf)> = vec![
         (
             "usr/local/bin/harvest-exporter",
             0o755,
@@ -158,7 +168,19 @@ fn install_script_installs_idempotently_with_owners_and_modes() {
             "root",
             deploy("grafana/quantum_harvest_control_p27.json"),
         ),
-    ];
+    ]
+    .into_iter()
+    .map(|(path, mode, group, source)| (path.to_owned(), mode, group, source))
+    .collect();
+    for runbook in runbooks() {
+        let name = runbook.file_name().unwrap().to_string_lossy().into_owned();
+        files.push((
+            format!("usr/local/share/doc/harvest-exporter/runbooks/{name}"),
+            0o644,
+            "root",
+            runbook,
+        ));
+    }
     for (path, _, _, _) in &files {
         assert!(
             first.contains(&format!("installed: /{path}")),
@@ -244,6 +266,110 @@ fn install_script_installs_idempotently_with_owners_and_modes() {
             .count(),
         1
     );
+}
+
+/// The kit's runbooks, deploy/runbooks/*.md.
+fn runbooks() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy("runbooks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    files
+}
+
+/// With RUNBOOK_BASE_URL (or --runbook-base-url), the installed alerts point their
+/// runbook_url there, and nothing else in the rules changes.
+#[test]
+fn install_script_points_runbook_urls_at_the_given_base() {
+    require_tool("promtool", "prometheus");
+    let root = TempDir::new("install-runbooks");
+    let alerts = root
+        .0
+        .join("etc/prometheus/rules/quantum-harvest-alerts.yml");
+    let recording = root
+        .0
+        .join("etc/prometheus/rules/quantum-harvest-recording.yml");
+    let base = "https://git.example.com/quantum/harvest-exporter/-/blob/main/deploy/runbooks";
+    let shipped = std::fs::read_to_string(deploy("prometheus/alerts.yml")).unwrap();
+
+    // A trailing slash is dropped.
+    let first = install_with(&root.0, &["prometheus"], Some(&format!("{base}/")));
+    assert!(
+        first.iter().all(|l| l.starts_with("installed: /")),
+        "{first:#?}"
+    );
+    let installed = std::fs::read_to_string(&alerts).unwrap();
+    let mut rewritten = 0;
+    for (original, line) in shipped.lines().zip(installed.lines()) {
+        match original.trim_start().strip_prefix("runbook_url: ") {
+            Some(url) => {
+                let file = url.rsplit('/').next().unwrap();
+                assert_eq!(line.trim_start(), format!("runbook_url: {base}/{file}"));
+                rewritten += 1;
+            }
+            None => assert_eq!(line, original),
+        }
+    }
+    assert_eq!(shipped.lines().count(), installed.lines().count());
+    assert_eq!(rewritten, crate::prometheus::alert_blocks(&shipped).len());
+    assert_eq!(
+        std::fs::read(&recording).unwrap(),
+        std::fs::read(deploy("prometheus/recording.yml")).unwrap()
+    );
+    run_ok(
+        Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(&alerts),
+    );
+
+    // The same base again changes nothing; the option wins over the environment; without a
+    // base, the shipped file comes back.
+    let again = install_with(&root.0, &["prometheus"], Some(base));
+    assert!(
+        again.iter().all(|l| l.starts_with("unchanged: /")),
+        "{again:#?}"
+    );
+    let other = install_with(
+        &root.0,
+        &[
+            "--runbook-base-url",
+            "https://wiki.example.com/runbooks",
+            "prometheus",
+        ],
+        Some(base),
+    );
+    assert!(
+        other.contains(&"updated: /etc/prometheus/rules/quantum-harvest-alerts.yml".to_owned()),
+        "{other:#?}"
+    );
+    assert!(
+        std::fs::read_to_string(&alerts)
+            .unwrap()
+            .contains("runbook_url: https://wiki.example.com/runbooks/HarvestKillScoreHigh.md")
+    );
+    install(&root.0, &["prometheus"]);
+    assert_eq!(std::fs::read_to_string(&alerts).unwrap(), shipped);
+
+    // Not a URL: refused before anything is installed.
+    let empty = TempDir::new("install-badurl");
+    for bad in ["runbooks", "ftp://host/runbooks", "https://host/run books"] {
+        let output = Command::new("bash")
+            .arg(deploy("install.sh"))
+            .arg("--root")
+            .arg(&empty.0)
+            .args(["--runbook-base-url", bad, "prometheus"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("runbook base"),
+            "{bad}"
+        );
+    }
+    assert!(std::fs::read_dir(&empty.0).unwrap().next().is_none());
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod dashboard;
 mod e2e;
 mod install;
 mod prometheus;
+mod rules_lint;
 mod systemd;
 
 use std::path::PathBuf;
