@@ -1,20 +1,34 @@
 //! harvest-exporter: exports a trading system's harvest proposals, kept as Redis hashes, as
-//! Prometheus metrics. Data flows one way: `source` (Redis) -> `proposal` (typed values) ->
-//! `snapshot` (one refresh's state) -> `render` (exposition bytes) -> `server` (HTTP);
-//! `refresh` runs that pipeline on a timer, `config` and `webconfig` read the settings. The
-//! operator's page and its JSON are another rendering of the same snapshot (`view` -> `page`),
-//! which the `status` command also prints.
+//! Prometheus metrics. Data flows one way:
+//!
+//! - `source` reads Redis; `proposal` turns a hash into typed values; `snapshot` holds one
+//!   refresh's state and its transitions; `render` writes it as exposition text through
+//!   `exposition`'s typed writer; `published` keeps the bytes (`gzip`) and the page (`view` ->
+//!   `page`) that `server` answers HTTP with, never touching Redis.
+//! - `refresh` runs that pipeline on a timer and on keyspace notifications; `config` and
+//!   `webconfig` read the settings; `status` and `simulate` are the two subcommands.
+//!
+//! Only what the binary, the tests and the benchmark probe use is public. See ARCHITECTURE.md.
 
 pub mod config;
-pub mod page;
-pub mod process;
-pub mod proposal;
+mod exposition;
+mod gzip;
+mod page;
+mod process;
+mod proposal;
+mod published;
 pub mod refresh;
-pub mod render;
+mod render;
 pub mod server;
 pub mod simulate;
-pub mod snapshot;
+mod snapshot;
 pub mod source;
 pub mod status;
-pub mod view;
+mod view;
 pub mod webconfig;
+
+pub use proposal::keys as proposal_keys;
+
+#[cfg(test)]
+#[path = "../tests/common/exposition.rs"]
+mod exposition_check;

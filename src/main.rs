@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use harvest_exporter::config::{self, Cli, Command, Config};
-use harvest_exporter::proposal;
 use harvest_exporter::refresh::{Refresher, unix_now};
 use harvest_exporter::server::{self, Security, WebConfigState, WebSettings};
 use harvest_exporter::simulate;
@@ -114,7 +113,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
         &config.redis(),
         &config.prefix,
         symbols.clone(),
-        &proposal::KEYS,
+        harvest_exporter::proposal_keys(),
     )
     .context("invalid redis settings")?;
     let symbols_text = match &symbols {

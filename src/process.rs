@@ -5,7 +5,54 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::render::ProcessStats;
+use crate::exposition::{Family, Writer};
+
+/// The process's own resource use, read at scrape time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessStats {
+    pub cpu_seconds: f64,
+    pub resident_memory_bytes: f64,
+    pub virtual_memory_bytes: f64,
+    pub open_fds: f64,
+    pub max_fds: f64,
+    pub start_time_seconds: Option<f64>,
+}
+
+const CPU: Family = Family::counter(
+    "process_cpu_seconds_total",
+    "Total user and system CPU time spent in seconds.",
+);
+const RESIDENT_MEMORY: Family = Family::gauge(
+    "process_resident_memory_bytes",
+    "Resident memory size in bytes.",
+);
+const VIRTUAL_MEMORY: Family = Family::gauge(
+    "process_virtual_memory_bytes",
+    "Virtual memory size in bytes.",
+);
+const OPEN_FDS: Family = Family::gauge("process_open_fds", "Number of open file descriptors.");
+const MAX_FDS: Family = Family::gauge(
+    "process_max_fds",
+    "Maximum number of open file descriptors.",
+);
+const START_TIME: Family = Family::gauge(
+    "process_start_time_seconds",
+    "Start time of the process since unix epoch in seconds.",
+);
+
+impl ProcessStats {
+    /// The standard `process_*` families, as the Prometheus client libraries name them.
+    pub fn encode(&self, w: &mut Writer) {
+        w.family(&CPU).value(self.cpu_seconds);
+        w.family(&RESIDENT_MEMORY).value(self.resident_memory_bytes);
+        w.family(&VIRTUAL_MEMORY).value(self.virtual_memory_bytes);
+        w.family(&OPEN_FDS).value(self.open_fds);
+        w.family(&MAX_FDS).value(self.max_fds);
+        if let Some(start_time) = self.start_time_seconds {
+            w.family(&START_TIME).value(start_time);
+        }
+    }
+}
 
 /// USER_HZ, the unit of the CPU times in /proc/<pid>/stat; fixed at 100 by the Linux ABI.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;

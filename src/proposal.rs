@@ -3,6 +3,9 @@
 //! knows nothing of Redis connections or of the exposition format.
 
 use std::fmt;
+use std::sync::OnceLock;
+
+use enum_map::{Enum, EnumMap};
 
 /// The five actions the publisher proposes; each gets a one-hot series for every symbol.
 pub const KNOWN_ACTIONS: [&str; 5] = [
@@ -27,7 +30,7 @@ const MAX_ACTION_LEN: usize = 32;
 pub const MAX_SYMBOL_LEN: usize = 64;
 
 /// Every field the exporter reads. The order is the order of the parse-error counter's labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Enum)]
 pub enum Field {
     KillScore,
     KRegimeFlip,
@@ -53,30 +56,6 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 21] = [
-        Field::KillScore,
-        Field::KRegimeFlip,
-        Field::KSigmaSpike,
-        Field::KTsDrop,
-        Field::KAgePenalty,
-        Field::RNet,
-        Field::NewSlProposed,
-        Field::LastUpdateEpoch,
-        Field::ComputedAtUtc,
-        Field::HarvestAction,
-        Field::Action,
-        Field::RiskUnit,
-        Field::CostEst,
-        Field::Sigma,
-        Field::PTrend,
-        Field::PMr,
-        Field::PChop,
-        Field::PositionAgeSec,
-        Field::PositionCurrentPrice,
-        Field::PositionEntryPrice,
-        Field::PositionUnrealizedPnl,
-    ];
-
     /// The hash field name as the publisher writes it.
     pub const fn key(self) -> &'static str {
         match self {
@@ -103,14 +82,10 @@ impl Field {
             Field::PositionUnrealizedPnl => "position_unrealized_pnl",
         }
     }
-
-    pub const fn index(self) -> usize {
-        self as usize
-    }
 }
 
 /// Numeric fields exported only when present and valid; they are not part of the seed's contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 pub enum Extra {
     RiskUnit,
     CostEst,
@@ -125,19 +100,6 @@ pub enum Extra {
 }
 
 impl Extra {
-    pub const ALL: [Extra; 10] = [
-        Extra::RiskUnit,
-        Extra::CostEst,
-        Extra::Sigma,
-        Extra::PTrend,
-        Extra::PMr,
-        Extra::PChop,
-        Extra::PositionAgeSec,
-        Extra::PositionCurrentPrice,
-        Extra::PositionEntryPrice,
-        Extra::PositionUnrealizedPnl,
-    ];
-
     pub fn field(self) -> Field {
         match self {
             Extra::RiskUnit => Field::RiskUnit,
@@ -214,7 +176,7 @@ pub struct Proposal {
     pub action: Action,
     /// The heat gate's calibrated action, present only when it wrote `calibrated=1`.
     pub calibrated_action: Option<Action>,
-    pub extras: [Option<f64>; Extra::ALL.len()],
+    pub extras: EnumMap<Extra, Option<f64>>,
     pub position_side: Option<String>,
     pub reason_codes: String,
     /// Fields that were missing or unparseable; their values above are 0.0.
@@ -223,7 +185,7 @@ pub struct Proposal {
 
 impl Proposal {
     pub fn extra(&self, extra: Extra) -> Option<f64> {
-        self.extras[extra as usize]
+        self.extras[extra]
     }
 }
 
@@ -256,7 +218,7 @@ pub fn parse_symbol(raw: &[u8]) -> Result<String, SymbolError> {
 }
 
 /// Hash fields read besides those in [`Field`]; they are not counted as parse errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 enum Other {
     RNetLegacy,
     Calibrated,
@@ -264,33 +226,41 @@ enum Other {
     ReasonCodes,
 }
 
-const OTHER_KEYS: [&str; 4] = ["r_net", "calibrated", "position_side", "reason_codes"];
+impl Other {
+    fn key(self) -> &'static str {
+        match self {
+            Other::RNetLegacy => "r_net",
+            Other::Calibrated => "calibrated",
+            Other::PositionSide => "position_side",
+            Other::ReasonCodes => "reason_codes",
+        }
+    }
+}
 
 /// How many hash fields the exporter reads.
-pub const SLOTS: usize = Field::ALL.len() + OTHER_KEYS.len();
+pub const SLOTS: usize = Field::LENGTH + Other::LENGTH;
 
 /// The hash fields the exporter reads, in slot order: every [`Field`], then the others. The
 /// values handed to [`parse`] follow this order, so Redis can be asked for exactly these.
-pub const KEYS: [&str; SLOTS] = {
-    let mut keys = [""; SLOTS];
-    let mut i = 0;
-    while i < Field::ALL.len() {
-        keys[i] = Field::ALL[i].key();
-        i += 1;
-    }
-    while i < SLOTS {
-        keys[i] = OTHER_KEYS[i - Field::ALL.len()];
-        i += 1;
-    }
-    keys
-};
+pub fn keys() -> &'static [&'static str; SLOTS] {
+    static KEYS: OnceLock<[&str; SLOTS]> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let fields = (0..Field::LENGTH).map(|i| Field::from_usize(i).key());
+        let others = (0..Other::LENGTH).map(|i| Other::from_usize(i).key());
+        let mut keys = [""; SLOTS];
+        for (slot, key) in keys.iter_mut().zip(fields.chain(others)) {
+            *slot = key;
+        }
+        keys
+    })
+}
 
-/// Parses one hash, given the values of [`KEYS`] in order (`None` where the field is absent).
+/// Parses one hash, given the values of [`keys`] in order (`None` where the field is absent).
 /// Never fails: bad values become 0.0 (or absent, for extras) and are listed in `invalid_fields`.
 pub fn parse(symbol: String, values: &[Option<&[u8]>; SLOTS]) -> Proposal {
     let text = |slot: usize| values[slot].map(|v| std::str::from_utf8(v).unwrap_or("\u{fffd}"));
-    let field = |field: Field| text(field.index());
-    let other = |other: Other| text(Field::ALL.len() + other as usize);
+    let field = |field: Field| text(field.into_usize());
+    let other = |other: Other| text(Field::LENGTH + other.into_usize());
     let mut invalid = Vec::new();
     let mut required = |required: Field| -> f64 {
         match field(required).and_then(parse_number) {
@@ -360,11 +330,11 @@ pub fn parse(symbol: String, values: &[Option<&[u8]>; SLOTS]) -> Proposal {
         action
     });
 
-    let mut extras = [None; Extra::ALL.len()];
-    for extra in Extra::ALL {
+    let mut extras: EnumMap<Extra, Option<f64>> = EnumMap::default();
+    for (extra, value) in &mut extras {
         if let Some(raw) = field(extra.field()) {
-            extras[extra as usize] = parse_number(raw);
-            if extras[extra as usize].is_none() {
+            *value = parse_number(raw);
+            if value.is_none() {
                 invalid.push(extra.field());
             }
         }
@@ -517,9 +487,10 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// fields the first wins.
 #[cfg(test)]
 pub fn parse_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(symbol: String, pairs: &[(K, V)]) -> Proposal {
+    let keys = keys();
     let mut values: [Option<&[u8]>; SLOTS] = [None; SLOTS];
     for (key, value) in pairs {
-        if let Some(slot) = KEYS.iter().position(|k| k.as_bytes() == key.as_ref()) {
+        if let Some(slot) = keys.iter().position(|k| k.as_bytes() == key.as_ref()) {
             values[slot].get_or_insert(value.as_ref());
         }
     }
@@ -557,16 +528,22 @@ mod tests {
 
     #[test]
     fn keys_follow_the_slots() {
-        for field in Field::ALL {
-            assert_eq!(KEYS[field.index()], field.key());
-        }
-        assert_eq!(KEYS[Field::ALL.len() + Other::RNetLegacy as usize], "r_net");
+        let keys = keys();
+        assert_eq!(keys[Field::KillScore.into_usize()], "kill_score");
         assert_eq!(
-            KEYS[Field::ALL.len() + Other::ReasonCodes as usize],
+            keys[Field::PositionUnrealizedPnl.into_usize()],
+            "position_unrealized_pnl"
+        );
+        assert_eq!(
+            keys[Field::LENGTH + Other::RNetLegacy.into_usize()],
+            "r_net"
+        );
+        assert_eq!(
+            keys[Field::LENGTH + Other::ReasonCodes.into_usize()],
             "reason_codes"
         );
         assert!(
-            !KEYS.contains(&"ts"),
+            !keys.contains(&"ts"),
             "the untrusted ts field is never read"
         );
     }

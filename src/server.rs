@@ -26,9 +26,11 @@ use tokio::task::AbortHandle;
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::render::{self, CONTENT_TYPE, HttpStats, Published};
+use crate::exposition::{CONTENT_TYPE, Family, Writer};
+use crate::page;
+use crate::process::{self, ProcessStats};
+use crate::published::Published;
 use crate::webconfig::BasicAuth;
-use crate::{page, process};
 
 #[derive(Clone, Copy, Debug)]
 pub struct WebSettings {
@@ -51,6 +53,53 @@ impl Security {
     pub fn exposed(&self, listen: std::net::SocketAddr) -> bool {
         !listen.ip().is_loopback() && (self.tls.is_none() || self.auth.is_none())
     }
+}
+
+/// The HTTP server's figures, read at scrape time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HttpStats {
+    pub open: f64,
+    pub evicted: f64,
+    /// Whether the last reload of the web configuration file succeeded (true before any).
+    pub config_reload_ok: bool,
+    pub config_reload_success_unix: f64,
+}
+
+const CACHE_AGE: Family = Family::gauge(
+    "quantum_harvest_exporter_cache_age_seconds",
+    "Seconds since the cached proposals were last read from Redis (since start-up before the first read).",
+);
+const CONNECTIONS_OPEN: Family = Family::gauge(
+    "quantum_harvest_exporter_http_connections_open",
+    "HTTP connections open, this scrape's included.",
+);
+const CONNECTIONS_EVICTED: Family = Family::counter(
+    "quantum_harvest_exporter_http_connections_evicted_total",
+    "Connections closed before their first request to make room under the connection cap.",
+);
+const RELOAD_OK: Family = Family::gauge(
+    "quantum_harvest_exporter_config_last_reload_successful",
+    "Whether the last reload of the web configuration file (on SIGHUP) succeeded.",
+);
+const RELOAD_TIME: Family = Family::gauge(
+    "quantum_harvest_exporter_config_last_reload_success_timestamp_seconds",
+    "Time of the last successful load of the web configuration, in seconds since the epoch.",
+);
+
+/// The values that must be read at scrape time, appended to the body rendered at refresh.
+fn scrape_tail(cache_age: Duration, http: &HttpStats, process: Option<&ProcessStats>) -> Vec<u8> {
+    let mut w = Writer::with_capacity(1_024);
+    w.family(&CACHE_AGE).value(cache_age.as_secs_f64());
+    w.family(&CONNECTIONS_OPEN).value(http.open);
+    w.family(&CONNECTIONS_EVICTED).value(http.evicted);
+    w.family(&RELOAD_OK)
+        .value(if http.config_reload_ok { 1.0 } else { 0.0 });
+    w.family(&RELOAD_TIME)
+        .value(http.config_reload_success_unix);
+    if let Some(process) = process {
+        process.encode(&mut w);
+    }
+    w.into_bytes()
 }
 
 /// The web configuration in force, which a reload (SIGHUP) replaces, and the outcome of the
@@ -333,7 +382,7 @@ pub fn respond<B>(
 
 fn metrics<B>(request: &Request<B>, published: &Published, http: &HttpStats) -> Response<Payload> {
     let cache_age = published.snapshot.cache_age(Instant::now());
-    let tail = render::render_tail(cache_age, http, process::recent().as_ref());
+    let tail = scrape_tail(cache_age, http, process::recent().as_ref());
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
     let chunks = if gzip {
         vec![
@@ -434,6 +483,44 @@ impl Body for Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposition_check::assert_golden;
+
+    #[test]
+    fn tail_has_cache_age_and_process_metrics() {
+        let stats = ProcessStats {
+            open_fds: 7.0,
+            ..ProcessStats::default()
+        };
+        let tail = String::from_utf8(scrape_tail(
+            Duration::from_millis(1_500),
+            &HttpStats::default(),
+            Some(&stats),
+        ))
+        .unwrap();
+        assert!(tail.contains("quantum_harvest_exporter_cache_age_seconds 1.5\n"));
+        assert!(tail.contains("# TYPE process_cpu_seconds_total counter\n"));
+        assert!(tail.contains("process_open_fds 7.0\n"));
+    }
+
+    #[test]
+    fn tail_is_byte_identical_to_the_golden_file() {
+        let process = ProcessStats {
+            cpu_seconds: 1.25,
+            resident_memory_bytes: 1_048_576.0,
+            virtual_memory_bytes: 2_097_152.0,
+            open_fds: 7.0,
+            max_fds: 1024.0,
+            start_time_seconds: Some(1_769_130_000.5),
+        };
+        let http = HttpStats {
+            open: 3.0,
+            evicted: 4.0,
+            config_reload_ok: false,
+            config_reload_success_unix: 1_769_130_001.0,
+        };
+        let tail = scrape_tail(Duration::from_millis(1_500), &http, Some(&process));
+        assert_golden("tail.prom", &tail);
+    }
 
     fn header(value: &'static str) -> Option<HeaderValue> {
         Some(HeaderValue::from_static(value))

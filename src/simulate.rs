@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::aio::MultiplexedConnection;
 
 use crate::proposal::WEIGHTS;
-use crate::source::{RedisSettings, SourceError};
+use crate::source::{RedisSettings, SettingsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
     #[error(transparent)]
-    Settings(#[from] SourceError),
+    Settings(#[from] SettingsError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 }

@@ -4,30 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use crate::proposal::{Field, Proposal};
+use enum_map::{Enum, EnumMap};
 
-/// Why a refresh failed, as the `kind` label of the refresh-error counter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    Connect,
-    Timeout,
-    Command,
-}
+use crate::proposal::{self, Field, Proposal};
+use crate::source::{ErrorKind, FetchError, Fetched, RawHash};
 
-impl ErrorKind {
-    pub const ALL: [ErrorKind; 3] = [ErrorKind::Connect, ErrorKind::Timeout, ErrorKind::Command];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Command => "command",
-        }
-    }
-}
+/// Distinct unknown action values kept as their own label before they become `OTHER`.
+const UNKNOWN_ACTION_LIMIT: usize = 16;
 
 /// Why a key under the prefix was not exported, as the `reason` label of the dropped gauge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 pub enum DropReason {
     /// More symbols than `--harvest.max-symbols`.
     Cap,
@@ -38,12 +24,6 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 3] = [
-        DropReason::Cap,
-        DropReason::InvalidName,
-        DropReason::WrongType,
-    ];
-
     pub fn label(self) -> &'static str {
         match self {
             DropReason::Cap => "cap",
@@ -59,7 +39,7 @@ pub struct Snapshot {
     pub proposals: Vec<Proposal>,
     /// Configured symbols that have no hash in Redis (empty when discovering).
     pub missing: Vec<String>,
-    pub dropped: [usize; DropReason::ALL.len()],
+    pub dropped: EnumMap<DropReason, u64>,
     pub redis_up: bool,
     /// The last Redis error, for readiness and logs.
     pub redis_error: Option<String>,
@@ -68,8 +48,8 @@ pub struct Snapshot {
     pub last_success_unix: Option<f64>,
     pub refresh_duration: Duration,
     pub refreshes_total: u64,
-    pub refresh_errors_total: [u64; ErrorKind::ALL.len()],
-    pub parse_errors_total: [u64; Field::ALL.len()],
+    pub refresh_errors_total: EnumMap<ErrorKind, u64>,
+    pub parse_errors_total: EnumMap<Field, u64>,
     /// In event mode, whether keyspace notifications are being followed; `None` when polling only.
     pub notifications_up: Option<bool>,
     /// Keys re-read because a notification announced a change.
@@ -90,15 +70,15 @@ impl Snapshot {
         Snapshot {
             proposals: Vec::new(),
             missing: Vec::new(),
-            dropped: [0; DropReason::ALL.len()],
+            dropped: EnumMap::default(),
             redis_up: false,
             redis_error: None,
             last_success: None,
             last_success_unix: None,
             refresh_duration: Duration::ZERO,
             refreshes_total: 0,
-            refresh_errors_total: [0; ErrorKind::ALL.len()],
-            parse_errors_total: [0; Field::ALL.len()],
+            refresh_errors_total: EnumMap::default(),
+            parse_errors_total: EnumMap::default(),
             notifications_up: None,
             notified_total: 0,
             redis_commands_total: 0,
@@ -108,8 +88,9 @@ impl Snapshot {
         }
     }
 
-    /// An empty snapshot that keeps what lives across refreshes: the counters and settings.
-    pub fn carry_over(&self) -> Snapshot {
+    /// What survives any transition: the counters and the settings. Everything else is the
+    /// state of one read, which each transition below sets or keeps explicitly.
+    fn carry_over(&self) -> Snapshot {
         Snapshot {
             refresh_errors_total: self.refresh_errors_total,
             parse_errors_total: self.parse_errors_total,
@@ -119,6 +100,140 @@ impl Snapshot {
             redis_round_trips_total: self.redis_round_trips_total,
             ..Snapshot::empty(self.poll_interval, self.started)
         }
+    }
+
+    /// The counters and settings plus the data of the last successful full read, which a
+    /// failed read or a partial one keeps serving.
+    fn keep_last_read(&self) -> Snapshot {
+        Snapshot {
+            proposals: self.proposals.clone(),
+            missing: self.missing.clone(),
+            dropped: self.dropped,
+            last_success: self.last_success,
+            last_success_unix: self.last_success_unix,
+            refreshes_total: self.refreshes_total,
+            refresh_duration: self.refresh_duration,
+            ..self.carry_over()
+        }
+    }
+
+    /// After a successful full read that started at `started` and completed at `now_unix` (by
+    /// the system clock): symbols checked, sorted, capped and parsed.
+    pub fn after_fetch(
+        &self,
+        fetched: Fetched,
+        max_symbols: usize,
+        started: Instant,
+        now_unix: f64,
+    ) -> Snapshot {
+        let mut next = Snapshot {
+            missing: fetched.missing,
+            redis_up: true,
+            last_success: Some(started),
+            last_success_unix: Some(now_unix),
+            refreshes_total: self.refreshes_total + 1,
+            ..self.carry_over()
+        };
+        next.dropped[DropReason::WrongType] = fetched.wrong_type as u64;
+        next.count_redis_cost(fetched.commands, fetched.round_trips);
+        let mut named = next.named_hashes(fetched.hashes);
+        if named.len() > max_symbols {
+            next.dropped[DropReason::Cap] = (named.len() - max_symbols) as u64;
+            named.truncate(max_symbols);
+        }
+        next.proposals = next.parse_counted(named);
+        next
+    }
+
+    /// After re-reading announced symbols: this snapshot with those replaced, added or
+    /// removed. Refresh metadata (cache age, refresh counters) stays that of the last full read.
+    pub fn with_changes(&self, fetched: Fetched, max_symbols: usize) -> Snapshot {
+        let mut next = Snapshot {
+            redis_up: true,
+            notifications_up: Some(true),
+            ..self.keep_last_read()
+        };
+        next.notified_total += (fetched.hashes.len() + fetched.absent.len()) as u64;
+        next.count_redis_cost(fetched.commands, fetched.round_trips);
+        for symbol in &fetched.absent {
+            let symbol = String::from_utf8_lossy(symbol);
+            if let Ok(index) = next
+                .proposals
+                .binary_search_by(|p| p.symbol.as_str().cmp(&symbol))
+            {
+                next.proposals.remove(index);
+            }
+        }
+        next.missing.extend(fetched.missing);
+        next.missing.sort_unstable();
+        next.missing.dedup();
+        let named = next.named_hashes(fetched.hashes);
+        for proposal in next.parse_counted(named) {
+            next.missing.retain(|m| *m != proposal.symbol);
+            match next
+                .proposals
+                .binary_search_by(|p| p.symbol.cmp(&proposal.symbol))
+            {
+                Ok(index) => next.proposals[index] = proposal,
+                Err(_) if next.proposals.len() >= max_symbols => next.dropped[DropReason::Cap] += 1,
+                Err(index) => next.proposals.insert(index, proposal),
+            }
+        }
+        proposal::bound_unknown_actions(&mut next.proposals, UNKNOWN_ACTION_LIMIT);
+        next
+    }
+
+    /// After a failed read: the last known proposals, marked as such.
+    pub fn after_failure(&self, error: &FetchError) -> Snapshot {
+        let mut next = Snapshot {
+            redis_up: false,
+            redis_error: Some(error.to_string()),
+            refreshes_total: self.refreshes_total + 1,
+            ..self.keep_last_read()
+        };
+        next.refresh_errors_total[error.kind()] += 1;
+        next
+    }
+
+    fn count_redis_cost(&mut self, commands: usize, round_trips: usize) {
+        self.redis_commands_total += commands as u64;
+        self.redis_round_trips_total += round_trips as u64;
+    }
+
+    /// Symbols that can be label values, sorted and unique; the others are counted as dropped.
+    fn named_hashes(&mut self, hashes: Vec<RawHash>) -> Vec<(String, RawHash)> {
+        let mut named = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            match proposal::parse_symbol(&hash.symbol) {
+                Ok(symbol) => named.push((symbol, hash)),
+                Err(error) => {
+                    self.dropped[DropReason::InvalidName] += 1;
+                    tracing::debug!(symbol = %String::from_utf8_lossy(&hash.symbol), "key dropped: {error}");
+                }
+            }
+        }
+        named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        named.dedup_by(|a, b| a.0 == b.0);
+        named
+    }
+
+    /// Parses each hash, counting its invalid fields, and bounds the unknown action labels.
+    fn parse_counted(&mut self, named: Vec<(String, RawHash)>) -> Vec<Proposal> {
+        let mut proposals: Vec<Proposal> = named
+            .into_iter()
+            .map(|(symbol, hash)| {
+                let mut values = [None; proposal::SLOTS];
+                for (index, value) in values.iter_mut().enumerate() {
+                    *value = hash.value(index);
+                }
+                proposal::parse(symbol, &values)
+            })
+            .collect();
+        proposal::bound_unknown_actions(&mut proposals, UNKNOWN_ACTION_LIMIT);
+        for field in proposals.iter().flat_map(|p| &p.invalid_fields) {
+            self.parse_errors_total[*field] += 1;
+        }
+        proposals
     }
 
     /// Seconds since the data was last read from Redis (since start-up if it never was).
@@ -209,5 +324,144 @@ mod tests {
                 "configured symbols without a proposal: SOLUSDT"
             ]
         );
+    }
+
+    fn raw(symbol: &[u8], pairs: &[(&str, &str)]) -> RawHash {
+        let values: Vec<Option<&[u8]>> = proposal::keys()
+            .iter()
+            .map(|key| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.as_bytes())
+            })
+            .collect();
+        RawHash::new(symbol.to_vec(), &values)
+    }
+
+    fn symbols(snapshot: &Snapshot) -> Vec<&str> {
+        snapshot
+            .proposals
+            .iter()
+            .map(|p| p.symbol.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn symbols_are_sorted_checked_and_capped() {
+        let start = Instant::now();
+        let previous = Snapshot::empty(Duration::from_secs(5), start);
+        let fetched = Fetched {
+            hashes: vec![
+                raw(b"SOLUSDT", &[]),
+                raw(b"BTCUSDT", &[]),
+                raw(b"\xff", &[]),
+                raw(b"ETHUSDT", &[]),
+            ],
+            wrong_type: 2,
+            ..Fetched::default()
+        };
+        let next = previous.after_fetch(fetched, 2, start, 1.0);
+        assert_eq!(symbols(&next), ["BTCUSDT", "ETHUSDT"]);
+        assert_eq!(next.dropped.into_array(), [1, 1, 2]);
+        assert!(next.redis_up);
+        assert_eq!(next.refreshes_total, 1);
+    }
+
+    #[test]
+    fn parse_errors_accumulate_across_refreshes() {
+        let start = Instant::now();
+        let mut snapshot = Snapshot::empty(Duration::from_secs(5), start);
+        for _ in 0..3 {
+            let fetched = Fetched {
+                hashes: vec![raw(b"X", &[("kill_score", "None")])],
+                ..Fetched::default()
+            };
+            snapshot = snapshot.after_fetch(fetched, 10, start, 1.0);
+        }
+        assert_eq!(snapshot.parse_errors_total[Field::KillScore], 3);
+    }
+
+    #[test]
+    fn failure_keeps_the_last_values_and_counts_the_error() {
+        let start = Instant::now();
+        let previous = Snapshot::empty(Duration::from_secs(5), start);
+        let fetched = Fetched {
+            hashes: vec![raw(b"X", &[("kill_score", "0.9")])],
+            ..Fetched::default()
+        };
+        let good = previous.after_fetch(fetched, 10, start, 1.0);
+        let error = FetchError::Reply {
+            addr: "127.0.0.1:1".into(),
+            command: "HMGET",
+        };
+        let failed = good.after_failure(&error);
+        assert!(!failed.redis_up);
+        assert_eq!(failed.proposals, good.proposals);
+        assert_eq!(failed.last_success, good.last_success);
+        assert_eq!(failed.refresh_errors_total.into_array(), [0, 0, 1]);
+        assert!(failed.redis_error.unwrap().contains("unexpected reply"));
+    }
+
+    #[test]
+    fn announced_changes_replace_add_and_remove_symbols() {
+        let start = Instant::now();
+        let full = Fetched {
+            hashes: vec![
+                raw(b"AAA", &[("kill_score", "0.5")]),
+                raw(b"CCC", &[("kill_score", "0.5")]),
+            ],
+            ..Fetched::default()
+        };
+        let base = Snapshot::empty(Duration::from_secs(5), start).after_fetch(full, 3, start, 1.0);
+        let changes = Fetched {
+            hashes: vec![
+                raw(b"CCC", &[("kill_score", "0.9")]),
+                raw(b"BBB", &[("kill_score", "0.7")]),
+                raw(b"DDD", &[("kill_score", "0.1")]),
+            ],
+            absent: vec![b"AAA".to_vec()],
+            commands: 4,
+            round_trips: 1,
+            ..Fetched::default()
+        };
+        let merged = base.with_changes(changes, 3);
+        assert_eq!(merged.redis_commands_total, base.redis_commands_total + 4);
+        assert_eq!(
+            merged.redis_round_trips_total,
+            base.redis_round_trips_total + 1
+        );
+        assert_eq!(symbols(&merged), ["BBB", "CCC", "DDD"]);
+        assert_eq!(merged.proposals[1].kill_score, 0.9);
+        assert_eq!(merged.notified_total, 4);
+        assert_eq!(
+            merged.refreshes_total, base.refreshes_total,
+            "not a full refresh"
+        );
+        assert_eq!(merged.last_success, base.last_success);
+
+        let over_cap = Fetched {
+            hashes: vec![raw(b"EEE", &[])],
+            ..Fetched::default()
+        };
+        let capped = merged.with_changes(over_cap, 3);
+        assert_eq!(symbols(&capped), ["BBB", "CCC", "DDD"]);
+        assert_eq!(capped.dropped[DropReason::Cap], 1);
+    }
+
+    #[test]
+    fn announced_changes_track_missing_configured_symbols() {
+        let start = Instant::now();
+        let mut base = Snapshot::empty(Duration::from_secs(5), start);
+        base.missing = vec!["BBB".into()];
+        let changes = Fetched {
+            hashes: vec![raw(b"BBB", &[])],
+            missing: vec!["AAA".into()],
+            absent: vec![b"AAA".to_vec()],
+            ..Fetched::default()
+        };
+        let merged = base.with_changes(changes, 10);
+        assert_eq!(merged.missing, ["AAA"]);
+        assert_eq!(symbols(&merged), ["BBB"]);
     }
 }

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use enum_map::Enum;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, Value};
 
@@ -38,15 +39,21 @@ pub struct RedisSettings {
     pub response_timeout: Duration,
 }
 
+/// Settings that cannot make a Redis client: found at start-up, before any connection.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("invalid redis address: {0}")]
-    Address(String),
+pub enum SettingsError {
+    #[error("invalid redis address: {source}")]
+    Address { source: redis::RedisError },
     #[error("cannot read CA file {path}: {source}")]
     CaFile {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// A read of Redis that failed; the refresh loop counts it by [`ErrorKind`] and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
     #[error("cannot connect to redis at {addr}: {source}")]
     Connect {
         addr: String,
@@ -64,6 +71,41 @@ pub enum SourceError {
     },
     #[error("redis at {addr} sent an unexpected reply to {command}")]
     Reply { addr: String, command: &'static str },
+}
+
+/// Why a read failed, as the `kind` label of the refresh-error counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+pub enum ErrorKind {
+    Connect,
+    Timeout,
+    Command,
+}
+
+impl ErrorKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Command => "command",
+        }
+    }
+}
+
+impl FetchError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            FetchError::Connect { .. } => ErrorKind::Connect,
+            FetchError::Timeout { .. } => ErrorKind::Timeout,
+            FetchError::Command { .. } | FetchError::Reply { .. } => ErrorKind::Command,
+        }
+    }
+}
+
+/// Why event mode cannot start; the exporter keeps polling meanwhile.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     #[error(
         "keyspace notifications are off at {addr} (notify-keyspace-events is {current:?}); \
          enable them with: CONFIG SET notify-keyspace-events Khgx"
@@ -134,12 +176,12 @@ pub struct Fetched {
 
 impl RedisSettings {
     /// A client for these settings and the server address without credentials; does not connect.
-    pub fn client(&self) -> Result<(Client, String), SourceError> {
+    pub fn client(&self) -> Result<(Client, String), SettingsError> {
         let mut info = self
             .url
             .as_str()
             .into_connection_info()
-            .map_err(|e| SourceError::Address(e.to_string()))?;
+            .map_err(|source| SettingsError::Address { source })?;
         if let Some(password) = &self.password
             && info.redis_settings().password().is_none()
         {
@@ -149,7 +191,7 @@ impl RedisSettings {
         let addr = info.addr().to_string();
         let client = match &self.ca_file {
             Some(path) => {
-                let root_cert = std::fs::read(path).map_err(|source| SourceError::CaFile {
+                let root_cert = std::fs::read(path).map_err(|source| SettingsError::CaFile {
                     path: path.clone(),
                     source,
                 })?;
@@ -161,7 +203,7 @@ impl RedisSettings {
             }
             None => Client::open(info),
         }
-        .map_err(|e| SourceError::Address(e.to_string()))?;
+        .map_err(|source| SettingsError::Address { source })?;
         Ok((client, addr))
     }
 
@@ -193,7 +235,7 @@ impl Source {
         prefix: &str,
         symbols: Symbols,
         fields: &'static [&'static str],
-    ) -> Result<Source, SourceError> {
+    ) -> Result<Source, SettingsError> {
         let (client, addr) = settings.client()?;
         let db = settings
             .url
@@ -221,7 +263,7 @@ impl Source {
 
     /// Reads every proposal hash. On error the connection is dropped, so the next call
     /// reconnects.
-    pub async fn fetch(&mut self) -> Result<Fetched, SourceError> {
+    pub async fn fetch(&mut self) -> Result<Fetched, FetchError> {
         let mut connection = self.connection().await?;
         let mut fetched = Fetched::default();
         match &self.symbols {
@@ -247,7 +289,7 @@ impl Source {
     pub async fn fetch_changed(
         &mut self,
         mut symbols: Vec<Vec<u8>>,
-    ) -> Result<Fetched, SourceError> {
+    ) -> Result<Fetched, FetchError> {
         if let Symbols::Fixed(list) = &self.symbols {
             symbols.retain(|s| {
                 list.iter()
@@ -267,7 +309,7 @@ impl Source {
 
     /// Subscribes to keyspace notifications for the prefix, after checking that Redis sends
     /// them for hash commands.
-    pub async fn subscribe(&mut self) -> Result<Notifications, SourceError> {
+    pub async fn subscribe(&mut self) -> Result<Notifications, SubscribeError> {
         let mut connection = self.connection().await?;
         let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
             .arg("GET")
@@ -279,7 +321,7 @@ impl Source {
             Ok(pair) => {
                 let current = pair.get(1).cloned().unwrap_or_default();
                 if !(current.contains('K') && (current.contains('A') || current.contains('h'))) {
-                    return Err(SourceError::NotificationsOff {
+                    return Err(SubscribeError::NotificationsOff {
                         addr: self.addr.clone(),
                         current,
                     });
@@ -304,10 +346,11 @@ impl Source {
             Err(_) => {
                 let source =
                     redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
-                return Err(SourceError::Timeout {
+                return Err(FetchError::Timeout {
                     addr: self.addr.clone(),
                     source,
-                });
+                }
+                .into());
             }
         };
         Ok(Notifications {
@@ -316,7 +359,7 @@ impl Source {
         })
     }
 
-    async fn connection(&mut self) -> Result<MultiplexedConnection, SourceError> {
+    async fn connection(&mut self) -> Result<MultiplexedConnection, FetchError> {
         match self.connection.take() {
             Some(connection) => Ok(connection),
             None => self
@@ -334,7 +377,7 @@ impl Source {
         connection: &mut MultiplexedConnection,
         symbols: &[Vec<u8>],
         fetched: &mut Fetched,
-    ) -> Result<(), SourceError> {
+    ) -> Result<(), FetchError> {
         for batch in symbols.chunks(FETCH_BATCH) {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
@@ -357,7 +400,7 @@ impl Source {
         &self,
         connection: &mut MultiplexedConnection,
         fetched: &mut Fetched,
-    ) -> Result<(), SourceError> {
+    ) -> Result<(), FetchError> {
         let pattern = [glob_escape(&self.prefix), b"*".to_vec()].concat();
         // SCAN may return a key twice while Redis resizes its table.
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
@@ -418,7 +461,7 @@ impl Source {
         symbols: &[Vec<u8>],
         replies: Vec<Value>,
         fetched: &mut Fetched,
-    ) -> Result<(), SourceError> {
+    ) -> Result<(), FetchError> {
         if replies.len() != symbols.len() {
             return Err(self.unexpected("HMGET"));
         }
@@ -438,7 +481,7 @@ impl Source {
     }
 
     /// HMGET's reply packed as a [`RawHash`]; `None` when the key has none of the fields.
-    fn packed(&self, symbol: &[u8], reply: Value) -> Result<Option<RawHash>, SourceError> {
+    fn packed(&self, symbol: &[u8], reply: Value) -> Result<Option<RawHash>, FetchError> {
         let Value::Array(items) = reply else {
             return Err(self.unexpected("HMGET"));
         };
@@ -460,19 +503,19 @@ impl Source {
         Ok(Some(RawHash::new(symbol.to_vec(), &values)))
     }
 
-    fn classify(&self, source: redis::RedisError, connecting: bool) -> SourceError {
+    fn classify(&self, source: redis::RedisError, connecting: bool) -> FetchError {
         let addr = self.addr.clone();
         if source.is_timeout() {
-            SourceError::Timeout { addr, source }
+            FetchError::Timeout { addr, source }
         } else if connecting {
-            SourceError::Connect { addr, source }
+            FetchError::Connect { addr, source }
         } else {
-            SourceError::Command { addr, source }
+            FetchError::Command { addr, source }
         }
     }
 
-    fn unexpected(&self, command: &'static str) -> SourceError {
-        SourceError::Reply {
+    fn unexpected(&self, command: &'static str) -> FetchError {
+        FetchError::Reply {
             addr: self.addr.clone(),
             command,
         }

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use crate::config::{Config, StatusArgs};
 use crate::refresh;
 use crate::snapshot::Snapshot;
-use crate::source::{Source, SourceError};
+use crate::source::{SettingsError, Source};
 use crate::view::{self, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View};
 
 /// All symbols fresh, every kill score below [`KILL_HIGH`].
@@ -84,7 +84,7 @@ pub fn exporter_url(raw: &str) -> Result<ExporterUrl, String> {
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     #[error(transparent)]
-    Settings(#[from] SourceError),
+    Settings(#[from] SettingsError),
     #[error("cannot connect to the exporter at {url}: {source}")]
     Connect {
         url: ExporterUrl,
@@ -159,13 +159,13 @@ async fn read_redis(config: &Config) -> Result<(View, String), StatusError> {
         &config.redis(),
         &config.prefix,
         config.symbols(),
-        &crate::proposal::KEYS,
+        crate::proposal::keys(),
     )?;
     let started = Instant::now();
     let empty = Snapshot::empty(config.poll_interval, started);
     let snapshot = match source.fetch().await {
-        Ok(fetched) => refresh::next_snapshot(&empty, fetched, config.max_symbols, started),
-        Err(error) => refresh::failed_snapshot(&empty, &error),
+        Ok(fetched) => empty.after_fetch(fetched, config.max_symbols, started, refresh::unix_now()),
+        Err(error) => empty.after_failure(&error),
     };
     Ok((
         View::new(&snapshot, crate::refresh::unix_now()),

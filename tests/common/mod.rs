@@ -3,6 +3,8 @@
 //! bounded, so a broken build fails fast instead of hanging.
 #![allow(dead_code)]
 
+pub mod exposition;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
