@@ -24,6 +24,7 @@ pub mod simulate;
 mod snapshot;
 pub mod source;
 pub mod status;
+mod values;
 mod view;
 pub mod webconfig;
 

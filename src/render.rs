@@ -608,12 +608,6 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
 
         #[test]
-        fn fuzz_timestamps_and_numbers_never_panic(raw in ".{0,40}") {
-            let _ = proposal::parse_utc_timestamp(&raw);
-            prop_assert!(proposal::parse_number(&raw).is_none_or(f64::is_finite));
-        }
-
-        #[test]
         fn any_hash_and_symbol_render_valid_exposition(
             hashes in proptest::collection::btree_map(
                 symbol_bytes(),

@@ -247,7 +247,8 @@ fn format_naive_utc(since_epoch: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proposal::{Action, parse_pairs, parse_utc_timestamp};
+    use crate::proposal::{Action, parse_pairs};
+    use crate::values::parse_utc_timestamp;
 
     #[test]
     fn naive_utc_round_trips_through_the_parser() {

@@ -25,6 +25,8 @@ pub enum WebConfigError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Tls { path: PathBuf, source: TlsError },
 }
 
 /// What the file asks for.
@@ -97,9 +99,12 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         ignored.push("rate_limit");
     }
     let tls = match file.tls_server_config {
-        Some(section) => Some(Arc::new(
-            tls_config(section, base, &mut ignored).map_err(invalid)?,
-        )),
+        Some(section) => Some(Arc::new(tls_config(section, base, &mut ignored).map_err(
+            |source| WebConfigError::Tls {
+                path: path.to_owned(),
+                source,
+            },
+        )?)),
         None => None,
     };
     let mut headers = Vec::new();
@@ -133,11 +138,39 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
     })
 }
 
+/// Why `tls_server_config` cannot make a TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Pem {
+        what: &'static str,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{what}: {source}")]
+    Rustls {
+        what: &'static str,
+        source: rustls::Error,
+    },
+    #[error("client_ca: {source}")]
+    ClientVerifier {
+        source: rustls::server::VerifierBuilderError,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+type Versions = Vec<&'static rustls::SupportedProtocolVersion>;
+
 fn tls_config(
     section: TlsSection,
     base: &Path,
     ignored: &mut Vec<&'static str>,
-) -> Result<rustls::ServerConfig, String> {
+) -> Result<rustls::ServerConfig, TlsError> {
     let auth_type = section
         .client_auth_type
         .as_deref()
@@ -146,93 +179,52 @@ fn tls_config(
         auth_type,
         "NoClientCert" | "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven"
     ) {
-        return Err(format!(
+        return Err(TlsError::Unsupported(format!(
             "client_auth_type {auth_type:?} is not supported: use NoClientCert, RequireAndVerifyClientCert or VerifyClientCertIfGiven"
-        ));
+        )));
     }
     if section.client_allowed_sans.is_some() {
-        return Err(
+        return Err(TlsError::Unsupported(
             "client_allowed_sans is not supported; restrict clients with client_ca_file".into(),
-        );
+        ));
     }
-    let pem = |inline: Option<String>,
-               file: Option<PathBuf>,
-               what: &str|
-     -> Result<Option<Vec<u8>>, String> {
-        match (inline, file) {
-            (Some(_), Some(_)) => Err(format!("give {what} inline or as {what}_file, not both")),
-            (Some(text), None) => Ok(Some(text.into_bytes())),
-            (None, Some(file)) => {
-                let file = base.join(file);
-                std::fs::read(&file)
-                    .map(Some)
-                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
-            }
-            (None, None) => Ok(None),
-        }
-    };
-    let cert = pem(section.cert, section.cert_file, "cert")?
-        .ok_or("tls_server_config needs cert_file (or cert)")?;
-    let key = pem(section.key, section.key_file, "key")?
-        .ok_or("tls_server_config needs key_file (or key)")?;
-    let client_ca = pem(section.client_ca, section.client_ca_file, "client_ca")?;
+    let cert = read_pem(section.cert, section.cert_file, base, "cert")?.ok_or_else(|| {
+        TlsError::Unsupported("tls_server_config needs cert_file (or cert)".into())
+    })?;
+    let key = read_pem(section.key, section.key_file, base, "key")?
+        .ok_or_else(|| TlsError::Unsupported("tls_server_config needs key_file (or key)".into()))?;
+    let client_ca = read_pem(section.client_ca, section.client_ca_file, base, "client_ca")?;
 
     let chain = rustls::pki_types::CertificateDer::pem_slice_iter(&cert)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("cert: {e}"))?;
+        .map_err(|source| TlsError::Pem {
+            what: "cert",
+            source,
+        })?;
     if chain.is_empty() {
-        return Err("cert: no certificate in the PEM data".into());
+        return Err(TlsError::Unsupported(
+            "cert: no certificate in the PEM data".into(),
+        ));
     }
     let key =
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).map_err(|e| format!("key: {e}"))?;
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).map_err(|source| TlsError::Pem {
+            what: "key",
+            source,
+        })?;
 
-    let version = |name: &str| match name {
-        "TLS12" => Ok(&rustls::version::TLS12),
-        "TLS13" => Ok(&rustls::version::TLS13),
-        other => Err(format!(
-            "TLS version {other:?} is not supported (TLS12 or TLS13)"
-        )),
-    };
-    let min = section.min_version.as_deref().map(version).transpose()?;
-    let max = section.max_version.as_deref().map(version).transpose()?;
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [&rustls::version::TLS12, &rustls::version::TLS13]
-            .into_iter()
-            .filter(|v| {
-                min.is_none_or(|min| {
-                    !(min == &rustls::version::TLS13 && *v == &rustls::version::TLS12)
-                })
-            })
-            .filter(|v| {
-                max.is_none_or(|max| {
-                    !(max == &rustls::version::TLS12 && *v == &rustls::version::TLS13)
-                })
-            })
-            .collect();
-    if versions.is_empty() {
-        return Err("min_version is above max_version".into());
-    }
-
+    let versions = protocol_versions(
+        section.min_version.as_deref(),
+        section.max_version.as_deref(),
+    )?;
     let builder = rustls::ServerConfig::builder_with_protocol_versions(&versions);
     let builder = match auth_type {
         "NoClientCert" => builder.with_no_client_auth(),
         _ => {
-            let ca = client_ca
-                .ok_or_else(|| format!("client_auth_type {auth_type} needs client_ca_file"))?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
-                roots
-                    .add(cert.map_err(|e| format!("client_ca: {e}"))?)
-                    .map_err(|e| format!("client_ca: {e}"))?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots));
-            let verifier = if auth_type == "VerifyClientCertIfGiven" {
-                verifier.allow_unauthenticated()
-            } else {
-                verifier
-            };
-            builder
-                .with_client_cert_verifier(verifier.build().map_err(|e| format!("client_ca: {e}"))?)
+            let ca = client_ca.ok_or_else(|| {
+                TlsError::Unsupported(format!("client_auth_type {auth_type} needs client_ca_file"))
+            })?;
+            let optional = auth_type == "VerifyClientCertIfGiven";
+            builder.with_client_cert_verifier(client_verifier(&ca, optional)?)
         }
     };
     for (present, name) in [
@@ -255,9 +247,89 @@ fn tls_config(
     }
     let mut config = builder
         .with_single_cert(chain, key)
-        .map_err(|e| format!("cert and key: {e}"))?;
+        .map_err(|source| TlsError::Rustls {
+            what: "cert and key",
+            source,
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// PEM data given inline or as a file (relative to `base`), or `None` when neither is given.
+fn read_pem(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    base: &Path,
+    what: &str,
+) -> Result<Option<Vec<u8>>, TlsError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(TlsError::Unsupported(format!(
+            "give {what} inline or as {what}_file, not both"
+        ))),
+        (Some(text), None) => Ok(Some(text.into_bytes())),
+        (None, Some(file)) => {
+            let path = base.join(file);
+            std::fs::read(&path)
+                .map(Some)
+                .map_err(|source| TlsError::Read { path, source })
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// TLS 1.2 and 1.3, narrowed by `min_version` and `max_version`.
+fn protocol_versions(min: Option<&str>, max: Option<&str>) -> Result<Versions, TlsError> {
+    let version = |name: &str| match name {
+        "TLS12" => Ok(&rustls::version::TLS12),
+        "TLS13" => Ok(&rustls::version::TLS13),
+        other => Err(TlsError::Unsupported(format!(
+            "TLS version {other:?} is not supported (TLS12 or TLS13)"
+        ))),
+    };
+    let min = min.map(version).transpose()?;
+    let max = max.map(version).transpose()?;
+    let versions: Versions = [&rustls::version::TLS12, &rustls::version::TLS13]
+        .into_iter()
+        .filter(|v| {
+            min.is_none_or(|min| !(min == &rustls::version::TLS13 && *v == &rustls::version::TLS12))
+        })
+        .filter(|v| {
+            max.is_none_or(|max| !(max == &rustls::version::TLS12 && *v == &rustls::version::TLS13))
+        })
+        .collect();
+    if versions.is_empty() {
+        return Err(TlsError::Unsupported(
+            "min_version is above max_version".into(),
+        ));
+    }
+    Ok(versions)
+}
+
+/// Verifies client certificates against the CAs in `ca`; `optional` lets clients without one in.
+fn client_verifier(
+    ca: &[u8],
+    optional: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca) {
+        let cert = cert.map_err(|source| TlsError::Pem {
+            what: "client_ca",
+            source,
+        })?;
+        roots.add(cert).map_err(|source| TlsError::Rustls {
+            what: "client_ca",
+            source,
+        })?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots));
+    let verifier = if optional {
+        verifier.allow_unauthenticated()
+    } else {
+        verifier
+    };
+    verifier
+        .build()
+        .map_err(|source| TlsError::ClientVerifier { source })
 }
 
 /// Basic-auth users and their bcrypt hashes. A bcrypt check costs tens of milliseconds of CPU
