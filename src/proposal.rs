@@ -260,95 +260,36 @@ pub fn keys() -> &'static [&'static str; SLOTS] {
 /// Parses one hash, given the values of [`keys`] in order (`None` where the field is absent).
 /// Never fails: bad values become 0.0 (or absent, for extras) and are listed in `invalid_fields`.
 pub fn parse(symbol: String, values: &[Option<&[u8]>; SLOTS]) -> Proposal {
-    let text = |slot: usize| values[slot].map(|v| std::str::from_utf8(v).unwrap_or("\u{fffd}"));
-    let field = |field: Field| text(field.into_usize());
-    let other = |other: Other| text(Field::LENGTH + other.into_usize());
-    let mut invalid = Vec::new();
-    let mut required = |required: Field| -> f64 {
-        match field(required).and_then(parse_number) {
-            Some(value) => value,
-            None => {
-                invalid.push(required);
-                0.0
-            }
-        }
+    let mut hash = Reader {
+        values,
+        invalid: Vec::new(),
     };
-    let kill_score = required(Field::KillScore);
-    let k_regime_flip = required(Field::KRegimeFlip);
-    let k_sigma_spike = required(Field::KSigmaSpike);
-    let k_ts_drop = required(Field::KTsDrop);
-    let k_age_penalty = required(Field::KAgePenalty);
-
-    let r_net = match (field(Field::RNet), other(Other::RNetLegacy)) {
-        (Some(value), fallback) => parse_number(value).or_else(|| fallback.and_then(parse_number)),
-        (None, Some(legacy)) => parse_number(legacy),
-        (None, None) => None,
-    };
-    let r_net = r_net.unwrap_or_else(|| {
-        invalid.push(Field::RNet);
-        0.0
-    });
-
-    let new_sl = match field(Field::NewSlProposed).map(str::trim) {
-        Some("" | "None") => None,
-        Some(value) => parse_number(value).or_else(|| {
-            invalid.push(Field::NewSlProposed);
-            None
-        }),
-        None => {
-            invalid.push(Field::NewSlProposed);
-            None
-        }
-    };
-
-    let computed_at = match field(Field::ComputedAtUtc) {
-        Some(value) => parse_utc_timestamp(value).or_else(|| {
-            invalid.push(Field::ComputedAtUtc);
-            None
-        }),
-        None => None,
-    };
-    let heartbeat = field(Field::LastUpdateEpoch);
-    let last_update_epoch = match heartbeat.and_then(parse_number) {
-        Some(epoch) => epoch,
-        None => {
-            if heartbeat.is_some() || computed_at.is_none() {
-                invalid.push(Field::LastUpdateEpoch);
-            }
-            computed_at.unwrap_or(0.0)
-        }
-    };
-
-    let action = Action::parse(field(Field::HarvestAction).unwrap_or(""));
-    if action == Action::Missing {
-        invalid.push(Field::HarvestAction);
-    }
-    let calibrated = other(Other::Calibrated).is_some_and(|value| value.trim() == "1");
-    let calibrated_action = calibrated.then(|| {
-        let action = Action::parse(field(Field::Action).unwrap_or(""));
-        if action == Action::Missing {
-            invalid.push(Field::Action);
-        }
-        action
-    });
-
-    let mut extras: EnumMap<Extra, Option<f64>> = EnumMap::default();
-    for (extra, value) in &mut extras {
-        if let Some(raw) = field(extra.field()) {
-            *value = parse_number(raw);
-            if value.is_none() {
-                invalid.push(extra.field());
-            }
-        }
-    }
-
-    let position_side = other(Other::PositionSide)
+    let kill_score = hash.required(Field::KillScore);
+    let k_regime_flip = hash.required(Field::KRegimeFlip);
+    let k_sigma_spike = hash.required(Field::KSigmaSpike);
+    let k_ts_drop = hash.required(Field::KTsDrop);
+    let k_age_penalty = hash.required(Field::KAgePenalty);
+    let r_net = hash.r_net();
+    let new_sl = hash.new_sl();
+    let (last_update_epoch, computed_at) = hash.times();
+    let action = hash.action(Field::HarvestAction);
+    let calibrated = hash
+        .other(Other::Calibrated)
+        .is_some_and(|value| value.trim() == "1");
+    let calibrated_action = calibrated.then(|| hash.action(Field::Action));
+    let extras = hash.extras();
+    let position_side = hash
+        .other(Other::PositionSide)
         .map(str::trim)
         .filter(|side| matches!(*side, "LONG" | "SHORT"))
         .map(str::to_owned);
-    let reason_codes = other(Other::ReasonCodes).unwrap_or("").trim().to_owned();
-
-    invalid.sort_unstable();
+    let reason_codes = hash
+        .other(Other::ReasonCodes)
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let mut invalid_fields = hash.invalid;
+    invalid_fields.sort_unstable();
     Proposal {
         symbol,
         kill_score,
@@ -365,7 +306,107 @@ pub fn parse(symbol: String, values: &[Option<&[u8]>; SLOTS]) -> Proposal {
         extras,
         position_side,
         reason_codes,
-        invalid_fields: invalid,
+        invalid_fields,
+    }
+}
+
+/// One hash's values as text, and the fields found missing or unparseable so far.
+struct Reader<'a> {
+    values: &'a [Option<&'a [u8]>; SLOTS],
+    invalid: Vec<Field>,
+}
+
+impl<'a> Reader<'a> {
+    fn text(&self, slot: usize) -> Option<&'a str> {
+        self.values[slot].map(|v| std::str::from_utf8(v).unwrap_or("\u{fffd}"))
+    }
+
+    fn field(&self, field: Field) -> Option<&'a str> {
+        self.text(field.into_usize())
+    }
+
+    fn other(&self, other: Other) -> Option<&'a str> {
+        self.text(Field::LENGTH + other.into_usize())
+    }
+
+    /// A number the seed exports as 0.0 when missing or unparseable.
+    fn required(&mut self, field: Field) -> f64 {
+        self.field(field).and_then(parse_number).unwrap_or_else(|| {
+            self.invalid.push(field);
+            0.0
+        })
+    }
+
+    /// `R_net`, else the older writers' `r_net`.
+    fn r_net(&mut self) -> f64 {
+        let r_net = match (self.field(Field::RNet), self.other(Other::RNetLegacy)) {
+            (Some(value), fallback) => {
+                parse_number(value).or_else(|| fallback.and_then(parse_number))
+            }
+            (None, Some(legacy)) => parse_number(legacy),
+            (None, None) => None,
+        };
+        r_net.unwrap_or_else(|| {
+            self.invalid.push(Field::RNet);
+            0.0
+        })
+    }
+
+    /// The proposed stop loss; the literal `None` (or empty) means none is proposed.
+    fn new_sl(&mut self) -> Option<f64> {
+        let parsed = match self.field(Field::NewSlProposed).map(str::trim) {
+            Some("" | "None") => return None,
+            Some(value) => parse_number(value),
+            None => None,
+        };
+        if parsed.is_none() {
+            self.invalid.push(Field::NewSlProposed);
+        }
+        parsed
+    }
+
+    /// The heartbeat epoch (from `computed_at_utc` when absent) and `computed_at_utc` itself.
+    fn times(&mut self) -> (f64, Option<f64>) {
+        let computed_at = self.field(Field::ComputedAtUtc).and_then(|value| {
+            let parsed = parse_utc_timestamp(value);
+            if parsed.is_none() {
+                self.invalid.push(Field::ComputedAtUtc);
+            }
+            parsed
+        });
+        let heartbeat = self.field(Field::LastUpdateEpoch);
+        let last_update_epoch = match heartbeat.and_then(parse_number) {
+            Some(epoch) => epoch,
+            None => {
+                if heartbeat.is_some() || computed_at.is_none() {
+                    self.invalid.push(Field::LastUpdateEpoch);
+                }
+                computed_at.unwrap_or(0.0)
+            }
+        };
+        (last_update_epoch, computed_at)
+    }
+
+    fn action(&mut self, field: Field) -> Action {
+        let action = Action::parse(self.field(field).unwrap_or(""));
+        if action == Action::Missing {
+            self.invalid.push(field);
+        }
+        action
+    }
+
+    /// Extras that are present and valid; present but invalid ones are recorded.
+    fn extras(&mut self) -> EnumMap<Extra, Option<f64>> {
+        let mut extras: EnumMap<Extra, Option<f64>> = EnumMap::default();
+        for (extra, value) in &mut extras {
+            if let Some(raw) = self.field(extra.field()) {
+                *value = parse_number(raw);
+                if value.is_none() {
+                    self.invalid.push(extra.field());
+                }
+            }
+        }
+        extras
     }
 }
 
