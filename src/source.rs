@@ -514,7 +514,6 @@ impl Notifications {
     }
 }
 
-/// Escapes the glob characters of SCAN's MATCH so that a prefix is matched literally.
 fn lossy_names(symbols: &[Vec<u8>]) -> Vec<String> {
     symbols
         .iter()
@@ -522,6 +521,7 @@ fn lossy_names(symbols: &[Vec<u8>]) -> Vec<String> {
         .collect()
 }
 
+/// Escapes the glob characters of SCAN's MATCH so that a prefix is matched literally.
 fn glob_escape(prefix: &[u8]) -> Vec<u8> {
     let mut escaped = Vec::with_capacity(prefix.len() + 4);
     for &byte in prefix {
