@@ -569,6 +569,19 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
         };
+        let password = |url: &str| {
+            let (client, _) = settings(url).client().unwrap();
+            let info = client.get_connection_info();
+            info.redis_settings().password().map(str::to_owned)
+        };
+        assert_eq!(
+            password("redis://127.0.0.1:1/0").as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            password("redis://:from-url@127.0.0.1:1/0").as_deref(),
+            Some("from-url")
+        );
         let source = Source::new(
             &settings("redis://127.0.0.1:1/0"),
             "p:",
