@@ -444,30 +444,27 @@ fn cells(row: &Row) -> Vec<Cell> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proposal::parse_pairs;
 
     const NOW: f64 = 1_769_130_600.0;
 
+    /// The view of a refresh that just read these hashes, each updated 3s ago unless it says.
     fn view(hashes: &[(&str, &[(&str, &str)])]) -> View {
-        let start = Instant::now();
-        let mut snapshot = Snapshot::empty(Duration::from_secs(5), start);
-        snapshot.redis_up = true;
-        snapshot.last_success = Some(start);
-        snapshot.last_success_unix = Some(NOW);
         let fresh = (NOW - 3.0).to_string();
-        snapshot.proposals = hashes
+        let pairs: Vec<Vec<(&str, &str)>> = hashes
             .iter()
-            .map(|(symbol, pairs)| {
+            .map(|(_, pairs)| {
                 // The first of two equal fields wins, so a test's own epoch replaces this one.
-                let mut fields: Vec<_> = pairs
-                    .iter()
-                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-                    .collect();
-                fields.push((b"last_update_epoch".to_vec(), fresh.clone().into_bytes()));
-                parse_pairs((*symbol).to_owned(), &fields)
+                let mut pairs = pairs.to_vec();
+                pairs.push(("last_update_epoch", &fresh));
+                pairs
             })
             .collect();
-        View::new(&snapshot, NOW)
+        let hashes: Vec<(&str, &[(&str, &str)])> = hashes
+            .iter()
+            .zip(&pairs)
+            .map(|((symbol, _), pairs)| (*symbol, pairs.as_slice()))
+            .collect();
+        View::new(&Snapshot::of_hashes(&hashes, NOW), NOW)
     }
 
     #[test]
