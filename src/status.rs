@@ -18,7 +18,9 @@ use crate::config::{Config, StatusArgs};
 use crate::refresh;
 use crate::snapshot::Snapshot;
 use crate::source::{Source, SourceError};
-use crate::view::{self, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View};
+use crate::view::{
+    self, Calibration, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View,
+};
 
 /// All symbols fresh, every kill score below [`KILL_HIGH`].
 pub const EXIT_OK: u8 = 0;
@@ -268,15 +270,10 @@ pub fn table(view: &View, source: &str, colour: bool) -> String {
         }
     };
     let mut out = String::new();
-    let redis = if view.redis_up {
-        paint("Redis up", GREEN)
-    } else {
-        let cause = view.redis_error.as_deref().map(|e| format!(": {e}"));
-        paint(
-            &format!("Redis down{}", cause.unwrap_or_default()),
-            BOLD_RED,
-        )
-    };
+    let redis = paint(
+        &view.redis_state(),
+        if view.redis_up { GREEN } else { BOLD_RED },
+    );
     let count = view.proposals.len();
     out.push_str(&format!(
         "harvest-exporter {} · {redis} · cache {} · {count} symbol{} · {source}\n",
@@ -413,11 +410,10 @@ fn cells(row: &Row) -> Vec<Cell> {
         RNetBand::Poor => RED,
     };
     let mut action = row.action.clone().unwrap_or_else(|| "-".to_owned());
-    match &row.calibrated_action {
-        Some(calibrated) if row.action.as_ref() == Some(calibrated) => {
-            action.push_str(" (calibrated)");
-        }
-        Some(calibrated) => action.push_str(&format!(" -> {calibrated} (calibrated)")),
+    match row.calibration() {
+        // The page sets the lone word apart in small type; a line of text brackets it.
+        Some(kept @ Calibration::Kept) => action.push_str(&format!(" ({})", kept.note("->"))),
+        Some(replaced) => action.push_str(&format!(" {}", replaced.note("->"))),
         None => {}
     }
     let mut age = view::format_age(row.age_seconds);
