@@ -2,17 +2,20 @@
 //! is trimmed (env files written on Windows end lines with `\r`), and a bad one stops start-up
 //! with a message naming both the flag and the env variable. Holds no runtime state.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use hyper::Uri;
 
 use crate::proposal;
 use crate::source::{RedisSettings, Symbols};
-use crate::status::{self, ExporterUrl};
 
 pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
+/// The exporter's JSON document, which `status --from` reads.
+const PROPOSALS_PATH: &str = "/api/v1/proposals";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,7 +49,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// Read a running exporter's /api/v1/proposals (e.g. http://127.0.0.1:8042) instead of Redis.
-    #[arg(long, value_name = "URL", value_parser = status::exporter_url)]
+    #[arg(long, value_name = "URL", value_parser = exporter_url)]
     pub from: Option<ExporterUrl>,
     /// Print the JSON document of /api/v1/proposals instead of the table.
     #[arg(long)]
@@ -169,6 +172,24 @@ pub struct Config {
 /// The symbols setting: a fixed list, or discovery when empty or `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SymbolList(pub Vec<String>);
+
+/// A running exporter's address, as `--from` takes it: `http://host[:port][/base]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExporterUrl {
+    /// `host[:port]` as given, for the Host header.
+    pub authority: String,
+    /// The host without the brackets of an IPv6 literal, for connecting.
+    pub host: String,
+    pub port: u16,
+    /// The path of `/api/v1/proposals` under the given base path.
+    pub path: String,
+}
+
+impl fmt::Display for ExporterUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.path)
+    }
+}
 
 impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
@@ -392,6 +413,36 @@ fn listen_address(raw: &str) -> Result<String, String> {
     Ok(raw.trim().to_owned())
 }
 
+/// Parses `--from`.
+fn exporter_url(raw: &str) -> Result<ExporterUrl, String> {
+    let uri: Uri = raw
+        .trim()
+        .parse()
+        .map_err(|e| format!("not a URL ({e}); expected e.g. http://127.0.0.1:8042"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(
+            "expected an http:// URL (the exporter serves plain HTTP), e.g. http://127.0.0.1:8042"
+                .into(),
+        );
+    }
+    let authority = uri.authority().ok_or("the URL has no host")?;
+    if authority.as_str().contains('@') || uri.query().is_some() {
+        return Err("expected http://host[:port][/path], without user or query".into());
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let path = format!("{}{PROPOSALS_PATH}", uri.path().trim_end_matches('/'));
+    path.parse::<Uri>().map_err(|e| format!("bad path: {e}"))?;
+    Ok(ExporterUrl {
+        authority: authority.as_str().to_owned(),
+        host: host.to_owned(),
+        port: authority.port_u16().unwrap_or(80),
+        path,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,6 +542,32 @@ mod tests {
         ] {
             let message = parse(&[flag, value]).unwrap_err().to_string();
             assert!(message.contains(flag) && message.contains(env), "{message}");
+        }
+    }
+
+    #[test]
+    fn from_urls() {
+        let url = exporter_url("http://127.0.0.1:8042").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("127.0.0.1", 8042, "/api/v1/proposals")
+        );
+        assert_eq!(url.to_string(), "http://127.0.0.1:8042/api/v1/proposals");
+        let url = exporter_url(" http://[::1]:9000/harvest/ ").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.authority.as_str(), url.path.as_str()),
+            ("::1", "[::1]:9000", "/harvest/api/v1/proposals")
+        );
+        assert_eq!(exporter_url("http://exporter.internal").unwrap().port, 80);
+        for bad in [
+            "https://127.0.0.1:8042",
+            "127.0.0.1:8042",
+            "http://u:p@host",
+            "http://host/?x=1",
+            "",
+            "http://",
+        ] {
+            assert!(exporter_url(bad).is_err(), "{bad}");
         }
     }
 }

@@ -85,7 +85,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 () = shutdown_signal() => Ok(ExitCode::SUCCESS),
             }
         }
-        Some(Command::Status(args)) => Ok(ExitCode::from(status::run(&cli.config, &args).await)),
+        Some(Command::Status(args)) => {
+            let options = status::Options {
+                from: args.from.map(|url| status::Exporter {
+                    url: url.to_string(),
+                    host: url.host,
+                    port: url.port,
+                    authority: url.authority,
+                    path: url.path,
+                }),
+                json: args.json,
+                redis: cli.config.redis(),
+                prefix: cli.config.prefix.clone(),
+                symbols: cli.config.symbols(),
+                poll_interval: cli.config.poll_interval,
+                max_symbols: cli.config.max_symbols,
+            };
+            Ok(ExitCode::from(status::run(options).await))
+        }
     }
 }
 

@@ -87,12 +87,7 @@ fn html(view: &View, poll: Duration) -> String {
 }
 
 fn header(out: &mut String, view: &View, poll: Duration) {
-    let (redis_class, redis_text) = if view.redis_up {
-        ("up", "Redis up".to_owned())
-    } else {
-        let cause = view.redis_error.as_deref().map(|e| format!(": {e}"));
-        ("down", format!("Redis down{}", cause.unwrap_or_default()))
-    };
+    let redis_class = if view.redis_up { "up" } else { "down" };
     let count = view.proposals.len();
     let _ = write!(
         out,
@@ -104,7 +99,7 @@ fn header(out: &mut String, view: &View, poll: Duration) {
 <p id=\"missing\" class=\"warn\"{}>No proposal for configured symbols: {}</p>\n\
 <noscript><p class=\"warn\">JavaScript is off: reload the page for new values.</p></noscript>\n\
 </header>\n",
-        escape(&redis_text),
+        escape(&view.redis_state()),
         view::format_cache_age(view.cache_age_seconds),
         if count == 1 { "" } else { "s" },
         escape(&view.version),
@@ -173,18 +168,12 @@ fn table_row(out: &mut String, row: &Row) {
         ">{}",
         escape(row.action.as_deref().unwrap_or("\u{2014}"))
     );
-    match &row.calibrated_action {
-        Some(calibrated) if row.action.as_ref() == Some(calibrated) => {
-            out.push_str("<small class=\"cal\">calibrated</small>");
-        }
-        Some(calibrated) => {
-            let _ = write!(
-                out,
-                "<small class=\"cal\">\u{2192} {} (calibrated)</small>",
-                escape(calibrated)
-            );
-        }
-        None => {}
+    if let Some(calibration) = row.calibration() {
+        let _ = write!(
+            out,
+            "<small class=\"cal\">{}</small>",
+            escape(&calibration.note("\u{2192}"))
+        );
     }
     let _ = writeln!(
         out,

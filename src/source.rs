@@ -557,7 +557,6 @@ impl Notifications {
     }
 }
 
-/// Escapes the glob characters of SCAN's MATCH so that a prefix is matched literally.
 fn lossy_names(symbols: &[Vec<u8>]) -> Vec<String> {
     symbols
         .iter()
@@ -565,6 +564,7 @@ fn lossy_names(symbols: &[Vec<u8>]) -> Vec<String> {
         .collect()
 }
 
+/// Escapes the glob characters of SCAN's MATCH so that a prefix is matched literally.
 fn glob_escape(prefix: &[u8]) -> Vec<u8> {
     let mut escaped = Vec::with_capacity(prefix.len() + 4);
     for &byte in prefix {
@@ -612,6 +612,19 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
         };
+        let password = |url: &str| {
+            let (client, _) = settings(url).client().unwrap();
+            let info = client.get_connection_info();
+            info.redis_settings().password().map(str::to_owned)
+        };
+        assert_eq!(
+            password("redis://127.0.0.1:1/0").as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            password("redis://:from-url@127.0.0.1:1/0").as_deref(),
+            Some("from-url")
+        );
         let source = Source::new(
             &settings("redis://127.0.0.1:1/0"),
             "p:",

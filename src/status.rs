@@ -1,24 +1,24 @@
 //! The `status` subcommand: the operator's view in a terminal, read from Redis with the
 //! exporter's settings or from a running exporter's `/api/v1/proposals`, with an exit code for
-//! scripts and cron. Owns the terminal table, the `--from` client and the exit-code rule; what
-//! the view holds is `view`'s.
+//! scripts and cron. Owns the terminal table, the `--from` client and the exit-code rule; parsing
+//! the flags is `config`'s, and what the view holds is `view`'s.
 
-use std::fmt;
 use std::io::{IsTerminal as _, Write as _};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use http_body::Body as _;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, StatusCode, Uri};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::{Config, StatusArgs};
 use crate::refresh;
 use crate::snapshot::Snapshot;
-use crate::source::{SettingsError, Source};
-use crate::view::{self, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View};
+use crate::source::{RedisSettings, SettingsError, Source, Symbols};
+use crate::view::{
+    self, Calibration, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View,
+};
 
 /// All symbols fresh, every kill score below [`KILL_HIGH`].
 pub const EXIT_OK: u8 = 0;
@@ -31,54 +31,34 @@ pub const EXIT_STALE: u8 = 2;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest answer read from an exporter; the document takes about 600 bytes per symbol.
 const MAX_DOCUMENT: usize = 64 << 20;
-const PATH: &str = "/api/v1/proposals";
 
-/// A running exporter's address, as `--from` takes it: `http://host[:port][/base]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExporterUrl {
-    /// `host[:port]` as given, for the Host header.
-    authority: String,
+/// What the command reads and how it prints it: the exporter's settings and the command's flags.
+pub struct Options {
+    /// Read this exporter's view instead of Redis.
+    pub from: Option<Exporter>,
+    /// Print the view's JSON document instead of the table.
+    pub json: bool,
+    pub redis: RedisSettings,
+    pub prefix: String,
+    pub symbols: Symbols,
+    /// The exporter's poll interval, which the view reports.
+    pub poll_interval: Duration,
+    /// The most symbols read, as the exporter caps them.
+    pub max_symbols: usize,
+}
+
+/// A running exporter to read, from a checked `--from` URL.
+#[derive(Clone, Debug)]
+pub struct Exporter {
+    /// The URL of its `/api/v1/proposals`, for messages.
+    pub url: String,
     /// The host without the brackets of an IPv6 literal, for connecting.
-    host: String,
-    port: u16,
-    /// The path of `/api/v1/proposals` under the given base path.
-    path: String,
-}
-
-impl fmt::Display for ExporterUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.path)
-    }
-}
-
-/// Parses `--from`.
-pub fn exporter_url(raw: &str) -> Result<ExporterUrl, String> {
-    let uri: Uri = raw
-        .trim()
-        .parse()
-        .map_err(|e| format!("not a URL ({e}); expected e.g. http://127.0.0.1:8042"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(
-            "expected an http:// URL (the exporter serves plain HTTP), e.g. http://127.0.0.1:8042"
-                .into(),
-        );
-    }
-    let authority = uri.authority().ok_or("the URL has no host")?;
-    if authority.as_str().contains('@') || uri.query().is_some() {
-        return Err("expected http://host[:port][/path], without user or query".into());
-    }
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let path = format!("{}{PATH}", uri.path().trim_end_matches('/'));
-    path.parse::<Uri>().map_err(|e| format!("bad path: {e}"))?;
-    Ok(ExporterUrl {
-        authority: authority.as_str().to_owned(),
-        host: host.to_owned(),
-        port: authority.port_u16().unwrap_or(80),
-        path,
-    })
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as given, for the Host header.
+    pub authority: String,
+    /// The path of `/api/v1/proposals`, for the request line.
+    pub path: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,36 +66,29 @@ pub enum StatusError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error("cannot connect to the exporter at {url}: {source}")]
-    Connect {
-        url: ExporterUrl,
-        source: std::io::Error,
-    },
+    Connect { url: String, source: std::io::Error },
     #[error("HTTP error from the exporter at {url}: {source}")]
-    Http {
-        url: ExporterUrl,
-        source: hyper::Error,
-    },
+    Http { url: String, source: hyper::Error },
     #[error("no answer from the exporter at {url} within {}s", HTTP_TIMEOUT.as_secs())]
-    Timeout { url: ExporterUrl },
+    Timeout { url: String },
     #[error("the exporter at {url} answered {status}")]
-    Status {
-        url: ExporterUrl,
-        status: StatusCode,
-    },
+    Status { url: String, status: StatusCode },
     #[error("the exporter at {url} sent more than {MAX_DOCUMENT} bytes")]
-    TooLarge { url: ExporterUrl },
+    TooLarge { url: String },
     #[error("the exporter at {url} sent an unreadable document: {source}")]
     Document {
-        url: ExporterUrl,
+        url: String,
         source: serde_json::Error,
     },
 }
 
 /// Runs the command and returns its exit code; a failure to read is reported on stderr.
-pub async fn run(config: &Config, args: &StatusArgs) -> u8 {
-    let read = match &args.from {
-        Some(url) => fetch(url).await.map(|view| (view, url.to_string())),
-        None => read_redis(config).await,
+pub async fn run(options: Options) -> u8 {
+    let read = match &options.from {
+        Some(exporter) => fetch(exporter)
+            .await
+            .map(|view| (view, exporter.url.clone())),
+        None => read_redis(&options).await,
     };
     let (view, source) = match read {
         Ok(read) => read,
@@ -124,7 +97,7 @@ pub async fn run(config: &Config, args: &StatusArgs) -> u8 {
             return EXIT_STALE;
         }
     };
-    let output = if args.json {
+    let output = if options.json {
         let mut json = serde_json::to_string_pretty(&view).expect("a view always serializes");
         json.push('\n');
         json
@@ -154,37 +127,44 @@ pub fn exit_code(view: &View) -> u8 {
 }
 
 /// One read of Redis, exactly as one refresh of the exporter would make it.
-async fn read_redis(config: &Config) -> Result<(View, String), StatusError> {
+async fn read_redis(options: &Options) -> Result<(View, String), StatusError> {
     let mut source = Source::new(
-        &config.redis(),
-        &config.prefix,
-        config.symbols(),
+        &options.redis,
+        &options.prefix,
+        options.symbols.clone(),
         crate::proposal::keys(),
     )?;
     let started = Instant::now();
-    let empty = Snapshot::empty(config.poll_interval, started);
+    let empty = Snapshot::empty(options.poll_interval, started);
     let snapshot = match source.fetch().await {
-        Ok(fetched) => empty.after_fetch(fetched, config.max_symbols, started, refresh::unix_now()),
+        Ok(fetched) => {
+            empty.after_fetch(fetched, options.max_symbols, started, refresh::unix_now())
+        }
         Err(error) => empty.after_failure(&error),
     };
     Ok((
-        View::new(&snapshot, crate::refresh::unix_now()),
+        View::new(&snapshot, refresh::unix_now()),
         format!("redis {}", source.addr()),
     ))
 }
 
-async fn fetch(url: &ExporterUrl) -> Result<View, StatusError> {
-    tokio::time::timeout(HTTP_TIMEOUT, get(url))
+async fn fetch(exporter: &Exporter) -> Result<View, StatusError> {
+    tokio::time::timeout(HTTP_TIMEOUT, get(exporter))
         .await
-        .unwrap_or_else(|_| Err(StatusError::Timeout { url: url.clone() }))
+        .unwrap_or_else(|_| {
+            Err(StatusError::Timeout {
+                url: exporter.url.clone(),
+            })
+        })
 }
 
-async fn get(url: &ExporterUrl) -> Result<View, StatusError> {
+async fn get(exporter: &Exporter) -> Result<View, StatusError> {
+    let url = &exporter.url;
     let http = |source| StatusError::Http {
         url: url.clone(),
         source,
     };
-    let stream = TcpStream::connect((url.host.as_str(), url.port))
+    let stream = TcpStream::connect((exporter.host.as_str(), exporter.port))
         .await
         .map_err(|source| StatusError::Connect {
             url: url.clone(),
@@ -196,11 +176,11 @@ async fn get(url: &ExporterUrl) -> Result<View, StatusError> {
     // Drives the connection; it ends with the response, as the request asks to close.
     tokio::spawn(connection);
     let mut request = Request::new(String::new());
-    *request.uri_mut() = url.path.parse().expect("checked by exporter_url");
+    *request.uri_mut() = exporter.path.parse().expect("a checked --from URL");
     let headers = request.headers_mut();
     headers.insert(
         header::HOST,
-        HeaderValue::from_str(&url.authority).expect("checked by exporter_url"),
+        HeaderValue::from_str(&exporter.authority).expect("a checked --from URL"),
     );
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -268,15 +248,10 @@ pub fn table(view: &View, source: &str, colour: bool) -> String {
         }
     };
     let mut out = String::new();
-    let redis = if view.redis_up {
-        paint("Redis up", GREEN)
-    } else {
-        let cause = view.redis_error.as_deref().map(|e| format!(": {e}"));
-        paint(
-            &format!("Redis down{}", cause.unwrap_or_default()),
-            BOLD_RED,
-        )
-    };
+    let redis = paint(
+        &view.redis_state(),
+        if view.redis_up { GREEN } else { BOLD_RED },
+    );
     let count = view.proposals.len();
     out.push_str(&format!(
         "harvest-exporter {} · {redis} · cache {} · {count} symbol{} · {source}\n",
@@ -413,11 +388,10 @@ fn cells(row: &Row) -> Vec<Cell> {
         RNetBand::Poor => RED,
     };
     let mut action = row.action.clone().unwrap_or_else(|| "-".to_owned());
-    match &row.calibrated_action {
-        Some(calibrated) if row.action.as_ref() == Some(calibrated) => {
-            action.push_str(" (calibrated)");
-        }
-        Some(calibrated) => action.push_str(&format!(" -> {calibrated} (calibrated)")),
+    match row.calibration() {
+        // The page sets the lone word apart in small type; a line of text brackets it.
+        Some(kept @ Calibration::Kept) => action.push_str(&format!(" ({})", kept.note("->"))),
+        Some(replaced) => action.push_str(&format!(" {}", replaced.note("->"))),
         None => {}
     }
     let mut age = view::format_age(row.age_seconds);
@@ -444,30 +418,27 @@ fn cells(row: &Row) -> Vec<Cell> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proposal::parse_pairs;
 
     const NOW: f64 = 1_769_130_600.0;
 
+    /// The view of a refresh that just read these hashes, each updated 3s ago unless it says.
     fn view(hashes: &[(&str, &[(&str, &str)])]) -> View {
-        let start = Instant::now();
-        let mut snapshot = Snapshot::empty(Duration::from_secs(5), start);
-        snapshot.redis_up = true;
-        snapshot.last_success = Some(start);
-        snapshot.last_success_unix = Some(NOW);
         let fresh = (NOW - 3.0).to_string();
-        snapshot.proposals = hashes
+        let pairs: Vec<Vec<(&str, &str)>> = hashes
             .iter()
-            .map(|(symbol, pairs)| {
+            .map(|(_, pairs)| {
                 // The first of two equal fields wins, so a test's own epoch replaces this one.
-                let mut fields: Vec<_> = pairs
-                    .iter()
-                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-                    .collect();
-                fields.push((b"last_update_epoch".to_vec(), fresh.clone().into_bytes()));
-                parse_pairs((*symbol).to_owned(), &fields)
+                let mut pairs = pairs.to_vec();
+                pairs.push(("last_update_epoch", &fresh));
+                pairs
             })
             .collect();
-        View::new(&snapshot, NOW)
+        let hashes: Vec<(&str, &[(&str, &str)])> = hashes
+            .iter()
+            .zip(&pairs)
+            .map(|((symbol, _), pairs)| (*symbol, pairs.as_slice()))
+            .collect();
+        View::new(&Snapshot::of_hashes(&hashes, NOW), NOW)
     }
 
     #[test]
@@ -609,31 +580,5 @@ mod tests {
         assert!(text.contains("UNKNOWN: Redis is unreachable"));
         assert!(!text.contains("OK:"));
         assert!(table(&view(&[]), "x", false).contains("OK: all fresh"));
-    }
-
-    #[test]
-    fn from_urls() {
-        let url = exporter_url("http://127.0.0.1:8042").unwrap();
-        assert_eq!(
-            (url.host.as_str(), url.port, url.path.as_str()),
-            ("127.0.0.1", 8042, "/api/v1/proposals")
-        );
-        assert_eq!(url.to_string(), "http://127.0.0.1:8042/api/v1/proposals");
-        let url = exporter_url(" http://[::1]:9000/harvest/ ").unwrap();
-        assert_eq!(
-            (url.host.as_str(), url.authority.as_str(), url.path.as_str()),
-            ("::1", "[::1]:9000", "/harvest/api/v1/proposals")
-        );
-        assert_eq!(exporter_url("http://exporter.internal").unwrap().port, 80);
-        for bad in [
-            "https://127.0.0.1:8042",
-            "127.0.0.1:8042",
-            "http://u:p@host",
-            "http://host/?x=1",
-            "",
-            "http://",
-        ] {
-            assert!(exporter_url(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -1,6 +1,6 @@
-//! The operator's view of one snapshot: a row per symbol, sorted by kill score, with its data age
-//! and staleness, and the thresholds that colour it. Serialized, it is the `/api/v1/proposals`
-//! document; `page` renders it as HTML and `status` as a terminal table. No I/O, no clock reads.
+//! The operator's view of one snapshot: rows by kill score with data age and staleness, the
+//! thresholds that colour them and the words for Redis's state and the heat gate's verdict.
+//! Serialized, it is `/api/v1/proposals`; `page` and `status` render it. No I/O, no clock reads.
 
 use serde::{Deserialize, Serialize};
 
@@ -188,6 +188,15 @@ impl View {
     pub fn stale(&self) -> impl Iterator<Item = &Row> {
         self.proposals.iter().filter(|row| row.stale)
     }
+
+    /// Redis's state as the header tells it: `Redis up`, or `Redis down` with the last error.
+    pub fn redis_state(&self) -> String {
+        match (self.redis_up, &self.redis_error) {
+            (true, _) => "Redis up".to_owned(),
+            (false, Some(error)) => format!("Redis down: {error}"),
+            (false, None) => "Redis down".to_owned(),
+        }
+    }
 }
 
 impl Row {
@@ -231,6 +240,36 @@ impl Row {
             self.k_ts_drop,
             self.k_age_penalty,
         ]
+    }
+
+    /// What the heat gate made of the action; `None` when it did not calibrate this proposal.
+    pub fn calibration(&self) -> Option<Calibration<'_>> {
+        let calibrated = self.calibrated_action.as_deref()?;
+        Some(if self.action.as_deref() == Some(calibrated) {
+            Calibration::Kept
+        } else {
+            Calibration::Replaced(calibrated)
+        })
+    }
+}
+
+/// The heat gate's verdict on a row's action, told beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Calibration<'a> {
+    /// The gate kept the publisher's action.
+    Kept,
+    /// The gate replaced it with this one, which the apply layer follows instead.
+    Replaced(&'a str),
+}
+
+impl Calibration<'_> {
+    /// The note beside the action, with the medium's arrow: `calibrated` for a kept action,
+    /// `→ FULL_CLOSE (calibrated)` for a replaced one.
+    pub fn note(self, arrow: &str) -> String {
+        match self {
+            Calibration::Kept => "calibrated".to_owned(),
+            Calibration::Replaced(action) => format!("{arrow} {action} (calibrated)"),
+        }
     }
 }
 
@@ -391,6 +430,49 @@ mod tests {
             "action counts only when calibrated=1"
         );
         assert_eq!(raw.new_sl, None);
+    }
+
+    #[test]
+    fn calibration_notes_and_redis_state() {
+        let view = View::new(
+            &snapshot(&[
+                (
+                    "KEPT",
+                    &[
+                        ("harvest_action", "PARTIAL_50"),
+                        ("action", "PARTIAL_50"),
+                        ("calibrated", "1"),
+                    ],
+                ),
+                (
+                    "REPLACED",
+                    &[
+                        ("harvest_action", "PARTIAL_50"),
+                        ("action", "FULL_CLOSE"),
+                        ("calibrated", "1"),
+                    ],
+                ),
+                ("RAW", &[("harvest_action", "PARTIAL_50")]),
+            ]),
+            NOW,
+        );
+        let calibration = |symbol: &str| {
+            let row = view.proposals.iter().find(|r| r.symbol == symbol).unwrap();
+            row.calibration().map(|c| c.note("->"))
+        };
+        assert_eq!(calibration("KEPT").as_deref(), Some("calibrated"));
+        assert_eq!(
+            calibration("REPLACED").as_deref(),
+            Some("-> FULL_CLOSE (calibrated)")
+        );
+        assert_eq!(calibration("RAW"), None);
+
+        assert_eq!(view.redis_state(), "Redis up");
+        let mut down = view.clone();
+        down.redis_up = false;
+        assert_eq!(down.redis_state(), "Redis down");
+        down.redis_error = Some("connection refused".into());
+        assert_eq!(down.redis_state(), "Redis down: connection refused");
     }
 
     #[test]
