@@ -5,10 +5,10 @@
 
 use std::fmt;
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricType {
+pub(crate) enum MetricType {
     Gauge,
     Counter,
 }
@@ -24,14 +24,14 @@ impl MetricType {
 
 /// A metric family as it is announced: `# HELP` and `# TYPE` lines, then its samples.
 #[derive(Clone, Copy, Debug)]
-pub struct Family {
+pub(crate) struct Family {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: MetricType,
 }
 
 impl Family {
-    pub const fn gauge(name: &'static str, help: &'static str) -> Family {
+    pub(crate) const fn gauge(name: &'static str, help: &'static str) -> Family {
         Family {
             name,
             help,
@@ -39,7 +39,7 @@ impl Family {
         }
     }
 
-    pub const fn counter(name: &'static str, help: &'static str) -> Family {
+    pub(crate) const fn counter(name: &'static str, help: &'static str) -> Family {
         Family {
             name,
             help,
@@ -50,7 +50,7 @@ impl Family {
 
 /// A sample value: floats as the shortest text that reads back exactly (`1.0`, `0.753`),
 /// integers as integers.
-pub trait Value: Copy {
+pub(crate) trait Value: Copy {
     fn write(self, out: &mut Vec<u8>, number: &mut ryu::Buffer);
 }
 
@@ -67,13 +67,13 @@ impl Value for u64 {
 }
 
 /// Writes families into a byte buffer.
-pub struct Writer {
+pub(crate) struct Writer {
     out: Vec<u8>,
     number: ryu::Buffer,
 }
 
 impl Writer {
-    pub fn with_capacity(capacity: usize) -> Writer {
+    pub(crate) fn with_capacity(capacity: usize) -> Writer {
         Writer {
             out: Vec::with_capacity(capacity),
             number: ryu::Buffer::new(),
@@ -81,7 +81,7 @@ impl Writer {
     }
 
     /// Announces `family` and returns the only way to write its samples.
-    pub fn family(&mut self, family: &Family) -> Samples<'_> {
+    pub(crate) fn family(&mut self, family: &Family) -> Samples<'_> {
         for part in [
             "# HELP ",
             family.name,
@@ -101,25 +101,25 @@ impl Writer {
         }
     }
 
-    pub fn into_bytes(self) -> Vec<u8> {
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.out
     }
 }
 
 /// The samples of the family announced last.
-pub struct Samples<'w> {
+pub(crate) struct Samples<'w> {
     writer: &'w mut Writer,
     name: &'static str,
 }
 
 impl Samples<'_> {
     /// A sample without labels.
-    pub fn value(&mut self, value: impl Value) -> &mut Self {
+    pub(crate) fn value(&mut self, value: impl Value) -> &mut Self {
         self.labelled(&[], value)
     }
 
     /// A sample with these labels; their values are escaped here.
-    pub fn labelled(&mut self, labels: &[(&str, &str)], value: impl Value) -> &mut Self {
+    pub(crate) fn labelled(&mut self, labels: &[(&str, &str)], value: impl Value) -> &mut Self {
         let Writer { out, number } = &mut *self.writer;
         out.extend_from_slice(self.name.as_bytes());
         for (i, (label, label_value)) in labels.iter().enumerate() {
@@ -140,7 +140,7 @@ impl Samples<'_> {
 
     /// A sample labelled by a symbol escaped beforehand (see [`EscapedLabel`]), plus at most
     /// one more label: the per-symbol families' shape, written once per symbol and family.
-    pub fn symbol(
+    pub(crate) fn symbol(
         &mut self,
         symbol: &EscapedLabel,
         extra: Option<(&str, &str)>,
@@ -165,10 +165,10 @@ impl Samples<'_> {
 
 /// A label value escaped once, for the many samples that carry it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EscapedLabel(String);
+pub(crate) struct EscapedLabel(String);
 
 impl EscapedLabel {
-    pub fn new(value: &str) -> EscapedLabel {
+    pub(crate) fn new(value: &str) -> EscapedLabel {
         let mut out = Vec::with_capacity(value.len());
         escape_into(&mut out, value);
         EscapedLabel(String::from_utf8(out).expect("escaping keeps UTF-8"))

@@ -10,6 +10,8 @@
 //!
 //! Only what the binary, the tests and the benchmark probe use is public. See ARCHITECTURE.md.
 
+#![warn(unreachable_pub)]
+
 pub mod config;
 mod exposition;
 mod gzip;
@@ -30,6 +32,8 @@ pub mod webconfig;
 
 pub use proposal::keys as proposal_keys;
 
+// Shared with the integration tests, where its items must be `pub`.
 #[cfg(test)]
 #[path = "../tests/common/exposition.rs"]
+#[allow(unreachable_pub)]
 mod exposition_check;

@@ -14,10 +14,10 @@ use crate::view::{
     STALE_AFTER_SECONDS, View,
 };
 
-pub const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
-pub const JSON_CONTENT_TYPE: &str = "application/json";
+pub(crate) const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
+pub(crate) const JSON_CONTENT_TYPE: &str = "application/json";
 /// The page loads nothing from anywhere else: its only request is for its own JSON document.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
 style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; \
 form-action 'none'; frame-ancestors 'none'";
 

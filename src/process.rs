@@ -9,7 +9,7 @@ use crate::exposition::{Family, Writer};
 
 /// The process's own resource use, read at scrape time.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct ProcessStats {
+pub(crate) struct ProcessStats {
     pub cpu_seconds: f64,
     pub resident_memory_bytes: f64,
     pub virtual_memory_bytes: f64,
@@ -42,7 +42,7 @@ const START_TIME: Family = Family::gauge(
 
 impl ProcessStats {
     /// The standard `process_*` families, as the Prometheus client libraries name them.
-    pub fn encode(&self, w: &mut Writer) {
+    pub(crate) fn encode(&self, w: &mut Writer) {
         w.family(&CPU).value(self.cpu_seconds);
         w.family(&RESIDENT_MEMORY).value(self.resident_memory_bytes);
         w.family(&VIRTUAL_MEMORY).value(self.virtual_memory_bytes);
@@ -63,7 +63,7 @@ const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 const REUSE_FOR: Duration = Duration::from_secs(1);
 
 /// Figures at most [`REUSE_FOR`] old, or `None` where /proc is not available.
-pub fn recent() -> Option<ProcessStats> {
+pub(crate) fn recent() -> Option<ProcessStats> {
     static LAST: Mutex<Option<(Instant, ProcessStats)>> = Mutex::new(None);
     let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some((taken, stats)) = *last

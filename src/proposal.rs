@@ -10,7 +10,7 @@ use enum_map::{Enum, EnumMap};
 use crate::values::{parse_number, parse_utc_timestamp};
 
 /// The five actions the publisher proposes; each gets a one-hot series for every symbol.
-pub const KNOWN_ACTIONS: [&str; 5] = [
+pub(crate) const KNOWN_ACTIONS: [&str; 5] = [
     "NONE",
     "PARTIAL_25",
     "PARTIAL_50",
@@ -20,16 +20,16 @@ pub const KNOWN_ACTIONS: [&str; 5] = [
 
 /// The weights of the kill score's components (regime flip, sigma spike, trend strength drop,
 /// age penalty), as the publisher and the dashboard use them.
-pub const WEIGHTS: [f64; 4] = [2.0, 1.5, 2.5, 0.5];
+pub(crate) const WEIGHTS: [f64; 4] = [2.0, 1.5, 2.5, 0.5];
 
 /// Label value for unknown actions that are not label-safe or exceed the distinct-value cap.
-pub const OTHER_ACTION: &str = "OTHER";
+pub(crate) const OTHER_ACTION: &str = "OTHER";
 
 /// Longest unknown action kept as its own label value.
 const MAX_ACTION_LEN: usize = 32;
 
 /// Longest symbol accepted; real symbols are a dozen characters, so longer names are garbage.
-pub const MAX_SYMBOL_LEN: usize = 64;
+pub(crate) const MAX_SYMBOL_LEN: usize = 64;
 
 /// Every field the exporter reads. The order is the order of the parse-error counter's labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Enum)]
@@ -193,7 +193,7 @@ impl Proposal {
 
 /// Why a symbol name cannot become a label value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SymbolError {
+pub(crate) enum SymbolError {
     #[error("symbol is empty")]
     Empty,
     #[error("symbol is longer than {MAX_SYMBOL_LEN} bytes")]
@@ -205,7 +205,7 @@ pub enum SymbolError {
 }
 
 /// Checks a symbol (the key after the prefix) for use as a label value.
-pub fn parse_symbol(raw: &[u8]) -> Result<String, SymbolError> {
+pub(crate) fn parse_symbol(raw: &[u8]) -> Result<String, SymbolError> {
     if raw.is_empty() {
         return Err(SymbolError::Empty);
     }
@@ -240,7 +240,7 @@ impl Other {
 }
 
 /// How many hash fields the exporter reads.
-pub const SLOTS: usize = Field::LENGTH + Other::LENGTH;
+pub(crate) const SLOTS: usize = Field::LENGTH + Other::LENGTH;
 
 /// The hash fields the exporter reads, in slot order: every [`Field`], then the others. The
 /// values handed to [`parse`] follow this order, so Redis can be asked for exactly these.
@@ -259,7 +259,7 @@ pub fn keys() -> &'static [&'static str; SLOTS] {
 
 /// Parses one hash, given the values of [`keys`] in order (`None` where the field is absent).
 /// Never fails: bad values become 0.0 (or absent, for extras) and are listed in `invalid_fields`.
-pub fn parse(symbol: String, values: &[Option<&[u8]>; SLOTS]) -> Proposal {
+pub(crate) fn parse(symbol: String, values: &[Option<&[u8]>; SLOTS]) -> Proposal {
     let mut hash = Reader {
         values,
         invalid: Vec::new(),
@@ -412,7 +412,7 @@ impl<'a> Reader<'a> {
 
 /// Caps the number of distinct unknown action values across all proposals: the first `limit`
 /// values (in proposal order) keep their name, later ones become [`OTHER_ACTION`].
-pub fn bound_unknown_actions(proposals: &mut [Proposal], limit: usize) {
+pub(crate) fn bound_unknown_actions(proposals: &mut [Proposal], limit: usize) {
     let mut seen: Vec<String> = Vec::new();
     let mut bound = |action: &mut Action| {
         if let Action::Unknown(value) = action {
@@ -437,7 +437,10 @@ pub fn bound_unknown_actions(proposals: &mut [Proposal], limit: usize) {
 /// Parses field-value pairs as Redis lists them (tests build hashes this way); of two equal
 /// fields the first wins.
 #[cfg(test)]
-pub fn parse_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(symbol: String, pairs: &[(K, V)]) -> Proposal {
+pub(crate) fn parse_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    symbol: String,
+    pairs: &[(K, V)],
+) -> Proposal {
     let keys = keys();
     let mut values: [Option<&[u8]>; SLOTS] = [None; SLOTS];
     for (key, value) in pairs {

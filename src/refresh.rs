@@ -104,7 +104,7 @@ impl Refresher {
     }
 
     /// One full refresh; returns whether Redis was read.
-    pub async fn refresh_once(&mut self, notifications_up: bool) -> bool {
+    pub(crate) async fn refresh_once(&mut self, notifications_up: bool) -> bool {
         let started = Instant::now();
         let result = self.source.fetch().await;
         self.log_transition(&result);

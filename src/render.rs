@@ -207,7 +207,7 @@ const PARSE_ERRORS: Family = Family::counter(
 );
 
 /// Renders the per-refresh body: every proposal family, then the exporter's refresh metrics.
-pub fn render(snapshot: &Snapshot, now_unix: f64) -> Vec<u8> {
+pub(crate) fn render(snapshot: &Snapshot, now_unix: f64) -> Vec<u8> {
     let proposals = &snapshot.proposals;
     let mut w = Writer::with_capacity(64 + proposals.len() * 1_800);
     let symbols: Vec<EscapedLabel> = proposals

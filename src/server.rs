@@ -57,7 +57,7 @@ impl Security {
 
 /// The HTTP server's figures, read at scrape time.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct HttpStats {
+pub(crate) struct HttpStats {
     pub open: f64,
     pub evicted: f64,
     /// Whether the last reload of the web configuration file succeeded (true before any).
@@ -346,7 +346,7 @@ fn unauthorized() -> Response<Payload> {
 }
 
 /// Answers one request from the published snapshot.
-pub fn respond<B>(
+pub(crate) fn respond<B>(
     request: &Request<B>,
     published: &Published,
     http: &HttpStats,
@@ -448,7 +448,7 @@ fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
 
 /// A response body of shared byte chunks, sent without copying. Hand-written: the body crates
 /// offer one chunk (`Full`) or a stream that needs an extra dependency to build.
-pub struct Payload {
+pub(crate) struct Payload {
     chunks: VecDeque<Bytes>,
 }
 

@@ -48,7 +48,7 @@ pub struct Snapshot {
     pub last_success_unix: Option<f64>,
     pub refresh_duration: Duration,
     pub refreshes_total: u64,
-    pub refresh_errors_total: EnumMap<ErrorKind, u64>,
+    pub(crate) refresh_errors_total: EnumMap<ErrorKind, u64>,
     pub parse_errors_total: EnumMap<Field, u64>,
     /// In event mode, whether keyspace notifications are being followed; `None` when polling only.
     pub notifications_up: Option<bool>,
@@ -119,7 +119,7 @@ impl Snapshot {
 
     /// After a successful full read that started at `started` and completed at `now_unix` (by
     /// the system clock): symbols checked, sorted, capped and parsed.
-    pub fn after_fetch(
+    pub(crate) fn after_fetch(
         &self,
         fetched: Fetched,
         max_symbols: usize,
@@ -147,7 +147,7 @@ impl Snapshot {
 
     /// After re-reading announced symbols: this snapshot with those replaced, added or
     /// removed. Refresh metadata (cache age, refresh counters) stays that of the last full read.
-    pub fn with_changes(&self, fetched: Fetched, max_symbols: usize) -> Snapshot {
+    pub(crate) fn with_changes(&self, fetched: Fetched, max_symbols: usize) -> Snapshot {
         let mut next = Snapshot {
             redis_up: true,
             notifications_up: Some(true),
@@ -184,7 +184,7 @@ impl Snapshot {
     }
 
     /// After a failed read: the last known proposals, marked as such.
-    pub fn after_failure(&self, error: &FetchError) -> Snapshot {
+    pub(crate) fn after_failure(&self, error: &FetchError) -> Snapshot {
         let mut next = Snapshot {
             redis_up: false,
             redis_error: Some(error.to_string()),

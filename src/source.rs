@@ -53,7 +53,7 @@ pub enum SettingsError {
 
 /// A read of Redis that failed; the refresh loop counts it by [`ErrorKind`] and retries.
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     #[error("cannot connect to redis at {addr}: {source}")]
     Connect {
         addr: String,
@@ -75,14 +75,14 @@ pub enum FetchError {
 
 /// Why a read failed, as the `kind` label of the refresh-error counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     Connect,
     Timeout,
     Command,
 }
 
 impl ErrorKind {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect",
             ErrorKind::Timeout => "timeout",
@@ -92,7 +92,7 @@ impl ErrorKind {
 }
 
 impl FetchError {
-    pub fn kind(&self) -> ErrorKind {
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
             FetchError::Connect { .. } => ErrorKind::Connect,
             FetchError::Timeout { .. } => ErrorKind::Timeout,
@@ -103,7 +103,7 @@ impl FetchError {
 
 /// Why event mode cannot start; the exporter keeps polling meanwhile.
 #[derive(Debug, thiserror::Error)]
-pub enum SubscribeError {
+pub(crate) enum SubscribeError {
     #[error(transparent)]
     Fetch(#[from] FetchError),
     #[error(
@@ -116,7 +116,7 @@ pub enum SubscribeError {
 /// One hash read from Redis: the symbol (the key without the prefix) and the values of the
 /// requested fields, packed in one buffer so that a large fetch makes few allocations.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawHash {
+pub(crate) struct RawHash {
     pub symbol: Vec<u8>,
     data: Vec<u8>,
     /// End offset of each value in `data`, or [`ABSENT`].
@@ -127,7 +127,7 @@ const ABSENT: u32 = u32::MAX;
 
 impl RawHash {
     /// Packs the values of the requested fields, in request order; `None` where absent.
-    pub fn new(symbol: Vec<u8>, values: &[Option<&[u8]>]) -> RawHash {
+    pub(crate) fn new(symbol: Vec<u8>, values: &[Option<&[u8]>]) -> RawHash {
         let mut data = Vec::with_capacity(values.iter().flatten().map(|v| v.len()).sum());
         let ends = values
             .iter()
@@ -143,7 +143,7 @@ impl RawHash {
     }
 
     /// The value of the `index`-th requested field.
-    pub fn value(&self, index: usize) -> Option<&[u8]> {
+    pub(crate) fn value(&self, index: usize) -> Option<&[u8]> {
         let end = *self.ends.get(index)?;
         if end == ABSENT {
             return None;
@@ -160,7 +160,7 @@ impl RawHash {
 
 /// What one fetch found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     pub hashes: Vec<RawHash>,
     /// Configured symbols whose key does not exist (full fetches with a fixed list only).
     pub missing: Vec<String>,
@@ -207,7 +207,7 @@ impl RedisSettings {
         Ok((client, addr))
     }
 
-    pub fn connection_config(&self) -> AsyncConnectionConfig {
+    pub(crate) fn connection_config(&self) -> AsyncConnectionConfig {
         AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout))
@@ -263,7 +263,7 @@ impl Source {
 
     /// Reads every proposal hash. On error the connection is dropped, so the next call
     /// reconnects.
-    pub async fn fetch(&mut self) -> Result<Fetched, FetchError> {
+    pub(crate) async fn fetch(&mut self) -> Result<Fetched, FetchError> {
         let mut connection = self.connection().await?;
         let mut fetched = Fetched::default();
         match &self.symbols {
@@ -286,7 +286,7 @@ impl Source {
 
     /// Reads only the given symbols (those a notification named), skipping any outside a
     /// fixed list.
-    pub async fn fetch_changed(
+    pub(crate) async fn fetch_changed(
         &mut self,
         mut symbols: Vec<Vec<u8>>,
     ) -> Result<Fetched, FetchError> {
@@ -309,7 +309,7 @@ impl Source {
 
     /// Subscribes to keyspace notifications for the prefix, after checking that Redis sends
     /// them for hash commands.
-    pub async fn subscribe(&mut self) -> Result<Notifications, SubscribeError> {
+    pub(crate) async fn subscribe(&mut self) -> Result<Notifications, SubscribeError> {
         let mut connection = self.connection().await?;
         let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
             .arg("GET")
@@ -523,7 +523,7 @@ impl Source {
 }
 
 /// The symbols whose keys changed, as Redis announces them on its keyspace channels.
-pub struct Notifications {
+pub(crate) struct Notifications {
     messages: redis::aio::PubSubStream,
     channel_prefix: Vec<u8>,
 }
@@ -534,7 +534,7 @@ const MAX_BATCH: usize = 10_000;
 impl Notifications {
     /// Waits for a change, then takes every change already waiting: the symbols, sorted and
     /// unique. `None` when the subscription has ended (connection lost or killed).
-    pub async fn next_batch(&mut self) -> Option<Vec<Vec<u8>>> {
+    pub(crate) async fn next_batch(&mut self) -> Option<Vec<Vec<u8>>> {
         use futures_util::{FutureExt as _, StreamExt as _};
         let first = self.messages.next().await?;
         let mut symbols: Vec<Vec<u8>> = self.symbol_of(&first).into_iter().collect();

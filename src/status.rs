@@ -21,11 +21,11 @@ use crate::view::{
 };
 
 /// All symbols fresh, every kill score below [`KILL_HIGH`].
-pub const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_OK: u8 = 0;
 /// A kill score at or above [`KILL_HIGH`].
-pub const EXIT_KILL_HIGH: u8 = 1;
+pub(crate) const EXIT_KILL_HIGH: u8 = 1;
 /// Stale or missing data, or Redis or the exporter unreachable.
-pub const EXIT_STALE: u8 = 2;
+pub(crate) const EXIT_STALE: u8 = 2;
 
 /// How long `--from` waits for the exporter's whole answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,7 +116,7 @@ pub async fn run(options: Options) -> u8 {
 /// symbol without an update for a minute), else 1 when a kill score is at or above 0.6, else 0.
 /// Stale wins over high: an answer with a hole in it is not an all-clear, and the table still
 /// shows every high score.
-pub fn exit_code(view: &View) -> u8 {
+pub(crate) fn exit_code(view: &View) -> u8 {
     if !view.redis_up || !view.missing.is_empty() || view.stale().next().is_some() {
         EXIT_STALE
     } else if view.high().next().is_some() {

@@ -3,7 +3,7 @@
 
 /// A finite number, or `None`. `None`, empty, `nan`, `inf` and overflowing values (`1e309`) are
 /// all rejected; surrounding whitespace (including a Windows `\r`) is ignored.
-pub fn parse_number(raw: &str) -> Option<f64> {
+pub(crate) fn parse_number(raw: &str) -> Option<f64> {
     let value: f64 = raw.trim().parse().ok()?;
     // Adding 0.0 turns -0 into 0 so that "-0" renders as a plain zero.
     value.is_finite().then_some(value + 0.0)
@@ -12,7 +12,7 @@ pub fn parse_number(raw: &str) -> Option<f64> {
 /// Reads `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|+HH:MM|-HH:MM]` as UTC (naive times are UTC) and
 /// returns seconds since the Unix epoch. Hand-written: it is the only date format in the input,
 /// and a date-time crate would be the largest dependency of the exporter.
-pub fn parse_utc_timestamp(raw: &str) -> Option<f64> {
+pub(crate) fn parse_utc_timestamp(raw: &str) -> Option<f64> {
     let s = raw.trim().as_bytes();
     let digits = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = s.get(range)?;

@@ -8,25 +8,25 @@ use crate::proposal::{Proposal, WEIGHTS};
 use crate::snapshot::Snapshot;
 
 /// Kill scores from here up are high (red), as on the dashboard and in the alerting rules.
-pub const KILL_HIGH: f64 = 0.6;
+pub(crate) const KILL_HIGH: f64 = 0.6;
 /// Kill scores from here up are critical (dark red), as in the critical alerting rule.
-pub const KILL_CRITICAL: f64 = 0.8;
+pub(crate) const KILL_CRITICAL: f64 = 0.8;
 /// The dashboard's R_net bands: good from 7, fair from 3, poor below.
-pub const R_NET_GOOD: f64 = 7.0;
-pub const R_NET_FAIR: f64 = 3.0;
+pub(crate) const R_NET_GOOD: f64 = 7.0;
+pub(crate) const R_NET_FAIR: f64 = 3.0;
 /// The publisher rewrites every hash at least once a minute, so older data means it stopped.
-pub const STALE_AFTER_SECONDS: f64 = 60.0;
+pub(crate) const STALE_AFTER_SECONDS: f64 = 60.0;
 
 /// One of the kill score's components: its field, a label, its weight and its largest value.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Component {
+pub(crate) struct Component {
     pub key: &'static str,
     pub label: &'static str,
     pub weight: f64,
     pub max: f64,
 }
 
-pub const COMPONENTS: [Component; 4] = [
+pub(crate) const COMPONENTS: [Component; 4] = [
     Component {
         key: "k_regime_flip",
         label: "regime flip",
@@ -54,14 +54,14 @@ pub const COMPONENTS: [Component; 4] = [
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KillBand {
+pub(crate) enum KillBand {
     Low,
     High,
     Critical,
 }
 
 impl KillBand {
-    pub fn of(kill_score: f64) -> KillBand {
+    pub(crate) fn of(kill_score: f64) -> KillBand {
         if kill_score >= KILL_CRITICAL {
             KillBand::Critical
         } else if kill_score >= KILL_HIGH {
@@ -72,7 +72,7 @@ impl KillBand {
     }
 
     /// The CSS class the page gives it; the page's script uses the same names.
-    pub fn class(self) -> &'static str {
+    pub(crate) fn class(self) -> &'static str {
         match self {
             KillBand::Low => "k-low",
             KillBand::High => "k-high",
@@ -82,14 +82,14 @@ impl KillBand {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RNetBand {
+pub(crate) enum RNetBand {
     Good,
     Fair,
     Poor,
 }
 
 impl RNetBand {
-    pub fn of(r_net: f64) -> RNetBand {
+    pub(crate) fn of(r_net: f64) -> RNetBand {
         if r_net >= R_NET_GOOD {
             RNetBand::Good
         } else if r_net >= R_NET_FAIR {
@@ -99,7 +99,7 @@ impl RNetBand {
         }
     }
 
-    pub fn class(self) -> &'static str {
+    pub(crate) fn class(self) -> &'static str {
         match self {
             RNetBand::Good => "r-good",
             RNetBand::Fair => "r-fair",
@@ -276,12 +276,12 @@ impl Calibration<'_> {
 /// The weighted sum of the components that fills the bar: a regime flip (2.0) with a moderate
 /// spike or drop. Sums reach 6.75 in theory, but a bar on that scale would show typical values
 /// as slivers.
-pub const BAR_FULL: f64 = 3.0;
+pub(crate) const BAR_FULL: f64 = 3.0;
 
 /// Each component's weighted value as a percentage of [`BAR_FULL`]. Values beyond a component's
 /// range are clamped, and a sum beyond the full bar is scaled down to fill it exactly, keeping
 /// the proportions that show what drives the score.
-pub fn component_shares(components: [f64; 4]) -> [f64; 4] {
+pub(crate) fn component_shares(components: [f64; 4]) -> [f64; 4] {
     let mut shares = [0.0; 4];
     for ((share, value), component) in shares.iter_mut().zip(components).zip(COMPONENTS) {
         *share = value.clamp(0.0, component.max) * component.weight / BAR_FULL * 100.0;
@@ -294,7 +294,7 @@ pub fn component_shares(components: [f64; 4]) -> [f64; 4] {
 }
 
 /// A duration for people: `42s`, `3m 05s`, `2h 07m`, `3d 4h`; `unknown` without one.
-pub fn format_age(seconds: Option<f64>) -> String {
+pub(crate) fn format_age(seconds: Option<f64>) -> String {
     let Some(seconds) = seconds else {
         return "unknown".to_owned();
     };
@@ -309,7 +309,7 @@ pub fn format_age(seconds: Option<f64>) -> String {
 
 /// The cache age: tenths of a second while fresh, then as [`format_age`]; `never` before the
 /// first read.
-pub fn format_cache_age(seconds: Option<f64>) -> String {
+pub(crate) fn format_cache_age(seconds: Option<f64>) -> String {
     match seconds {
         Some(s) if s < 60.0 => format!("{s:.1}s"),
         Some(_) => format_age(seconds),
