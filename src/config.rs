@@ -20,7 +20,8 @@ const PROPOSALS_PATH: &str = "/api/v1/proposals";
 #[derive(Debug, Parser)]
 #[command(
     name = "harvest-exporter",
-    version,
+    version = crate::build_info::VERSION,
+    long_version = crate::build_info::LONG_VERSION,
     about = "Prometheus exporter for the harvest proposals a trading system keeps in Redis hashes.",
     long_about = "Prometheus exporter for the harvest proposals a trading system keeps in Redis \
 hashes (quantum:harvest:proposal:<SYMBOL>).\n\nEvery setting can be given as a flag or as the \
@@ -78,14 +79,24 @@ pub struct SimulateArgs {
 /// Every setting of the exporter. Flag names follow the Prometheus exporters' dotted style.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Address to listen on: an IP, [IPv6] or either with :port. Without a port, --web.listen-port
-    /// is used. The default serves this host only; expose it deliberately.
-    #[arg(long = "web.listen-address", env = "LISTEN_ADDRESS", default_value = "127.0.0.1", value_parser = listen_address, global = true)]
-    pub listen_address: String,
+    /// Address to listen on: an IP, [IPv6] or host name, each with an optional :port (without
+    /// one, --web.listen-port). Repeat the flag (or separate with commas) to listen on several.
+    /// The default serves this host only; expose it deliberately.
+    #[arg(long = "web.listen-address", env = "LISTEN_ADDRESS", default_value = "127.0.0.1", value_delimiter = ',', value_parser = listen_address, global = true)]
+    pub listen_addresses: Vec<ListenAddress>,
 
     /// Port to listen on when --web.listen-address has none (the original's METRICS_PORT).
     #[arg(long = "web.listen-port", env = "METRICS_PORT", default_value = "8042", value_parser = port, global = true)]
     pub listen_port: u16,
+
+    /// Use the sockets systemd passes (socket activation, LISTEN_FDS) instead of
+    /// --web.listen-address; see the .socket unit in the deployment kit.
+    #[arg(long = "web.systemd-socket", env = "WEB_SYSTEMD_SOCKET", default_value = "false", value_parser = boolean, num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub systemd_socket: bool,
+
+    /// Path under which the metrics are served.
+    #[arg(long = "web.telemetry-path", env = "WEB_TELEMETRY_PATH", default_value = "/metrics", value_parser = telemetry_path, global = true)]
+    pub telemetry_path: String,
 
     /// Most HTTP connections open at once. When full, the oldest connection that has not sent a
     /// request yet is closed to make room; if every one is busy, the new one is closed.
@@ -128,6 +139,11 @@ pub struct Config {
     #[arg(long = "redis.password", env = "REDIS_PASSWORD", hide_env_values = true, value_parser = trimmed, global = true)]
     pub redis_password: Option<String>,
 
+    /// File holding the Redis password (trailing newline ignored), read at start-up; the usual
+    /// way to keep it out of the command line and the environment. Excludes --redis.password.
+    #[arg(long = "redis.password-file", env = "REDIS_PASSWORD_FILE", value_parser = readable_file, conflicts_with = "redis_password", global = true)]
+    pub redis_password_file: Option<PathBuf>,
+
     /// PEM file with the CA certificate that signed the Redis server's certificate (rediss://);
     /// without it the system's trust store is used.
     #[arg(long = "redis.tls-ca-file", env = "REDIS_TLS_CA_FILE", value_parser = readable_file, global = true)]
@@ -167,6 +183,34 @@ pub struct Config {
     /// Log level: error, warn, info, debug or trace (Python's WARNING and CRITICAL work too).
     #[arg(long = "log.level", env = "LOG_LEVEL", default_value = "info", value_parser = log_level, global = true)]
     pub log_level: tracing::Level,
+
+    /// Log format: logfmt (key=value, as node_exporter writes) or json (one object a line).
+    #[arg(long = "log.format", env = "LOG_FORMAT", default_value = "logfmt", value_parser = log_format, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// A setting that passed its flag's check but cannot be used when it is read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read --redis.password-file (REDIS_PASSWORD_FILE) {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+/// One `--web.listen-address`: a host (an IP literal or a name, resolved when binding) and
+/// a port when one was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenAddress {
+    pub host: String,
+    pub port: Option<u16>,
 }
 
 /// The symbols setting: a fixed list, or discovery when empty or `*`.
@@ -192,11 +236,32 @@ impl fmt::Display for ExporterUrl {
 }
 
 impl Config {
-    pub fn listen_addr(&self) -> SocketAddr {
-        listen_addr(&self.listen_address, self.listen_port).expect("checked by the value parser")
+    /// Each listen address as (host, port), the port filled in from --web.listen-port.
+    pub fn listen_targets(&self) -> Vec<(String, u16)> {
+        self.listen_addresses
+            .iter()
+            .map(|a| (a.host.clone(), a.port.unwrap_or(self.listen_port)))
+            .collect()
     }
 
-    pub fn redis(&self) -> RedisSettings {
+    /// The password from --redis.password-file, else --redis.password.
+    fn redis_password(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = self
+            .redis_password_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+        else {
+            return Ok(self.redis_password.clone().filter(|p| !p.is_empty()));
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()).filter(|p| !p.is_empty()))
+    }
+
+    /// How to reach Redis; reads --redis.password-file.
+    pub fn redis(&self) -> Result<RedisSettings, ConfigError> {
         let url = self
             .redis_url
             .clone()
@@ -209,16 +274,16 @@ impl Config {
                 };
                 format!("redis://{host}:{}/{}", self.redis_port, self.redis_db)
             });
-        RedisSettings {
+        Ok(RedisSettings {
             url,
-            password: self.redis_password.clone().filter(|p| !p.is_empty()),
+            password: self.redis_password()?,
             ca_file: self
                 .redis_ca_file
                 .clone()
                 .filter(|path| !path.as_os_str().is_empty()),
             connect_timeout: self.redis_connect_timeout,
             response_timeout: self.redis_timeout,
-        }
+        })
     }
 
     pub fn symbols(&self) -> Symbols {
@@ -377,40 +442,67 @@ fn log_level(raw: &str) -> Result<tracing::Level, String> {
     }
 }
 
-/// `host`, `host:port`, `[v6]`, `[v6]:port` or `:port` (every interface), hosts as IP literals.
-fn listen_addr(raw: &str, default_port: u16) -> Result<SocketAddr, String> {
+/// `host`, `host:port`, `[v6]`, `[v6]:port` or `:port` (every interface), the host an IP
+/// literal or a name (`localhost`, a DNS name), resolved when binding.
+fn listen_address(raw: &str) -> Result<ListenAddress, String> {
     let raw = raw.trim();
+    let ip = |host: IpAddr, port: Option<u16>| ListenAddress {
+        host: host.to_string(),
+        port,
+    };
     if let Ok(addr) = raw.parse::<SocketAddr>() {
-        return Ok(addr);
+        return Ok(ip(addr.ip(), Some(addr.port())));
     }
     let bare = raw
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
         .unwrap_or(raw);
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, default_port));
+    if let Ok(addr) = bare.parse::<IpAddr>() {
+        return Ok(ip(addr, None));
     }
-    if let Some(port_text) = raw.strip_prefix(':') {
-        return Ok(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            port(port_text)?,
-        ));
+    let (host, port) = match raw.rsplit_once(':') {
+        Some(("", port_text)) => {
+            return Ok(ip(Ipv4Addr::UNSPECIFIED.into(), Some(port(port_text)?)));
+        }
+        Some((host, port_text)) => (host, Some(port(port_text)?)),
+        None => (raw, None),
+    };
+    let valid_name = host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !valid_name {
+        return Err(
+            "expected an IP address or host name with an optional port, e.g. 127.0.0.1, localhost:8042, 0.0.0.0:8042 or [::1]:8042"
+                .into(),
+        );
     }
-    if raw == "localhost" {
-        return Ok(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            default_port,
-        ));
-    }
-    Err(
-        "expected an IP address with an optional port, e.g. 127.0.0.1, 0.0.0.0:8042 or [::1]:8042"
-            .into(),
-    )
+    Ok(ListenAddress {
+        host: host.to_owned(),
+        port,
+    })
 }
 
-fn listen_address(raw: &str) -> Result<String, String> {
-    listen_addr(raw, 1)?;
-    Ok(raw.trim().to_owned())
+fn telemetry_path(raw: &str) -> Result<String, String> {
+    let path = raw.trim();
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+        return Err("expected a path starting with /, e.g. /metrics".into());
+    }
+    if matches!(path, "/" | "/health" | "/ready" | "/api/v1/proposals") {
+        return Err(format!("{path} is taken by another endpoint"));
+    }
+    Ok(path.to_owned())
+}
+
+fn log_format(raw: &str) -> Result<LogFormat, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "logfmt" => Ok(LogFormat::Logfmt),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected logfmt or json".into()),
+    }
 }
 
 /// Parses `--from`.
@@ -455,8 +547,8 @@ mod tests {
     fn defaults_match_the_seed() {
         let cli = parse(&[]).unwrap();
         let config = cli.config;
-        assert_eq!(config.listen_addr(), "127.0.0.1:8042".parse().unwrap());
-        assert_eq!(config.redis().url, "redis://localhost:6379/0");
+        assert_eq!(config.listen_targets(), [("127.0.0.1".to_owned(), 8042)]);
+        assert_eq!(config.redis().unwrap().url, "redis://localhost:6379/0");
         assert_eq!(config.poll_interval, Duration::from_secs(5));
         assert_eq!(config.symbols(), Symbols::Discover);
         assert_eq!(config.prefix, DEFAULT_PREFIX);
@@ -484,20 +576,35 @@ mod tests {
 
     #[test]
     fn listen_address_forms() {
+        let target = |raw: &str| {
+            let cli = parse(&["--web.listen-address", raw, "--web.listen-port", "8042"]).unwrap();
+            cli.config.listen_targets()
+        };
+        let one = |host: &str, port: u16| vec![(host.to_owned(), port)];
+        assert_eq!(target("0.0.0.0:9000"), one("0.0.0.0", 9000));
+        assert_eq!(target("[::1]"), one("::1", 8042));
+        assert_eq!(target("::1"), one("::1", 8042));
+        assert_eq!(target(":9000"), one("0.0.0.0", 9000));
+        assert_eq!(target("localhost:9000"), one("localhost", 9000));
         assert_eq!(
-            listen_addr("0.0.0.0:9000", 8042),
-            Ok("0.0.0.0:9000".parse().unwrap())
+            target("exporter.example.com"),
+            one("exporter.example.com", 8042)
         );
         assert_eq!(
-            listen_addr("[::1]", 8042),
-            Ok("[::1]:8042".parse().unwrap())
+            target("127.0.0.1:9000,[::1]:9001"),
+            [("127.0.0.1".to_owned(), 9000), ("::1".to_owned(), 9001)]
         );
-        assert_eq!(listen_addr("::1", 8042), Ok("[::1]:8042".parse().unwrap()));
-        assert_eq!(
-            listen_addr(":9000", 8042),
-            Ok("0.0.0.0:9000".parse().unwrap())
-        );
-        assert!(listen_addr("example.com", 8042).is_err());
+        let repeated = parse(&[
+            "--web.listen-address",
+            "127.0.0.1:9000",
+            "--web.listen-address",
+            "localhost:9001",
+        ])
+        .unwrap();
+        assert_eq!(repeated.config.listen_targets().len(), 2);
+        for bad in ["exa mple", "host:99999", "a..b", "http://x", "[::1"] {
+            assert!(listen_address(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -511,7 +618,7 @@ mod tests {
             "",
         ])
         .unwrap();
-        let redis = cli.config.redis();
+        let redis = cli.config.redis().unwrap();
         assert_eq!(redis.url, "redis://localhost:6379/0");
         assert_eq!(redis.ca_file, None);
         assert_eq!(redis.password, None);
@@ -528,7 +635,7 @@ mod tests {
             "2",
         ])
         .unwrap();
-        assert_eq!(cli.config.redis().url, "redis://[::1]:7000/2");
+        assert_eq!(cli.config.redis().unwrap().url, "redis://[::1]:7000/2");
     }
 
     #[test]
@@ -538,7 +645,9 @@ mod tests {
             ("--harvest.poll-interval", "0", "POLL_INTERVAL_SEC"),
             ("--redis.addr", "http://x", "REDIS_URL"),
             ("--log.level", "loud", "LOG_LEVEL"),
-            ("--web.listen-address", "nowhere", "LISTEN_ADDRESS"),
+            ("--web.listen-address", "no where", "LISTEN_ADDRESS"),
+            ("--web.telemetry-path", "/health", "WEB_TELEMETRY_PATH"),
+            ("--log.format", "xml", "LOG_FORMAT"),
         ] {
             let message = parse(&[flag, value]).unwrap_err().to_string();
             assert!(message.contains(flag) && message.contains(env), "{message}");

@@ -12,9 +12,11 @@
 
 #![warn(unreachable_pub)]
 
+mod build_info;
 pub mod config;
 mod exposition;
 mod gzip;
+pub mod listener;
 mod page;
 mod process;
 mod proposal;

@@ -1,12 +1,14 @@
 //! The `harvest-exporter` binary: reads the settings, then runs the exporter (the refresh loop and
 //! the HTTP server), the simulator or the status command. Only wiring lives here.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use harvest_exporter::config::{self, Cli, Command, Config};
+use harvest_exporter::config::{self, Cli, Command, Config, LogFormat};
+use harvest_exporter::listener;
 use harvest_exporter::refresh::{Refresher, unix_now};
 use harvest_exporter::server::{self, Security, WebConfigState, WebSettings};
 use harvest_exporter::simulate;
@@ -24,12 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(cli.config.log_level)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging(cli.config.log_level, cli.config.log_format);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -50,6 +47,29 @@ fn main() -> ExitCode {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr (the journal, under systemd) in the chosen format.
+fn init_logging(level: tracing::Level, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
+    match format {
+        LogFormat::Logfmt => tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_max_level(level)
+            .with_target(false)
+            .init(),
     }
 }
 
@@ -77,7 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
                 heat_gate: args.heat_gate,
             };
-            let redis = cli.config.redis();
+            let redis = cli.config.redis()?;
             tokio::select! {
                 result = simulate::run(&redis, &cli.config.prefix, options) => {
                     result.context("simulator stopped").map(|()| ExitCode::SUCCESS)
@@ -95,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     path: url.path,
                 }),
                 json: args.json,
-                redis: cli.config.redis(),
+                redis: cli.config.redis()?,
                 prefix: cli.config.prefix.clone(),
                 symbols: cli.config.symbols(),
                 poll_interval: cli.config.poll_interval,
@@ -111,23 +131,28 @@ async fn export(config: Config) -> anyhow::Result<()> {
     // Restart=on-failure counts that as a clean exit, leaving the service down.
     let hangups = hangup_signals()?;
     let security = web_security(&config)?;
-    let listen = config.listen_addr();
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| {
-            format!("cannot listen on {listen} (--web.listen-address, METRICS_PORT)")
-        })?;
-    if security.exposed(listen) {
-        tracing::warn!(
-            %listen,
-            tls = security.tls.is_some(),
-            basic_auth = security.auth.is_some(),
-            "listening beyond this host without both TLS and authentication (see --web.config.file)"
-        );
+    let listeners = if config.systemd_socket {
+        listener::from_systemd()?
+    } else {
+        listener::bind(&config.listen_targets()).await?
+    };
+    let listening: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    for &listen in &listening {
+        if security.exposed(listen) {
+            tracing::warn!(
+                %listen,
+                tls = security.tls.is_some(),
+                basic_auth = security.auth.is_some(),
+                "listening beyond this host without both TLS and authentication (see --web.config.file)"
+            );
+        }
     }
     let symbols = config.symbols();
     let source = Source::new(
-        &config.redis(),
+        &config.redis()?,
         &config.prefix,
         symbols.clone(),
         harvest_exporter::proposal_keys(),
@@ -139,7 +164,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        listen = %listener.local_addr().unwrap_or(listen),
+        listen = ?listening,
         redis = source.addr(),
         symbols = symbols_text,
         poll_interval = ?config.poll_interval,
@@ -153,6 +178,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
     );
     let refreshing = tokio::spawn(refresher.run());
     let web = WebSettings {
+        telemetry_path: config.telemetry_path.clone(),
         max_connections: config.max_connections,
         header_timeout: config.header_timeout,
         write_timeout: config.write_timeout,
@@ -163,7 +189,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
         config.clone(),
         Arc::clone(&web_config),
     ));
-    server::serve(listener, published, web, web_config, shutdown_signal()).await;
+    server::serve(listeners, published, web, web_config, shutdown_signal()).await;
     tracing::info!("shutting down");
     reloading.abort();
     // Stopped here, before the runtime drops its Redis connection under it, so that a refresh

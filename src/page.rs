@@ -35,18 +35,19 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn new(snapshot: &Snapshot, now_unix: f64) -> Page {
+    /// `metrics_path` is where the exporter serves its metrics (`--web.telemetry-path`).
+    pub fn new(snapshot: &Snapshot, now_unix: f64, metrics_path: &str) -> Page {
         let view = View::new(snapshot, now_unix);
         let json = serde_json::to_vec(&view).expect("a view holds only strings and numbers");
         let poll = snapshot.poll_interval.max(MIN_PAGE_POLL);
         Page {
-            html: html(&view, poll).into(),
+            html: html(&view, poll, metrics_path).into(),
             json: json.into(),
         }
     }
 }
 
-fn html(view: &View, poll: Duration) -> String {
+fn html(view: &View, poll: Duration, metrics_path: &str) -> String {
     let mut out = String::with_capacity(12 * 1024 + view.proposals.len() * 1024);
     out.push_str(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -55,7 +56,7 @@ fn html(view: &View, poll: Duration) -> String {
     );
     out.push_str(STYLE);
     out.push_str("</style>\n</head>\n<body>\n");
-    header(&mut out, view, poll);
+    header(&mut out, view, poll, metrics_path);
     out.push_str(
         "<main>\n<table>\n<thead><tr><th>Symbol</th><th>Kill score</th><th>Components</th>\
 <th>R_net</th><th>New SL</th><th>Action</th><th>Data age</th></tr></thead>\n<tbody id=\"rows\">\n",
@@ -86,13 +87,13 @@ fn html(view: &View, poll: Duration) -> String {
     out
 }
 
-fn header(out: &mut String, view: &View, poll: Duration) {
+fn header(out: &mut String, view: &View, poll: Duration, metrics_path: &str) {
     let redis_class = if view.redis_up { "up" } else { "down" };
     let count = view.proposals.len();
     let _ = write!(
         out,
         "<header>\n<div class=\"title\"><h1>Harvest proposals</h1>\
-<nav><a href=\"/metrics\">/metrics</a> <a href=\"/health\">/health</a> <a href=\"/ready\">/ready</a></nav></div>\n\
+<nav><a href=\"{metrics_path}\">{metrics_path}</a> <a href=\"/health\">/health</a> <a href=\"/ready\">/ready</a></nav></div>\n\
 <p><span id=\"redis\" class=\"{redis_class}\">{}</span> · cache <span id=\"cache\">{}</span> · \
 <span id=\"count\">{count} symbol{}</span> · <span id=\"version\">harvest-exporter {}</span> · \
 <span id=\"live\">updates every {}s</span></p>\n\
@@ -234,7 +235,7 @@ mod tests {
     }
 
     fn page(snapshot: &Snapshot) -> String {
-        String::from_utf8(Page::new(snapshot, NOW).html.to_vec()).unwrap()
+        String::from_utf8(Page::new(snapshot, NOW, "/metrics").html.to_vec()).unwrap()
     }
 
     /// The text of the first element after `marker` in `html`, up to the next tag.
@@ -406,7 +407,7 @@ mod tests {
     #[test]
     fn json_is_the_view() {
         let snapshot = snapshot(&[("BTCUSDT", &[("kill_score", "0.5")])]);
-        let page = Page::new(&snapshot, NOW);
+        let page = Page::new(&snapshot, NOW, "/metrics");
         let view: View = serde_json::from_slice(&page.json).unwrap();
         assert_eq!(view, View::new(&snapshot, NOW));
     }

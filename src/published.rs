@@ -38,8 +38,9 @@ impl Published {
         }
     }
 
-    pub fn page(&self) -> &Page {
+    /// The page, linking to the metrics at `metrics_path`, which is the same for every call.
+    pub fn page(&self, metrics_path: &str) -> &Page {
         self.page
-            .get_or_init(|| Page::new(&self.snapshot, self.rendered_at_unix))
+            .get_or_init(|| Page::new(&self.snapshot, self.rendered_at_unix, metrics_path))
     }
 }

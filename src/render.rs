@@ -4,6 +4,7 @@
 
 use enum_map::{EnumArray, EnumMap};
 
+use crate::build_info;
 use crate::exposition::{EscapedLabel, Family, Writer};
 use crate::proposal::{Action, Extra, Field, KNOWN_ACTIONS, Proposal};
 use crate::snapshot::{DropReason, Snapshot};
@@ -147,7 +148,7 @@ const REGIME_PROBABILITY: Family = Family::gauge(
 
 const BUILD_INFO: Family = Family::gauge(
     "quantum_harvest_exporter_build_info",
-    "Build information of the exporter; the value is always 1.",
+    "Build information of the exporter (version, git revision, build date, compiler); the value is always 1.",
 );
 const REDIS_UP: Family = Family::gauge(
     "quantum_harvest_exporter_redis_up",
@@ -289,8 +290,7 @@ fn one_hot(samples: &mut crate::exposition::Samples<'_>, symbol: &EscapedLabel, 
 
 fn render_exporter_metrics(w: &mut Writer, snapshot: &Snapshot) {
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
-    w.family(&BUILD_INFO)
-        .labelled(&[("version", env!("CARGO_PKG_VERSION"))], 1_u64);
+    w.family(&BUILD_INFO).labelled(&build_info::labels(), 1_u64);
     w.family(&REDIS_UP).value(flag(snapshot.redis_up));
     w.family(&REFRESH_DURATION)
         .value(snapshot.refresh_duration.as_secs_f64());
@@ -542,9 +542,27 @@ mod tests {
 
     #[test]
     fn body_is_byte_identical_to_the_golden_file() {
-        let body = render(&golden_snapshot(), 1_769_130_510.0);
-        check_exposition(std::str::from_utf8(&body).unwrap()).unwrap();
-        assert_golden("body.prom", &body);
+        let body = String::from_utf8(render(&golden_snapshot(), 1_769_130_510.0)).unwrap();
+        check_exposition(&body).unwrap();
+        // The build's own facts change with every commit and machine: pinned by name only.
+        let body: Vec<String> = body
+            .lines()
+            .map(|line| {
+                if !line.starts_with("quantum_harvest_exporter_build_info{") {
+                    return line.to_owned();
+                }
+                build_info::labels()
+                    .iter()
+                    .filter(|(name, _)| *name != "version")
+                    .fold(line.to_owned(), |line, (name, value)| {
+                        line.replace(
+                            &format!("{name}=\"{value}\""),
+                            &format!("{name}=\"<{name}>\""),
+                        )
+                    })
+            })
+            .collect();
+        assert_golden("body.prom", format!("{}\n", body.join("\n")).as_bytes());
     }
 
     const SEED_FAMILIES: [&str; 9] = [

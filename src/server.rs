@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::AbortHandle;
 use tokio_io_timeout::TimeoutStream;
@@ -32,8 +32,10 @@ use crate::process::{self, ProcessStats};
 use crate::published::Published;
 use crate::webconfig::BasicAuth;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct WebSettings {
+    /// Where the metrics are served (`--web.telemetry-path`).
+    pub telemetry_path: String,
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub write_timeout: Duration,
@@ -201,87 +203,89 @@ struct Shared {
     bcrypt_slots: Semaphore,
 }
 
-/// Accepts connections until `shutdown` completes. Connections still open then are dropped
-/// with the runtime, so a stuck client cannot hold up the exit.
+/// Accepts connections on every listener until `shutdown` completes. Connections still open
+/// then are dropped with the runtime, so a stuck client cannot hold up the exit.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     published: watch::Receiver<Arc<Published>>,
     settings: WebSettings,
     web_config: Arc<WebConfigState>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let connections = Arc::new(Connections::default());
     let shared = Arc::new(Shared {
         published,
         settings,
         web_config,
-        connections: Arc::clone(&connections),
+        connections: Arc::new(Connections::default()),
         bcrypt_slots: Semaphore::new(1),
     });
-    let mut shutdown = std::pin::pin!(shutdown);
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(accept_loop(listener, Arc::clone(&shared))))
+        .collect();
+    shutdown.await;
+    for task in accepting {
+        task.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let accepted = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
+        match listener.accept().await {
             Ok((stream, _peer)) => {
                 // A response leaves in two writes (cached body, then the scrape-time tail); with
                 // Nagle's algorithm the second would wait for the client's delayed ACK (~40 ms).
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!("cannot set TCP_NODELAY: {error}");
                 }
-                stream
+                admit(stream, &shared);
             }
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.
                 tracing::warn!("accepting a connection failed: {error}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        if connections.open.load(Ordering::Relaxed) >= settings.max_connections
-            && !connections.evict_oldest_waiting()
-        {
-            tracing::debug!(
-                "{} connections, all busy: closing a new one",
-                settings.max_connections
-            );
-            continue;
         }
-        connections.open.fetch_add(1, Ordering::Relaxed);
-        let id = connections.next_id.fetch_add(1, Ordering::Relaxed);
-        let guard = OpenConnection {
-            id,
-            connections: Arc::clone(&connections),
-        };
-        let shared = Arc::clone(&shared);
-        let security = shared.web_config.current();
-        // Registered under the lock so that the first request cannot run before registration.
-        let mut waiting = connections.waiting.lock().expect("not poisoned");
-        let task = tokio::spawn(async move {
-            let _guard = guard;
-            match &security.tls {
-                None => serve_connection(stream, id, shared, Arc::clone(&security)).await,
-                Some(acceptor) => {
-                    // The handshake counts against the header timeout, like the request head.
-                    match tokio::time::timeout(
-                        shared.settings.header_timeout,
-                        acceptor.accept(stream),
-                    )
+    }
+}
+
+/// Gives the connection a task of its own, under the connection cap.
+fn admit(stream: TcpStream, shared: &Arc<Shared>) {
+    let connections = &shared.connections;
+    let max_connections = shared.settings.max_connections;
+    if connections.open.load(Ordering::Relaxed) >= max_connections
+        && !connections.evict_oldest_waiting()
+    {
+        tracing::debug!("{max_connections} connections, all busy: closing a new one");
+        return;
+    }
+    connections.open.fetch_add(1, Ordering::Relaxed);
+    let id = connections.next_id.fetch_add(1, Ordering::Relaxed);
+    let guard = OpenConnection {
+        id,
+        connections: Arc::clone(connections),
+    };
+    let shared = Arc::clone(shared);
+    let security = shared.web_config.current();
+    // Registered under the lock so that the first request cannot run before registration.
+    let mut waiting = connections.waiting.lock().expect("not poisoned");
+    let task = tokio::spawn(async move {
+        let _guard = guard;
+        match &security.tls {
+            None => serve_connection(stream, id, shared, Arc::clone(&security)).await,
+            Some(acceptor) => {
+                // The handshake counts against the header timeout, like the request head.
+                match tokio::time::timeout(shared.settings.header_timeout, acceptor.accept(stream))
                     .await
-                    {
-                        Ok(Ok(tls)) => {
-                            serve_connection(tls, id, shared, Arc::clone(&security)).await
-                        }
-                        Ok(Err(error)) => tracing::debug!("TLS handshake failed: {error}"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
+                {
+                    Ok(Ok(tls)) => serve_connection(tls, id, shared, Arc::clone(&security)).await,
+                    Ok(Err(error)) => tracing::debug!("TLS handshake failed: {error}"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
             }
-        });
-        waiting.insert(id, task.abort_handle());
-    }
+        }
+    });
+    waiting.insert(id, task.abort_handle());
 }
 
 async fn serve_connection<S>(stream: S, id: u64, shared: Arc<Shared>, security: Arc<Security>)
@@ -299,7 +303,7 @@ where
             let mut response = if authorized(&shared, &security, &request).await {
                 let current = Arc::clone(&shared.published.borrow());
                 let stats = shared.connections.stats(&shared.web_config);
-                respond(&request, &current, &stats)
+                respond(&request, &current, &stats, &shared.settings.telemetry_path)
             } else {
                 unauthorized()
             };
@@ -350,6 +354,7 @@ pub(crate) fn respond<B>(
     request: &Request<B>,
     published: &Published,
     http: &HttpStats,
+    telemetry_path: &str,
 ) -> Response<Payload> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(
@@ -361,18 +366,23 @@ pub(crate) fn respond<B>(
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
+    let page = || published.page(telemetry_path);
     match request.uri().path() {
-        "/metrics" => metrics(request, published, http),
+        path if path == telemetry_path => metrics(request, published, http),
         "/health" => text(StatusCode::OK, "OK"),
         "/ready" => match published.snapshot.readiness(Instant::now()) {
-            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Ok(warnings) if warnings.is_empty() => text(StatusCode::OK, "ready\n"),
+            Ok(warnings) => text(
+                StatusCode::OK,
+                format!("ready; data problems: {}\n", warnings.join("; ")),
+            ),
             Err(reasons) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {}\n", reasons.join("; ")),
             ),
         },
-        "/" => page_response(page::HTML_CONTENT_TYPE, &published.page().html),
-        "/api/v1/proposals" => page_response(page::JSON_CONTENT_TYPE, &published.page().json),
+        "/" => page_response(page::HTML_CONTENT_TYPE, &page().html),
+        "/api/v1/proposals" => page_response(page::JSON_CONTENT_TYPE, &page().json),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: see / for the endpoints\n",

@@ -241,8 +241,12 @@ impl Snapshot {
         now.saturating_duration_since(self.last_success.unwrap_or(self.started))
     }
 
-    /// `Ok` when ready to be trusted, else every reason it is not.
-    pub fn readiness(&self, now: Instant) -> Result<(), Vec<String>> {
+    /// Whether the process can be trusted to serve current data, as a readiness probe or a load
+    /// balancer asks: `Err` with every reason when Redis is unreachable or the data is older than
+    /// a few poll intervals (another exporter would do better), else `Ok` with the problems of
+    /// the data itself, such as configured symbols without a hash, which no other exporter of
+    /// the same Redis would fix and which the metrics and alerts already report.
+    pub fn readiness(&self, now: Instant) -> Result<Vec<String>, Vec<String>> {
         let mut reasons = Vec::new();
         if !self.redis_up {
             let cause = self
@@ -261,15 +265,17 @@ impl Snapshot {
                 self.poll_interval.as_secs_f64()
             ));
         }
+        let mut data_problems = Vec::new();
         if !self.missing.is_empty() {
-            reasons.push(format!(
+            data_problems.push(format!(
                 "configured symbols without a proposal: {}",
                 self.missing.join(", ")
             ));
         }
         if reasons.is_empty() {
-            Ok(())
+            Ok(data_problems)
         } else {
+            reasons.extend(data_problems);
             Err(reasons)
         }
     }
@@ -306,7 +312,10 @@ mod tests {
 
         snapshot.redis_up = true;
         snapshot.last_success = Some(start);
-        assert_eq!(snapshot.readiness(start + Duration::from_secs(15)), Ok(()));
+        assert_eq!(
+            snapshot.readiness(start + Duration::from_secs(15)),
+            Ok(Vec::new())
+        );
 
         let reasons = snapshot
             .readiness(start + Duration::from_secs(16))
@@ -323,6 +332,21 @@ mod tests {
                 "redis unreachable: connection refused",
                 "configured symbols without a proposal: SOLUSDT"
             ]
+        );
+    }
+
+    #[test]
+    fn missing_symbols_are_a_data_problem_not_unreadiness() {
+        let start = Instant::now();
+        let mut snapshot = Snapshot::empty(Duration::from_secs(5), start);
+        snapshot.redis_up = true;
+        snapshot.last_success = Some(start);
+        snapshot.missing = vec!["SOLUSDT".into()];
+        assert_eq!(
+            snapshot.readiness(start),
+            Ok(vec![
+                "configured symbols without a proposal: SOLUSDT".to_owned()
+            ])
         );
     }
 

@@ -127,8 +127,12 @@ fn metrics_table_matches_what_is_exported() {
 }
 
 /// A value each setting must reject. A setting added without a row here fails the test.
-const BAD_VALUES: [(&str, &str); 21] = [
-    ("LISTEN_ADDRESS", "example.com"),
+const BAD_VALUES: [(&str, &str); 25] = [
+    ("LISTEN_ADDRESS", "not a host"),
+    ("WEB_TELEMETRY_PATH", "metrics"),
+    ("LOG_FORMAT", "xml"),
+    ("WEB_SYSTEMD_SOCKET", "maybe"),
+    ("REDIS_PASSWORD_FILE", "/nonexistent/password"),
     ("METRICS_PORT", "0"),
     ("WEB_MAX_CONNECTIONS", "0"),
     ("WEB_HEADER_TIMEOUT_SEC", "-1"),

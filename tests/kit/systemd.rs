@@ -12,6 +12,7 @@ use crate::common::{Redis, TempDir, exporter_bin, free_port, http_get, wait_for}
 use crate::{Running, deploy, publish_once, read, require_tool, run_ok};
 
 const UNIT: &str = "quantum-harvest-metrics-exporter.service";
+const SOCKET: &str = "quantum-harvest-metrics-exporter.socket";
 
 fn unit_path() -> std::path::PathBuf {
     deploy(&format!("systemd/{UNIT}"))
@@ -101,7 +102,17 @@ fn unit_verifies() {
             .arg(&units_dir),
     );
     std::fs::create_dir_all(root.0.join("etc/systemd/system")).unwrap();
-    std::fs::copy(unit_path(), root.0.join("etc/systemd/system").join(UNIT)).unwrap();
+    let units = root.0.join("etc/systemd/system");
+    std::fs::copy(unit_path(), units.join(UNIT)).unwrap();
+    // The optional socket activation: the .socket unit and the service's drop-in.
+    std::fs::copy(deploy(&format!("systemd/{SOCKET}")), units.join(SOCKET)).unwrap();
+    let drop_in = units.join(format!("{UNIT}.d"));
+    std::fs::create_dir_all(&drop_in).unwrap();
+    std::fs::copy(
+        deploy("systemd/socket-activation.conf"),
+        drop_in.join("socket-activation.conf"),
+    )
+    .unwrap();
     std::fs::create_dir_all(root.0.join("usr/local/bin")).unwrap();
     std::fs::copy(
         exporter_bin(),
@@ -115,7 +126,7 @@ fn unit_verifies() {
     let output = Command::new("systemd-analyze")
         .args(["verify", "--man=false"])
         .arg(format!("--root={}", root.0.display()))
-        .arg(UNIT)
+        .args([UNIT, SOCKET])
         .output()
         .expect("run systemd-analyze verify");
     // verify exits 0 on mere warnings (an unknown directive, say), so any output fails too.

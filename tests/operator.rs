@@ -1,0 +1,208 @@
+//! The habits of an operator who runs node_exporter: listen addresses by name and repeated,
+//! socket activation, a custom telemetry path, a password file, log formats, and `--version`
+//! and build_info that say what was built.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn listens_on_several_addresses_given_by_name() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let second = free_port();
+    let url = redis.url();
+    // The first address takes its port from METRICS_PORT, which the fixture sets and waits on:
+    // it answering proves `localhost` was resolved to 127.0.0.1.
+    let exporter = Exporter::start_raw(
+        &[
+            "--redis.addr",
+            &url,
+            "--web.listen-address",
+            "localhost",
+            "--web.listen-address",
+            &format!("[::1]:{second}"),
+        ],
+        &[],
+    );
+    assert!(exporter.log_text().contains(&format!("[::1]:{second}")));
+    let v6 = std::net::TcpStream::connect(("::1", second));
+    assert!(v6.is_ok(), "the second address is served too");
+    drop(exporter);
+
+    let output = run_exporter(&["--web.listen-address", "no-such-host.invalid:9"], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot resolve no-such-host.invalid (--web.listen-address)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_custom_telemetry_path_moves_the_metrics_and_the_page_link() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let exporter = Exporter::start(&redis, &["--web.telemetry-path", "/internal/metrics"]);
+    let body = wait_for("metrics at the custom path", WAIT, || {
+        let response = exporter.get("/internal/metrics");
+        (response.status == 200 && response.text().contains("quantum_harvest_kill_score{"))
+            .then(|| response.text())
+    });
+    promtool_check_metrics(&body);
+    assert_eq!(exporter.get("/metrics").status, 404);
+    assert!(
+        exporter
+            .get("/")
+            .text()
+            .contains("<a href=\"/internal/metrics\">/internal/metrics</a>")
+    );
+}
+
+#[test]
+fn socket_activation_serves_the_socket_systemd_passes() {
+    require_tool("systemd-socket-activate", "systemd");
+    let redis = Redis::start();
+    seed_example(&redis);
+    let port = free_port();
+    let dir = TempDir::new("socket");
+    let log = dir.0.join("log");
+    let mut activated = Command::new("systemd-socket-activate")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(exporter_bin())
+        .args(["--web.systemd-socket", "--redis.addr", &redis.url()])
+        // Ignored under socket activation: the passed socket wins.
+        .args(["--web.listen-address", "127.0.0.1:1"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start systemd-socket-activate");
+    // systemd-socket-activate holds the socket and starts the exporter on the first connection.
+    let body = wait_for("metrics on the activated socket", WAIT, || {
+        let response = http_get(port, "/metrics", &[]).ok()?;
+        response
+            .text()
+            .contains("quantum_harvest_kill_score{symbol=\"ETHUSDT\"}")
+            .then(|| response.text())
+    });
+    promtool_check_metrics(&body);
+    let _ = activated.kill();
+    let _ = activated.wait();
+
+    let output = run_exporter(&["--web.systemd-socket"], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--web.systemd-socket: no socket was passed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn redis_password_from_a_file() {
+    let redis = Redis::start_with(&["--requirepass", "from-file-pw"]);
+    let dir = TempDir::new("password");
+    let file = dir.0.join("redis.password");
+    std::fs::write(&file, "from-file-pw\n").unwrap();
+    let url = format!("redis://127.0.0.1:{}/0", redis.port);
+    let file = file.to_string_lossy().into_owned();
+    let exporter = Exporter::start_raw(
+        &[
+            "--redis.addr",
+            &url,
+            "--redis.password-file",
+            &file,
+            "--harvest.poll-interval",
+            "0.2",
+        ],
+        &[],
+    );
+    exporter.wait_metrics("Redis read with the file's password", WAIT, |b| {
+        sample(b, "quantum_harvest_exporter_redis_up") == Some(1.0)
+    });
+    assert!(!exporter.log_text().contains("from-file-pw"));
+
+    let output = run_exporter(
+        &["--redis.password-file", &file, "--redis.password", "x"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2), "one password source only");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--redis.password"));
+}
+
+#[test]
+fn logs_as_logfmt_by_default_and_as_json_on_request() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let logfmt = Exporter::start(&redis, &[]);
+    let text = wait_for("the start-up line", WAIT, || {
+        let log = logfmt.log_text();
+        log.contains("harvest-exporter started").then_some(log)
+    });
+    let line = text
+        .lines()
+        .find(|l| l.contains("harvest-exporter started"))
+        .unwrap();
+    assert!(
+        line.starts_with("ts=") && line.contains(" level=info "),
+        "{line}"
+    );
+
+    let json = Exporter::start(&redis, &["--log.format", "json"]);
+    let text = wait_for("the start-up line", WAIT, || {
+        let log = json.log_text();
+        log.contains("harvest-exporter started").then_some(log)
+    });
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn version_and_build_info_say_what_was_built() {
+    let output = run_exporter_ok(&["--version"]);
+    let version = String::from_utf8_lossy(&output.stdout);
+    for part in [
+        "harvest-exporter 0.",
+        "revision ",
+        "build date: ",
+        "rustc: 1.",
+    ] {
+        assert!(version.contains(part), "{part:?} in {version}");
+    }
+    let redis = Redis::start();
+    let exporter = Exporter::start(&redis, &[]);
+    let body = exporter.metrics();
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("quantum_harvest_exporter_build_info{"))
+        .expect("build_info");
+    for label in [
+        "version=\"",
+        "revision=\"",
+        "build_date=\"",
+        "rustc_version=\"1.",
+    ] {
+        assert!(line.contains(label), "{label} in {line}");
+    }
+    let revision = version
+        .split("revision ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap();
+    assert!(
+        line.contains(&format!("revision=\"{revision}\"")),
+        "{line} vs {version}"
+    );
+}
