@@ -206,3 +206,44 @@ fn version_and_build_info_say_what_was_built() {
         "{line} vs {version}"
     );
 }
+
+/// A build from a release tarball has no `.git`: the build script must still succeed and say
+/// `unknown` rather than fail or pick up another repository's revision. The script cargo
+/// compiled for this build is run in an empty directory outside any repository.
+#[test]
+fn a_build_without_git_records_an_unknown_revision() {
+    let build_dir = std::path::Path::new(exporter_bin())
+        .parent()
+        .unwrap()
+        .join("build");
+    let script = std::fs::read_dir(&build_dir)
+        .expect("target/<profile>/build")
+        .filter_map(|entry| Some(entry.ok()?.path().join("build-script-build")))
+        .filter(|path| {
+            path.parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|name| name.to_string_lossy().starts_with("harvest-exporter-"))
+                && path.exists()
+        })
+        .max_by_key(|path| path.metadata().and_then(|m| m.modified()).ok())
+        .expect("the exporter's compiled build script");
+    let tarball = TempDir::new("tarball");
+    let output = Command::new(&script)
+        .current_dir(&tarball.0)
+        // Outside any repository even if the temporary directory is inside one.
+        .env("GIT_CEILING_DIRECTORIES", &tarball.0)
+        .env("GIT_DIR", tarball.0.join(".git"))
+        .env("TARGET", "x86_64-unknown-linux-gnu")
+        .env("SOURCE_DATE_EPOCH", "1769130500")
+        .output()
+        .expect("run the build script");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "cargo:rustc-env=HARVEST_REVISION=unknown",
+        "cargo:rustc-env=HARVEST_BRANCH=unknown",
+        "cargo:rustc-env=HARVEST_BUILD_DATE=2026-01-23T01:08:20Z",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line} in {stdout}");
+    }
+}
