@@ -240,26 +240,39 @@ type Cell = (String, Option<&'static str>);
 /// The table with a header line and a verdict, coloured with ANSI codes when `colour`.
 pub fn table(view: &View, source: &str, colour: bool) -> String {
     let view = &printable(view);
-    let paint = |text: &str, code: &str| {
-        if colour {
-            format!("{code}{text}{RESET}")
-        } else {
-            text.to_owned()
-        }
-    };
-    let mut out = String::new();
-    let redis = paint(
+    let paint = Paint(colour);
+    let redis = paint.apply(
         &view.redis_state(),
         if view.redis_up { GREEN } else { BOLD_RED },
     );
     let count = view.proposals.len();
-    out.push_str(&format!(
+    let mut out = format!(
         "harvest-exporter {} · {redis} · cache {} · {count} symbol{} · {source}\n",
         view.version,
         view::format_cache_age(view.cache_age_seconds),
         if count == 1 { "" } else { "s" },
-    ));
+    );
+    grid(&mut out, view, paint);
+    verdicts(&mut out, view, paint);
+    out
+}
 
+/// Wraps text in an ANSI colour when colour is on.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn apply(self, text: &str, code: &str) -> String {
+        if self.0 {
+            format!("{code}{text}{RESET}")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// The column titles and one line per proposal, each column as wide as its widest cell.
+fn grid(out: &mut String, view: &View, paint: Paint) {
     let rows: Vec<(Vec<Cell>, bool)> = view
         .proposals
         .iter()
@@ -287,7 +300,7 @@ pub fn table(view: &View, source: &str, colour: bool) -> String {
                 line.push_str("  ");
             }
             match code {
-                Some(code) if colour_cells => line.push_str(&paint(&padded, code)),
+                Some(code) if colour_cells => line.push_str(&paint.apply(&padded, code)),
                 _ => line.push_str(&padded),
             }
         }
@@ -302,32 +315,39 @@ pub fn table(view: &View, source: &str, colour: bool) -> String {
     for (cells, stale) in &rows {
         // A stale row is greyed as a whole: its colours would claim a freshness it lacks.
         let text = line(cells, !stale);
-        out.push_str(&if *stale { paint(&text, DIM) } else { text });
+        out.push_str(&if *stale {
+            paint.apply(&text, DIM)
+        } else {
+            text
+        });
         out.push('\n');
     }
     if rows.is_empty() {
         out.push_str("(no proposals)\n");
     }
+}
 
+/// One line per thing the exit code stands for, most serious first, or OK.
+fn verdicts(out: &mut String, view: &View, paint: Paint) {
     let high: Vec<String> = view
         .high()
         .map(|r| format!("{} {:.3}", r.symbol, r.kill_score))
         .collect();
     let stale: Vec<&str> = view.stale().map(|r| r.symbol.as_str()).collect();
     if !view.redis_up {
-        out.push_str(&paint(
+        out.push_str(&paint.apply(
             "UNKNOWN: Redis is unreachable; the values above are the last ones read\n",
             BOLD_RED,
         ));
     }
     if !view.missing.is_empty() {
-        out.push_str(&paint(
+        out.push_str(&paint.apply(
             &format!("MISSING: no proposal for {}\n", view.missing.join(", ")),
             YELLOW,
         ));
     }
     if !stale.is_empty() {
-        out.push_str(&paint(
+        out.push_str(&paint.apply(
             &format!(
                 "STALE: no update for over {STALE_AFTER_SECONDS}s: {}\n",
                 stale.join(", ")
@@ -336,7 +356,7 @@ pub fn table(view: &View, source: &str, colour: bool) -> String {
         ));
     }
     if !high.is_empty() {
-        out.push_str(&paint(
+        out.push_str(&paint.apply(
             &format!(
                 "HIGH: kill score at or above {KILL_HIGH}: {}\n",
                 high.join(", ")
@@ -345,12 +365,11 @@ pub fn table(view: &View, source: &str, colour: bool) -> String {
         ));
     }
     if exit_code(view) == EXIT_OK {
-        out.push_str(&paint(
+        out.push_str(&paint.apply(
             &format!("OK: all fresh, every kill score below {KILL_HIGH}\n"),
             GREEN,
         ));
     }
-    out
 }
 
 /// The view with every control character replaced: an exporter's answer or a Redis error must
