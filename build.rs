@@ -28,7 +28,10 @@ fn main() {
 
     println!("cargo:rustc-env=HARVEST_REVISION={revision}");
     println!("cargo:rustc-env=HARVEST_BRANCH={branch}");
-    println!("cargo:rustc-env=HARVEST_BUILD_DATE={}", iso_date(epoch));
+    println!(
+        "cargo:rustc-env=HARVEST_BUILD_DATE={}Z",
+        civil::format_utc(epoch)
+    );
     println!("cargo:rustc-env=HARVEST_RUSTC_VERSION={rustc_version}");
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_owned());
     println!("cargo:rustc-env=HARVEST_TARGET={target}");
@@ -41,23 +44,7 @@ fn main() {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds, by the civil-from-days algorithm (H. Hinnant): a
-/// date crate for one line of build output is not worth its compile time.
-fn iso_date(epoch: i64) -> String {
-    let (days, secs) = (epoch.div_euclid(86_400), epoch.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3_600,
-        secs % 3_600 / 60,
-        secs % 60
-    )
-}
+// The crate's calendar arithmetic; the build script needs only its formatting.
+#[path = "src/civil.rs"]
+#[allow(dead_code)]
+mod civil;

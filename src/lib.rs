@@ -13,6 +13,7 @@
 #![warn(unreachable_pub)]
 
 mod build_info;
+mod civil;
 pub mod config;
 mod exposition;
 mod gzip;

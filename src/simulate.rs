@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
 
+use crate::civil;
 use crate::proposal::WEIGHTS;
 use crate::source::{RedisSettings, SettingsError};
 
@@ -222,24 +223,9 @@ async fn publish(
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffff` in UTC without a zone, as the publisher writes `computed_at_utc`.
 fn format_naive_utc(since_epoch: Duration) -> String {
-    let secs = since_epoch.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Inverse of the days-from-civil algorithm used by the parser (Howard Hinnant's).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
+        "{}.{:06}",
+        civil::format_utc(since_epoch.as_secs() as i64),
         since_epoch.subsec_micros()
     )
 }

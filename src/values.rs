@@ -1,6 +1,8 @@
 //! The publisher's value forms, read from strings: finite numbers (exponent notation, a stray
 //! `\r`) and UTC timestamps (naive ISO times, a trailing `Z`, offsets). No knowledge of fields.
 
+use crate::civil::days_from_civil;
+
 /// A finite number, or `None`. `None`, empty, `nan`, `inf` and overflowing values (`1e309`) are
 /// all rejected; surrounding whitespace (including a Windows `\r`) is ignored.
 pub(crate) fn parse_number(raw: &str) -> Option<f64> {
@@ -80,17 +82,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
