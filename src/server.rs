@@ -303,9 +303,7 @@ where
             } else {
                 unauthorized()
             };
-            for (name, value) in &security.headers {
-                response.headers_mut().insert(name.clone(), value.clone());
-            }
+            add_configured_headers(&mut response, &security.headers);
             Ok::<_, Infallible>(response)
         }
     });
@@ -334,6 +332,19 @@ async fn authorized<B>(shared: &Shared, security: &Security, request: &Request<B
     tokio::task::spawn_blocking(move || auth.verify(header.as_ref()))
         .await
         .unwrap_or(false)
+}
+
+/// Adds the headers of `http_server_config.headers` that the response does not set itself. The
+/// page's own Content-Security-Policy wins: it is written for the page's inline script and
+/// styles, and a site-wide policy in its place would either break the page or loosen it.
+fn add_configured_headers(
+    response: &mut Response<Payload>,
+    configured: &[(HeaderName, HeaderValue)],
+) {
+    let headers = response.headers_mut();
+    for (name, value) in configured {
+        headers.entry(name).or_insert_with(|| value.clone());
+    }
 }
 
 fn unauthorized() -> Response<Payload> {
@@ -587,6 +598,40 @@ mod tests {
             !gzip("gzip;q=0, identity;q=0"),
             "nothing acceptable: sent uncompressed"
         );
+    }
+
+    #[test]
+    fn configured_headers_fill_in_and_never_replace_the_pages_own() {
+        let configured = [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'self'"),
+            ),
+            (
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("sameorigin"),
+            ),
+        ];
+        let mut page = page_response(page::HTML_CONTENT_TYPE, &Bytes::from_static(b"<p>"));
+        add_configured_headers(&mut page, &configured);
+        let headers = page.headers();
+        assert_eq!(
+            headers
+                .get_all(header::CONTENT_SECURITY_POLICY)
+                .iter()
+                .collect::<Vec<_>>(),
+            [page::CONTENT_SECURITY_POLICY],
+            "the page keeps its own policy, once"
+        );
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "sameorigin");
+
+        let mut plain = text(StatusCode::OK, "OK");
+        add_configured_headers(&mut plain, &configured);
+        assert_eq!(
+            plain.headers()[header::CONTENT_SECURITY_POLICY],
+            "default-src 'self'"
+        );
+        assert_eq!(plain.headers()[header::X_FRAME_OPTIONS], "sameorigin");
     }
 
     #[test]

@@ -27,7 +27,36 @@ pub enum WebConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("{path}: {source}")]
     Tls { path: PathBuf, source: TlsError },
+    #[error("{path}: http_server_config.headers: {source}")]
+    Header { path: PathBuf, source: HeaderError },
 }
+
+/// Why a header in `http_server_config.headers` cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("HTTP header {0:?} can not be configured (allowed: {allowed})", allowed = ALLOWED_HEADERS.map(|(name, _)| name).join(", "))]
+    NotAllowed(String),
+    #[error("invalid value for {name}: expected one of {allowed:?}, got {value:?}")]
+    Value {
+        name: &'static str,
+        allowed: &'static [&'static str],
+        value: String,
+    },
+    #[error("invalid value for {name}: {value:?} is not a valid header value")]
+    Unsendable { name: &'static str, value: String },
+}
+
+/// The headers the shared format lets a file set, with the only values allowed where the header
+/// is an enumeration (an empty list: any value). As in exporter-toolkit, which keeps the list
+/// closed so that a file cannot change what a response means (its Content-Type, say) and stays
+/// valid for every exporter that reads the format.
+const ALLOWED_HEADERS: [(&str, &[&str]); 5] = [
+    ("Strict-Transport-Security", &[]),
+    ("X-Content-Type-Options", &["nosniff"]),
+    ("X-Frame-Options", &["deny", "sameorigin"]),
+    ("X-XSS-Protection", &[]),
+    ("Content-Security-Policy", &[]),
+];
 
 /// What the file asks for.
 pub struct WebConfig {
@@ -113,11 +142,12 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
             ignored.push("http_server_config.http2 (HTTP/1.1 is served)");
         }
         for (name, value) in http.headers {
-            let header = HeaderName::try_from(name.as_str())
-                .map_err(|e| invalid(format!("header {name:?}: {e}")))?;
-            let value = HeaderValue::try_from(value.as_str())
-                .map_err(|e| invalid(format!("header {name:?}: {e}")))?;
-            headers.push((header, value));
+            headers.push(allowed_header(&name, &value).map_err(|source| {
+                WebConfigError::Header {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?);
         }
     }
     let auth = if file.basic_auth_users.is_empty() {
@@ -136,6 +166,28 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         headers,
         ignored,
     })
+}
+
+/// One of [`ALLOWED_HEADERS`] with an allowed value. Names are matched without regard to case,
+/// as HTTP compares them; enumerated values exactly, as exporter-toolkit does.
+fn allowed_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HeaderError> {
+    let (name, allowed) = ALLOWED_HEADERS
+        .into_iter()
+        .find(|(allowed, _)| allowed.eq_ignore_ascii_case(name))
+        .ok_or_else(|| HeaderError::NotAllowed(name.to_owned()))?;
+    if !allowed.is_empty() && !allowed.contains(&value) {
+        return Err(HeaderError::Value {
+            name,
+            allowed,
+            value: value.to_owned(),
+        });
+    }
+    let header_value = HeaderValue::try_from(value).map_err(|_| HeaderError::Unsendable {
+        name,
+        value: value.to_owned(),
+    })?;
+    let name = HeaderName::from_bytes(name.as_bytes()).expect("the allowed names are valid");
+    Ok((name, header_value))
 }
 
 /// Why `tls_server_config` cannot make a TLS configuration.
@@ -460,7 +512,23 @@ mod tests {
             ),
             (
                 "http_server_config:\n  headers:\n    \"Bad Name\": x\n",
-                "header",
+                "HTTP header \"Bad Name\" can not be configured",
+            ),
+            (
+                "http_server_config:\n  headers:\n    Content-Type: text/html\n",
+                "HTTP header \"Content-Type\" can not be configured",
+            ),
+            (
+                "http_server_config:\n  headers:\n    X-Frame-Options: allow-from x\n",
+                "invalid value for X-Frame-Options",
+            ),
+            (
+                "http_server_config:\n  headers:\n    X-Content-Type-Options: sniff\n",
+                "invalid value for X-Content-Type-Options",
+            ),
+            (
+                "http_server_config:\n  headers:\n    Content-Security-Policy: \"a\\nb\"\n",
+                "not a valid header value",
             ),
         ] {
             let path = write(&dir, "web.yml", text);
@@ -487,6 +555,32 @@ mod tests {
         assert_eq!(config.headers.len(), 1);
         assert_eq!(config.ignored, ["rate_limit"]);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_allowed_headers_with_their_values() {
+        let allowed = [
+            ("Strict-Transport-Security", "max-age=31536000"),
+            ("x-content-type-options", "nosniff"),
+            ("X-Frame-Options", "deny"),
+            ("X-Frame-Options", "sameorigin"),
+            ("X-XSS-Protection", "1; mode=block"),
+            ("Content-Security-Policy", "default-src 'self'"),
+        ];
+        for (name, value) in allowed {
+            let (header, header_value) = allowed_header(name, value).expect(name);
+            assert_eq!(header.as_str(), name.to_ascii_lowercase());
+            assert_eq!(header_value, value);
+        }
+        for (name, value) in [
+            ("X-Frame-Options", "DENY"),
+            ("X-Content-Type-Options", ""),
+            ("Server", "x"),
+            ("Cache-Control", "no-cache"),
+            ("Set-Cookie", "a=b"),
+        ] {
+            assert!(allowed_header(name, value).is_err(), "{name}: {value}");
+        }
     }
 
     #[test]
