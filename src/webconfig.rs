@@ -11,24 +11,26 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
 
+/// Each error's message ends with its cause's, so the cause is kept in a field but not returned
+/// as `source()`: a report that prints the chain would otherwise repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Syntax {
         path: PathBuf,
-        source: serde_yaml_ng::Error,
+        cause: serde_yaml_ng::Error,
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("{path}: {source}")]
-    Tls { path: PathBuf, source: TlsError },
-    #[error("{path}: http_server_config.headers: {source}")]
-    Header { path: PathBuf, source: HeaderError },
+    #[error("{path}: {cause}")]
+    Tls { path: PathBuf, cause: TlsError },
+    #[error("{path}: http_server_config.headers: {cause}")]
+    Header { path: PathBuf, cause: HeaderError },
 }
 
 /// Why a header in `http_server_config.headers` cannot be sent.
@@ -106,16 +108,16 @@ struct HttpSection {
 
 /// Reads and checks the file. Relative paths in it are relative to the file's directory.
 pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| WebConfigError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     let file: File = if text.trim().is_empty() {
         File::default()
     } else {
-        serde_yaml_ng::from_str(&text).map_err(|source| WebConfigError::Syntax {
+        serde_yaml_ng::from_str(&text).map_err(|cause| WebConfigError::Syntax {
             path: path.to_owned(),
-            source,
+            cause,
         })?
     };
     let invalid = |message: String| WebConfigError::Invalid {
@@ -129,9 +131,9 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
     }
     let tls = match file.tls_server_config {
         Some(section) => Some(Arc::new(tls_config(section, base, &mut ignored).map_err(
-            |source| WebConfigError::Tls {
+            |cause| WebConfigError::Tls {
                 path: path.to_owned(),
-                source,
+                cause,
             },
         )?)),
         None => None,
@@ -142,10 +144,10 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
             ignored.push("http_server_config.http2 (HTTP/1.1 is served)");
         }
         for (name, value) in http.headers {
-            headers.push(allowed_header(&name, &value).map_err(|source| {
+            headers.push(allowed_header(&name, &value).map_err(|cause| {
                 WebConfigError::Header {
                     path: path.to_owned(),
-                    source,
+                    cause,
                 }
             })?);
         }
@@ -193,24 +195,24 @@ fn allowed_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), 
 /// Why `tls_server_config` cannot make a TLS configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Pem {
         what: &'static str,
-        source: rustls::pki_types::pem::Error,
+        cause: rustls::pki_types::pem::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Rustls {
         what: &'static str,
-        source: rustls::Error,
+        cause: rustls::Error,
     },
-    #[error("client_ca: {source}")]
+    #[error("client_ca: {cause}")]
     ClientVerifier {
-        source: rustls::server::VerifierBuilderError,
+        cause: rustls::server::VerifierBuilderError,
     },
     #[error("{0}")]
     Unsupported(String),
@@ -249,20 +251,17 @@ fn tls_config(
 
     let chain = rustls::pki_types::CertificateDer::pem_slice_iter(&cert)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
+        .map_err(|cause| TlsError::Pem {
             what: "cert",
-            source,
+            cause,
         })?;
     if chain.is_empty() {
         return Err(TlsError::Unsupported(
             "cert: no certificate in the PEM data".into(),
         ));
     }
-    let key =
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).map_err(|source| TlsError::Pem {
-            what: "key",
-            source,
-        })?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|cause| TlsError::Pem { what: "key", cause })?;
 
     let versions = protocol_versions(
         section.min_version.as_deref(),
@@ -299,9 +298,9 @@ fn tls_config(
     }
     let mut config = builder
         .with_single_cert(chain, key)
-        .map_err(|source| TlsError::Rustls {
+        .map_err(|cause| TlsError::Rustls {
             what: "cert and key",
-            source,
+            cause,
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -323,7 +322,7 @@ fn read_pem(
             let path = base.join(file);
             std::fs::read(&path)
                 .map(Some)
-                .map_err(|source| TlsError::Read { path, source })
+                .map_err(|cause| TlsError::Read { path, cause })
         }
         (None, None) => Ok(None),
     }
@@ -364,13 +363,13 @@ fn client_verifier(
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca) {
-        let cert = cert.map_err(|source| TlsError::Pem {
+        let cert = cert.map_err(|cause| TlsError::Pem {
             what: "client_ca",
-            source,
+            cause,
         })?;
-        roots.add(cert).map_err(|source| TlsError::Rustls {
+        roots.add(cert).map_err(|cause| TlsError::Rustls {
             what: "client_ca",
-            source,
+            cause,
         })?;
     }
     let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots));
@@ -381,7 +380,7 @@ fn client_verifier(
     };
     verifier
         .build()
-        .map_err(|source| TlsError::ClientVerifier { source })
+        .map_err(|cause| TlsError::ClientVerifier { cause })
 }
 
 /// Basic-auth users and their bcrypt hashes. A bcrypt check costs tens of milliseconds of CPU
@@ -532,7 +531,10 @@ mod tests {
             ),
         ] {
             let path = write(&dir, "web.yml", text);
-            let error = load(&path).err().expect(text).to_string();
+            let error = load(&path).err().expect(text);
+            // The whole message is in the error itself, so a printed chain says it once.
+            assert!(std::error::Error::source(&error).is_none(), "{text}");
+            let error = error.to_string();
             assert!(
                 error.contains(expected) && error.contains("web.yml"),
                 "{text}: {error}"
