@@ -49,12 +49,95 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// Read a running exporter's /api/v1/proposals (e.g. http://127.0.0.1:8042) instead of Redis.
+    /// Read a running exporter's /api/v1/proposals (e.g. http://127.0.0.1:8042, or https://
+    /// with --tls.ca-file) instead of Redis.
     #[arg(long, value_name = "URL", value_parser = exporter_url)]
     pub from: Option<ExporterUrl>,
     /// Print the JSON document of /api/v1/proposals instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// PEM file with the CA certificate that signed the exporter's certificate; needed for an
+    /// https:// --from URL (the system's bundle, e.g. /etc/ssl/certs/ca-certificates.crt, for a
+    /// public CA).
+    #[arg(long = "tls.ca-file", value_name = "FILE", value_parser = pem_file, requires = "from")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate, for an exporter that requires one (mutual TLS); with
+    /// --tls.key-file.
+    #[arg(long = "tls.cert-file", value_name = "FILE", value_parser = pem_file, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls.cert-file.
+    #[arg(long = "tls.key-file", value_name = "FILE", value_parser = pem_file, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// User for the exporter's basic auth (its web config's basic_auth_users).
+    #[arg(long = "auth.username", env = STATUS_USERNAME_ENV, value_name = "USER", value_parser = trimmed)]
+    pub username: Option<String>,
+    /// File holding the basic-auth password (spaces and line ends around it are ignored). Or set
+    /// HARVEST_STATUS_PASSWORD; there is no flag for the password itself, as the command line is
+    /// visible to every user of the host.
+    #[arg(long = "auth.password-file", env = "HARVEST_STATUS_PASSWORD_FILE", value_name = "FILE", value_parser = password_file)]
+    pub password: Option<Secret>,
+}
+
+/// The basic-auth user of `status --from`.
+const STATUS_USERNAME_ENV: &str = "HARVEST_STATUS_USERNAME";
+/// The basic-auth password of `status --from`, when `--auth.password-file` is not given: an
+/// environment variable only.
+const STATUS_PASSWORD_ENV: &str = "HARVEST_STATUS_PASSWORD";
+
+/// A password, kept out of `Debug` output so that it cannot reach a log or a panic message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl StatusArgs {
+    /// Takes the password from the environment when no file gave one, and checks what clap
+    /// cannot: the URL's scheme against the TLS flags, and credentials given in pairs.
+    fn complete(&mut self, env_password: Option<String>) -> Result<(), String> {
+        self.username = self.username.take().filter(|u| !u.is_empty());
+        if self.password.is_none() {
+            self.password = env_password
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .map(Secret);
+        }
+        let Some(from) = &self.from else {
+            // Reading Redis: credentials from an env file meant for --from are not an error.
+            return Ok(());
+        };
+        match (from.tls, self.tls_ca_file.is_some()) {
+            (true, false) => {
+                return Err(format!(
+                    "{from} is https://: give --tls.ca-file, the CA that signed the exporter's certificate"
+                ));
+            }
+            (false, true) => {
+                return Err(format!(
+                    "--tls.ca-file is for an https:// --from URL, and {from} is http://"
+                ));
+            }
+            _ => {}
+        }
+        match (&self.username, &self.password) {
+            (Some(_), None) => Err(format!(
+                "--auth.username ({STATUS_USERNAME_ENV}) needs a password: give --auth.password-file or set {STATUS_PASSWORD_ENV}"
+            )),
+            (None, Some(_)) => Err(format!(
+                "a password was given (--auth.password-file or {STATUS_PASSWORD_ENV}) without --auth.username ({STATUS_USERNAME_ENV})"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -217,9 +300,11 @@ pub struct ListenAddress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SymbolList(pub Vec<String>);
 
-/// A running exporter's address, as `--from` takes it: `http://host[:port][/base]`.
+/// A running exporter's address, as `--from` takes it: `http[s]://host[:port][/base]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExporterUrl {
+    /// `https://`.
+    pub tls: bool,
     /// `host[:port]` as given, for the Host header.
     pub authority: String,
     /// The host without the brackets of an IPv6 literal, for connecting.
@@ -231,7 +316,8 @@ pub struct ExporterUrl {
 
 impl fmt::Display for ExporterUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.path)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority, self.path)
     }
 }
 
@@ -305,7 +391,7 @@ where
     use clap::CommandFactory;
     use clap::error::{ContextKind, ContextValue, ErrorKind};
 
-    Cli::try_parse_from(args).map_err(|mut error| {
+    let mut cli = Cli::try_parse_from(args).map_err(|mut error| {
         if matches!(
             error.kind(),
             ErrorKind::ValueValidation | ErrorKind::InvalidValue
@@ -331,7 +417,20 @@ where
             }
         }
         error
-    })
+    })?;
+    if let Some(Command::Status(status)) = &mut cli.command {
+        status
+            .complete(std::env::var(STATUS_PASSWORD_ENV).ok())
+            .map_err(|message| {
+                let mut command = Cli::command();
+                command.build();
+                command
+                    .find_subcommand_mut("status")
+                    .expect("status is a subcommand")
+                    .error(ErrorKind::ArgumentConflict, message)
+            })?;
+    }
+    Ok(cli)
 }
 
 fn trimmed(raw: &str) -> Result<String, String> {
@@ -345,6 +444,28 @@ fn readable_file(raw: &str) -> Result<PathBuf, String> {
         std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     }
     Ok(path)
+}
+
+/// A readable PEM file; unlike the exporter's settings there is no env file to leave it empty in.
+fn pem_file(raw: &str) -> Result<PathBuf, String> {
+    let path = readable_file(raw)?;
+    if path.as_os_str().is_empty() {
+        return Err("expected a file".into());
+    }
+    Ok(path)
+}
+
+/// The password in a file, without the spaces and line end around it (as Prometheus reads its
+/// `password_file`).
+fn password_file(raw: &str) -> Result<Secret, String> {
+    let path = pem_file(raw)?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let password = text.trim();
+    if password.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret(password.to_owned()))
 }
 
 fn port(raw: &str) -> Result<u16, String> {
@@ -511,15 +632,21 @@ fn exporter_url(raw: &str) -> Result<ExporterUrl, String> {
         .trim()
         .parse()
         .map_err(|e| format!("not a URL ({e}); expected e.g. http://127.0.0.1:8042"))?;
-    if uri.scheme_str() != Some("http") {
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err("expected an http:// or https:// URL, e.g. http://127.0.0.1:8042".into());
+        }
+    };
+    let authority = uri.authority().ok_or("the URL has no host")?;
+    if authority.as_str().contains('@') {
         return Err(
-            "expected an http:// URL (the exporter serves plain HTTP), e.g. http://127.0.0.1:8042"
-                .into(),
+            "expected http[s]://host[:port][/path]: give the user with --auth.username".into(),
         );
     }
-    let authority = uri.authority().ok_or("the URL has no host")?;
-    if authority.as_str().contains('@') || uri.query().is_some() {
-        return Err("expected http://host[:port][/path], without user or query".into());
+    if uri.query().is_some() {
+        return Err("expected http[s]://host[:port][/path], without a query".into());
     }
     let host = authority
         .host()
@@ -528,9 +655,10 @@ fn exporter_url(raw: &str) -> Result<ExporterUrl, String> {
     let path = format!("{}{PROPOSALS_PATH}", uri.path().trim_end_matches('/'));
     path.parse::<Uri>().map_err(|e| format!("bad path: {e}"))?;
     Ok(ExporterUrl {
+        tls,
         authority: authority.as_str().to_owned(),
         host: host.to_owned(),
-        port: authority.port_u16().unwrap_or(80),
+        port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
         path,
     })
 }
@@ -654,6 +782,132 @@ mod tests {
         }
     }
 
+    fn status_args(args: &[&str], env_password: Option<&str>) -> Result<StatusArgs, String> {
+        let mut all = vec!["status"];
+        all.extend_from_slice(args);
+        let Some(Command::Status(mut status)) =
+            Cli::try_parse_from(std::iter::once("harvest-exporter").chain(all))
+                .map_err(|e| e.to_string())?
+                .command
+        else {
+            unreachable!("parsed as status")
+        };
+        status.complete(env_password.map(str::to_owned))?;
+        Ok(status)
+    }
+
+    #[test]
+    fn status_credentials_and_tls_flags() {
+        let dir = std::env::temp_dir().join(format!("harvest-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let (ca, password) = (file("ca.crt", "pem"), file("password", " s3cret\r\n"));
+        let https = "https://127.0.0.1:8042";
+
+        let status = status_args(
+            &[
+                "--from",
+                https,
+                "--tls.ca-file",
+                &ca,
+                "--auth.username",
+                "prometheus",
+                "--auth.password-file",
+                &password,
+            ],
+            Some("from-the-env"),
+        )
+        .unwrap();
+        assert_eq!(status.username.as_deref(), Some("prometheus"));
+        assert_eq!(
+            status.password,
+            Some(Secret("s3cret".into())),
+            "the file wins"
+        );
+        assert_eq!(format!("{:?}", status.password), "Some(Secret(..))");
+        let status = status_args(
+            &[
+                "--from",
+                https,
+                "--tls.ca-file",
+                &ca,
+                "--auth.username",
+                "prometheus",
+            ],
+            Some("from-the-env\n"),
+        )
+        .unwrap();
+        assert_eq!(status.password, Some(Secret("from-the-env".into())));
+        // Reading Redis, a password in the environment is not for this run.
+        assert!(status_args(&[], Some("unused")).is_ok());
+
+        for (args, env_password, expected) in [
+            (vec!["--from", https], None, "give --tls.ca-file"),
+            (
+                vec!["--from", "http://127.0.0.1:8042", "--tls.ca-file", &ca],
+                None,
+                "is http://",
+            ),
+            (vec!["--tls.ca-file", &ca], None, "--from"),
+            (
+                vec![
+                    "--from",
+                    https,
+                    "--tls.ca-file",
+                    &ca,
+                    "--tls.cert-file",
+                    &ca,
+                ],
+                None,
+                "--tls.key-file",
+            ),
+            (
+                vec![
+                    "--from",
+                    https,
+                    "--tls.ca-file",
+                    &ca,
+                    "--auth.username",
+                    "u",
+                ],
+                None,
+                "needs a password",
+            ),
+            (
+                vec!["--from", https, "--tls.ca-file", &ca],
+                Some("pw"),
+                "without --auth.username",
+            ),
+            (
+                vec![
+                    "--from",
+                    https,
+                    "--tls.ca-file",
+                    &ca,
+                    "--auth.password-file",
+                    &file("empty", "\n"),
+                ],
+                None,
+                "is empty",
+            ),
+            (
+                vec!["--from", "http://u:pw@127.0.0.1"],
+                None,
+                "--auth.username",
+            ),
+        ] {
+            let error = status_args(&args, env_password)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?}"));
+            assert!(error.contains(expected), "{args:?}: {error}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn from_urls() {
         let url = exporter_url("http://127.0.0.1:8042").unwrap();
@@ -668,8 +922,14 @@ mod tests {
             ("::1", "[::1]:9000", "/harvest/api/v1/proposals")
         );
         assert_eq!(exporter_url("http://exporter.internal").unwrap().port, 80);
+        let url = exporter_url("https://exporter.internal/").unwrap();
+        assert_eq!((url.tls, url.port), (true, 443));
+        assert_eq!(
+            url.to_string(),
+            "https://exporter.internal/api/v1/proposals"
+        );
         for bad in [
-            "https://127.0.0.1:8042",
+            "ftp://127.0.0.1:8042",
             "127.0.0.1:8042",
             "http://u:p@host",
             "http://host/?x=1",

@@ -106,6 +106,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Some(Command::Status(args)) => {
+            let credentials = args
+                .username
+                .zip(args.password)
+                .map(|(username, password)| status::Credentials {
+                    username,
+                    password: password.expose().to_owned(),
+                });
+            let tls = args.tls_ca_file.map(|ca_file| status::ClientTls {
+                ca_file,
+                client_cert: args.tls_cert_file.zip(args.tls_key_file),
+            });
             let options = status::Options {
                 from: args.from.map(|url| status::Exporter {
                     url: url.to_string(),
@@ -113,6 +124,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     port: url.port,
                     authority: url.authority,
                     path: url.path,
+                    tls,
+                    credentials,
                 }),
                 json: args.json,
                 redis: cli.config.redis()?,

@@ -307,9 +307,7 @@ where
             } else {
                 unauthorized()
             };
-            for (name, value) in &security.headers {
-                response.headers_mut().insert(name.clone(), value.clone());
-            }
+            add_configured_headers(&mut response, &security.headers);
             Ok::<_, Infallible>(response)
         }
     });
@@ -338,6 +336,19 @@ async fn authorized<B>(shared: &Shared, security: &Security, request: &Request<B
     tokio::task::spawn_blocking(move || auth.verify(header.as_ref()))
         .await
         .unwrap_or(false)
+}
+
+/// Adds the headers of `http_server_config.headers` that the response does not set itself. The
+/// page's own Content-Security-Policy wins: it is written for the page's inline script and
+/// styles, and a site-wide policy in its place would either break the page or loosen it.
+fn add_configured_headers(
+    response: &mut Response<Payload>,
+    configured: &[(HeaderName, HeaderValue)],
+) {
+    let headers = response.headers_mut();
+    for (name, value) in configured {
+        headers.entry(name).or_insert_with(|| value.clone());
+    }
 }
 
 fn unauthorized() -> Response<Payload> {
@@ -440,20 +451,48 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Payload> {
     response
 }
 
-/// Whether `Accept-Encoding` admits gzip: listed (or `*`) without `q=0`.
+/// Whether to answer with gzip, by RFC 9110's rules for `Accept-Encoding`: an entry naming gzip
+/// (or its alias x-gzip) wins over `*`, `q=0` refuses, and of gzip and identity the higher
+/// quality is sent, gzip on a tie. Identity is acceptable unless refused by `identity;q=0` or by
+/// `*;q=0` without an identity entry, and comes last when not named. Without the header, or when
+/// the client refuses both, the body goes uncompressed: a client that sent no header (curl, a
+/// browser's view-source) reads it as is, and RFC 9110 lets a server disregard a header it
+/// cannot satisfy rather than fail the scrape.
 fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
     let Some(value) = accept_encoding.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    value.split(',').any(|item| {
+    let (mut gzip, mut identity, mut any) = (None, None, None);
+    for item in value.split(',') {
         let mut parts = item.split(';');
         let coding = parts.next().unwrap_or("").trim();
         let quality = parts
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f64>().ok())
-            .unwrap_or(1.0);
-        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && quality > 0.0
-    })
+            .filter_map(|p| {
+                let (name, value) = p.split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| value.trim().parse::<f64>().ok())
+                    .flatten()
+            })
+            .next()
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if coding.eq_ignore_ascii_case("identity") {
+            &mut identity
+        } else if coding == "*" {
+            &mut any
+        } else {
+            continue;
+        };
+        // The first entry for a coding counts, as a repeated one has no defined meaning.
+        slot.get_or_insert(quality);
+    }
+    let gzip = gzip.or(any).unwrap_or(0.0);
+    // Below any quality a client can write (three decimals at most) yet still acceptable.
+    let identity = identity.or(any).unwrap_or(0.0001);
+    gzip > 0.0 && gzip >= identity
 }
 
 /// A response body of shared byte chunks, sent without copying. Hand-written: the body crates
@@ -538,12 +577,71 @@ mod tests {
 
     #[test]
     fn gzip_negotiation() {
-        assert!(accepts_gzip(header("gzip").as_ref()));
-        assert!(accepts_gzip(header("deflate, GZIP;q=0.5").as_ref()));
-        assert!(accepts_gzip(header("*").as_ref()));
-        assert!(!accepts_gzip(header("gzip;q=0").as_ref()));
-        assert!(!accepts_gzip(header("identity").as_ref()));
+        let gzip = |value: &'static str| accepts_gzip(header(value).as_ref());
+        assert!(gzip("gzip"));
+        assert!(gzip("deflate, GZIP;q=0.5"));
+        assert!(gzip("*"));
+        assert!(gzip("x-gzip"));
+        assert!(gzip("br;q=1.0, gzip;q=0.8"));
+        assert!(!gzip("gzip;q=0"));
+        assert!(!gzip("gzip;q=0.000"));
+        assert!(!gzip("identity"));
+        assert!(!gzip(""), "empty: identity only");
         assert!(!accepts_gzip(None));
+        // An explicit refusal wins over the wildcard, in either order.
+        assert!(!gzip("gzip;q=0, *"));
+        assert!(!gzip("*, gzip;q=0"));
+        assert!(!gzip("*;q=1, gzip;Q=0"));
+        assert!(!gzip("*;q=0"), "the wildcard refuses gzip too");
+        assert!(gzip("*;q=0, gzip"));
+        // Identity against gzip: the higher quality, gzip on a tie.
+        assert!(gzip("gzip, identity"));
+        assert!(!gzip("gzip;q=0.5, identity"));
+        assert!(!gzip("gzip;q=0.5, *"), "the wildcard rates identity at 1");
+        assert!(gzip("gzip;q=0.5, identity;q=0.5"));
+        assert!(gzip("gzip;q=0.1, identity;q=0"));
+        assert!(
+            gzip("gzip;q=0.1, *;q=0"),
+            "identity refused through the wildcard"
+        );
+        assert!(
+            !gzip("gzip;q=0, identity;q=0"),
+            "nothing acceptable: sent uncompressed"
+        );
+    }
+
+    #[test]
+    fn configured_headers_fill_in_and_never_replace_the_pages_own() {
+        let configured = [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'self'"),
+            ),
+            (
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("sameorigin"),
+            ),
+        ];
+        let mut page = page_response(page::HTML_CONTENT_TYPE, &Bytes::from_static(b"<p>"));
+        add_configured_headers(&mut page, &configured);
+        let headers = page.headers();
+        assert_eq!(
+            headers
+                .get_all(header::CONTENT_SECURITY_POLICY)
+                .iter()
+                .collect::<Vec<_>>(),
+            [page::CONTENT_SECURITY_POLICY],
+            "the page keeps its own policy, once"
+        );
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "sameorigin");
+
+        let mut plain = text(StatusCode::OK, "OK");
+        add_configured_headers(&mut plain, &configured);
+        assert_eq!(
+            plain.headers()[header::CONTENT_SECURITY_POLICY],
+            "default-src 'self'"
+        );
+        assert_eq!(plain.headers()[header::X_FRAME_OPTIONS], "sameorigin");
     }
 
     #[test]

@@ -11,23 +11,54 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
 
+/// Each error's message ends with its cause's, so the cause is kept in a field but not returned
+/// as `source()`: a report that prints the chain would otherwise repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Syntax {
         path: PathBuf,
-        source: serde_yaml_ng::Error,
+        cause: serde_yaml_ng::Error,
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("{path}: {source}")]
-    Tls { path: PathBuf, source: TlsError },
+    #[error("{path}: {cause}")]
+    Tls { path: PathBuf, cause: TlsError },
+    #[error("{path}: http_server_config.headers: {cause}")]
+    Header { path: PathBuf, cause: HeaderError },
 }
+
+/// Why a header in `http_server_config.headers` cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("HTTP header {0:?} can not be configured (allowed: {allowed})", allowed = ALLOWED_HEADERS.map(|(name, _)| name).join(", "))]
+    NotAllowed(String),
+    #[error("invalid value for {name}: expected one of {allowed:?}, got {value:?}")]
+    Value {
+        name: &'static str,
+        allowed: &'static [&'static str],
+        value: String,
+    },
+    #[error("invalid value for {name}: {value:?} is not a valid header value")]
+    Unsendable { name: &'static str, value: String },
+}
+
+/// The headers the shared format lets a file set, with the only values allowed where the header
+/// is an enumeration (an empty list: any value). As in exporter-toolkit, which keeps the list
+/// closed so that a file cannot change what a response means (its Content-Type, say) and stays
+/// valid for every exporter that reads the format.
+const ALLOWED_HEADERS: [(&str, &[&str]); 5] = [
+    ("Strict-Transport-Security", &[]),
+    ("X-Content-Type-Options", &["nosniff"]),
+    ("X-Frame-Options", &["deny", "sameorigin"]),
+    ("X-XSS-Protection", &[]),
+    ("Content-Security-Policy", &[]),
+];
 
 /// What the file asks for.
 pub struct WebConfig {
@@ -77,16 +108,16 @@ struct HttpSection {
 
 /// Reads and checks the file. Relative paths in it are relative to the file's directory.
 pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| WebConfigError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     let file: File = if text.trim().is_empty() {
         File::default()
     } else {
-        serde_yaml_ng::from_str(&text).map_err(|source| WebConfigError::Syntax {
+        serde_yaml_ng::from_str(&text).map_err(|cause| WebConfigError::Syntax {
             path: path.to_owned(),
-            source,
+            cause,
         })?
     };
     let invalid = |message: String| WebConfigError::Invalid {
@@ -100,9 +131,9 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
     }
     let tls = match file.tls_server_config {
         Some(section) => Some(Arc::new(tls_config(section, base, &mut ignored).map_err(
-            |source| WebConfigError::Tls {
+            |cause| WebConfigError::Tls {
                 path: path.to_owned(),
-                source,
+                cause,
             },
         )?)),
         None => None,
@@ -113,11 +144,12 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
             ignored.push("http_server_config.http2 (HTTP/1.1 is served)");
         }
         for (name, value) in http.headers {
-            let header = HeaderName::try_from(name.as_str())
-                .map_err(|e| invalid(format!("header {name:?}: {e}")))?;
-            let value = HeaderValue::try_from(value.as_str())
-                .map_err(|e| invalid(format!("header {name:?}: {e}")))?;
-            headers.push((header, value));
+            headers.push(allowed_header(&name, &value).map_err(|cause| {
+                WebConfigError::Header {
+                    path: path.to_owned(),
+                    cause,
+                }
+            })?);
         }
     }
     let auth = if file.basic_auth_users.is_empty() {
@@ -138,27 +170,49 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
     })
 }
 
+/// One of [`ALLOWED_HEADERS`] with an allowed value. Names are matched without regard to case,
+/// as HTTP compares them; enumerated values exactly, as exporter-toolkit does.
+fn allowed_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HeaderError> {
+    let (name, allowed) = ALLOWED_HEADERS
+        .into_iter()
+        .find(|(allowed, _)| allowed.eq_ignore_ascii_case(name))
+        .ok_or_else(|| HeaderError::NotAllowed(name.to_owned()))?;
+    if !allowed.is_empty() && !allowed.contains(&value) {
+        return Err(HeaderError::Value {
+            name,
+            allowed,
+            value: value.to_owned(),
+        });
+    }
+    let header_value = HeaderValue::try_from(value).map_err(|_| HeaderError::Unsendable {
+        name,
+        value: value.to_owned(),
+    })?;
+    let name = HeaderName::from_bytes(name.as_bytes()).expect("the allowed names are valid");
+    Ok((name, header_value))
+}
+
 /// Why `tls_server_config` cannot make a TLS configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Pem {
         what: &'static str,
-        source: rustls::pki_types::pem::Error,
+        cause: rustls::pki_types::pem::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Rustls {
         what: &'static str,
-        source: rustls::Error,
+        cause: rustls::Error,
     },
-    #[error("client_ca: {source}")]
+    #[error("client_ca: {cause}")]
     ClientVerifier {
-        source: rustls::server::VerifierBuilderError,
+        cause: rustls::server::VerifierBuilderError,
     },
     #[error("{0}")]
     Unsupported(String),
@@ -197,20 +251,17 @@ fn tls_config(
 
     let chain = rustls::pki_types::CertificateDer::pem_slice_iter(&cert)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
+        .map_err(|cause| TlsError::Pem {
             what: "cert",
-            source,
+            cause,
         })?;
     if chain.is_empty() {
         return Err(TlsError::Unsupported(
             "cert: no certificate in the PEM data".into(),
         ));
     }
-    let key =
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).map_err(|source| TlsError::Pem {
-            what: "key",
-            source,
-        })?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|cause| TlsError::Pem { what: "key", cause })?;
 
     let versions = protocol_versions(
         section.min_version.as_deref(),
@@ -247,9 +298,9 @@ fn tls_config(
     }
     let mut config = builder
         .with_single_cert(chain, key)
-        .map_err(|source| TlsError::Rustls {
+        .map_err(|cause| TlsError::Rustls {
             what: "cert and key",
-            source,
+            cause,
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -271,7 +322,7 @@ fn read_pem(
             let path = base.join(file);
             std::fs::read(&path)
                 .map(Some)
-                .map_err(|source| TlsError::Read { path, source })
+                .map_err(|cause| TlsError::Read { path, cause })
         }
         (None, None) => Ok(None),
     }
@@ -312,13 +363,13 @@ fn client_verifier(
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca) {
-        let cert = cert.map_err(|source| TlsError::Pem {
+        let cert = cert.map_err(|cause| TlsError::Pem {
             what: "client_ca",
-            source,
+            cause,
         })?;
-        roots.add(cert).map_err(|source| TlsError::Rustls {
+        roots.add(cert).map_err(|cause| TlsError::Rustls {
             what: "client_ca",
-            source,
+            cause,
         })?;
     }
     let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots));
@@ -329,7 +380,7 @@ fn client_verifier(
     };
     verifier
         .build()
-        .map_err(|source| TlsError::ClientVerifier { source })
+        .map_err(|cause| TlsError::ClientVerifier { cause })
 }
 
 /// Basic-auth users and their bcrypt hashes. A bcrypt check costs tens of milliseconds of CPU
@@ -460,11 +511,30 @@ mod tests {
             ),
             (
                 "http_server_config:\n  headers:\n    \"Bad Name\": x\n",
-                "header",
+                "HTTP header \"Bad Name\" can not be configured",
+            ),
+            (
+                "http_server_config:\n  headers:\n    Content-Type: text/html\n",
+                "HTTP header \"Content-Type\" can not be configured",
+            ),
+            (
+                "http_server_config:\n  headers:\n    X-Frame-Options: allow-from x\n",
+                "invalid value for X-Frame-Options",
+            ),
+            (
+                "http_server_config:\n  headers:\n    X-Content-Type-Options: sniff\n",
+                "invalid value for X-Content-Type-Options",
+            ),
+            (
+                "http_server_config:\n  headers:\n    Content-Security-Policy: \"a\\nb\"\n",
+                "not a valid header value",
             ),
         ] {
             let path = write(&dir, "web.yml", text);
-            let error = load(&path).err().expect(text).to_string();
+            let error = load(&path).err().expect(text);
+            // The whole message is in the error itself, so a printed chain says it once.
+            assert!(std::error::Error::source(&error).is_none(), "{text}");
+            let error = error.to_string();
             assert!(
                 error.contains(expected) && error.contains("web.yml"),
                 "{text}: {error}"
@@ -487,6 +557,32 @@ mod tests {
         assert_eq!(config.headers.len(), 1);
         assert_eq!(config.ignored, ["rate_limit"]);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_allowed_headers_with_their_values() {
+        let allowed = [
+            ("Strict-Transport-Security", "max-age=31536000"),
+            ("x-content-type-options", "nosniff"),
+            ("X-Frame-Options", "deny"),
+            ("X-Frame-Options", "sameorigin"),
+            ("X-XSS-Protection", "1; mode=block"),
+            ("Content-Security-Policy", "default-src 'self'"),
+        ];
+        for (name, value) in allowed {
+            let (header, header_value) = allowed_header(name, value).expect(name);
+            assert_eq!(header.as_str(), name.to_ascii_lowercase());
+            assert_eq!(header_value, value);
+        }
+        for (name, value) in [
+            ("X-Frame-Options", "DENY"),
+            ("X-Content-Type-Options", ""),
+            ("Server", "x"),
+            ("Cache-Control", "no-cache"),
+            ("Set-Cookie", "a=b"),
+        ] {
+            assert!(allowed_header(name, value).is_err(), "{name}: {value}");
+        }
     }
 
     #[test]

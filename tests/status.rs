@@ -298,9 +298,181 @@ fn colour_only_on_a_terminal() {
     assert!(!table.contains('\x1b'), "NO_COLOR is honoured: {table:?}");
 }
 
+/// Exit code and output of `status` with the given flags and environment.
+fn status_with_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut all = vec!["status"];
+    all.extend_from_slice(args);
+    let output = run_exporter(&all, env);
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// `status` until it exits 0 (the exporter's first refresh), or its last run after [`WAIT`].
+fn status_until_ok(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let result = status_with_env(args, env);
+        if result.0 == Some(0) || std::time::Instant::now() > deadline {
+            return result;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An exporter behind its own web config (TLS and a basic-auth user) read with `--from https://`,
+/// the password from a file and from the environment, and every way it can go wrong.
+#[test]
+fn from_an_exporter_behind_tls_and_basic_auth() {
+    let redis = Redis::start();
+    publish(&redis, "BTCUSDT", "0.527", 2);
+    let (certs, stranger) = (Certs::new(), Certs::new());
+    let web = certs.dir.0.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  prometheus: {}\n",
+            bcrypt::hash("scrape-pw", 4).unwrap()
+        ),
+    )
+    .unwrap();
+    let password_file = certs.dir.0.join("password");
+    std::fs::write(&password_file, "scrape-pw\n").unwrap();
+    let (web, url) = (web.to_string_lossy().into_owned(), redis.url());
+    let exporter = Exporter::start_listening(
+        &["--redis.addr", &url, "--web.config.file", &web],
+        &[("POLL_INTERVAL_SEC", "0.2")],
+    );
+    let from = format!("https://127.0.0.1:{}", exporter.port);
+    let (ca, password_file) = (
+        certs.ca.to_string_lossy().into_owned(),
+        password_file.to_string_lossy().into_owned(),
+    );
+    let tls = ["--from", from.as_str(), "--tls.ca-file", ca.as_str()];
+    let with_file = [
+        &tls[..],
+        &[
+            "--auth.username",
+            "prometheus",
+            "--auth.password-file",
+            &password_file,
+        ],
+    ]
+    .concat();
+
+    let (code, table, stderr) = status_until_ok(&with_file, &[]);
+    assert_eq!(code, Some(0), "{table}{stderr}");
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!(" · 1 symbol · {from}/api/v1/proposals")),
+        "{table}"
+    );
+    assert!(line(&table, "BTCUSDT").contains("0.527"), "{table}");
+
+    fn env(password: &str) -> [(&'static str, &str); 2] {
+        [
+            ("HARVEST_STATUS_USERNAME", "prometheus"),
+            ("HARVEST_STATUS_PASSWORD", password),
+        ]
+    }
+    let (code, table, stderr) = status_with_env(&tls, &env("scrape-pw"));
+    assert_eq!(code, Some(0), "password from the environment: {stderr}");
+    assert!(line(&table, "BTCUSDT").contains("0.527"), "{table}");
+
+    let (code, stdout, stderr) = status_with_env(&tls, &env("wrong"));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "harvest-exporter status: the exporter at {from}/api/v1/proposals refused the credentials of user \"prometheus\" (401)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong"),
+        "the password is never shown: {stderr}"
+    );
+
+    let (code, stdout, stderr) = status_with_env(&tls, &[]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("asks for credentials (401)"), "{stderr}");
+
+    let untrusted = stranger.ca.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = status_with_env(
+        &["--from", &from, "--tls.ca-file", &untrusted],
+        &env("scrape-pw"),
+    );
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "TLS handshake with the exporter at {from}/api/v1/proposals failed: invalid peer certificate"
+        )),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = status_with_env(&["--from", &from], &env("scrape-pw"));
+    assert_eq!(code, Some(2), "https without a CA is a usage error");
+    assert!(stderr.contains("give --tls.ca-file"), "{stderr}");
+    let (code, _, stderr) = status_with_env(
+        &[&tls[..], &["--auth.username", "prometheus"]].concat(),
+        &[],
+    );
+    assert_eq!(code, Some(2), "a user without a password");
+    assert!(stderr.contains("needs a password"), "{stderr}");
+}
+
+/// An exporter that requires a client certificate (mutual TLS) is read with one.
+#[test]
+fn from_an_exporter_that_requires_a_client_certificate() {
+    let redis = Redis::start();
+    publish(&redis, "BTCUSDT", "0.527", 2);
+    let certs = Certs::new();
+    let web = certs.dir.0.join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    )
+    .unwrap();
+    let (web, url) = (web.to_string_lossy().into_owned(), redis.url());
+    let exporter = Exporter::start_listening(
+        &["--redis.addr", &url, "--web.config.file", &web],
+        &[("POLL_INTERVAL_SEC", "0.2")],
+    );
+    let from = format!("https://127.0.0.1:{}", exporter.port);
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let (ca, cert, key) = (
+        path(&certs.ca),
+        path(&certs.client_cert),
+        path(&certs.client_key),
+    );
+    let tls = ["--from", from.as_str(), "--tls.ca-file", ca.as_str()];
+
+    let (code, table, stderr) = status_until_ok(
+        &[
+            &tls[..],
+            &["--tls.cert-file", &cert, "--tls.key-file", &key],
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{table}{stderr}");
+    assert!(line(&table, "BTCUSDT").contains("0.527"), "{table}");
+
+    let (code, stdout, stderr) = status_with_env(&tls, &[]);
+    assert_eq!(code, Some(2), "no client certificate: {stdout}{stderr}");
+    assert!(stdout.is_empty() && !stderr.is_empty(), "{stderr}");
+}
+
 #[test]
 fn bad_from_urls_are_usage_errors() {
-    for url in ["https://127.0.0.1:8042", "127.0.0.1:8042", "http://h/?q=1"] {
+    for url in ["ftp://127.0.0.1:8042", "127.0.0.1:8042", "http://h/?q=1"] {
         let (code, _, stderr) = run(&["status", "--from", url]);
         assert_eq!(code, Some(2), "{url}");
         assert!(stderr.contains("--from"), "{stderr}");

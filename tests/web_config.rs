@@ -33,7 +33,7 @@ fn https_and_basic_auth_from_a_node_exporter_style_file() {
         &web,
         format!(
             "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n\
-             http_server_config:\n  headers:\n    X-Frame-Options: deny\n\
+             http_server_config:\n  headers:\n    X-Frame-Options: deny\n    Content-Security-Policy: default-src 'self'\n\
              basic_auth_users:\n  prometheus: {hash}\n"
         ),
     )
@@ -70,23 +70,42 @@ fn https_and_basic_auth_from_a_node_exporter_style_file() {
             .then_some(body)
     });
     promtool_check_metrics(&body);
-    let headers = Command::new("curl")
-        .args([
-            "-s",
-            "-D",
-            "-",
-            "-o",
-            "/dev/null",
-            "--cacert",
-            &ca,
-            "-u",
-            "prometheus:scrape-pw",
-        ])
-        .arg(format!("https://127.0.0.1:{}/health", exporter.port))
-        .output()
-        .unwrap();
-    let headers = String::from_utf8_lossy(&headers.stdout).to_lowercase();
-    assert!(headers.contains("x-frame-options: deny"), "{headers}");
+    let headers = |path: &str| {
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "--cacert",
+                &ca,
+                "-u",
+                "prometheus:scrape-pw",
+            ])
+            .arg(format!("https://127.0.0.1:{}{path}", exporter.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).to_lowercase()
+    };
+    let health = headers("/health");
+    assert!(health.contains("x-frame-options: deny"), "{health}");
+    assert!(
+        health.contains("content-security-policy: default-src 'self'\r\n"),
+        "{health}"
+    );
+    // The page's own policy is written for its inline script and styles, and stays.
+    let page = headers("/");
+    assert!(page.contains("x-frame-options: deny"), "{page}");
+    assert_eq!(
+        page.matches("content-security-policy:").count(),
+        1,
+        "{page}"
+    );
+    assert!(
+        page.contains("content-security-policy: default-src 'none'; script-src"),
+        "{page}"
+    );
     assert!(
         http_get(exporter.port, "/metrics", &[]).map_or(true, |r| r.status != 200),
         "no plain HTTP on the TLS port"
@@ -157,6 +176,14 @@ fn a_bad_web_config_stops_start_up_naming_it() {
             "not supported",
         ),
         ("- just\n- a list\n", "web.yml"),
+        (
+            "http_server_config:\n  headers:\n    Content-Type: text/html\n",
+            "web.yml: http_server_config.headers: HTTP header \"Content-Type\" can not be configured",
+        ),
+        (
+            "http_server_config:\n  headers:\n    X-Frame-Options: allow-from https://example.com\n",
+            "invalid value for X-Frame-Options",
+        ),
     ] {
         let path = dir.0.join("web.yml");
         std::fs::write(&path, text).unwrap();
