@@ -263,6 +263,19 @@ pub struct Config {
     #[arg(long = "harvest.max-symbols", env = "MAX_SYMBOLS", default_value = "10000", value_parser = positive_count, global = true)]
     pub max_symbols: usize,
 
+    /// Follow the apply layer's plan and result streams (XREAD, observation only) and export
+    /// what became of each proposal as the quantum_apply_* metrics.
+    #[arg(long = "apply.streams", env = "APPLY_STREAMS", default_value = "true", value_parser = boolean, num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub apply_streams: bool,
+
+    /// The apply layer's plan stream.
+    #[arg(long = "apply.plan-stream", env = "APPLY_PLAN_STREAM", default_value = "quantum:stream:apply.plan", value_parser = stream_key, global = true)]
+    pub plan_stream: String,
+
+    /// The apply layer's result stream.
+    #[arg(long = "apply.result-stream", env = "APPLY_RESULT_STREAM", default_value = "quantum:stream:apply.result", value_parser = stream_key, global = true)]
+    pub result_stream: String,
+
     /// Log level: error, warn, info, debug or trace (Python's WARNING and CRITICAL work too).
     #[arg(long = "log.level", env = "LOG_LEVEL", default_value = "info", value_parser = log_level, global = true)]
     pub log_level: tracing::Level,
@@ -605,6 +618,14 @@ fn listen_address(raw: &str) -> Result<ListenAddress, String> {
         host: host.to_owned(),
         port,
     })
+}
+
+fn stream_key(raw: &str) -> Result<String, String> {
+    let key = raw.trim();
+    if key.is_empty() {
+        return Err("the stream key must not be empty".into());
+    }
+    Ok(key.to_owned())
 }
 
 fn telemetry_path(raw: &str) -> Result<String, String> {

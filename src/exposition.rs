@@ -11,6 +11,7 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 pub(crate) enum MetricType {
     Gauge,
     Counter,
+    Histogram,
 }
 
 impl MetricType {
@@ -18,6 +19,7 @@ impl MetricType {
         match self {
             MetricType::Gauge => "gauge",
             MetricType::Counter => "counter",
+            MetricType::Histogram => "histogram",
         }
     }
 }
@@ -44,6 +46,14 @@ impl Family {
             name,
             help,
             kind: MetricType::Counter,
+        }
+    }
+
+    pub(crate) const fn histogram(name: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            help,
+            kind: MetricType::Histogram,
         }
     }
 }
@@ -99,6 +109,14 @@ impl Writer {
             writer: self,
             name: family.name,
         }
+    }
+
+    /// Announces a histogram `family` and returns the only way to write its series.
+    pub(crate) fn histogram(&mut self, family: &Family) -> Buckets<'_> {
+        debug_assert_eq!(family.kind, MetricType::Histogram);
+        let name = family.name;
+        let _ = self.family(family);
+        Buckets { writer: self, name }
     }
 
     pub(crate) fn into_bytes(self) -> Vec<u8> {
@@ -163,6 +181,45 @@ impl Samples<'_> {
     }
 }
 
+/// The series of the histogram announced last: cumulative buckets by upper bound, then the
+/// `+Inf` bucket, the sum and the count, written under `_bucket`, `_sum` and `_count`.
+pub(crate) struct Buckets<'w> {
+    writer: &'w mut Writer,
+    name: &'static str,
+}
+
+impl Buckets<'_> {
+    /// Observations at or below `le`, counting those of the smaller buckets too.
+    pub(crate) fn bucket(&mut self, le: f64, cumulative: u64) -> &mut Self {
+        let Writer { out, number } = &mut *self.writer;
+        out.extend_from_slice(self.name.as_bytes());
+        out.extend_from_slice(b"_bucket{le=\"");
+        out.extend_from_slice(number.format_finite(le).as_bytes());
+        out.extend_from_slice(b"\"} ");
+        cumulative.write(out, number);
+        out.push(b'\n');
+        self
+    }
+
+    /// The `+Inf` bucket (every observation), the sum and the count.
+    pub(crate) fn finish(self, count: u64, sum: f64) {
+        let Writer { out, number } = self.writer;
+        for (suffix, value) in [
+            ("_bucket{le=\"+Inf\"} ", None),
+            ("_sum ", Some(sum)),
+            ("_count ", None),
+        ] {
+            out.extend_from_slice(self.name.as_bytes());
+            out.extend_from_slice(suffix.as_bytes());
+            match value {
+                Some(sum) => sum.write(out, number),
+                None => count.write(out, number),
+            }
+            out.push(b'\n');
+        }
+    }
+}
+
 /// A label value escaped once, for the many samples that carry it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct EscapedLabel(String);
@@ -223,6 +280,22 @@ mod tests {
             "# HELP up_now Whether it is up.\n# TYPE up_now gauge\nup_now 1.0\n\
              # HELP seen_total Things seen.\n# TYPE seen_total counter\n\
              seen_total{kind=\"a\"} 3\nseen_total{kind=\"b\",x=\"y\"} 0\n"
+        );
+    }
+
+    #[test]
+    fn histograms_write_buckets_sum_and_count() {
+        const LATENCY: Family = Family::histogram("latency_seconds", "How long.");
+        let text = written(|w| {
+            let mut buckets = w.histogram(&LATENCY);
+            buckets.bucket(0.1, 1).bucket(1.0, 3);
+            buckets.finish(4, 7.5);
+        });
+        assert_eq!(
+            text,
+            "# HELP latency_seconds How long.\n# TYPE latency_seconds histogram\n\
+             latency_seconds_bucket{le=\"0.1\"} 1\nlatency_seconds_bucket{le=\"1.0\"} 3\n\
+             latency_seconds_bucket{le=\"+Inf\"} 4\nlatency_seconds_sum 7.5\nlatency_seconds_count 4\n"
         );
     }
 

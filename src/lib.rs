@@ -12,6 +12,7 @@
 
 #![warn(unreachable_pub)]
 
+mod apply;
 mod build_info;
 mod civil;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod simulate;
 mod snapshot;
 pub mod source;
 pub mod status;
+pub mod streams;
 mod values;
 mod view;
 pub mod webconfig;

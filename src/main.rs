@@ -14,6 +14,7 @@ use harvest_exporter::server::{self, Security, WebConfigState, WebSettings};
 use harvest_exporter::simulate;
 use harvest_exporter::source::{Source, Symbols};
 use harvest_exporter::status;
+use harvest_exporter::streams::Follower;
 use harvest_exporter::webconfig;
 use tokio_rustls::TlsAcceptor;
 
@@ -164,8 +165,9 @@ async fn export(config: Config) -> anyhow::Result<()> {
         }
     }
     let symbols = config.symbols();
+    let redis = config.redis()?;
     let source = Source::new(
-        &config.redis()?,
+        &redis,
         &config.prefix,
         symbols.clone(),
         harvest_exporter::proposal_keys(),
@@ -190,6 +192,13 @@ async fn export(config: Config) -> anyhow::Result<()> {
         config.events,
     );
     let refreshing = tokio::spawn(refresher.run());
+    let (following, apply) = if config.apply_streams {
+        let (follower, apply) = Follower::new(&redis, &config.plan_stream, &config.result_stream)
+            .context("invalid redis settings")?;
+        (Some(tokio::spawn(follower.run())), apply)
+    } else {
+        (None, tokio::sync::watch::channel(bytes::Bytes::new()).1)
+    };
     let web = WebSettings {
         telemetry_path: config.telemetry_path.clone(),
         max_connections: config.max_connections,
@@ -202,9 +211,20 @@ async fn export(config: Config) -> anyhow::Result<()> {
         config.clone(),
         Arc::clone(&web_config),
     ));
-    server::serve(listeners, published, web, web_config, shutdown_signal()).await;
+    server::serve(
+        listeners,
+        published,
+        apply,
+        web,
+        web_config,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("shutting down");
     reloading.abort();
+    if let Some(following) = following {
+        following.abort();
+    }
     // Stopped here, before the runtime drops its Redis connection under it, so that a refresh
     // in flight is abandoned quietly instead of failing.
     refreshing.abort();

@@ -128,7 +128,7 @@ pub enum Action {
 }
 
 impl Action {
-    fn parse(raw: &str) -> Action {
+    pub(crate) fn parse(raw: &str) -> Action {
         let value = raw.trim();
         if value.is_empty() {
             return Action::Missing;

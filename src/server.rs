@@ -196,6 +196,8 @@ impl Drop for OpenConnection {
 /// Everything a connection task needs, shared by all of them.
 struct Shared {
     published: watch::Receiver<Arc<Published>>,
+    /// The apply streams' families, rendered by their follower as entries arrive.
+    apply: watch::Receiver<Bytes>,
     settings: WebSettings,
     web_config: Arc<WebConfigState>,
     connections: Arc<Connections>,
@@ -208,12 +210,14 @@ struct Shared {
 pub async fn serve(
     listeners: Vec<TcpListener>,
     published: watch::Receiver<Arc<Published>>,
+    apply: watch::Receiver<Bytes>,
     settings: WebSettings,
     web_config: Arc<WebConfigState>,
     shutdown: impl Future<Output = ()>,
 ) {
     let shared = Arc::new(Shared {
         published,
+        apply,
         settings,
         web_config,
         connections: Arc::new(Connections::default()),
@@ -301,9 +305,17 @@ where
         async move {
             shared.connections.request_started(id);
             let mut response = if authorized(&shared, &security, &request).await {
-                let current = Arc::clone(&shared.published.borrow());
-                let stats = shared.connections.stats(&shared.web_config);
-                respond(&request, &current, &stats, &shared.settings.telemetry_path)
+                let published = Arc::clone(&shared.published.borrow());
+                let apply = shared.apply.borrow().clone();
+                respond(
+                    &request,
+                    &Answer {
+                        published: &published,
+                        apply: &apply,
+                        http: shared.connections.stats(&shared.web_config),
+                        telemetry_path: &shared.settings.telemetry_path,
+                    },
+                )
             } else {
                 unauthorized()
             };
@@ -361,12 +373,21 @@ fn unauthorized() -> Response<Payload> {
 }
 
 /// Answers one request from the published snapshot.
-pub(crate) fn respond<B>(
-    request: &Request<B>,
-    published: &Published,
-    http: &HttpStats,
-    telemetry_path: &str,
-) -> Response<Payload> {
+/// What a request is answered from: the refresh's publication, the apply streams' families,
+/// and the scrape-time figures.
+struct Answer<'a> {
+    published: &'a Published,
+    apply: &'a Bytes,
+    http: HttpStats,
+    telemetry_path: &'a str,
+}
+
+fn respond<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
+    let Answer {
+        published,
+        telemetry_path,
+        ..
+    } = *answer;
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -379,7 +400,7 @@ pub(crate) fn respond<B>(
     }
     let page = || published.page(telemetry_path);
     match request.uri().path() {
-        path if path == telemetry_path => metrics(request, published, http),
+        path if path == telemetry_path => metrics(request, answer),
         "/health" => text(StatusCode::OK, "OK"),
         "/ready" => match published.snapshot.readiness(Instant::now()) {
             Ok(warnings) if warnings.is_empty() => text(StatusCode::OK, "ready\n"),
@@ -401,17 +422,23 @@ pub(crate) fn respond<B>(
     }
 }
 
-fn metrics<B>(request: &Request<B>, published: &Published, http: &HttpStats) -> Response<Payload> {
+/// The body rendered at the last refresh, then the apply streams' families as last rendered,
+/// then the scrape-time tail; with gzip, the last two are stored in the member's final blocks.
+fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
+    let published = answer.published;
     let cache_age = published.snapshot.cache_age(Instant::now());
-    let tail = scrape_tail(cache_age, http, process::recent().as_ref());
+    let tail = scrape_tail(cache_age, &answer.http, process::recent().as_ref());
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
     let chunks = if gzip {
         vec![
             published.body_gzip.bytes.clone(),
-            published.body_gzip.finish(&tail).into(),
+            published
+                .body_gzip
+                .finish(&[answer.apply.as_ref(), &tail].concat())
+                .into(),
         ]
     } else {
-        vec![published.body.clone(), tail.into()]
+        vec![published.body.clone(), answer.apply.clone(), tail.into()]
     };
     let mut response = Response::new(Payload::new(chunks));
     let headers = response.headers_mut();

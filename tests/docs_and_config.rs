@@ -127,11 +127,14 @@ fn metrics_table_matches_what_is_exported() {
 }
 
 /// A value each setting must reject. A setting added without a row here fails the test.
-const BAD_VALUES: [(&str, &str); 25] = [
+const BAD_VALUES: [(&str, &str); 28] = [
     ("LISTEN_ADDRESS", "not a host"),
     ("WEB_TELEMETRY_PATH", "metrics"),
     ("LOG_FORMAT", "xml"),
     ("WEB_SYSTEMD_SOCKET", "maybe"),
+    ("APPLY_STREAMS", "sometimes"),
+    ("APPLY_PLAN_STREAM", " "),
+    ("APPLY_RESULT_STREAM", "\r"),
     ("REDIS_PASSWORD_FILE", "/nonexistent/password"),
     ("METRICS_PORT", "0"),
     ("WEB_MAX_CONNECTIONS", "0"),

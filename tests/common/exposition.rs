@@ -8,6 +8,7 @@ pub fn check_exposition(body: &str) -> Result<Vec<String>, String> {
     let mut families: Vec<String> = Vec::new();
     let mut series = std::collections::HashSet::new();
     let mut current: Option<String> = None;
+    let mut histogram = false;
     let valid_name = |n: &str| {
         !n.is_empty()
             && n.chars().enumerate().all(|(i, c)| {
@@ -26,17 +27,26 @@ pub fn check_exposition(body: &str) -> Result<Vec<String>, String> {
         }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut parts = rest.split(' ');
-            if parts.next() != current.as_deref()
-                || !matches!(parts.next(), Some("gauge" | "counter"))
-            {
+            let named = parts.next() == current.as_deref();
+            let kind = parts.next();
+            if !named || !matches!(kind, Some("gauge" | "counter" | "histogram")) {
                 return Err(format!("TYPE out of place: {line:?}"));
             }
+            histogram = kind == Some("histogram");
             continue;
         }
         let (name_and_labels, value) =
             line.rsplit_once(' ').ok_or(format!("no value: {line:?}"))?;
         let name = name_and_labels.split('{').next().unwrap();
-        if Some(name) != current.as_deref() {
+        // A histogram's series carry a suffix: `_bucket` (with `le`), `_sum`, `_count`.
+        let family = match histogram {
+            true => ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name),
+            false => name,
+        };
+        if Some(family) != current.as_deref() {
             return Err(format!("sample outside its family: {line:?}"));
         }
         if value.parse::<f64>().is_err() {

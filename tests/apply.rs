@@ -1,0 +1,450 @@
+//! The apply layer's streams, followed against a real redis-server: entries counted within a
+//! second, consumer groups untouched, missing and wrong-type keys, start-up recall, trimming,
+//! a stream made anew, a burst, and Redis going away and coming back without double counting.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const PLANS: &str = "quantum:stream:apply.plan";
+const RESULTS: &str = "quantum:stream:apply.result";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn xadd(redis: &Redis, stream: &str, fields: &[(&str, &str)]) -> String {
+    let mut command = redis::cmd("XADD");
+    command.arg(stream).arg("*");
+    for (name, value) in fields {
+        command.arg(name).arg(value);
+    }
+    command
+        .query(&mut redis.connection())
+        .expect("XADD to the private redis")
+}
+
+fn plan(redis: &Redis, plan_id: &str, symbol: &str, decision: &str) {
+    xadd(
+        redis,
+        PLANS,
+        &[
+            ("plan_id", plan_id),
+            ("symbol", symbol),
+            ("action", "FULL_CLOSE_PROPOSED"),
+            ("kill_score", "0.81"),
+            ("decision", decision),
+            ("reason_codes", "kill_score_critical,layer4_kelly_250usdt"),
+            ("source", "apply_layer"),
+            ("timestamp", "1769130500"),
+        ],
+    );
+}
+
+fn value(body: &str, series: &str) -> f64 {
+    sample(body, series).unwrap_or(0.0)
+}
+
+#[test]
+fn plans_and_results_are_counted_within_a_second() {
+    let redis = Redis::start();
+    let exporter = Exporter::start(&redis, &[]);
+    exporter.wait_metrics("the streams looked at", WAIT, |b| {
+        value(b, "quantum_apply_streams_up") == 1.0
+    });
+    let body = exporter.metrics();
+    assert_eq!(
+        value(&body, "quantum_apply_stream_exists{stream=\"plan\"}"),
+        0.0
+    );
+
+    plan(&redis, "p1", "BTCUSDT", "EXECUTE");
+    xadd(
+        &redis,
+        RESULTS,
+        &[
+            ("plan_id", "p1"),
+            ("symbol", "BTCUSDT"),
+            ("executed", "True"),
+            ("error", ""),
+        ],
+    );
+    xadd(
+        &redis,
+        RESULTS,
+        &[
+            ("plan_id", "p0"),
+            ("symbol", "ETHUSDT"),
+            ("decision", "SKIP"),
+            ("error", "position_limit_reached_7/10"),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let body = exporter.wait_metrics("the entries counted", WAIT, |b| {
+        value(
+            b,
+            "quantum_apply_stream_entries_seen_total{stream=\"result\"}",
+        ) == 2.0
+    });
+    let took = started.elapsed();
+    promtool_check_metrics(&body);
+    for (series, expected) in [
+        (
+            "quantum_apply_plans_seen_total{symbol=\"BTCUSDT\",decision=\"EXECUTE\",action=\"FULL_CLOSE_PROPOSED\"}",
+            1.0,
+        ),
+        (
+            "quantum_apply_plan_reasons_seen_total{reason=\"layer4_kelly\"}",
+            1.0,
+        ),
+        (
+            "quantum_apply_results_seen_total{symbol=\"BTCUSDT\",outcome=\"executed\"}",
+            1.0,
+        ),
+        (
+            "quantum_apply_results_seen_total{symbol=\"ETHUSDT\",outcome=\"skipped\"}",
+            1.0,
+        ),
+        (
+            "quantum_apply_result_errors_seen_total{class=\"position_limit_reached\"}",
+            1.0,
+        ),
+        ("quantum_apply_plan_to_result_seconds_count", 1.0),
+        ("quantum_apply_results_unmatched_total", 1.0),
+        (
+            "quantum_apply_last_plan_decision{symbol=\"BTCUSDT\",decision=\"EXECUTE\"}",
+            1.0,
+        ),
+        ("quantum_apply_stream_exists{stream=\"plan\"}", 1.0),
+    ] {
+        assert_eq!(value(&body, series), expected, "{series}");
+    }
+    report(
+        "Apply streams: XADD to /metrics",
+        "a plan and two results added to the real streams",
+        "counted under bounded labels, joined on plan_id for the latency, promtool-valid",
+        &format!("visible after {} ms", took.as_millis()),
+    );
+}
+
+#[test]
+fn consumer_groups_are_never_touched() {
+    let redis = Redis::start();
+    for i in 0..20 {
+        plan(&redis, &format!("p{i}"), "BTCUSDT", "SKIP");
+    }
+    redis.run(&["XGROUP", "CREATE", PLANS, "guard", "0"]);
+    // The guard reads five entries and acknowledges none: pending 5, lag 15.
+    redis.run(&[
+        "XREADGROUP",
+        "GROUP",
+        "guard",
+        "g1",
+        "COUNT",
+        "5",
+        "STREAMS",
+        PLANS,
+        ">",
+    ]);
+    let groups = |redis: &Redis| format!("{:?}", redis.run(&["XINFO", "GROUPS", PLANS]));
+    let before = groups(&redis);
+    redis.run(&["CONFIG", "RESETSTAT"]);
+
+    let exporter = Exporter::start(&redis, &[]);
+    let body = exporter.wait_metrics("the group's lag and pending", WAIT, |b| {
+        value(
+            b,
+            "quantum_apply_consumer_group_pending{stream=\"plan\",group=\"guard\"}",
+        ) == 5.0
+    });
+    assert_eq!(
+        value(
+            &body,
+            "quantum_apply_consumer_group_lag{stream=\"plan\",group=\"guard\"}"
+        ),
+        15.0
+    );
+    // Let it read for a while, with a new entry too.
+    plan(&redis, "p20", "BTCUSDT", "SKIP");
+    exporter.wait_metrics("the new plan", WAIT, |b| {
+        value(
+            b,
+            "quantum_apply_stream_entries_seen_total{stream=\"plan\"}",
+        ) == 1.0
+    });
+    drop(exporter);
+    let after = groups(&redis);
+    // The new entry raises the lag by one; nothing else about the group may change.
+    assert_eq!(
+        after,
+        before.replace("15", "16"),
+        "XINFO GROUPS before/after"
+    );
+    let stats = format!("{:?}", redis.run(&["INFO", "commandstats"])).to_lowercase();
+    for forbidden in [
+        "xreadgroup",
+        "xack",
+        "xgroup",
+        "xtrim",
+        "xdel",
+        "xclaim",
+        "xautoclaim",
+        "xsetid",
+    ] {
+        assert!(
+            !stats.contains(&format!("cmdstat_{forbidden}")),
+            "the exporter sent {forbidden}: {stats}"
+        );
+    }
+    assert!(
+        stats.contains("cmdstat_xadd:calls=1,"),
+        "only this test's own XADD: {stats}"
+    );
+    report(
+        "Apply streams: observation only",
+        "a consumer group with 5 pending and 15 undelivered entries, the exporter following the stream",
+        "XINFO GROUPS identical but for the new entry's lag; no XREADGROUP, XACK, XGROUP or write in INFO commandstats",
+        "group state changes caused: 0",
+    );
+}
+
+#[test]
+fn start_up_recalls_the_newest_entries_without_counting_them() {
+    let redis = Redis::start();
+    plan(&redis, "p1", "SOLUSDT", "BLOCKED");
+    let exporter = Exporter::start(&redis, &[]);
+    let body = exporter.wait_metrics("the recalled plan", WAIT, |b| {
+        value(
+            b,
+            "quantum_apply_last_plan_decision{symbol=\"SOLUSDT\",decision=\"BLOCKED\"}",
+        ) == 1.0
+    });
+    assert_eq!(
+        value(
+            &body,
+            "quantum_apply_stream_entries_seen_total{stream=\"plan\"}"
+        ),
+        0.0,
+        "counters count what arrives while the exporter runs"
+    );
+    assert_eq!(
+        value(
+            &body,
+            "quantum_apply_last_plan_timestamp_seconds{symbol=\"SOLUSDT\"}"
+        ),
+        1769130500.0
+    );
+    // A result for the recalled plan still joins.
+    xadd(
+        &redis,
+        RESULTS,
+        &[
+            ("plan_id", "p1"),
+            ("symbol", "SOLUSDT"),
+            ("decision", "BLOCK"),
+        ],
+    );
+    exporter.wait_metrics("the joined result", WAIT, |b| {
+        value(b, "quantum_apply_plan_to_result_seconds_count") == 1.0
+    });
+}
+
+#[test]
+fn a_wrong_type_key_is_reported_and_the_other_stream_still_read() {
+    let redis = Redis::start();
+    redis.run(&["SET", PLANS, "not a stream"]);
+    let exporter = Exporter::start(&redis, &[]);
+    exporter.wait_metrics("the wrong type reported", WAIT, |b| {
+        value(b, "quantum_apply_stream_wrong_type{stream=\"plan\"}") == 1.0
+    });
+    xadd(
+        &redis,
+        RESULTS,
+        &[("symbol", "BTCUSDT"), ("decision", "EXECUTED")],
+    );
+    let body = exporter.wait_metrics("the result read", WAIT, |b| {
+        value(
+            b,
+            "quantum_apply_stream_entries_seen_total{stream=\"result\"}",
+        ) == 1.0
+    });
+    promtool_check_metrics(&body);
+    assert!(exporter.log_text().contains("not a stream"));
+}
+
+#[test]
+fn entries_trimmed_before_they_are_read_are_counted_as_lost() {
+    let redis = Redis::start();
+    plan(&redis, "p0", "BTCUSDT", "SKIP");
+    let exporter = Exporter::start(&redis, &[]);
+    exporter.wait_metrics("the stream looked at", WAIT, |b| {
+        value(b, "quantum_apply_stream_exists{stream=\"plan\"}") == 1.0
+    });
+    // The exporter is stopped while 100 entries come and the stream keeps only the last 10.
+    exporter.signal("STOP");
+    for i in 0..100 {
+        let plan_id = format!("t{i}");
+        redis.run(&[
+            "XADD", PLANS, "MAXLEN", "10", "*", "symbol", "BTCUSDT", "decision", "SKIP", "plan_id",
+            &plan_id,
+        ]);
+    }
+    exporter.signal("CONT");
+    // An XREAD blocked at the time may have taken the first of them before the trimming.
+    let seen_and_lost = |b: &str| {
+        let seen = value(
+            b,
+            "quantum_apply_stream_entries_seen_total{stream=\"plan\"}",
+        );
+        let lost = value(
+            b,
+            "quantum_apply_stream_entries_lost_total{stream=\"plan\"}",
+        );
+        (seen, lost)
+    };
+    let body = exporter.wait_metrics("every entry read or counted as lost", WAIT, |b| {
+        let (seen, lost) = seen_and_lost(b);
+        seen + lost == 100.0
+    });
+    let (seen, lost) = seen_and_lost(&body);
+    assert!(
+        (10.0..=11.0).contains(&seen) && lost >= 89.0,
+        "seen {seen}, lost {lost}"
+    );
+    report(
+        "Apply streams: trimmed faster than read",
+        "100 plans added with MAXLEN 10 while the exporter was stopped (SIGSTOP)",
+        "read the entries left, counted the rest as lost from XINFO STREAM entries-added",
+        &format!("read {seen}, lost {lost}, of 100"),
+    );
+}
+
+#[test]
+fn a_stream_made_anew_with_lower_ids_is_read_from_its_start() {
+    let redis = Redis::start();
+    plan(&redis, "p0", "BTCUSDT", "SKIP");
+    let exporter = Exporter::start(&redis, &[]);
+    exporter.wait_metrics("the stream looked at", WAIT, |b| {
+        value(b, "quantum_apply_stream_exists{stream=\"plan\"}") == 1.0
+    });
+    redis.run(&["DEL", PLANS]);
+    redis.run(&[
+        "XADD", PLANS, "5-1", "symbol", "ETHUSDT", "decision", "EXECUTE",
+    ]);
+    let body = exporter.wait_metrics("the new stream read", WAIT, |b| {
+        value(b, "quantum_apply_stream_resets_total{stream=\"plan\"}") == 1.0
+            && value(
+                b,
+                "quantum_apply_stream_entries_seen_total{stream=\"plan\"}",
+            ) == 1.0
+    });
+    promtool_check_metrics(&body);
+}
+
+#[test]
+fn a_burst_of_ten_thousand_entries_is_counted_exactly() {
+    let redis = Redis::start();
+    let exporter = Exporter::start(&redis, &[]);
+    exporter.wait_metrics("the streams looked at", WAIT, |b| {
+        value(b, "quantum_apply_streams_up") == 1.0
+    });
+    let mut pipe = redis::pipe();
+    for i in 0..10_000 {
+        pipe.cmd("XADD")
+            .arg(RESULTS)
+            .arg("*")
+            .arg("symbol")
+            .arg(format!("S{}", i % 700))
+            .arg("decision")
+            .arg(["EXECUTED", "SKIP", "nonsense", "FAIL"][i % 4])
+            .arg("error")
+            .arg(format!("execution_failed: timeout after {i} ms"))
+            .ignore();
+    }
+    let started = std::time::Instant::now();
+    pipe.query::<()>(&mut redis.connection()).unwrap();
+    let body = exporter.wait_metrics("ten thousand results", WAIT, |b| {
+        value(
+            b,
+            "quantum_apply_stream_entries_seen_total{stream=\"result\"}",
+        ) == 10_000.0
+    });
+    let took = started.elapsed();
+    promtool_check_metrics(&body);
+    assert_eq!(
+        value(
+            &body,
+            "quantum_apply_result_errors_seen_total{class=\"execution_failed\"}"
+        ),
+        10_000.0
+    );
+    // S0 to S499 keep their names; S500 to S699, 14 results each, count under OTHER.
+    assert_eq!(
+        value(
+            &body,
+            "quantum_apply_label_values_dropped_total{label=\"symbol\"}"
+        ),
+        2_800.0
+    );
+    assert!(body.contains("outcome=\"unknown\""));
+    report(
+        "Apply streams: a burst",
+        "10,000 results written in one pipeline, 700 symbols, one in four with an unknown decision",
+        "every entry counted once; symbols beyond 500 counted under OTHER; promtool-valid",
+        &format!("all counted {} ms after the burst", took.as_millis()),
+    );
+}
+
+#[test]
+fn redis_going_away_keeps_the_counts_and_resumes_without_double_counting() {
+    let mut redis = Redis::start();
+    let exporter = Exporter::start(&redis, &[]);
+    plan(&redis, "p1", "BTCUSDT", "EXECUTE");
+    exporter.wait_metrics("the plan", WAIT, |b| {
+        value(
+            b,
+            "quantum_apply_stream_entries_seen_total{stream=\"plan\"}",
+        ) == 1.0
+    });
+    redis.kill();
+    let body = exporter.wait_metrics("the streams down", WAIT, |b| {
+        value(b, "quantum_apply_streams_up") == 0.0
+    });
+    assert_eq!(
+        value(
+            &body,
+            "quantum_apply_stream_entries_seen_total{stream=\"plan\"}"
+        ),
+        1.0
+    );
+    // The data is gone with the unsaved server; the stream starts anew with a second plan.
+    redis.restart();
+    plan(&redis, "p2", "BTCUSDT", "EXECUTE");
+    let body = exporter.wait_metrics("the second plan", WAIT, |b| {
+        value(
+            b,
+            "quantum_apply_stream_entries_seen_total{stream=\"plan\"}",
+        ) == 2.0
+            && value(b, "quantum_apply_streams_up") == 1.0
+    });
+    promtool_check_metrics(&body);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(
+        value(
+            &exporter.metrics(),
+            "quantum_apply_stream_entries_seen_total{stream=\"plan\"}"
+        ),
+        2.0,
+        "nothing counted twice"
+    );
+}
+
+#[test]
+fn following_can_be_turned_off() {
+    let redis = Redis::start();
+    plan(&redis, "p1", "BTCUSDT", "EXECUTE");
+    let exporter = Exporter::start(&redis, &["--apply.streams=false"]);
+    exporter.wait_metrics("a refresh", WAIT, |b| {
+        value(b, "quantum_harvest_exporter_refreshes_total") >= 1.0
+    });
+    assert!(!exporter.metrics().contains("quantum_apply_"));
+}
