@@ -23,6 +23,11 @@ const PLAN_MEMORY: usize = 20_000;
 const MAX_CODE_LEN: usize = 64;
 pub(crate) const OTHER: &str = "OTHER";
 
+/// Entries kept for the page's list of the latest plans and results.
+const RECENT: usize = 12;
+/// Longest detail (action, error class) shown for a recent entry.
+const MAX_DETAIL: usize = 64;
+
 /// Plan-to-result latency buckets, in seconds: a dry-run skip answers in milliseconds, an order
 /// on an exchange in seconds.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -320,6 +325,38 @@ pub(crate) struct StreamInfo {
     pub(crate) groups: Vec<Group>,
 }
 
+/// One of the latest plans or results, as the page and `status` list them.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Recent {
+    pub(crate) stream: &'static str,
+    /// Unix seconds, from the entry's ID.
+    pub(crate) at: f64,
+    pub(crate) symbol: String,
+    /// The plan's decision or the result's outcome.
+    pub(crate) what: &'static str,
+    /// The plan's action, or the result's error class.
+    pub(crate) detail: String,
+}
+
+/// The apply side for the operator's view: what became of each symbol's latest proposal.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ApplyView {
+    /// Whether the streams are followed at all (`APPLY_STREAMS`).
+    pub(crate) enabled: bool,
+    pub(crate) following: bool,
+    /// The newest plan's decision and the newest result's outcome, by symbol.
+    pub(crate) newest: BTreeMap<String, (Option<Decision>, Option<Outcome>)>,
+    /// Newest first.
+    pub(crate) recent: Vec<Recent>,
+}
+
+/// What the follower hands the server after each change: the rendered families and the view.
+#[derive(Debug, Default)]
+pub struct ApplyPublication {
+    pub(crate) metrics: bytes::Bytes,
+    pub(crate) view: ApplyView,
+}
+
 /// Everything observed since start-up.
 #[derive(Debug)]
 pub(crate) struct ApplyState {
@@ -343,6 +380,7 @@ pub(crate) struct ApplyState {
     pub(crate) following: bool,
     lost: EnumMap<StreamKind, u64>,
     resets: EnumMap<StreamKind, u64>,
+    recent: VecDeque<Recent>,
 }
 
 impl Default for ApplyState {
@@ -367,6 +405,7 @@ impl Default for ApplyState {
             following: false,
             lost: EnumMap::default(),
             resets: EnumMap::default(),
+            recent: VecDeque::new(),
         }
     }
 }
@@ -454,6 +493,8 @@ impl ApplyState {
                 *self.reasons_seen.entry(code).or_default() += 1;
             }
         }
+        let action = entry.get("action").unwrap_or_default();
+        self.remember(kind, entry, symbol.as_deref(), decision.label(), &action);
         if let Some(symbol) = symbol {
             let newest = self.last_plan.get(&symbol).is_none_or(|(t, _)| *t <= time);
             if newest {
@@ -468,6 +509,11 @@ impl ApplyState {
         let time = self.time(kind, entry, count);
         let symbol = self.symbol(kind, entry, count);
         let planned = entry.get("plan_id").and_then(|id| self.plans.take(&id));
+        let class = entry
+            .get("error")
+            .or_else(|| details_error(entry))
+            .as_deref()
+            .and_then(normalise_code);
         if count {
             if outcome == Outcome::Unknown {
                 self.defects[kind][Defect::NoDecision] += 1;
@@ -477,9 +523,8 @@ impl ApplyState {
                 .results_seen
                 .entry((symbol_label, outcome))
                 .or_default() += 1;
-            let error = entry.get("error").or_else(|| details_error(entry));
-            if let Some(class) = error.as_deref().and_then(normalise_code) {
-                let class = self.classes.admit(class);
+            if let Some(class) = &class {
+                let class = self.classes.admit(class.clone());
                 *self.errors_seen.entry(class).or_default() += 1;
             }
             match planned {
@@ -490,6 +535,8 @@ impl ApplyState {
                 _ => self.unmatched_results += 1,
             }
         }
+        let detail = class.unwrap_or_default();
+        self.remember(kind, entry, symbol.as_deref(), outcome.label(), &detail);
         if let Some(symbol) = symbol {
             let newest = self
                 .last_result
@@ -498,6 +545,43 @@ impl ApplyState {
             if newest {
                 self.last_result.insert(symbol, (time, outcome));
             }
+        }
+    }
+
+    fn remember(
+        &mut self,
+        kind: StreamKind,
+        entry: &Entry,
+        symbol: Option<&str>,
+        what: &'static str,
+        detail: &str,
+    ) {
+        self.recent.push_front(Recent {
+            stream: kind.label(),
+            at: entry.id.ms as f64 / 1000.0,
+            symbol: symbol.unwrap_or("-").to_owned(),
+            what,
+            detail: detail.chars().take(MAX_DETAIL).collect(),
+        });
+        self.recent.truncate(RECENT);
+    }
+
+    /// The apply side for the page and `status`.
+    pub(crate) fn view(&self) -> ApplyView {
+        let mut newest: BTreeMap<String, (Option<Decision>, Option<Outcome>)> = BTreeMap::new();
+        for (symbol, (_, decision)) in &self.last_plan {
+            newest.entry(symbol.clone()).or_default().0 = Some(*decision);
+        }
+        for (symbol, (_, outcome)) in &self.last_result {
+            newest.entry(symbol.clone()).or_default().1 = Some(*outcome);
+        }
+        let mut recent: Vec<Recent> = self.recent.iter().cloned().collect();
+        recent.sort_by(|a, b| b.at.total_cmp(&a.at));
+        ApplyView {
+            enabled: true,
+            following: self.following,
+            newest,
+            recent,
         }
     }
 

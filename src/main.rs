@@ -134,6 +134,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 symbols: cli.config.symbols(),
                 poll_interval: cli.config.poll_interval,
                 max_symbols: cli.config.max_symbols,
+                apply_streams: cli.config.apply_streams.then(|| {
+                    (
+                        cli.config.plan_stream.clone(),
+                        cli.config.result_stream.clone(),
+                    )
+                }),
             };
             Ok(ExitCode::from(status::run(options).await))
         }
@@ -197,7 +203,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
             .context("invalid redis settings")?;
         (Some(tokio::spawn(follower.run())), apply)
     } else {
-        (None, tokio::sync::watch::channel(bytes::Bytes::new()).1)
+        (None, tokio::sync::watch::channel(Arc::default()).1)
     };
     let web = WebSettings {
         telemetry_path: config.telemetry_path.clone(),

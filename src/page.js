@@ -55,10 +55,14 @@
     const act = cell("act", "Action");
     act.textContent = p.action === null ? "\u2014" : p.action;
     if (p.reason_codes) act.title = p.reason_codes;
-    if (p.calibrated_action === p.action) {
+    if (p.calibrated_action !== null && p.calibrated_action === p.action) {
       act.append(el("small", "cal", "calibrated"));
     } else if (p.calibrated_action !== null) {
       act.append(el("small", "cal", "\u2192 " + p.calibrated_action + " (calibrated)"));
+    }
+    if (p.plan_decision || p.result_outcome) {
+      const part = (v) => v || "\u2014";
+      act.append(el("small", "apply", "plan " + part(p.plan_decision) + " \u00b7 result " + part(p.result_outcome)));
     }
     const ageCell = cell("age", "Data age");
     ageCell.textContent = age(p.age_seconds);
@@ -88,6 +92,22 @@
       rows.push(none);
     }
     $("rows").replaceChildren(...rows);
+    const following = $("following");
+    if (view.apply && following) {
+      following.className = view.apply.following ? "up" : "down";
+      following.textContent = view.apply.following
+        ? "following the apply streams"
+        : "not reading the apply streams (Redis unreachable?); the values shown are the last ones read";
+      const items = view.apply.recent.map((r) => {
+        const li = el("li");
+        const time = new Date(r.at * 1000).toISOString().slice(11, 19);
+        li.append(el("time", "", time), " ", el("b", "", r.stream), " ", el("span", "name", r.symbol), " ",
+          el("span", "what", r.what), " ", el("small", "", r.detail));
+        return li;
+      });
+      if (items.length === 0) items.push(el("li", "none", "No plans or results yet."));
+      $("recent").replaceChildren(...items);
+    }
   };
 
   const live = $("live");

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::apply::ApplyView;
 use crate::snapshot::Snapshot;
 use crate::view::{
-    self, COMPONENTS, KILL_CRITICAL, KILL_HIGH, KillBand, R_NET_FAIR, R_NET_GOOD, RNetBand, Row,
-    STALE_AFTER_SECONDS, View,
+    self, ApplySide, COMPONENTS, KILL_CRITICAL, KILL_HIGH, KillBand, R_NET_FAIR, R_NET_GOOD,
+    RNetBand, Row, STALE_AFTER_SECONDS, View,
 };
 
 pub(crate) const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
@@ -29,15 +30,20 @@ const SCRIPT: &str = include_str!("page.js");
 
 /// The page and its JSON document for one snapshot.
 #[derive(Debug)]
-pub struct Page {
+pub(crate) struct Page {
     pub html: Bytes,
     pub json: Bytes,
 }
 
 impl Page {
     /// `metrics_path` is where the exporter serves its metrics (`--web.telemetry-path`).
-    pub fn new(snapshot: &Snapshot, now_unix: f64, metrics_path: &str) -> Page {
-        let view = View::new(snapshot, now_unix);
+    pub(crate) fn new(
+        snapshot: &Snapshot,
+        now_unix: f64,
+        metrics_path: &str,
+        apply: &ApplyView,
+    ) -> Page {
+        let view = View::new(snapshot, now_unix, apply);
         let json = serde_json::to_vec(&view).expect("a view holds only strings and numbers");
         let poll = snapshot.poll_interval.max(MIN_PAGE_POLL);
         Page {
@@ -67,7 +73,11 @@ fn html(view: &View, poll: Duration, metrics_path: &str) -> String {
     if view.proposals.is_empty() {
         out.push_str("<tr class=\"none\"><td colspan=\"7\">No proposals to show.</td></tr>\n");
     }
-    out.push_str("</tbody>\n</table>\n</main>\n");
+    out.push_str("</tbody>\n</table>\n");
+    if let Some(apply) = &view.apply {
+        apply_section(&mut out, apply);
+    }
+    out.push_str("</main>\n");
     footer(&mut out);
     let config = serde_json::json!({
         "poll_ms": poll.as_millis() as u64,
@@ -176,6 +186,9 @@ fn table_row(out: &mut String, row: &Row) {
             escape(&calibration.note("\u{2192}"))
         );
     }
+    if let Some(note) = row.apply_note() {
+        let _ = write!(out, "<small class=\"apply\">{}</small>", escape(&note));
+    }
     let _ = writeln!(
         out,
         "</td><td class=\"age\" data-label=\"Data age\">{}{}</td></tr>",
@@ -186,6 +199,31 @@ fn table_row(out: &mut String, row: &Row) {
             ""
         },
     );
+}
+
+/// The apply layer's latest plans and results, newest first.
+fn apply_section(out: &mut String, apply: &ApplySide) {
+    let _ = write!(
+        out,
+        "<section id=\"apply\">\n<h2>Apply layer <small id=\"following\" class=\"{}\">{}</small></h2>\n<ol id=\"recent\">\n",
+        if apply.following { "up" } else { "down" },
+        escape(apply.state()),
+    );
+    for entry in &apply.recent {
+        let _ = writeln!(
+            out,
+            "<li><time>{}</time> <b>{}</b> <span class=\"name\">{}</span> <span class=\"what\">{}</span> <small>{}</small></li>",
+            entry.time_of_day(),
+            escape(&entry.stream),
+            escape(&entry.symbol),
+            escape(&entry.what),
+            escape(&entry.detail),
+        );
+    }
+    if apply.recent.is_empty() {
+        out.push_str("<li class=\"none\">No plans or results yet.</li>\n");
+    }
+    out.push_str("</ol>\n</section>\n");
 }
 
 fn footer(out: &mut String) {
@@ -235,7 +273,12 @@ mod tests {
     }
 
     fn page(snapshot: &Snapshot) -> String {
-        String::from_utf8(Page::new(snapshot, NOW, "/metrics").html.to_vec()).unwrap()
+        String::from_utf8(
+            Page::new(snapshot, NOW, "/metrics", &ApplyView::default())
+                .html
+                .to_vec(),
+        )
+        .unwrap()
     }
 
     /// The text of the first element after `marker` in `html`, up to the next tag.
@@ -407,8 +450,56 @@ mod tests {
     #[test]
     fn json_is_the_view() {
         let snapshot = snapshot(&[("BTCUSDT", &[("kill_score", "0.5")])]);
-        let page = Page::new(&snapshot, NOW, "/metrics");
+        let page = Page::new(&snapshot, NOW, "/metrics", &ApplyView::default());
         let view: View = serde_json::from_slice(&page.json).unwrap();
-        assert_eq!(view, View::new(&snapshot, NOW));
+        assert_eq!(view, View::new(&snapshot, NOW, &ApplyView::default()));
+    }
+
+    #[test]
+    fn the_apply_side_beside_each_proposal_and_in_a_list() {
+        use crate::apply::{Decision, Outcome, Recent};
+        let apply = ApplyView {
+            enabled: true,
+            following: true,
+            newest: [(
+                "ETHUSDT".to_owned(),
+                (Some(Decision::Execute), Some(Outcome::Executed)),
+            )]
+            .into(),
+            recent: vec![Recent {
+                stream: "result",
+                at: 1_769_130_500.0,
+                symbol: "ETHUSDT".into(),
+                what: "executed",
+                detail: "<b>".into(),
+            }],
+        };
+        let html = String::from_utf8(
+            Page::new(
+                &snapshot(&[("ETHUSDT", &[("kill_score", "0.7")])]),
+                NOW,
+                "/metrics",
+                &apply,
+            )
+            .html
+            .to_vec(),
+        )
+        .unwrap();
+        assert!(
+            html.contains("<small class=\"apply\">plan EXECUTE \u{b7} result executed</small>")
+        );
+        assert!(
+            html.contains(
+                "<small id=\"following\" class=\"up\">following the apply streams</small>"
+            )
+        );
+        assert!(html.contains(
+            "<li><time>01:08:20</time> <b>result</b> <span class=\"name\">ETHUSDT</span> <span class=\"what\">executed</span> <small>&lt;b&gt;</small></li>"
+        ));
+        let without = page(&snapshot(&[("ETHUSDT", &[("kill_score", "0.7")])]));
+        assert!(
+            !without.contains("id=\"apply\""),
+            "no section when the streams are not followed"
+        );
     }
 }

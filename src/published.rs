@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
+use crate::apply::ApplyView;
 use crate::gzip::GzipHead;
 use crate::page::Page;
 use crate::render;
@@ -38,9 +39,10 @@ impl Published {
         }
     }
 
-    /// The page, linking to the metrics at `metrics_path`, which is the same for every call.
-    pub fn page(&self, metrics_path: &str) -> &Page {
+    /// The page, linking to the metrics at `metrics_path` (the same for every call), with the
+    /// apply side as it stands at the first request after the refresh.
+    pub(crate) fn page(&self, metrics_path: &str, apply: &ApplyView) -> &Page {
         self.page
-            .get_or_init(|| Page::new(&self.snapshot, self.rendered_at_unix, metrics_path))
+            .get_or_init(|| Page::new(&self.snapshot, self.rendered_at_unix, metrics_path, apply))
     }
 }

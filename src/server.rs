@@ -26,6 +26,7 @@ use tokio::task::AbortHandle;
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::apply::ApplyPublication;
 use crate::exposition::{CONTENT_TYPE, Family, Writer};
 use crate::page;
 use crate::process::{self, ProcessStats};
@@ -196,8 +197,8 @@ impl Drop for OpenConnection {
 /// Everything a connection task needs, shared by all of them.
 struct Shared {
     published: watch::Receiver<Arc<Published>>,
-    /// The apply streams' families, rendered by their follower as entries arrive.
-    apply: watch::Receiver<Bytes>,
+    /// The apply streams' families and view, published by their follower as entries arrive.
+    apply: watch::Receiver<Arc<ApplyPublication>>,
     settings: WebSettings,
     web_config: Arc<WebConfigState>,
     connections: Arc<Connections>,
@@ -210,7 +211,7 @@ struct Shared {
 pub async fn serve(
     listeners: Vec<TcpListener>,
     published: watch::Receiver<Arc<Published>>,
-    apply: watch::Receiver<Bytes>,
+    apply: watch::Receiver<Arc<ApplyPublication>>,
     settings: WebSettings,
     web_config: Arc<WebConfigState>,
     shutdown: impl Future<Output = ()>,
@@ -306,7 +307,7 @@ where
             shared.connections.request_started(id);
             let mut response = if authorized(&shared, &security, &request).await {
                 let published = Arc::clone(&shared.published.borrow());
-                let apply = shared.apply.borrow().clone();
+                let apply = Arc::clone(&shared.apply.borrow());
                 respond(
                     &request,
                     &Answer {
@@ -377,7 +378,7 @@ fn unauthorized() -> Response<Payload> {
 /// and the scrape-time figures.
 struct Answer<'a> {
     published: &'a Published,
-    apply: &'a Bytes,
+    apply: &'a ApplyPublication,
     http: HttpStats,
     telemetry_path: &'a str,
 }
@@ -385,6 +386,7 @@ struct Answer<'a> {
 fn respond<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
     let Answer {
         published,
+        apply,
         telemetry_path,
         ..
     } = *answer;
@@ -398,7 +400,7 @@ fn respond<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let page = || published.page(telemetry_path);
+    let page = || published.page(telemetry_path, &apply.view);
     match request.uri().path() {
         path if path == telemetry_path => metrics(request, answer),
         "/health" => text(StatusCode::OK, "OK"),
@@ -434,11 +436,15 @@ fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
             published.body_gzip.bytes.clone(),
             published
                 .body_gzip
-                .finish(&[answer.apply.as_ref(), &tail].concat())
+                .finish(&[answer.apply.metrics.as_ref(), &tail].concat())
                 .into(),
         ]
     } else {
-        vec![published.body.clone(), answer.apply.clone(), tail.into()]
+        vec![
+            published.body.clone(),
+            answer.apply.metrics.clone(),
+            tail.into(),
+        ]
     };
     let mut response = Response::new(Payload::new(chunks));
     let headers = response.headers_mut();

@@ -21,11 +21,13 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
 
+use crate::apply::ApplyView;
 use crate::refresh;
 use crate::snapshot::Snapshot;
 use crate::source::{RedisSettings, SettingsError, Source, Symbols};
+use crate::streams::Follower;
 use crate::view::{
-    self, Calibration, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View,
+    self, ApplySide, Calibration, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View,
 };
 
 /// All symbols fresh, every kill score below [`KILL_HIGH`].
@@ -34,6 +36,24 @@ pub(crate) const EXIT_OK: u8 = 0;
 pub(crate) const EXIT_KILL_HIGH: u8 = 1;
 /// Stale or missing data, or Redis or the exporter unreachable.
 pub(crate) const EXIT_STALE: u8 = 2;
+
+/// The apply side from one look at the streams; when they cannot be read, the view says so.
+async fn apply_view(options: &Options) -> ApplyView {
+    let Some((plan, result)) = &options.apply_streams else {
+        return ApplyView::default();
+    };
+    let looked = match Follower::new(&options.redis, plan, result) {
+        Ok((follower, _)) => follower.view_once().await.ok(),
+        Err(_) => None,
+    };
+    looked.unwrap_or(ApplyView {
+        enabled: true,
+        ..ApplyView::default()
+    })
+}
+
+/// The latest plans and results listed under the table.
+const RECENT_LINES: usize = 6;
 
 /// How long `--from` waits for the exporter's whole answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,6 +73,8 @@ pub struct Options {
     pub poll_interval: Duration,
     /// The most symbols read, as the exporter caps them.
     pub max_symbols: usize,
+    /// The apply layer's plan and result streams, when the exporter follows them.
+    pub apply_streams: Option<(String, String)>,
 }
 
 /// A running exporter to read, from a checked `--from` URL.
@@ -217,7 +239,7 @@ async fn read_redis(options: &Options) -> Result<(View, String), StatusError> {
         Err(error) => empty.after_failure(&error),
     };
     Ok((
-        View::new(&snapshot, refresh::unix_now()),
+        View::new(&snapshot, refresh::unix_now(), &apply_view(options).await),
         format!("redis {}", source.addr()),
     ))
 }
@@ -445,6 +467,10 @@ pub fn table(view: &View, source: &str, colour: bool) -> String {
         if count == 1 { "" } else { "s" },
     );
     grid(&mut out, view, paint);
+    // Nothing seen of the apply layer (its streams empty or absent) is not worth a line.
+    if let Some(apply) = view.apply.as_ref().filter(|a| !a.recent.is_empty()) {
+        apply_lines(&mut out, view, apply, paint);
+    }
     verdicts(&mut out, view, paint);
     out
 }
@@ -519,6 +545,33 @@ fn grid(out: &mut String, view: &View, paint: Paint) {
     }
 }
 
+/// What the apply layer did: per symbol its newest plan and result, then the latest entries.
+fn apply_lines(out: &mut String, view: &View, apply: &ApplySide, paint: Paint) {
+    let colour = if apply.following { GREEN } else { YELLOW };
+    out.push_str(&paint.apply(&format!("apply layer: {}\n", apply.state()), colour));
+    let width = view
+        .proposals
+        .iter()
+        .map(|r| r.symbol.chars().count())
+        .max()
+        .unwrap_or(0);
+    for row in &view.proposals {
+        if let Some(note) = row.apply_note() {
+            out.push_str(&format!("  {:width$}  {note}\n", row.symbol));
+        }
+    }
+    for entry in apply.recent.iter().take(RECENT_LINES) {
+        out.push_str(&format!(
+            "  {} {:6} {} {} {}\n",
+            entry.time_of_day(),
+            entry.stream,
+            entry.symbol,
+            entry.what,
+            entry.detail
+        ));
+    }
+}
+
 /// One line per thing the exit code stands for, most serious first, or OK.
 fn verdicts(out: &mut String, view: &View, paint: Paint) {
     let high: Vec<String> = view
@@ -583,6 +636,18 @@ fn printable(view: &View) -> View {
         clean(&mut row.symbol);
         row.action.iter_mut().for_each(clean);
         row.calibrated_action.iter_mut().for_each(clean);
+        row.plan_decision.iter_mut().for_each(clean);
+        row.result_outcome.iter_mut().for_each(clean);
+    }
+    for entry in view.apply.iter_mut().flat_map(|a| &mut a.recent) {
+        for text in [
+            &mut entry.stream,
+            &mut entry.symbol,
+            &mut entry.what,
+            &mut entry.detail,
+        ] {
+            clean(text);
+        }
     }
     view
 }
@@ -649,7 +714,11 @@ mod tests {
             .zip(&pairs)
             .map(|((symbol, _), pairs)| (*symbol, pairs.as_slice()))
             .collect();
-        View::new(&Snapshot::of_hashes(&hashes, NOW), NOW)
+        View::new(
+            &Snapshot::of_hashes(&hashes, NOW),
+            NOW,
+            &ApplyView::default(),
+        )
     }
 
     #[test]

@@ -5,16 +5,18 @@
 //! families for the server; interpreting entries is `apply`'s job.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use enum_map::EnumMap;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::apply::{ApplyState, Entry, EntryId, Group, StreamInfo, StreamKind};
+use crate::apply::{
+    ApplyPublication, ApplyState, ApplyView, Entry, EntryId, Group, StreamInfo, StreamKind,
+};
 use crate::exposition::Writer;
 use crate::source::{RedisSettings, SettingsError};
 
@@ -49,26 +51,26 @@ pub struct Follower {
     keys: EnumMap<StreamKind, String>,
     positions: EnumMap<StreamKind, Position>,
     state: ApplyState,
-    publisher: watch::Sender<Bytes>,
+    publisher: watch::Sender<Arc<ApplyPublication>>,
 }
 
 /// A failed command; the follower reconnects and resumes from its positions.
 type Failure = redis::RedisError;
 
 impl Follower {
-    /// Checks the settings; connects only when run. The receiver holds the rendered families,
+    /// Checks the settings; connects only when run. The receiver holds what was observed,
     /// empty until the streams were first looked at.
     pub fn new(
         settings: &RedisSettings,
         plan_stream: &str,
         result_stream: &str,
-    ) -> Result<(Follower, watch::Receiver<Bytes>), SettingsError> {
+    ) -> Result<(Follower, watch::Receiver<Arc<ApplyPublication>>), SettingsError> {
         let (client, addr) = settings.client()?;
         // A blocked XREAD must not be taken for a Redis that stopped answering.
         let config = settings
             .connection_config()
             .set_response_timeout(Some(BLOCK + settings.response_timeout));
-        let (publisher, receiver) = watch::channel(Bytes::new());
+        let (publisher, receiver) = watch::channel(Arc::default());
         let keys = EnumMap::from_array([plan_stream.to_owned(), result_stream.to_owned()]);
         let follower = Follower {
             client,
@@ -112,6 +114,18 @@ impl Follower {
             tokio::time::sleep(retry).await;
             retry = (retry * 2).min(MAX_RETRY);
         }
+    }
+
+    /// One look at both streams, as `status` makes it: the newest entries recalled into the
+    /// view, nothing followed.
+    pub(crate) async fn view_once(mut self) -> Result<ApplyView, Failure> {
+        let mut connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        self.look(&mut connection).await?;
+        self.state.following = true;
+        Ok(self.state.view())
     }
 
     async fn follow(&mut self, connection: &mut MultiplexedConnection) -> Failure {
@@ -298,7 +312,10 @@ impl Follower {
     fn publish(&self) {
         let mut w = Writer::with_capacity(16 * 1024);
         self.state.encode(&mut w);
-        self.publisher.send_replace(w.into_bytes().into());
+        self.publisher.send_replace(Arc::new(ApplyPublication {
+            metrics: w.into_bytes().into(),
+            view: self.state.view(),
+        }));
     }
 }
 

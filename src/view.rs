@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::apply::ApplyView;
 use crate::proposal::{Proposal, WEIGHTS};
 use crate::snapshot::Snapshot;
 
@@ -124,6 +125,52 @@ pub struct View {
     pub missing: Vec<String>,
     /// Highest kill score first, then by symbol.
     pub proposals: Vec<Row>,
+    /// What the apply layer did with the proposals, when the exporter follows its streams.
+    #[serde(default)]
+    pub apply: Option<ApplySide>,
+}
+
+/// The apply layer's side of the view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApplySide {
+    /// Whether the exporter is reading the streams now.
+    pub following: bool,
+    /// The latest plans and results, newest first.
+    pub recent: Vec<RecentEntry>,
+}
+
+impl ApplySide {
+    /// Whether the streams are read, as the page and `status` say it.
+    pub fn state(&self) -> &'static str {
+        if self.following {
+            "following the apply streams"
+        } else {
+            "not reading the apply streams (Redis unreachable?); the values shown are the last ones read"
+        }
+    }
+}
+
+/// One of the latest plans or results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecentEntry {
+    /// `plan` or `result`.
+    pub stream: String,
+    pub at: f64,
+    pub symbol: String,
+    /// The plan's decision (`EXECUTE`, ...) or the result's outcome (`executed`, ...).
+    pub what: String,
+    /// The plan's action, or the result's error class.
+    pub detail: String,
+}
+
+impl RecentEntry {
+    /// `HH:MM:SS` in UTC, the time of day of the entry.
+    pub fn time_of_day(&self) -> String {
+        let seconds = self.at.max(0.0) as i64;
+        crate::civil::format_utc(seconds)
+            .split_once('T')
+            .map_or_else(String::new, |(_, time)| time.to_owned())
+    }
 }
 
 /// One symbol's proposal as the operator sees it.
@@ -149,14 +196,31 @@ pub struct Row {
     pub stale: bool,
     /// Hash fields that were missing or unparseable; their values above are 0.
     pub invalid_fields: Vec<String>,
+    /// The decision of the newest plan for this symbol, when the apply streams are followed.
+    #[serde(default)]
+    pub plan_decision: Option<String>,
+    /// The outcome of the newest result for this symbol.
+    #[serde(default)]
+    pub result_outcome: Option<String>,
 }
 
 impl View {
-    pub fn new(snapshot: &Snapshot, now_unix: f64) -> View {
+    /// The view of a snapshot, with the apply side when the streams are followed.
+    pub(crate) fn new(snapshot: &Snapshot, now_unix: f64, apply: &ApplyView) -> View {
+        let apply = apply.enabled.then_some(apply);
         let mut proposals: Vec<Row> = snapshot
             .proposals
             .iter()
-            .map(|proposal| Row::new(proposal, now_unix))
+            .map(|proposal| {
+                let mut row = Row::new(proposal, now_unix);
+                if let Some((decision, outcome)) =
+                    apply.and_then(|a| a.newest.get(&proposal.symbol))
+                {
+                    row.plan_decision = decision.map(|d| d.label().to_owned());
+                    row.result_outcome = outcome.map(|o| o.label().to_owned());
+                }
+                row
+            })
             .collect();
         proposals.sort_by(|a, b| {
             b.kill_score
@@ -176,6 +240,20 @@ impl View {
                 .map(|last| (now_unix - last).max(0.0)),
             missing: snapshot.missing.clone(),
             proposals,
+            apply: apply.map(|apply| ApplySide {
+                following: apply.following,
+                recent: apply
+                    .recent
+                    .iter()
+                    .map(|r| RecentEntry {
+                        stream: r.stream.to_owned(),
+                        at: r.at,
+                        symbol: r.symbol.clone(),
+                        what: r.what.to_owned(),
+                        detail: r.detail.clone(),
+                    })
+                    .collect(),
+            }),
         }
     }
 
@@ -229,6 +307,8 @@ impl Row {
                 .iter()
                 .map(|field| field.key().to_owned())
                 .collect(),
+            plan_decision: None,
+            result_outcome: None,
         }
     }
 
@@ -240,6 +320,20 @@ impl Row {
             self.k_ts_drop,
             self.k_age_penalty,
         ]
+    }
+
+    /// What the apply layer last did for this symbol, e.g. `plan EXECUTE · result executed`;
+    /// `None` when nothing of it was seen.
+    pub fn apply_note(&self) -> Option<String> {
+        if self.plan_decision.is_none() && self.result_outcome.is_none() {
+            return None;
+        }
+        let part = |value: &Option<String>| value.clone().unwrap_or_else(|| "\u{2014}".to_owned());
+        Some(format!(
+            "plan {} \u{b7} result {}",
+            part(&self.plan_decision),
+            part(&self.result_outcome)
+        ))
     }
 
     /// What the heat gate made of the action; `None` when it did not calibrate this proposal.
@@ -337,6 +431,7 @@ mod tests {
                 ("DDD", &[("kill_score", "None")]),
             ]),
             NOW,
+            &ApplyView::default(),
         );
         let symbols: Vec<_> = view.proposals.iter().map(|r| r.symbol.as_str()).collect();
         assert_eq!(symbols, ["BBB", "AAA", "CCC", "DDD"]);
@@ -378,6 +473,7 @@ mod tests {
                 ),
             ]),
             NOW,
+            &ApplyView::default(),
         );
         let row = |symbol: &str| {
             let row = view.proposals.iter().find(|r| r.symbol == symbol).unwrap();
@@ -417,6 +513,7 @@ mod tests {
                 ),
             ]),
             NOW,
+            &ApplyView::default(),
         );
         let cal = &view.proposals.iter().find(|r| r.symbol == "CAL").unwrap();
         assert_eq!(cal.action.as_deref(), Some("PARTIAL_50"));
@@ -455,6 +552,7 @@ mod tests {
                 ("RAW", &[("harvest_action", "PARTIAL_50")]),
             ]),
             NOW,
+            &ApplyView::default(),
         );
         let calibration = |symbol: &str| {
             let row = view.proposals.iter().find(|r| r.symbol == symbol).unwrap();
@@ -483,6 +581,7 @@ mod tests {
                 &[("kill_score", "0.7"), ("new_sl_proposed", "None")],
             )]),
             NOW,
+            &ApplyView::default(),
         );
         let json = serde_json::to_string(&view).unwrap();
         assert!(json.contains(r#""symbol":"<script>""#), "{json}");

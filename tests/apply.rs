@@ -448,3 +448,65 @@ fn following_can_be_turned_off() {
     });
     assert!(!exporter.metrics().contains("quantum_apply_"));
 }
+
+#[test]
+fn the_page_and_status_show_what_became_of_each_proposal() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let exporter = Exporter::start(&redis, &[]);
+    plan(&redis, "p1", "ETHUSDT", "BLOCKED");
+    xadd(
+        &redis,
+        RESULTS,
+        &[
+            ("plan_id", "p1"),
+            ("symbol", "ETHUSDT"),
+            ("decision", "BLOCK"),
+            ("error", "kill_score_close_blocked"),
+        ],
+    );
+    // The page is made at the first request after a refresh: wait for one that has both.
+    let document = wait_for("the apply side in /api/v1/proposals", WAIT, || {
+        let json: serde_json::Value =
+            serde_json::from_str(&exporter.get("/api/v1/proposals").text()).ok()?;
+        let row = json["proposals"]
+            .as_array()?
+            .iter()
+            .find(|r| r["symbol"] == "ETHUSDT")?
+            .clone();
+        (row["result_outcome"] == "blocked").then_some((json, row))
+    });
+    let (json, row) = document;
+    assert_eq!(row["plan_decision"], "BLOCKED");
+    assert_eq!(json["apply"]["following"], true);
+    assert_eq!(
+        json["apply"]["recent"][0]["what"], "blocked",
+        "{}",
+        json["apply"]
+    );
+    assert_eq!(
+        json["apply"]["recent"][0]["detail"],
+        "kill_score_close_blocked"
+    );
+    let html = exporter.get("/").text();
+    assert!(
+        html.contains("plan BLOCKED \u{b7} result blocked"),
+        "{html}"
+    );
+
+    // status reads the streams once, as it reads the hashes.
+    let output = run_exporter(&["--redis.addr", &redis.url(), "status"], &[]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("apply layer: following the apply streams"),
+        "{table}"
+    );
+    assert!(
+        table.contains("ETHUSDT  plan BLOCKED \u{b7} result blocked"),
+        "{table}"
+    );
+    assert!(
+        table.contains(" result ETHUSDT blocked kill_score_close_blocked"),
+        "{table}"
+    );
+}
