@@ -29,7 +29,8 @@ The systemd unit; local changes belong in a drop\-in
 (\fBsystemctl edit quantum\-harvest\-metrics\-exporter\fR).
 .TP
 \fI/usr/share/doc/harvest\-exporter/\fR
-The README, the deployment guide and the alerts' runbooks.
+The deployment guide (README.md), the exporter's README (exporter.md) and the alerts'
+runbooks (runbooks/).
 "#;
 
 fn main() -> std::io::Result<()> {
