@@ -162,9 +162,16 @@ fn check_installed(version: &str, gid: u32) {
     assert!(changed.is_empty(), "dpkg --verify: {changed:#?}");
 
     let output = run_ok(Command::new(BINARY).arg("--version"));
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        format!("harvest-exporter {}", env!("CARGO_PKG_VERSION"))
+    let version_line = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        (version_line + " ")
+            .starts_with(&format!("harvest-exporter {} ", env!("CARGO_PKG_VERSION"))),
+        "{BINARY} --version: {}",
+        String::from_utf8_lossy(&output.stdout)
     );
     assert_eq!(mode_owner_group(BINARY), (0o755, 0, 0));
 
