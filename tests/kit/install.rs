@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::{TempDir, exporter_bin};
-use crate::{deploy, require_tool, run_ok};
+use crate::{deploy, host_lock, require_tool, run_ok};
 
 const USER: &str = "harvest-exporter";
 const ENV_FILE: &str = "etc/quantum/harvest-metrics-exporter.env";
@@ -107,6 +107,8 @@ fn install_script_installs_idempotently_with_owners_and_modes() {
         "the install test must run as root: it creates the system user {USER} and sets owners"
     );
     require_tool("useradd", "passwd");
+    // The package test creates and removes the same user.
+    let _host = host_lock();
     let _cleanup = UserCleanup {
         created_here: getent("passwd", USER).is_none(),
     };

@@ -1,18 +1,21 @@
 //! Tests of the deployment kit in `deploy/`: the systemd unit, the env file, the Prometheus
-//! scrape job and rules, the Grafana dashboard and provisioning, the install script, and an
-//! end-to-end run of redis-server, the simulator, the exporter and a real Prometheus.
+//! scrape job and rules, the Grafana dashboard and provisioning, the install script, the Debian
+//! package, and an end-to-end run of redis-server, the simulator, the exporter and a real
+//! Prometheus.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod config;
 mod dashboard;
+mod deb;
 mod e2e;
 mod install;
 mod prometheus;
 mod rules_lint;
 mod systemd;
 
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -33,6 +36,32 @@ pub fn deploy(relative: &str) -> PathBuf {
 pub fn read(relative: &str) -> String {
     let path = deploy(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Held by the tests that change this host itself: the install test and the Debian package test
+/// both create and remove the system user `harvest-exporter`, and the package test installs
+/// into the dpkg database. A lock on a file, so that it also keeps apart two test processes
+/// (two checkouts tested at once); released when dropped.
+pub struct HostLock(#[allow(dead_code)] std::fs::File);
+
+pub fn host_lock() -> HostLock {
+    let path = std::env::temp_dir().join("harvest-exporter-kit-host.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    // SAFETY: flock on a descriptor this function owns; no memory is shared with the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(
+        rc,
+        0,
+        "lock {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    HostLock(file)
 }
 
 /// Runs a command to completion and fails the test, with its output, unless it succeeds.
