@@ -454,3 +454,41 @@ fn stream_names_and_the_allowlist_are_flags() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--apply.plan-stream"), "{stderr}");
 }
+
+#[test]
+fn readme_documents_the_apply_flags_with_their_defaults() {
+    use clap::CommandFactory;
+    let readme = include_str!("../README.md");
+    let documented: BTreeSet<(String, String)> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `--apply"))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            let default = match cells[1] {
+                "the first of `--symbols`" => "",
+                other => other.trim_matches('`'),
+            };
+            (cells[0].trim_matches('`').to_owned(), default.to_owned())
+        })
+        .collect();
+    let command = harvest_exporter::config::Cli::command();
+    let simulate = command
+        .find_subcommand("simulate")
+        .expect("a simulate subcommand");
+    let actual: BTreeSet<(String, String)> = simulate
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long().filter(|l| l.starts_with("apply"))?;
+            let default = arg
+                .get_default_values()
+                .first()
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Some((format!("--{long}"), default))
+        })
+        .collect();
+    assert_eq!(
+        documented, actual,
+        "README simulate flags vs simulate --help"
+    );
+}
