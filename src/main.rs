@@ -91,12 +91,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => export(cli.config).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Simulate(args)) => {
+            let symbols = args.symbols.0;
+            let allowlist = match args.allowlist {
+                None => Some(symbols.iter().take(1).cloned().collect()),
+                Some(list) if list.0.is_empty() => None,
+                Some(list) => Some(list.0),
+            };
+            let apply = args.apply.then_some(simulate::ApplyOptions {
+                plan_stream: args.plan_stream,
+                result_stream: args.result_stream,
+                allowlist,
+            });
             let options = simulate::Options {
-                symbols: args.symbols.0,
+                symbols,
                 interval: args.interval,
                 rounds: (args.rounds > 0).then_some(args.rounds),
                 seed: args.seed,
                 heat_gate: args.heat_gate,
+                apply,
             };
             let redis = cli.config.redis()?;
             tokio::select! {

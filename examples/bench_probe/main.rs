@@ -133,6 +133,7 @@ fn fill(options: &Options) -> Result<(), String> {
         rounds: Some(1),
         seed: Some(42),
         heat_gate: false,
+        apply: None,
     };
     let started = Instant::now();
     tokio::runtime::Builder::new_current_thread()
