@@ -158,15 +158,10 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub heat_gate: bool,
     /// Also play the apply layer: each round, a plan per proposal and a result per plan on the
-    /// two streams below, with the real system's field sets (--apply=false: proposals only).
+    /// streams --apply.plan-stream and --apply.result-stream name, with the real system's field
+    /// sets (--apply=false: proposals only).
     #[arg(long = "apply", default_value = "true", value_parser = boolean, num_args = 0..=1, default_missing_value = "true")]
     pub apply: bool,
-    /// Stream the simulated apply layer writes its plans to.
-    #[arg(long = "apply.plan-stream", value_name = "KEY", default_value = "quantum:stream:apply.plan", value_parser = stream_key)]
-    pub plan_stream: String,
-    /// Stream the simulated apply layer writes its results to.
-    #[arg(long = "apply.result-stream", value_name = "KEY", default_value = "quantum:stream:apply.result", value_parser = stream_key)]
-    pub result_stream: String,
     /// Comma-separated symbols the simulated apply layer may execute; the others are skipped
     /// with not_in_allowlist, as in the real system's dry run. Default: the first of --symbols;
     /// * allows every symbol.
@@ -641,14 +636,6 @@ fn listen_address(raw: &str) -> Result<ListenAddress, String> {
         host: host.to_owned(),
         port,
     })
-}
-
-fn stream_key(raw: &str) -> Result<String, String> {
-    let key = raw.trim();
-    if key.is_empty() {
-        return Err("the stream key must not be empty".into());
-    }
-    Ok(key.to_owned())
 }
 
 fn telemetry_path(raw: &str) -> Result<String, String> {

@@ -98,8 +98,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(list) => Some(list.0),
             };
             let apply = args.apply.then_some(simulate::ApplyOptions {
-                plan_stream: args.plan_stream,
-                result_stream: args.result_stream,
+                plan_stream: cli.config.plan_stream.clone(),
+                result_stream: cli.config.result_stream.clone(),
                 allowlist,
             });
             let options = simulate::Options {
