@@ -314,11 +314,29 @@ fn end_to_end_with_prometheus() {
         format!("http://127.0.0.1:{}/metrics", exporter.port)
     );
 
-    // The recording rules have a value for every symbol, and the data is fresh.
-    for record in record_names(&read("prometheus/recording.yml")) {
-        wait_for(&format!("{record} for every symbol"), WAIT, || {
-            (prometheus.query(&record).len() == 3).then_some(())
+    // The recording rules have a value for every symbol (band, action), and the data is fresh.
+    let mut records = record_names(&read("prometheus/recording.yml"));
+    records.dedup();
+    for record in records {
+        let expected = match record.as_str() {
+            "job_band:quantum_harvest_kill_score:count" => 5,
+            "job_action:quantum_harvest_action:count" => 5,
+            _ => 3,
+        };
+        wait_for(&format!("{record}: {expected} series"), WAIT, || {
+            (prometheus.query(&record).len() == expected).then_some(())
         });
+    }
+    // Each symbol is counted once, in one band and under one action.
+    for counted in [
+        "job_band:quantum_harvest_kill_score:count",
+        "job_action:quantum_harvest_action:count",
+    ] {
+        assert_eq!(
+            prometheus.value(&format!("sum({counted})")),
+            Some(3.0),
+            "{counted}"
+        );
     }
     let ages = prometheus.query("symbol:quantum_harvest_last_update_epoch:age_seconds");
     for age in &ages {
