@@ -8,7 +8,7 @@ use crate::common::TempDir;
 use crate::{JOB, deploy, read, require_tool, run_ok, yaml_values};
 
 /// The alerts the issue asks for; alerts.yml may hold more, but not fewer.
-const REQUIRED_ALERTS: [&str; 7] = [
+const REQUIRED_ALERTS: [&str; 12] = [
     "HarvestKillScoreHigh",
     "HarvestKillScoreCritical",
     "HarvestDataStale",
@@ -16,6 +16,11 @@ const REQUIRED_ALERTS: [&str; 7] = [
     "HarvestRedisDown",
     "HarvestProposalsMissing",
     "HarvestParseErrors",
+    "HarvestApplyExecutionErrors",
+    "HarvestApplyStalled",
+    "HarvestApplyEntriesLost",
+    "HarvestApplyConsumerLag",
+    "HarvestApplyKillSwitchActive",
 ];
 /// Where the shipped rules point `runbook_url`: the runbooks `install.sh prometheus` installs.
 pub const RUNBOOK_BASE: &str = "file:///usr/local/share/doc/harvest-exporter/runbooks";
