@@ -21,7 +21,7 @@ Components (default: exporter):
   prometheus  the alerting and recording rules in /etc/prometheus/rules/, and the alerts'
               runbooks in /usr/local/share/doc/harvest-exporter/runbooks/
   grafana     the datasource and dashboard provisioning files in /etc/grafana/provisioning/
-              and the dashboard in /var/lib/grafana/dashboards/quantum/
+              and the dashboards in /var/lib/grafana/dashboards/quantum/
   all         all three
 
 Options:
@@ -196,8 +196,9 @@ if wants grafana; then
         /etc/grafana/provisioning/datasources/quantum-prometheus.yml root 0644
     put "$kit/grafana/provisioning/dashboards/quantum-harvest.yml" \
         /etc/grafana/provisioning/dashboards/quantum-harvest.yml root 0644
-    put "$kit/grafana/quantum_harvest_control_p27.json" \
-        /var/lib/grafana/dashboards/quantum/quantum_harvest_control_p27.json root 0644
+    for dashboard in "$kit"/grafana/*.json; do
+        put "$dashboard" "/var/lib/grafana/dashboards/quantum/$(basename "$dashboard")" root 0644
+    done
 fi
 
 [ -z "$root" ] || exit 0

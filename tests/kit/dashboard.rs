@@ -1,7 +1,8 @@
-//! The Grafana dashboard, checked statically (Grafana cannot be installed here): valid JSON,
-//! fixed uid, every panel on the `${datasource}` variable, unique panel ids, the seed's panels
-//! and thresholds, and every metric a query names exported by the exporter or recorded by the
-//! kit's rules. The end-to-end test runs the same queries against a real Prometheus.
+//! The Grafana dashboards, checked statically (Grafana cannot be installed here): valid JSON,
+//! fixed uids, every panel on the `${datasource}` variable, unique panel ids, the seed's panels
+//! and thresholds, every metric a query names exported by the exporter or recorded by the
+//! kit's rules, the links between the dashboards, and a layout that reads top-down on a
+//! phone. The end-to-end test runs the same queries against a real Prometheus.
 
 use std::collections::BTreeSet;
 
@@ -9,12 +10,56 @@ use serde_json::Value;
 
 use crate::common::{Exporter, Redis};
 use crate::prometheus::record_names;
-use crate::{deploy, metric_families, metrics_with_seed_symbols, publish_once, read, yaml_values};
+use crate::{
+    deploy, metric_families, metrics_with_seed_symbols, publish_apply_entries, publish_once, read,
+    yaml_values,
+};
 
 pub const UID: &str = "quantum-harvest-p27";
 const DATASOURCE: &str = "${datasource}";
 const DASHBOARD_DIR: &str = "/var/lib/grafana/dashboards/quantum";
 const DASHBOARD_FILE: &str = "quantum_harvest_control_p27.json";
+
+/// A dashboard of the kit: its file under deploy/grafana/, its fixed uid, and the panels (not
+/// rows) that must come first, in this order, when Grafana stacks the panels in one column
+/// (a phone): the most urgent.
+pub struct Kit {
+    pub file: &'static str,
+    pub uid: &'static str,
+    pub first: &'static [&'static str],
+}
+
+pub const DASHBOARDS: [Kit; 3] = [
+    Kit {
+        file: "quantum_trader_overview.json",
+        uid: "quantum-overview",
+        first: &[
+            "Exporter scraped",
+            "Redis reachable",
+            "Apply streams read",
+            "Oldest proposal age",
+            "Newest plan age",
+            "Execution errors",
+            "Worst kill scores now",
+        ],
+    },
+    Kit {
+        file: DASHBOARD_FILE,
+        uid: UID,
+        first: &["Kill score", "R_net", "New SL", "Harvest proposals"],
+    },
+    Kit {
+        file: "quantum_apply_layer_p3.json",
+        uid: "quantum-apply-p3",
+        first: &[
+            "Streams read",
+            "Newest plan age",
+            "Execution errors",
+            "Entries lost",
+            "Largest consumer-group lag",
+        ],
+    },
+];
 /// Series Prometheus itself adds to every scrape and rule evaluation.
 const SYNTHETIC: [&str; 7] = [
     "up",
@@ -26,9 +71,15 @@ const SYNTHETIC: [&str; 7] = [
     "ALERTS_FOR_STATE",
 ];
 
+/// The Harvest Control (P2.7) dashboard.
 pub fn load() -> Value {
-    let text = read(&format!("grafana/{DASHBOARD_FILE}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{DASHBOARD_FILE} is not JSON: {e}"))
+    load_file(DASHBOARD_FILE)
+}
+
+/// A dashboard of deploy/grafana/ by its file name.
+pub fn load_file(file: &str) -> Value {
+    let text = read(&format!("grafana/{file}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"))
 }
 
 /// Every panel, those inside collapsed rows included.
@@ -67,6 +118,12 @@ pub fn queries(dashboard: &Value) -> Vec<Query> {
                 })
         })
         .collect()
+}
+
+fn has_variable(dashboard: &Value, name: &str) -> bool {
+    dashboard["templating"]["list"]
+        .as_array()
+        .is_some_and(|list| list.iter().any(|v| v["name"] == name))
 }
 
 fn variable<'a>(dashboard: &'a Value, name: &str) -> &'a Value {
@@ -289,11 +346,11 @@ pub fn selectors(expr: &str) -> Vec<Selector> {
     found
 }
 
-/// Everything wrong with a dashboard, given the metric names that exist.
-pub fn problems(dashboard: &Value, known: &BTreeSet<String>) -> Vec<String> {
+/// Everything wrong with a dashboard, given its fixed uid and the metric names that exist.
+pub fn problems(dashboard: &Value, uid: &str, known: &BTreeSet<String>) -> Vec<String> {
     let mut problems = Vec::new();
-    if dashboard["uid"] != UID {
-        problems.push(format!("uid is {}, not the fixed {UID}", dashboard["uid"]));
+    if dashboard["uid"] != uid {
+        problems.push(format!("uid is {}, not the fixed {uid}", dashboard["uid"]));
     }
     let mut ids = BTreeSet::new();
     for panel in panels(dashboard) {
@@ -331,6 +388,9 @@ pub fn problems(dashboard: &Value, known: &BTreeSet<String>) -> Vec<String> {
         }
     }
     for name in ["job", "instance", "symbol"] {
+        if name == "symbol" && !has_variable(dashboard, name) {
+            continue;
+        }
         let metric = variable_metric(dashboard, name);
         if !known.contains(&metric) {
             problems.push(format!("variable {name}: unknown metric {metric}"));
@@ -344,9 +404,24 @@ pub fn problems(dashboard: &Value, known: &BTreeSet<String>) -> Vec<String> {
 fn known_metrics() -> BTreeSet<String> {
     let redis = Redis::start();
     publish_once(&redis);
+    publish_apply_entries(&redis, 0);
     let exporter = Exporter::start(&redis, &[]);
-    let body = metrics_with_seed_symbols(&exporter);
+    metrics_with_seed_symbols(&exporter);
+    let body = exporter.wait_metrics(
+        "the apply streams read",
+        std::time::Duration::from_secs(20),
+        |body| body.contains("quantum_apply_streams_up 1"),
+    );
     let mut known: BTreeSet<String> = metric_families(&body).into_iter().collect();
+    // A histogram's series: its buckets, sum and count.
+    for line in body.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|l| l.strip_suffix(" histogram"))
+        {
+            known.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
+        }
+    }
     assert!(
         known.contains("quantum_harvest_calibrated_action"),
         "heat gate fields missing"
@@ -401,14 +476,33 @@ fn metric_names_are_found_in_promql() {
 }
 
 #[test]
-fn dashboard_passes_the_static_check() {
-    let dashboard = load();
-    let found = problems(&dashboard, &known_metrics());
-    assert!(
-        found.is_empty(),
-        "dashboard problems:\n{}",
-        found.join("\n")
+fn dashboards_pass_the_static_check() {
+    let known = known_metrics();
+    let files: Vec<String> = dashboard_files()
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let listed: Vec<&str> = DASHBOARDS.iter().map(|d| d.file).collect();
+    assert_eq!(
+        files.iter().collect::<BTreeSet<_>>(),
+        listed
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect::<Vec<_>>()
+            .iter()
+            .collect(),
+        "every dashboard of deploy/grafana/ is in DASHBOARDS"
     );
+    for kit in &DASHBOARDS {
+        let dashboard = load_file(kit.file);
+        let found = problems(&dashboard, kit.uid, &known);
+        assert!(
+            found.is_empty(),
+            "{} problems:\n{}",
+            kit.file,
+            found.join("\n")
+        );
+    }
 }
 
 /// The check fails on each defect it is meant to catch.
@@ -420,15 +514,16 @@ fn static_check_catches_a_broken_dashboard() {
         .flat_map(|q| metric_names(&q.expr))
         .chain(["job", "instance", "symbol"].map(|name| variable_metric(&dashboard, name)))
         .collect();
-    assert!(problems(&dashboard, &known).is_empty());
+    assert!(problems(&dashboard, UID, &known).is_empty());
 
     let panels = dashboard["panels"].as_array_mut().unwrap();
     let gauge = panels.iter().position(|p| p["type"] == "gauge").unwrap();
     panels[gauge]["datasource"] = Value::Null;
     panels[gauge + 1]["id"] = panels[gauge]["id"].clone();
     panels[gauge + 1]["targets"][0]["expr"] = "quantum_harvest_r_nett".into();
-    let found = problems(&dashboard, &known).join("\n");
+    let found = problems(&dashboard, "quantum-other", &known).join("\n");
     assert!(found.contains("datasource is not ${datasource}"), "{found}");
+    assert!(found.contains("not the fixed quantum-other"), "{found}");
     assert!(found.contains("duplicate id"), "{found}");
     assert!(
         found.contains("unknown metric quantum_harvest_r_nett"),
@@ -458,7 +553,9 @@ pub fn dashboard_files() -> Vec<std::path::PathBuf> {
 /// dashboard: `job` and `instance` query variables from `label_values` on an exporter metric
 /// (instance multi-select with All), the `job=~"$job"` and `instance=~"$instance"` matchers on
 /// every selector of every query, not editable (they are provisioned), a link to the other
-/// dashboards tagged `quantum`, and a description on every panel.
+/// dashboards tagged `quantum`, and a description on every panel. A series the kit's rules
+/// record (its name has a `:`) needs only `job=~"$job"`: the rules combine the exporters of an
+/// HA pair, so the series has no instance.
 pub fn lint(dashboard: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let list = dashboard["templating"]["list"]
@@ -535,7 +632,8 @@ pub fn lint(dashboard: &Value) -> Vec<String> {
             let expr = target["expr"].as_str().unwrap_or("");
             for selector in selectors(expr) {
                 for (label, value) in [("job", "$job"), ("instance", "$instance")] {
-                    if !selector.has(label, "=~", value) {
+                    let exempt = label == "instance" && selector.metric.contains(':');
+                    if !exempt && !selector.has(label, "=~", value) {
                         problems.push(format!(
                             "panel {title:?}: {} lacks {label}=~\"{value}\" in {expr:?}",
                             selector.metric
@@ -587,6 +685,8 @@ fn lint_catches_a_violating_dashboard() {
     panels[gauge]["targets"][0]["expr"] =
         "quantum_harvest_kill_score{job=~\"$job\", symbol=~\"$symbol\"}".into();
     panels[gauge + 1]["targets"][0]["expr"] = "max(quantum_harvest_r_net)".into();
+    panels[gauge + 2]["targets"][0]["expr"] =
+        "job_symbol:quantum_harvest_kill_score:max{job=~\"$job\"} + job_band:x:count".into();
     let found = lint(&d).join("\n");
     for expected in [
         "no $job variable",
@@ -598,11 +698,20 @@ fn lint_catches_a_violating_dashboard() {
         "panel \"Kill score\": quantum_harvest_kill_score lacks instance=~\"$instance\"",
         "panel \"R_net\": quantum_harvest_r_net lacks job=~\"$job\"",
         "panel \"R_net\": quantum_harvest_r_net lacks instance=~\"$instance\"",
+        "panel \"New SL\": job_band:x:count lacks job=~\"$job\"",
     ] {
         assert!(found.contains(expected), "{expected:?} not in:\n{found}");
     }
     assert!(
         !found.contains("Kill score\": quantum_harvest_kill_score lacks job"),
+        "{found}"
+    );
+    assert!(
+        !found.contains("job_symbol:quantum_harvest_kill_score:max lacks"),
+        "{found}"
+    );
+    assert!(
+        !found.contains("job_band:x:count lacks instance"),
         "{found}"
     );
 }
@@ -779,6 +888,160 @@ fn provisioning_points_at_the_dashboard_and_its_datasource() {
     assert_eq!(yaml_values(&datasources, "timeInterval"), ["10s"]);
     assert_eq!(yaml_values(&providers, "type"), ["file"]);
     assert_eq!(yaml_values(&providers, "path"), [DASHBOARD_DIR]);
+    // install.sh copies every dashboard of deploy/grafana/ there (tests/kit/install.rs runs it).
     let install = read("install.sh");
-    assert!(install.contains(&format!("{DASHBOARD_DIR}/{DASHBOARD_FILE}")));
+    assert!(
+        install.contains("\"$kit\"/grafana/*.json")
+            && install.contains(&format!("{DASHBOARD_DIR}/$(basename")),
+        "install.sh does not install every dashboard"
+    );
+}
+
+/// What is wrong with a dashboard's layout for a phone. On a narrow screen Grafana shows the
+/// panels in one column, in the order of its panel list, which it sorts by gridPos (y, then
+/// x) when it loads a dashboard. The JSON keeps that order, so that what the file reads
+/// top-down is what a phone shows; panels must not overlap nor leave the 24 columns; and the
+/// panels of `first` (titles) open the column, in that order, before any other panel.
+pub fn layout_problems(dashboard: &Value, first: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let top: Vec<&Value> = dashboard["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let grid = |p: &Value| {
+        let n = |k: &str| p["gridPos"][k].as_u64();
+        (n("x"), n("y"), n("w"), n("h"))
+    };
+    let title = |p: &Value| p["title"].as_str().unwrap_or("?").to_owned();
+    let mut boxes = Vec::new();
+    for panel in &top {
+        match grid(panel) {
+            (Some(x), Some(y), Some(w), Some(h)) if w > 0 && h > 0 && x + w <= 24 => {
+                boxes.push((title(panel), x, y, w, h))
+            }
+            _ => problems.push(format!(
+                "panel {:?}: gridPos {} is not within 24 columns",
+                title(panel),
+                panel["gridPos"]
+            )),
+        }
+    }
+    for (i, a) in boxes.iter().enumerate() {
+        for b in &boxes[i + 1..] {
+            let apart =
+                a.1 + a.3 <= b.1 || b.1 + b.3 <= a.1 || a.2 + a.4 <= b.2 || b.2 + b.4 <= a.2;
+            if !apart {
+                problems.push(format!("panels {:?} and {:?} overlap", a.0, b.0));
+            }
+        }
+    }
+    for pair in boxes.windows(2) {
+        if (pair[0].2, pair[0].1) > (pair[1].2, pair[1].1) {
+            problems.push(format!(
+                "panel {:?} (y {}, x {}) comes after {:?} (y {}, x {}): not in (y, x) order",
+                pair[1].0, pair[1].2, pair[1].1, pair[0].0, pair[0].2, pair[0].1
+            ));
+        }
+    }
+    // What the phone shows: the panels sorted by (y, x), as Grafana sorts them.
+    let mut shown = top.clone();
+    shown.sort_by_key(|p| (p["gridPos"]["y"].as_u64(), p["gridPos"]["x"].as_u64()));
+    let opening: Vec<String> = shown
+        .iter()
+        .filter(|p| p["type"] != "row")
+        .take(first.len())
+        .map(|p| title(p))
+        .collect();
+    if opening != first {
+        problems.push(format!(
+            "a phone shows first {opening:?}, not the urgent {first:?}"
+        ));
+    }
+    problems
+}
+
+#[test]
+fn every_dashboard_reads_top_down_on_a_phone() {
+    for kit in &DASHBOARDS {
+        let found = layout_problems(&load_file(kit.file), kit.first);
+        assert!(found.is_empty(), "{}:\n{}", kit.file, found.join("\n"));
+    }
+}
+
+/// The layout check fails on each defect it is meant to catch.
+#[test]
+fn layout_check_catches_a_bad_layout() {
+    let kit = &DASHBOARDS[1];
+    let mut d = load_file(kit.file);
+    assert!(layout_problems(&d, kit.first).is_empty());
+    let panels = d["panels"].as_array_mut().unwrap();
+    // The gauge moves onto the table, the R_net stat onto the New SL stat, and "Data age
+    // now" beyond the 24 columns.
+    let gauge = panels.iter().position(|p| p["type"] == "gauge").unwrap();
+    let table = panels.iter().position(|p| p["type"] == "table").unwrap();
+    let age = panels
+        .iter()
+        .position(|p| p["title"] == "Data age now")
+        .unwrap();
+    panels[gauge]["gridPos"]["y"] = (panels[table]["gridPos"]["y"].as_u64().unwrap() + 1).into();
+    panels[gauge + 1]["gridPos"]["x"] = 16.into();
+    panels[age]["gridPos"]["w"] = 9.into();
+    let found = layout_problems(&d, kit.first).join("\n");
+    for expected in [
+        "panels \"Kill score\" and \"Harvest proposals\" overlap",
+        "panels \"R_net\" and \"New SL\" overlap",
+        "panel \"Data age now\": gridPos",
+        "panel \"R_net\" (y 1, x 16) comes after \"Kill score\" (y 11, x 0)",
+        "a phone shows first [\"R_net\", \"New SL\", \"Harvest proposals\", \"Kill score\"]",
+    ] {
+        assert!(found.contains(expected), "{expected:?} not in:\n{found}");
+    }
+}
+
+/// The dashboards link each other: the Overview to both detail dashboards, each of these back
+/// to the Overview, by uids that exist; and every one to the dashboards tagged `quantum`.
+#[test]
+fn dashboards_link_each_other() {
+    let uids: BTreeSet<&str> = DASHBOARDS.iter().map(|d| d.uid).collect();
+    for kit in &DASHBOARDS {
+        let d = load_file(kit.file);
+        assert!(
+            d["tags"].as_array().unwrap().iter().any(|t| t == "quantum"),
+            "{}",
+            kit.file
+        );
+        let linked: BTreeSet<String> = d["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(
+                panels(&d)
+                    .iter()
+                    .flat_map(|p| p["links"].as_array().into_iter().flatten()),
+            )
+            .filter_map(|l| l["url"].as_str())
+            .filter_map(|url| url.strip_prefix("/d/"))
+            .map(|rest| rest.split(['/', '?']).next().unwrap().to_owned())
+            .collect();
+        for uid in &linked {
+            assert!(
+                uids.contains(uid.as_str()),
+                "{}: link to unknown uid {uid}",
+                kit.file
+            );
+        }
+        let expected: Vec<&str> = if kit.uid == "quantum-overview" {
+            vec![UID, "quantum-apply-p3"]
+        } else {
+            vec!["quantum-overview"]
+        };
+        for uid in expected {
+            assert!(
+                linked.contains(uid),
+                "{} does not link {uid}: {linked:?}",
+                kit.file
+            );
+        }
+    }
 }

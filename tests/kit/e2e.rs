@@ -1,9 +1,10 @@
-//! End to end: redis-server, the simulator as the publisher, the exporter, and a real
-//! Prometheus loading the shipped scrape job and rule files. Every dashboard query and every
-//! example query of the seed (and of the README) must return data, the recording rules must
-//! have values, and the stale, parse-error, Redis-down and exporter-down alerts must go
-//! pending when their cause happens. Only the scrape target and intervals are changed for speed, and the test
-//! checks that nothing else was.
+//! End to end: redis-server, the simulator as the publisher, the apply layer's plans and
+//! results written to its streams, the exporter, and a real Prometheus loading the shipped
+//! scrape job and rule files. Every query of every dashboard and every example query of the
+//! seed (and of the README) must return data, the recording rules must have values, and the
+//! execution-error, kill-switch, consumer-lag, stale, parse-error, Redis-down and exporter-down
+//! alerts must go pending or fire when their cause happens. Only the scrape target and
+//! intervals are changed for speed, and the test checks that nothing else was.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -15,7 +16,8 @@ use crate::common::{Exporter, Redis, TempDir, free_port, http_request, wait_for}
 use crate::dashboard::{self, metric_names};
 use crate::prometheus::{alert_blocks, record_names};
 use crate::{
-    JOB, Running, SEED_SYMBOLS, deploy, metrics_with_seed_symbols, read, require_tool, simulator,
+    JOB, RESULT_STREAM, Running, SEED_SYMBOLS, deploy, metrics_with_seed_symbols,
+    publish_apply_entries, read, require_tool, simulator,
 };
 
 /// The example queries of the seed's design document, verbatim.
@@ -148,6 +150,16 @@ impl Prometheus {
             .collect()
     }
 
+    /// Waits until the alert `name` with `label` is pending or firing (an alert without `for`
+    /// fires at once).
+    fn wait_active(&self, name: &str, label: (&str, &str)) -> Value {
+        wait_for(&format!("{name} with {label:?} to be active"), WAIT, || {
+            self.alerts(name)
+                .into_iter()
+                .find(|a| a["labels"][label.0] == label.1)
+        })
+    }
+
     fn wait_alert(&self, name: &str, label: (&str, &str)) -> Value {
         wait_for(
             &format!("{name} with {label:?} to be pending"),
@@ -259,6 +271,26 @@ fn end_to_end_with_prometheus() {
     let mut publisher = simulator(&redis, "1");
     let exporter = Exporter::start(&redis, &["--harvest.symbols", SEED_SYMBOLS]);
     metrics_with_seed_symbols(&exporter);
+    // The apply layer's streams, until the simulator writes them: a round of plans and
+    // results, and a guard's consumer group on the result stream that has read nothing of a
+    // dry run's thousand skips (a lag above HarvestApplyConsumerLag's 1000).
+    publish_apply_entries(&redis, 0);
+    redis.run(&["XGROUP", "CREATE", RESULT_STREAM, "guard", "0"]);
+    let mut pipe = redis::pipe();
+    for i in 0..1000 {
+        pipe.cmd("XADD")
+            .arg(RESULT_STREAM)
+            .arg("*")
+            .arg(&[
+                ("plan_id", format!("dry{i}").as_str()),
+                ("symbol", "SOLUSDT"),
+                ("decision", "SKIP"),
+                ("would_execute", "True"),
+                ("error", "not_in_allowlist"),
+            ])
+            .ignore();
+    }
+    pipe.query::<()>(&mut redis.connection()).expect("XADD");
 
     let alerts_path = deploy("prometheus/alerts.yml");
     let recording_path = deploy("prometheus/recording.yml");
@@ -301,6 +333,14 @@ fn end_to_end_with_prometheus() {
         let up = prometheus.value(&format!("up{{job=\"{JOB}\"}}"))?;
         (scrapes >= 2.0 && up == 1.0).then_some(())
     });
+    // A second round after Prometheus has seen the first, so that rates are not 0.
+    publish_apply_entries(&redis, 1);
+    wait_for("the second round of plans in Prometheus", WAIT, || {
+        let expr = format!(
+            "increase(quantum_apply_plans_seen_total{{job=\"{JOB}\", symbol=\"ETHUSDT\"}}[1m]) > 0"
+        );
+        (!prometheus.query(&expr).is_empty()).then_some(())
+    });
     let targets = prometheus.api("/api/v1/targets")["activeTargets"].clone();
     let ours = targets
         .as_array()
@@ -314,11 +354,29 @@ fn end_to_end_with_prometheus() {
         format!("http://127.0.0.1:{}/metrics", exporter.port)
     );
 
-    // The recording rules have a value for every symbol, and the data is fresh.
-    for record in record_names(&read("prometheus/recording.yml")) {
-        wait_for(&format!("{record} for every symbol"), WAIT, || {
-            (prometheus.query(&record).len() == 3).then_some(())
+    // The recording rules have a value for every symbol (band, action), and the data is fresh.
+    let mut records = record_names(&read("prometheus/recording.yml"));
+    records.dedup();
+    for record in records {
+        let expected = match record.as_str() {
+            "job_band:quantum_harvest_kill_score:count" => 5,
+            "job_action:quantum_harvest_action:count" => 5,
+            _ => 3,
+        };
+        wait_for(&format!("{record}: {expected} series"), WAIT, || {
+            (prometheus.query(&record).len() == expected).then_some(())
         });
+    }
+    // Each symbol is counted once, in one band and under one action.
+    for counted in [
+        "job_band:quantum_harvest_kill_score:count",
+        "job_action:quantum_harvest_action:count",
+    ] {
+        assert_eq!(
+            prometheus.value(&format!("sum({counted})")),
+            Some(3.0),
+            "{counted}"
+        );
     }
     let ages = prometheus.query("symbol:quantum_harvest_last_update_epoch:age_seconds");
     for age in &ages {
@@ -329,33 +387,38 @@ fn end_to_end_with_prometheus() {
         );
     }
 
-    // Every dashboard query returns data, for all symbols, jobs and instances, and for one of
-    // each (a repeated panel, the exporter picked in the drop-downs).
-    let d = dashboard::load();
+    // Every query of every dashboard returns data, for all symbols, jobs and instances, and for
+    // one of each (a repeated panel, the exporter picked in the drop-downs).
     let instance = format!("127.0.0.1:{}", exporter.port);
-    for query in dashboard::queries(&d) {
-        for (symbols, job, instance) in [
-            (SEED_SYMBOLS, None, None),
-            ("ETHUSDT", Some(JOB), Some(instance.as_str())),
-        ] {
-            let expr = substitute(&query.expr, symbols, job, instance);
-            let instant = prometheus.query(&expr);
-            assert!(
-                !instant.is_empty(),
-                "panel {:?}: no data for {expr}",
-                query.panel
-            );
-            if query.range {
-                let range = prometheus.query_range(&expr);
+    for kit in &dashboard::DASHBOARDS {
+        let d = dashboard::load_file(kit.file);
+        for query in dashboard::queries(&d) {
+            for (symbols, job, instance) in [
+                (SEED_SYMBOLS, None, None),
+                ("ETHUSDT", Some(JOB), Some(instance.as_str())),
+            ] {
+                let expr = substitute(&query.expr, symbols, job, instance);
+                let instant = prometheus.query(&expr);
                 assert!(
-                    !range.is_empty(),
-                    "panel {:?}: no range data for {expr}",
+                    !instant.is_empty(),
+                    "{} panel {:?}: no data for {expr}",
+                    kit.file,
                     query.panel
                 );
+                if query.range {
+                    let range = prometheus.query_range(&expr);
+                    assert!(
+                        !range.is_empty(),
+                        "{} panel {:?}: no range data for {expr}",
+                        kit.file,
+                        query.panel
+                    );
+                }
             }
         }
     }
     // The drop-downs offer the symbols, the job and the instance.
+    let d = dashboard::load();
     for (name, expected) in [
         ("symbol", SEED_SYMBOLS.split(',').collect::<Vec<_>>()),
         ("job", vec![JOB]),
@@ -373,9 +436,41 @@ fn end_to_end_with_prometheus() {
             );
         }
     }
+    let p3 = dashboard::load_file(dashboard::DASHBOARDS[2].file);
+    let metric = dashboard::variable_metric(&p3, "symbol");
+    let values = prometheus.api(&format!(
+        "/api/v1/label/symbol/values?match%5B%5D={}",
+        url_encode(&metric)
+    ));
+    for symbol in SEED_SYMBOLS.split(',') {
+        assert!(
+            values.as_array().unwrap().iter().any(|v| v == symbol),
+            "{values}"
+        );
+    }
     assert!(prometheus.alerts("HarvestDataStale").is_empty());
     assert!(prometheus.alerts("HarvestExporterDown").is_empty());
     assert!(prometheus.alerts("HarvestRedisDown").is_empty());
+    assert!(prometheus.alerts("HarvestApplyStalled").is_empty());
+    assert!(prometheus.alerts("HarvestApplyEntriesLost").is_empty());
+
+    // The apply layer's alerts: ETHUSDT's failed executions, the kill switch blocking
+    // SOLUSDT's plans, and the guard's consumer group 1000 entries behind.
+    let errors = prometheus.wait_active("HarvestApplyExecutionErrors", ("symbol", "ETHUSDT"));
+    assert_eq!(errors["labels"]["severity"], "warning");
+    assert!(
+        prometheus
+            .alerts("HarvestApplyExecutionErrors")
+            .iter()
+            .all(|a| a["labels"]["symbol"] == "ETHUSDT"),
+        "only ETHUSDT's results are errors"
+    );
+    prometheus.wait_active(
+        "HarvestApplyKillSwitchActive",
+        ("reason", "kill_switch_active"),
+    );
+    let lag = prometheus.wait_alert("HarvestApplyConsumerLag", ("group", "guard"));
+    assert_eq!(lag["labels"]["stream"], "result");
 
     // The publisher stops; one hash keeps what it last wrote ten minutes ago.
     publisher.stop();

@@ -164,16 +164,23 @@ fn install_script_installs_idempotently_with_owners_and_modes() {
             "root",
             deploy("grafana/provisioning/dashboards/quantum-harvest.yml"),
         ),
-        (
-            "var/lib/grafana/dashboards/quantum/quantum_harvest_control_p27.json",
-            0o644,
-            "root",
-            deploy("grafana/quantum_harvest_control_p27.json"),
-        ),
     ]
     .into_iter()
     .map(|(path, mode, group, source)| (path.to_owned(), mode, group, source))
     .collect();
+    for dashboard in dashboards() {
+        let name = dashboard
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        files.push((
+            format!("var/lib/grafana/dashboards/quantum/{name}"),
+            0o644,
+            "root",
+            dashboard,
+        ));
+    }
     for runbook in runbooks() {
         let name = runbook.file_name().unwrap().to_string_lossy().into_owned();
         files.push((
@@ -271,6 +278,18 @@ fn install_script_installs_idempotently_with_owners_and_modes() {
 }
 
 /// The kit's runbooks, deploy/runbooks/*.md.
+/// The dashboards `install.sh grafana` installs: every JSON file of deploy/grafana/.
+fn dashboards() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy("grafana"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    files
+}
+
 fn runbooks() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(deploy("runbooks"))
         .unwrap()

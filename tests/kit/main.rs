@@ -105,7 +105,9 @@ impl Drop for Running {
     }
 }
 
-/// The simulator publishing the seed's symbols to `redis` every `interval` seconds.
+/// The simulator publishing the seed's symbols to `redis` every `interval` seconds. The apply
+/// layer's entries come from the tests themselves (`xadd`), so that the alerts they expect are
+/// the only ones that can fire.
 pub fn simulator(redis: &Redis, interval: &str) -> Running {
     Running::spawn(
         Command::new(common::exporter_bin())
@@ -117,6 +119,7 @@ pub fn simulator(redis: &Redis, interval: &str) -> Running {
                 SEED_SYMBOLS,
                 "--interval",
                 interval,
+                "--apply=false",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
@@ -136,6 +139,106 @@ pub fn publish_once(redis: &Redis) {
         "1",
         "--heat-gate",
     ]);
+}
+
+pub const PLAN_STREAM: &str = "quantum:stream:apply.plan";
+pub const RESULT_STREAM: &str = "quantum:stream:apply.result";
+
+/// Appends an entry to a stream, as the apply layer does.
+pub fn xadd(redis: &Redis, stream: &str, fields: &[(&str, &str)]) {
+    let mut command = redis::cmd("XADD");
+    command.arg(stream).arg("*");
+    for (name, value) in fields {
+        command.arg(name).arg(value);
+    }
+    command
+        .query::<String>(&mut redis.connection())
+        .expect("XADD to the test redis-server");
+}
+
+/// Writes one round of the apply layer's plans and results for the seed symbols, the way its
+/// code paths write them: BTCUSDT's full close executed, ETHUSDT's partial close failing,
+/// SOLUSDT skipped (not in the allowlist) and then blocked by the kill switch. `round` keeps
+/// the plan ids of successive rounds apart.
+pub fn publish_apply_entries(redis: &Redis, round: u32) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let plans = [
+        (
+            "BTCUSDT",
+            "FULL_CLOSE_PROPOSED",
+            "0.83",
+            "EXECUTE",
+            "kill_score_critical,kill_score_close_ok",
+        ),
+        (
+            "ETHUSDT",
+            "PARTIAL_75",
+            "0.71",
+            "EXECUTE",
+            "layer4_kelly_250usdt",
+        ),
+        ("SOLUSDT", "PARTIAL_50", "0.64", "SKIP", "not_in_allowlist"),
+        (
+            "SOLUSDT",
+            "PARTIAL_50",
+            "0.64",
+            "BLOCKED",
+            "kill_switch_active",
+        ),
+    ];
+    for (i, (symbol, action, kill_score, decision, reasons)) in plans.into_iter().enumerate() {
+        let plan_id = format!("r{round}p{i}");
+        xadd(
+            redis,
+            PLAN_STREAM,
+            &[
+                ("plan_id", &plan_id),
+                ("symbol", symbol),
+                ("action", action),
+                ("kill_score", kill_score),
+                ("decision", decision),
+                ("reason_codes", reasons),
+                ("steps", "[]"),
+                ("source", "apply_layer"),
+                ("event_type", "apply.plan"),
+                ("timestamp", &now),
+            ],
+        );
+        let result: &[(&str, &str)] = match (symbol, decision) {
+            ("BTCUSDT", _) => &[
+                ("decision", "EXECUTED"),
+                ("executed", "True"),
+                ("error", ""),
+                ("order_status", "FILLED"),
+            ],
+            ("ETHUSDT", _) => &[
+                ("decision", "FAILED"),
+                ("executed", "False"),
+                (
+                    "error",
+                    "execution_failed: ReadTimeout(host='api.exchange', port=443)",
+                ),
+            ],
+            (_, "SKIP") => &[
+                ("decision", "SKIP"),
+                ("executed", "False"),
+                ("error", "not_in_allowlist"),
+            ],
+            _ => &[
+                ("decision", "BLOCKED"),
+                ("executed", "False"),
+                ("error", "kill_switch_active"),
+            ],
+        };
+        let mut fields = vec![("plan_id", plan_id.as_str()), ("symbol", symbol)];
+        fields.extend_from_slice(result);
+        fields.extend([("source", "apply_layer"), ("timestamp", now.as_str())]);
+        xadd(redis, RESULT_STREAM, &fields);
+    }
 }
 
 /// Waits until the exporter's `/metrics` has every seed symbol, and returns the body.
