@@ -26,7 +26,7 @@ use tokio::task::AbortHandle;
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::exposition::{CONTENT_TYPE, Family, Writer};
+use crate::exposition::{Family, Format, Writer};
 use crate::page;
 use crate::process::{self, ProcessStats};
 use crate::published::Published;
@@ -86,9 +86,15 @@ const RELOAD_TIME: Family = Family::gauge(
     "Time of the last successful load of the web configuration, in seconds since the epoch.",
 );
 
-/// The values that must be read at scrape time, appended to the body rendered at refresh.
-fn scrape_tail(cache_age: Duration, http: &HttpStats, process: Option<&ProcessStats>) -> Vec<u8> {
-    let mut w = Writer::with_capacity(1_024);
+/// The values that must be read at scrape time, appended to the body rendered at refresh; they
+/// end the exposition.
+fn scrape_tail(
+    format: Format,
+    cache_age: Duration,
+    http: &HttpStats,
+    process: Option<&ProcessStats>,
+) -> Vec<u8> {
+    let mut w = Writer::new(format, 1_024);
     w.family(&CACHE_AGE).value(cache_age.as_secs_f64());
     w.family(&CONNECTIONS_OPEN).value(http.open);
     w.family(&CONNECTIONS_EVICTED).value(http.evicted);
@@ -99,7 +105,7 @@ fn scrape_tail(cache_age: Duration, http: &HttpStats, process: Option<&ProcessSt
     if let Some(process) = process {
         process.encode(&mut w);
     }
-    w.into_bytes()
+    w.finish()
 }
 
 /// The web configuration in force, which a reload (SIGHUP) replaces, and the outcome of the
@@ -381,20 +387,23 @@ pub(crate) fn respond<B>(
 }
 
 fn metrics<B>(request: &Request<B>, published: &Published, http: &HttpStats) -> Response<Payload> {
+    let format = Format::Text;
     let cache_age = published.snapshot.cache_age(Instant::now());
-    let tail = scrape_tail(cache_age, http, process::recent().as_ref());
+    let tail = scrape_tail(format, cache_age, http, process::recent().as_ref());
+    let body = published.body(format);
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
-    let chunks = if gzip {
-        vec![
-            published.body_gzip.bytes.clone(),
-            published.body_gzip.finish(&tail).into(),
-        ]
+    let (mut chunks, tail) = if gzip {
+        (body.gzip.chunks.clone(), body.gzip.finish(&tail))
     } else {
-        vec![published.body.clone(), tail.into()]
+        (body.plain.clone(), tail)
     };
+    chunks.push(tail.into());
     let mut response = Response::new(Payload::new(chunks));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if gzip {
@@ -483,7 +492,7 @@ impl Body for Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition_check::assert_golden;
+    use crate::exposition_check::{assert_golden, check_open_metrics};
 
     #[test]
     fn tail_has_cache_age_and_process_metrics() {
@@ -492,6 +501,7 @@ mod tests {
             ..ProcessStats::default()
         };
         let tail = String::from_utf8(scrape_tail(
+            Format::Text,
             Duration::from_millis(1_500),
             &HttpStats::default(),
             Some(&stats),
@@ -518,8 +528,21 @@ mod tests {
             config_reload_ok: false,
             config_reload_success_unix: 1_769_130_001.0,
         };
-        let tail = scrape_tail(Duration::from_millis(1_500), &http, Some(&process));
+        let tail = scrape_tail(
+            Format::Text,
+            Duration::from_millis(1_500),
+            &http,
+            Some(&process),
+        );
         assert_golden("tail.prom", &tail);
+        let tail = scrape_tail(
+            Format::OpenMetrics,
+            Duration::from_millis(1_500),
+            &http,
+            Some(&process),
+        );
+        check_open_metrics(std::str::from_utf8(&tail).unwrap()).unwrap();
+        assert_golden("tail.om", &tail);
     }
 
     fn header(value: &'static str) -> Option<HeaderValue> {
