@@ -387,7 +387,7 @@ pub(crate) fn respond<B>(
 }
 
 fn metrics<B>(request: &Request<B>, published: &Published, http: &HttpStats) -> Response<Payload> {
-    let format = Format::Text;
+    let format = negotiate(request.headers().get(header::ACCEPT));
     let cache_age = published.snapshot.cache_age(Instant::now());
     let tail = scrape_tail(format, cache_age, http, process::recent().as_ref());
     let body = published.body(format);
@@ -404,7 +404,10 @@ fn metrics<B>(request: &Request<B>, published: &Published, http: &HttpStats) -> 
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
@@ -437,6 +440,51 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Payload> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// The format `Accept` asks for, chosen as Prometheus's own client libraries choose it: media
+/// ranges by falling quality (in the order given when equal), the first that names a format
+/// served wins; text when none does. Either OpenMetrics version asked for gets 1.0.0, which
+/// reads the same for gauges and counters. Unlike the client libraries, `q=0` refuses.
+fn negotiate(accept: Option<&HeaderValue>) -> Format {
+    let Some(value) = accept.and_then(|v| v.to_str().ok()) else {
+        return Format::Text;
+    };
+    let mut ranges: Vec<(f64, Option<Format>)> = value
+        .split(',')
+        .map(|item| {
+            let mut parts = item.split(';');
+            let media_type = parts.next().unwrap_or("").trim();
+            let (mut quality, mut version) = (1.0, None);
+            for parameter in parts {
+                let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+                let value = value.trim().trim_matches('"');
+                if name.trim().eq_ignore_ascii_case("q") {
+                    quality = value.parse().unwrap_or(0.0);
+                } else if name.trim().eq_ignore_ascii_case("version") {
+                    version = Some(value);
+                }
+            }
+            let format = if media_type.eq_ignore_ascii_case("application/openmetrics-text")
+                && matches!(version, None | Some("1.0.0" | "0.0.1"))
+            {
+                Some(Format::OpenMetrics)
+            } else if media_type.eq_ignore_ascii_case("text/plain")
+                && matches!(version, None | Some("0.0.4"))
+            {
+                Some(Format::Text)
+            } else {
+                None
+            };
+            (quality, format)
+        })
+        .collect();
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranges
+        .into_iter()
+        .filter(|(quality, _)| *quality > 0.0)
+        .find_map(|(_, format)| format)
+        .unwrap_or(Format::Text)
 }
 
 /// Whether `Accept-Encoding` admits gzip: listed (or `*`) without `q=0`.
@@ -547,6 +595,44 @@ mod tests {
 
     fn header(value: &'static str) -> Option<HeaderValue> {
         Some(HeaderValue::from_static(value))
+    }
+
+    #[test]
+    fn format_negotiation() {
+        use Format::{OpenMetrics, Text};
+        for (accept, expected) in [
+            // Prometheus 2.42's scrape request.
+            (
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                 version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                OpenMetrics,
+            ),
+            ("application/openmetrics-text", OpenMetrics),
+            (
+                "Application/OpenMetrics-Text; Version=\"0.0.1\"",
+                OpenMetrics,
+            ),
+            (
+                "text/plain;version=0.0.4;q=0.9, application/openmetrics-text",
+                OpenMetrics,
+            ),
+            ("application/openmetrics-text;q=0.5, text/plain", Text),
+            (
+                "application/openmetrics-text;version=2.0.0, text/plain;q=0.1",
+                Text,
+            ),
+            ("application/openmetrics-text;q=0, */*", Text),
+            ("application/openmetrics-text;q=oops", Text),
+            (
+                "*/*;q=0.1, application/openmetrics-text;q=0.05",
+                OpenMetrics,
+            ),
+            ("text/html, application/json", Text),
+            ("", Text),
+        ] {
+            assert_eq!(negotiate(header(accept).as_ref()), expected, "{accept}");
+        }
+        assert_eq!(negotiate(None), Text);
     }
 
     #[test]
