@@ -8,7 +8,7 @@ use std::fmt;
 
 use enum_map::{Enum, EnumMap};
 
-use crate::exposition::{Family, Writer};
+use crate::exposition::{Family, Format, Writer};
 use crate::proposal::{self, Action};
 
 /// Distinct values kept per label before further ones become [`OTHER`].
@@ -350,11 +350,36 @@ pub(crate) struct ApplyView {
     pub(crate) recent: Vec<Recent>,
 }
 
-/// What the follower hands the server after each change: the rendered families and the view.
+/// What the follower hands the server after each change: the rendered families, in each
+/// format (they are small: written twice), and the view.
 #[derive(Debug, Default)]
 pub struct ApplyPublication {
-    pub(crate) metrics: bytes::Bytes,
+    pub(crate) text: bytes::Bytes,
+    pub(crate) open_metrics: bytes::Bytes,
     pub(crate) view: ApplyView,
+}
+
+impl ApplyPublication {
+    pub(crate) fn new(state: &ApplyState) -> ApplyPublication {
+        let render = |format| {
+            let mut w = Writer::new(format, 16 * 1024);
+            state.encode(&mut w);
+            bytes::Bytes::from(w.into_bytes())
+        };
+        ApplyPublication {
+            text: render(Format::Text),
+            open_metrics: render(Format::OpenMetrics),
+            view: state.view(),
+        }
+    }
+
+    /// The families in `format`, not ended: the scrape-time tail follows them.
+    pub(crate) fn metrics(&self, format: Format) -> &bytes::Bytes {
+        match format {
+            Format::Text => &self.text,
+            Format::OpenMetrics => &self.open_metrics,
+        }
+    }
 }
 
 /// Everything observed since start-up.
@@ -495,6 +520,11 @@ impl ApplyState {
         }
         let action = entry.get("action").unwrap_or_default();
         self.remember(kind, entry, symbol.as_deref(), decision.label(), &action);
+        // Other services write to the same stream without a decision: not a plan of the
+        // apply layer's, so not the symbol's newest plan either.
+        if entry.get("decision").is_none() {
+            return;
+        }
         if let Some(symbol) = symbol {
             let newest = self.last_plan.get(&symbol).is_none_or(|(t, _)| *t <= time);
             if newest {
@@ -537,6 +567,9 @@ impl ApplyState {
         }
         let detail = class.unwrap_or_default();
         self.remember(kind, entry, symbol.as_deref(), outcome.label(), &detail);
+        if outcome == Outcome::Unknown {
+            return;
+        }
         if let Some(symbol) = symbol {
             let newest = self
                 .last_result
@@ -822,7 +855,7 @@ const GROUP_LAG: Family = Family::gauge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition_check::check_exposition;
+    use crate::exposition_check::{check_exposition, check_open_metrics};
 
     fn entry(ms: u64, fields: &[(&str, &str)]) -> Entry {
         Entry {
@@ -834,10 +867,12 @@ mod tests {
         }
     }
 
+    /// The families in the text format, after checking both formats strictly.
     fn text(state: &ApplyState) -> String {
-        let mut w = Writer::with_capacity(1024);
-        state.encode(&mut w);
-        let text = String::from_utf8(w.into_bytes()).unwrap();
+        let publication = ApplyPublication::new(state);
+        let open_metrics = String::from_utf8(publication.open_metrics.to_vec()).unwrap();
+        check_open_metrics(&(open_metrics + "# EOF\n")).unwrap();
+        let text = String::from_utf8(publication.text.to_vec()).unwrap();
         check_exposition(&text).unwrap();
         text
     }
@@ -1038,6 +1073,31 @@ mod tests {
             text.len() < 1 << 20,
             "a 1 MiB field is not copied into the output"
         );
+    }
+
+    #[test]
+    fn other_services_entries_are_counted_but_are_not_the_newest_plan() {
+        let mut state = ApplyState::default();
+        state.observe(
+            StreamKind::Plan,
+            &entry(1, &[("symbol", "BTCUSDT"), ("decision", "SKIP")]),
+        );
+        state.observe(
+            StreamKind::Plan,
+            &entry(
+                2,
+                &[
+                    ("symbol", "BTCUSDT"),
+                    ("source", "intent_executor"),
+                    ("qty", "1"),
+                ],
+            ),
+        );
+        let text = text(&state);
+        assert!(text.contains(
+            "quantum_apply_last_plan_decision{symbol=\"BTCUSDT\",decision=\"SKIP\"} 1.0"
+        ));
+        assert!(text.contains("quantum_apply_stream_entries_seen_total{stream=\"plan\"} 2\n"));
     }
 
     #[test]

@@ -1,46 +1,91 @@
-//! Gzip framing for a body compressed once and sent many times: the compressed head is kept,
-//! and each scrape closes the member with its own small tail. Knows nothing of what the bytes
-//! mean.
+//! Gzip framing for a body compressed once and sent many times: the body is compressed in pieces
+//! that can be put together in more than one order (so that two formats sharing most of their
+//! bytes share their compressed bytes too), and each scrape closes the member with its own small
+//! tail. Knows nothing of what the bytes mean.
 
 use std::io::Write as _;
 
 use bytes::Bytes;
 use flate2::{Compression, write::DeflateEncoder};
 
+/// Deflate data of one piece of a body: blocks that refer to nothing before them and end on a
+/// byte boundary without the final bit, so that any such pieces, one after another, are one
+/// deflate stream of their data in that order.
+#[derive(Clone, Debug)]
+pub(crate) struct Deflated {
+    bytes: Bytes,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+/// Compresses pieces, reusing the compressor's state (some hundred kilobytes) between them.
+pub(crate) struct Deflater {
+    encoder: DeflateEncoder<Vec<u8>>,
+}
+
+impl Deflater {
+    pub(crate) fn new() -> Deflater {
+        Deflater {
+            encoder: DeflateEncoder::new(Vec::new(), Compression::fast()),
+        }
+    }
+
+    pub(crate) fn deflate(&mut self, data: &[u8]) -> Deflated {
+        self.encoder.get_mut().reserve(data.len() / 8 + 64);
+        self.encoder
+            .write_all(data)
+            .expect("writing to a Vec cannot fail");
+        // Write::flush is a sync flush: it ends the block and aligns to a byte, without BFINAL.
+        self.encoder.flush().expect("writing to a Vec cannot fail");
+        let bytes = std::mem::take(self.encoder.get_mut());
+        // Forgets the dictionary, so that the next piece refers to nothing in this one. Resetting
+        // first ends the stream in the (now empty) buffer, which is thrown away.
+        self.encoder
+            .reset(Vec::new())
+            .expect("writing to a Vec cannot fail");
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(data);
+        Deflated {
+            bytes: bytes.into(),
+            crc,
+            len: data.len() as u64,
+        }
+    }
+}
+
 /// The start of a gzip member: header and the body's deflate data, flushed to a byte boundary but
 /// not finished, so that each scrape can close it with its own tail in [`GzipHead::finish`].
 /// Hand-written framing (RFC 1951 stored blocks, RFC 1952 trailer): gzip encoders can only
 /// start a new member per scrape, and curl reads just the first of several members.
 #[derive(Debug)]
-pub struct GzipHead {
-    pub bytes: Bytes,
-    crc: u32,
+pub(crate) struct GzipHead {
+    /// The bytes to send, in order: the gzip header, then each piece's deflate data.
+    pub chunks: Vec<Bytes>,
+    crc: crc32fast::Hasher,
     len: u64,
 }
 
 impl GzipHead {
     const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
-    pub fn new(body: &[u8]) -> GzipHead {
-        let mut encoder =
-            DeflateEncoder::new(Vec::with_capacity(body.len() / 8 + 64), Compression::fast());
-        encoder.get_mut().extend_from_slice(&Self::HEADER);
-        encoder
-            .write_all(body)
-            .expect("writing to a Vec cannot fail");
-        // Write::flush is a sync flush: it ends the block and aligns to a byte, without BFINAL.
-        encoder.flush().expect("writing to a Vec cannot fail");
-        let bytes = std::mem::take(encoder.get_mut());
-        GzipHead {
-            bytes: bytes.into(),
-            crc: crc32fast::hash(body),
-            len: body.len() as u64,
+    /// The member's start for the body made of these pieces, in this order.
+    pub(crate) fn new(pieces: impl IntoIterator<Item = Deflated>) -> GzipHead {
+        let mut head = GzipHead {
+            chunks: vec![Bytes::from_static(&Self::HEADER)],
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        };
+        for piece in pieces {
+            head.crc.combine(&piece.crc);
+            head.len += piece.len;
+            head.chunks.push(piece.bytes);
         }
+        head
     }
 
     /// The rest of the member: `tail` as stored (uncompressed) blocks, the last one final, then
     /// the CRC-32 and length of body and tail together.
-    pub fn finish(&self, tail: &[u8]) -> Vec<u8> {
+    pub(crate) fn finish(&self, tail: &[u8]) -> Vec<u8> {
         const MAX_STORED: usize = u16::MAX as usize;
         let mut out = Vec::with_capacity(tail.len() + 5 * (tail.len() / MAX_STORED + 1) + 8);
         let mut blocks = tail.chunks(MAX_STORED).peekable();
@@ -54,7 +99,7 @@ impl GzipHead {
             out.extend_from_slice(&(!len).to_le_bytes());
             out.extend_from_slice(block);
         }
-        let mut crc = crc32fast::Hasher::new_with_initial_len(self.crc, self.len);
+        let mut crc = self.crc.clone();
         crc.update(tail);
         out.extend_from_slice(&crc.finalize().to_le_bytes());
         out.extend_from_slice(&((self.len + tail.len() as u64) as u32).to_le_bytes());
@@ -66,9 +111,19 @@ impl GzipHead {
 mod tests {
     use super::*;
 
+    fn decoded(head: &GzipHead, tail: &str) -> String {
+        use std::io::Read as _;
+        let member = [head.chunks.concat(), head.finish(tail.as_bytes())].concat();
+        // MultiGzDecoder would hide a second member; GzDecoder reads exactly one.
+        let mut decoded = String::new();
+        flate2::read::GzDecoder::new(member.as_slice())
+            .read_to_string(&mut decoded)
+            .unwrap();
+        decoded
+    }
+
     #[test]
     fn gzip_head_and_tail_make_one_valid_member() {
-        use std::io::Read as _;
         let body = "# HELP a A.\n# TYPE a gauge\na{symbol=\"X\"} 1.0\n".repeat(100);
         let big_tail = "t".repeat(70_000);
         for tail in [
@@ -76,14 +131,25 @@ mod tests {
             "quantum_harvest_exporter_cache_age_seconds 1.5\n",
             big_tail.as_str(),
         ] {
-            let head = GzipHead::new(body.as_bytes());
-            let member = [head.bytes.to_vec(), head.finish(tail.as_bytes())].concat();
-            // MultiGzDecoder would hide a second member; GzDecoder reads exactly one.
-            let mut decoded = String::new();
-            flate2::read::GzDecoder::new(member.as_slice())
-                .read_to_string(&mut decoded)
-                .unwrap();
-            assert_eq!(decoded, format!("{body}{tail}"));
+            let head = GzipHead::new([Deflater::new().deflate(body.as_bytes())]);
+            assert_eq!(decoded(&head, tail), format!("{body}{tail}"));
         }
+    }
+
+    #[test]
+    fn pieces_go_together_in_any_order() {
+        let shared = "a{symbol=\"X\"} 1.0\n".repeat(1_000);
+        let (one, other) = ("# TYPE a counter\n", "# TYPE a gauge\n# UNIT a x\n");
+        let mut deflater = Deflater::new();
+        let [shared_piece, one_piece, other_piece, empty] =
+            [shared.as_str(), one, other, ""].map(|data| deflater.deflate(data.as_bytes()));
+        let first = GzipHead::new([one_piece, shared_piece.clone(), empty]);
+        let second = GzipHead::new([shared_piece.clone(), other_piece, shared_piece]);
+        assert_eq!(decoded(&first, "end\n"), format!("{one}{shared}end\n"));
+        assert_eq!(decoded(&second, ""), format!("{shared}{other}{shared}"));
+        assert!(
+            first.chunks[2].len() < shared.len() / 10,
+            "the shared piece is compressed"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use enum_map::{EnumArray, EnumMap};
 
 use crate::build_info;
-use crate::exposition::{EscapedLabel, Family, Writer};
+use crate::exposition::{DualBody, DualWriter, EscapedLabel, Family};
 use crate::proposal::{Action, Extra, Field, KNOWN_ACTIONS, Proposal};
 use crate::snapshot::{DropReason, Snapshot};
 use crate::source::ErrorKind;
@@ -207,10 +207,11 @@ const PARSE_ERRORS: Family = Family::counter(
     "Fields read as missing or unparseable (exported as 0 or left out), by field, summed over refreshes.",
 );
 
-/// Renders the per-refresh body: every proposal family, then the exporter's refresh metrics.
-pub(crate) fn render(snapshot: &Snapshot, now_unix: f64) -> Vec<u8> {
+/// Renders the per-refresh body, in both formats at once: every proposal family, then the
+/// exporter's refresh metrics.
+pub(crate) fn render(snapshot: &Snapshot, now_unix: f64) -> DualBody {
     let proposals = &snapshot.proposals;
-    let mut w = Writer::with_capacity(64 + proposals.len() * 1_800);
+    let mut w = DualWriter::with_capacity(64 + proposals.len() * 1_800);
     let symbols: Vec<EscapedLabel> = proposals
         .iter()
         .map(|p| EscapedLabel::new(&p.symbol))
@@ -273,7 +274,7 @@ pub(crate) fn render(snapshot: &Snapshot, now_unix: f64) -> Vec<u8> {
     }
 
     render_exporter_metrics(&mut w, snapshot);
-    w.into_bytes()
+    w.into_body()
 }
 
 /// Writes the five known actions, 1 for the current one, plus the current one when unknown.
@@ -288,7 +289,7 @@ fn one_hot(samples: &mut crate::exposition::Samples<'_>, symbol: &EscapedLabel, 
     }
 }
 
-fn render_exporter_metrics(w: &mut Writer, snapshot: &Snapshot) {
+fn render_exporter_metrics(w: &mut DualWriter, snapshot: &Snapshot) {
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     w.family(&BUILD_INFO).labelled(&build_info::labels(), 1_u64);
     w.family(&REDIS_UP).value(flag(snapshot.redis_up));
@@ -341,7 +342,7 @@ fn render_exporter_metrics(w: &mut Writer, snapshot: &Snapshot) {
 
 /// One sample per variant of `K`, labelled by `label_of`, in the enum's order.
 fn per_label<K: EnumArray<u64>>(
-    w: &mut Writer,
+    w: &mut DualWriter,
     family: &Family,
     label: &str,
     counts: &EnumMap<K, u64>,
@@ -356,7 +357,8 @@ fn per_label<K: EnumArray<u64>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition_check::{assert_golden, check_exposition};
+    use crate::exposition::Format;
+    use crate::exposition_check::{assert_golden, check_exposition, check_open_metrics};
     use crate::proposal;
     use proptest::prelude::*;
     use std::time::{Duration, Instant};
@@ -368,7 +370,7 @@ mod tests {
     }
 
     fn text(snapshot: &Snapshot) -> String {
-        String::from_utf8(render(snapshot, 1_769_130_510.0)).unwrap()
+        String::from_utf8(render(snapshot, 1_769_130_510.0).text).unwrap()
     }
 
     #[test]
@@ -542,10 +544,15 @@ mod tests {
 
     #[test]
     fn body_is_byte_identical_to_the_golden_file() {
-        let body = String::from_utf8(render(&golden_snapshot(), 1_769_130_510.0)).unwrap();
-        check_exposition(&body).unwrap();
-        // The build's own facts change with every commit and machine: pinned by name only.
-        let body: Vec<String> = body
+        let body = render(&golden_snapshot(), 1_769_130_510.0);
+        let text = String::from_utf8(body.text.to_vec()).unwrap();
+        check_exposition(&text).unwrap();
+        assert_golden("body.prom", mask_build_info(&text).as_bytes());
+    }
+
+    /// The build's own facts change with every commit and machine: pinned by name only.
+    fn mask_build_info(body: &str) -> String {
+        let lines: Vec<String> = body
             .lines()
             .map(|line| {
                 if !line.starts_with("quantum_harvest_exporter_build_info{") {
@@ -562,7 +569,29 @@ mod tests {
                     })
             })
             .collect();
-        assert_golden("body.prom", format!("{}\n", body.join("\n")).as_bytes());
+        format!("{}\n", lines.join("\n"))
+    }
+
+    /// The OpenMetrics body, as the server puts it together, ends with the tail (`# EOF` last).
+    #[test]
+    fn open_metrics_body_is_byte_identical_to_the_golden_file() {
+        let body = render(&golden_snapshot(), 1_769_130_510.0);
+        let open_metrics = String::from_utf8(body.assembled(Format::OpenMetrics, 0)).unwrap();
+        assert_golden("body.om", mask_build_info(&open_metrics).as_bytes());
+        let tail = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/tail.om"),
+        )
+        .unwrap();
+        let whole = open_metrics + &tail;
+        let families = check_open_metrics(&whole).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            families
+                .iter()
+                .any(|f| f == "quantum_harvest_exporter_refreshes")
+        );
+        assert!(
+            whole.contains("# UNIT quantum_harvest_exporter_refresh_duration_seconds seconds\n")
+        );
     }
 
     const SEED_FAMILIES: [&str; 9] = [
@@ -642,10 +671,26 @@ mod tests {
                 })
                 .collect();
             proposal::bound_unknown_actions(&mut snapshot.proposals, 4);
-            let body = String::from_utf8(render(&snapshot, 1.0e9)).expect("UTF-8 output");
+            let rendered = render(&snapshot, 1.0e9);
+            let body = String::from_utf8(rendered.text.clone()).expect("UTF-8 output");
             let families = check_exposition(&body).map_err(TestCaseError::fail)?;
             for seed in SEED_FAMILIES {
                 prop_assert!(families.iter().any(|f| f == seed), "{} missing", seed);
+            }
+            // Both formats as served: whole runs, and runs split at every length.
+            for min_shared in [0, 64, 1 << 30] {
+                prop_assert_eq!(&rendered.assembled(Format::Text, min_shared), &rendered.text);
+                let open_metrics = String::from_utf8(
+                    rendered.assembled(Format::OpenMetrics, min_shared),
+                )
+                .expect("UTF-8 output")
+                    + "# EOF\n";
+                let om_families = check_open_metrics(&open_metrics).map_err(TestCaseError::fail)?;
+                let announced: Vec<&str> = families
+                    .iter()
+                    .map(|f| f.strip_suffix("_total").unwrap_or(f))
+                    .collect();
+                prop_assert_eq!(om_families, announced);
             }
             for proposal in &snapshot.proposals {
                 let ones = KNOWN_ACTIONS.iter().filter(|known| proposal.action.label() == Some(**known)).count();

@@ -27,7 +27,7 @@ use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::apply::ApplyPublication;
-use crate::exposition::{CONTENT_TYPE, Family, Writer};
+use crate::exposition::{Family, Format, Writer};
 use crate::page;
 use crate::process::{self, ProcessStats};
 use crate::published::Published;
@@ -89,9 +89,15 @@ const RELOAD_TIME: Family = Family::gauge(
     "Time of the last successful load of the web configuration, in seconds since the epoch.",
 );
 
-/// The values that must be read at scrape time, appended to the body rendered at refresh.
-fn scrape_tail(cache_age: Duration, http: &HttpStats, process: Option<&ProcessStats>) -> Vec<u8> {
-    let mut w = Writer::with_capacity(1_024);
+/// The values that must be read at scrape time, appended to the body rendered at refresh; they
+/// end the exposition.
+fn scrape_tail(
+    format: Format,
+    cache_age: Duration,
+    http: &HttpStats,
+    process: Option<&ProcessStats>,
+) -> Vec<u8> {
+    let mut w = Writer::new(format, 1_024);
     w.family(&CACHE_AGE).value(cache_age.as_secs_f64());
     w.family(&CONNECTIONS_OPEN).value(http.open);
     w.family(&CONNECTIONS_EVICTED).value(http.evicted);
@@ -102,7 +108,7 @@ fn scrape_tail(cache_age: Duration, http: &HttpStats, process: Option<&ProcessSt
     if let Some(process) = process {
         process.encode(&mut w);
     }
-    w.into_bytes()
+    w.finish()
 }
 
 /// The web configuration in force, which a reload (SIGHUP) replaces, and the outcome of the
@@ -424,32 +430,36 @@ fn respond<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
     }
 }
 
-/// The body rendered at the last refresh, then the apply streams' families as last rendered,
-/// then the scrape-time tail; with gzip, the last two are stored in the member's final blocks.
+/// The body rendered at the last refresh in the format asked for, then the apply streams'
+/// families as last rendered, then the scrape-time tail; with gzip, the last two are stored in
+/// the member's final blocks.
 fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
     let published = answer.published;
+    let format = negotiate(request.headers().get(header::ACCEPT));
     let cache_age = published.snapshot.cache_age(Instant::now());
-    let tail = scrape_tail(cache_age, &answer.http, process::recent().as_ref());
+    let apply = answer.apply.metrics(format);
+    let tail = scrape_tail(format, cache_age, &answer.http, process::recent().as_ref());
+    let body = published.body(format);
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
-    let chunks = if gzip {
-        vec![
-            published.body_gzip.bytes.clone(),
-            published
-                .body_gzip
-                .finish(&[answer.apply.metrics.as_ref(), &tail].concat())
-                .into(),
-        ]
+    let (mut chunks, tail) = if gzip {
+        let stored = [apply.as_ref(), &tail].concat();
+        (body.gzip.chunks.clone(), body.gzip.finish(&stored))
     } else {
-        vec![
-            published.body.clone(),
-            answer.apply.metrics.clone(),
-            tail.into(),
-        ]
+        let mut chunks = body.plain.clone();
+        chunks.push(apply.clone());
+        (chunks, tail)
     };
+    chunks.push(tail.into());
     let mut response = Response::new(Payload::new(chunks));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
@@ -482,6 +492,51 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Payload> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// The format `Accept` asks for, chosen as Prometheus's own client libraries choose it: media
+/// ranges by falling quality (in the order given when equal), the first that names a format
+/// served wins; text when none does. Either OpenMetrics version asked for gets 1.0.0, which
+/// reads the same for gauges and counters. Unlike the client libraries, `q=0` refuses.
+fn negotiate(accept: Option<&HeaderValue>) -> Format {
+    let Some(value) = accept.and_then(|v| v.to_str().ok()) else {
+        return Format::Text;
+    };
+    let mut ranges: Vec<(f64, Option<Format>)> = value
+        .split(',')
+        .map(|item| {
+            let mut parts = item.split(';');
+            let media_type = parts.next().unwrap_or("").trim();
+            let (mut quality, mut version) = (1.0, None);
+            for parameter in parts {
+                let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+                let value = value.trim().trim_matches('"');
+                if name.trim().eq_ignore_ascii_case("q") {
+                    quality = value.parse().unwrap_or(0.0);
+                } else if name.trim().eq_ignore_ascii_case("version") {
+                    version = Some(value);
+                }
+            }
+            let format = if media_type.eq_ignore_ascii_case("application/openmetrics-text")
+                && matches!(version, None | Some("1.0.0" | "0.0.1"))
+            {
+                Some(Format::OpenMetrics)
+            } else if media_type.eq_ignore_ascii_case("text/plain")
+                && matches!(version, None | Some("0.0.4"))
+            {
+                Some(Format::Text)
+            } else {
+                None
+            };
+            (quality, format)
+        })
+        .collect();
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranges
+        .into_iter()
+        .filter(|(quality, _)| *quality > 0.0)
+        .find_map(|(_, format)| format)
+        .unwrap_or(Format::Text)
 }
 
 /// Whether to answer with gzip, by RFC 9110's rules for `Accept-Encoding`: an entry naming gzip
@@ -565,7 +620,7 @@ impl Body for Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition_check::assert_golden;
+    use crate::exposition_check::{assert_golden, check_open_metrics};
 
     #[test]
     fn tail_has_cache_age_and_process_metrics() {
@@ -574,6 +629,7 @@ mod tests {
             ..ProcessStats::default()
         };
         let tail = String::from_utf8(scrape_tail(
+            Format::Text,
             Duration::from_millis(1_500),
             &HttpStats::default(),
             Some(&stats),
@@ -600,12 +656,63 @@ mod tests {
             config_reload_ok: false,
             config_reload_success_unix: 1_769_130_001.0,
         };
-        let tail = scrape_tail(Duration::from_millis(1_500), &http, Some(&process));
+        let tail = scrape_tail(
+            Format::Text,
+            Duration::from_millis(1_500),
+            &http,
+            Some(&process),
+        );
         assert_golden("tail.prom", &tail);
+        let tail = scrape_tail(
+            Format::OpenMetrics,
+            Duration::from_millis(1_500),
+            &http,
+            Some(&process),
+        );
+        check_open_metrics(std::str::from_utf8(&tail).unwrap()).unwrap();
+        assert_golden("tail.om", &tail);
     }
 
     fn header(value: &'static str) -> Option<HeaderValue> {
         Some(HeaderValue::from_static(value))
+    }
+
+    #[test]
+    fn format_negotiation() {
+        use Format::{OpenMetrics, Text};
+        for (accept, expected) in [
+            // Prometheus 2.42's scrape request.
+            (
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                 version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                OpenMetrics,
+            ),
+            ("application/openmetrics-text", OpenMetrics),
+            (
+                "Application/OpenMetrics-Text; Version=\"0.0.1\"",
+                OpenMetrics,
+            ),
+            (
+                "text/plain;version=0.0.4;q=0.9, application/openmetrics-text",
+                OpenMetrics,
+            ),
+            ("application/openmetrics-text;q=0.5, text/plain", Text),
+            (
+                "application/openmetrics-text;version=2.0.0, text/plain;q=0.1",
+                Text,
+            ),
+            ("application/openmetrics-text;q=0, */*", Text),
+            ("application/openmetrics-text;q=oops", Text),
+            (
+                "*/*;q=0.1, application/openmetrics-text;q=0.05",
+                OpenMetrics,
+            ),
+            ("text/html, application/json", Text),
+            ("", Text),
+        ] {
+            assert_eq!(negotiate(header(accept).as_ref()), expected, "{accept}");
+        }
+        assert_eq!(negotiate(None), Text);
     }
 
     #[test]

@@ -17,7 +17,6 @@ use tokio::time::Instant;
 use crate::apply::{
     ApplyPublication, ApplyState, ApplyView, Entry, EntryId, Group, StreamInfo, StreamKind,
 };
-use crate::exposition::Writer;
 use crate::source::{RedisSettings, SettingsError};
 
 /// How long one XREAD waits for new entries; also how soon a stream that appears is noticed.
@@ -310,12 +309,8 @@ impl Follower {
     }
 
     fn publish(&self) {
-        let mut w = Writer::with_capacity(16 * 1024);
-        self.state.encode(&mut w);
-        self.publisher.send_replace(Arc::new(ApplyPublication {
-            metrics: w.into_bytes().into(),
-            view: self.state.view(),
-        }));
+        self.publisher
+            .send_replace(Arc::new(ApplyPublication::new(&self.state)));
     }
 }
 

@@ -451,12 +451,28 @@ fn the_page_in_a_real_browser() {
     });
     let eth = page.row("ETHUSDT");
     assert_eq!(eth.kill.class, "pill k-crit");
+    // The action, the heat gate's verdict, then what the simulated apply layer did with it.
+    let (action, apply) = eth
+        .action
+        .split_once("plan ")
+        .unwrap_or_else(|| panic!("no apply note: {:?}", eth.action));
     assert_eq!(
-        eth.action,
+        action,
         "FULL_CLOSE_PROPOSED\u{2192} FULL_CLOSE (calibrated)"
     );
+    assert!(apply.contains(" \u{b7} result "), "{apply}");
     assert_eq!(browser.eval("window.loadedOnce"), json!("yes"), "no reload");
     check_page(&page, 7);
+    // The latest plans and results, kept live by the script as by the server.
+    let recent = browser.eval("document.querySelectorAll('#recent li:not(.none)').length");
+    assert!(
+        recent.as_u64().unwrap_or(0) > 0,
+        "no recent plans or results"
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('following').className"),
+        json!("up")
+    );
 
     // Symbols that go away leave the page too; what remains is what the screenshots show.
     redis.run(&["DEL", &format!("{PREFIX}{SCRIPT_SYMBOL}")]);

@@ -423,7 +423,7 @@ fn gzip_is_one_member_with_the_same_metrics() {
     exporter.wait_metrics("the first refresh", WAIT, redis_up);
     let response = http_get(exporter.port, "/metrics", &[("Accept-Encoding", "gzip")]).unwrap();
     assert_eq!(response.header("content-encoding"), Some("gzip"));
-    assert_eq!(response.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(response.header("vary"), Some("Accept, Accept-Encoding"));
     let mut decoded = String::new();
     flate2::read::GzDecoder::new(response.body.as_slice())
         .read_to_string(&mut decoded)
@@ -445,6 +445,98 @@ fn gzip_is_one_member_with_the_same_metrics() {
             .collect::<Vec<_>>()
     };
     assert_eq!(families(&decoded), families(&plain));
+}
+
+/// What Prometheus 2.42 asks for: OpenMetrics first, then the text format.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
+    application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+const OPEN_METRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The series of a body, as names with labels.
+fn series(body: &str) -> std::collections::BTreeSet<String> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
+        .collect()
+}
+
+#[test]
+fn openmetrics_when_asked_plain_and_gzip() {
+    use common::exposition::check_open_metrics;
+    use std::io::Read as _;
+    let redis = Redis::start();
+    seed_example(&redis);
+    let exporter = Exporter::start(&redis, &[]);
+    exporter.wait_metrics("the first refresh", WAIT, redis_up);
+    let text = exporter.metrics();
+
+    let plain = http_get(exporter.port, "/metrics", &[("Accept", PROMETHEUS_ACCEPT)]).unwrap();
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-type"), Some(OPEN_METRICS));
+    assert_eq!(plain.header("vary"), Some("Accept, Accept-Encoding"));
+    let open_metrics = plain.text();
+    let families = check_open_metrics(&open_metrics).unwrap_or_else(|e| panic!("{e}"));
+    for expected in [
+        "# TYPE quantum_harvest_exporter_refreshes counter\n",
+        "# UNIT quantum_harvest_exporter_refresh_duration_seconds seconds\n",
+        "# TYPE process_cpu_seconds counter\n# UNIT process_cpu_seconds seconds\n",
+        "\nprocess_cpu_seconds_total ",
+        "\nquantum_harvest_exporter_cache_age_seconds ",
+    ] {
+        assert!(open_metrics.contains(expected), "no {expected:?}");
+    }
+    assert!(open_metrics.ends_with("\n# EOF\n"));
+    assert_eq!(
+        sample(&open_metrics, &gauge("kill_score", "ETHUSDT")),
+        Some(0.753)
+    );
+    // The same series under the same names in both formats; only the counters' families are
+    // announced without `_total`.
+    assert_eq!(series(&open_metrics), series(&text));
+    let text_families: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| {
+            let name = l.split(' ').next().unwrap();
+            name.strip_suffix("_total").unwrap_or(name).to_owned()
+        })
+        .collect();
+    assert_eq!(families, text_families);
+
+    let gzip = http_get(
+        exporter.port,
+        "/metrics",
+        &[("Accept", PROMETHEUS_ACCEPT), ("Accept-Encoding", "gzip")],
+    )
+    .unwrap();
+    assert_eq!(gzip.header("content-type"), Some(OPEN_METRICS));
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+    let mut decoded = String::new();
+    flate2::read::GzDecoder::new(gzip.body.as_slice())
+        .read_to_string(&mut decoded)
+        .expect("a single valid gzip member");
+    assert_eq!(
+        check_open_metrics(&decoded).unwrap_or_else(|e| panic!("{e}")),
+        families
+    );
+    assert_eq!(series(&decoded), series(&text));
+
+    // The text format stays the default, and is what a client gets that asks for nothing else.
+    for accept in [
+        None,
+        Some("text/plain"),
+        Some("application/openmetrics-text;version=2.0.0"),
+        Some("application/openmetrics-text;q=0.2,text/plain;version=0.0.4;q=0.5"),
+    ] {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept", *a)).collect();
+        let response = http_get(exporter.port, "/metrics", &headers).unwrap();
+        assert_eq!(
+            response.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8"),
+            "{accept:?}"
+        );
+        assert!(!response.text().contains("# EOF"));
+    }
 }
 
 #[test]

@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::common::{Exporter, Redis, TempDir, free_port, http_request, wait_for};
+use crate::common::exposition::check_open_metrics;
+use crate::common::{Exporter, Redis, TempDir, free_port, http_get, http_request, wait_for};
 use crate::dashboard::{self, metric_names};
 use crate::prometheus::{alert_blocks, record_names};
 use crate::{
@@ -264,6 +265,66 @@ fn normalized(query: &str) -> String {
     query.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Prometheus asks for OpenMetrics first, and read the exporter's answer as OpenMetrics: only
+/// that parser gives it units (`# UNIT`) and counter families named without `_total`, while the
+/// counters' samples keep their `_total` names. It took every sample the exporter offers.
+fn scraped_as_open_metrics(prometheus: &Prometheus, exporter: &Exporter) {
+    // Prometheus 2.42's Accept header, as its scrape requests send it.
+    let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                  version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let scrape = || {
+        let response = http_get(exporter.port, "/metrics", &[("Accept", accept)]).unwrap();
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        );
+        let body = response.text();
+        check_open_metrics(&body).unwrap_or_else(|e| panic!("{e}"));
+        body
+    };
+    let metadata = |metric: &str| -> Option<Value> {
+        let found = prometheus.api(&format!("/api/v1/metadata?metric={metric}"));
+        found[metric].get(0).cloned()
+    };
+    let duration = wait_for("metadata of the refresh duration", WAIT, || {
+        metadata("quantum_harvest_exporter_refresh_duration_seconds")
+    });
+    assert_eq!(duration["unit"], "seconds", "{duration}");
+    assert_eq!(duration["type"], "gauge");
+    let refreshes = metadata("quantum_harvest_exporter_refreshes").expect("counter family");
+    assert_eq!(refreshes["type"], "counter");
+    assert_eq!(refreshes["unit"], "");
+    let cpu = metadata("process_cpu_seconds").expect("the tail's counter family");
+    assert_eq!(cpu["type"], "counter");
+    assert_eq!(cpu["unit"], "seconds");
+    assert!(metadata("quantum_harvest_exporter_refreshes_total").is_none());
+
+    let job = format!("{{job=\"{JOB}\"}}");
+    assert_eq!(prometheus.value(&format!("up{job}")), Some(1.0));
+    for counter in [
+        "quantum_harvest_exporter_refreshes_total",
+        "process_cpu_seconds_total",
+    ] {
+        let value = prometheus.value(&format!("{counter}{job}"));
+        assert!(value.is_some_and(|v| v > 0.0), "{counter}: {value:?}");
+    }
+    assert!(
+        prometheus
+            .query(&format!("quantum_harvest_exporter_refreshes{job}"))
+            .is_empty()
+    );
+    // The samples of a scrape, against Prometheus's count for its last one: the counts agree
+    // once no symbol's set of fields changed in between.
+    wait_for("scrape_samples_scraped to match a scrape", WAIT, || {
+        let samples = scrape()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .count();
+        let scraped = prometheus.value(&format!("scrape_samples_scraped{job}"))?;
+        (scraped == samples as f64).then_some(())
+    });
+}
+
 #[test]
 fn end_to_end_with_prometheus() {
     require_tool("prometheus", "prometheus");
@@ -353,6 +414,8 @@ fn end_to_end_with_prometheus() {
         ours["scrapeUrl"],
         format!("http://127.0.0.1:{}/metrics", exporter.port)
     );
+
+    scraped_as_open_metrics(&prometheus, &exporter);
 
     // The recording rules have a value for every symbol (band, action), and the data is fresh.
     let mut records = record_names(&read("prometheus/recording.yml"));
