@@ -510,3 +510,97 @@ fn the_page_and_status_show_what_became_of_each_proposal() {
         "{table}"
     );
 }
+
+#[test]
+fn hostile_entries_from_redis_are_counted_and_leave_valid_output() {
+    let redis = Redis::start();
+    let exporter = Exporter::start(&redis, &[]);
+    exporter.wait_metrics("the streams looked at", WAIT, |b| {
+        value(b, "quantum_apply_streams_up") == 1.0
+    });
+    let huge = "x".repeat(1 << 20);
+    let mut connection = redis.connection();
+    // A megabyte in every field a label could come from, bytes that are not UTF-8, quotes and
+    // newlines, a garbage timestamp, an unknown decision, and an entry with no fields we read.
+    redis::cmd("XADD")
+        .arg(PLANS)
+        .arg("*")
+        .arg("symbol")
+        .arg(&huge)
+        .arg("action")
+        .arg(&huge)
+        .arg("decision")
+        .arg(&huge)
+        .arg("reason_codes")
+        .arg(&huge)
+        .query::<String>(&mut connection)
+        .unwrap();
+    redis::cmd("XADD")
+        .arg(PLANS)
+        .arg("*")
+        .arg("symbol")
+        .arg(&b"\xff\xfe\"BTC\nUSDT"[..])
+        .arg("decision")
+        .arg("MAYBE")
+        .arg("timestamp")
+        .arg("yesterday")
+        .arg("reason_codes")
+        .arg(&b"code\"with\nnewline,\xff\xff"[..])
+        .query::<String>(&mut connection)
+        .unwrap();
+    redis::cmd("XADD")
+        .arg(RESULTS)
+        .arg("*")
+        .arg("unrelated")
+        .arg("1")
+        .query::<String>(&mut connection)
+        .unwrap();
+    xadd(
+        &redis,
+        RESULTS,
+        &[
+            ("symbol", "ETHUSDT"),
+            ("details", "{not json"),
+            ("error", "\"quoted\" \\ back"),
+        ],
+    );
+    let body = exporter.wait_metrics("the four entries counted", WAIT, |b| {
+        value(
+            b,
+            "quantum_apply_stream_entries_seen_total{stream=\"plan\"}",
+        ) == 2.0
+            && value(
+                b,
+                "quantum_apply_stream_entries_seen_total{stream=\"result\"}",
+            ) == 2.0
+    });
+    promtool_check_metrics(&body);
+    assert_eq!(
+        value(
+            &body,
+            "quantum_apply_stream_entries_defective_total{stream=\"plan\",defect=\"no_symbol\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &body,
+            "quantum_apply_stream_entries_defective_total{stream=\"plan\",defect=\"bad_timestamp\"}"
+        ),
+        1.0
+    );
+    assert!(body.contains("decision=\"UNKNOWN\""));
+    assert!(
+        body.len() < 512 * 1024,
+        "no megabyte copied into the output"
+    );
+    // The page and its JSON carry them escaped.
+    let page = exporter.get("/").text();
+    assert!(!page.contains("<script>alert"), "nothing unescaped");
+    report(
+        "Apply streams: hostile entries",
+        "1 MiB fields, bytes that are not UTF-8, quotes and newlines, garbage timestamps and decisions, an entry of unknown fields",
+        "each counted as an entry and as a defect where a field was unusable; labels bounded; promtool-valid",
+        &format!("/metrics body {} KiB", body.len() / 1024),
+    );
+}
