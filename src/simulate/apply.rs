@@ -1,7 +1,6 @@
 //! The apply layer's side of `simulate`: a plan per proposal through the apply layer's gates,
-//! then a result per plan with the field sets of its code path, written to the two streams.
-//! Proposals themselves and the publishing loop are `simulate`'s; the results' field sets are
-//! `results`'.
+//! written to the plan stream, then each plan's result (its field sets are `results`') after a
+//! delay. Proposals themselves and the publishing loop are `simulate`'s.
 
 mod results;
 
