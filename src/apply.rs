@@ -1,15 +1,20 @@
 //! The apply layer as the exporter observes it: plans and results read from its two Redis streams,
-//! normalised into bounded label values, counted, joined (result to plan, for the latency), and
-//! written as the `quantum_apply_*` families. Pure: entries and stream facts come from `streams`;
-//! nothing here reads Redis or the clock.
+//! counted, joined (result to plan, for the latency), and published as the `quantum_apply_*`
+//! families and a view. Pure: entries and stream facts come from `streams`; nothing here reads
+//! Redis or the clock. An entry's normalisation is in `entry`, the families in `encode`.
+
+mod encode;
+mod entry;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt;
 
-use enum_map::{Enum, EnumMap};
+use enum_map::EnumMap;
 
-use crate::exposition::{Family, Format, Writer};
+use crate::exposition::{Format, Writer};
 use crate::proposal::{self, Action};
+
+use entry::{Bounded, Defect, OTHER, details_error, normalise_code};
+pub(crate) use entry::{Decision, Entry, EntryId, Outcome, StreamKind};
 
 /// Distinct values kept per label before further ones become [`OTHER`].
 const SYMBOL_CAP: usize = 500;
@@ -19,10 +24,6 @@ const ERROR_CLASS_CAP: usize = 64;
 const GROUP_CAP: usize = 32;
 /// Plans remembered for joining their results; the oldest are forgotten first.
 const PLAN_MEMORY: usize = 20_000;
-/// Longest normalised code kept; longer ones are free text, not codes.
-const MAX_CODE_LEN: usize = 64;
-pub(crate) const OTHER: &str = "OTHER";
-
 /// Entries kept for the page's list of the latest plans and results.
 const RECENT: usize = 12;
 /// Longest detail (action, error class) shown for a recent entry.
@@ -33,234 +34,6 @@ const MAX_DETAIL: usize = 64;
 const LATENCY_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
-
-/// A stream entry's ID: milliseconds of the Redis server's clock and a sequence number.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct EntryId {
-    pub(crate) ms: u64,
-    pub(crate) seq: u64,
-}
-
-impl EntryId {
-    pub(crate) fn parse(raw: &[u8]) -> Option<EntryId> {
-        let text = std::str::from_utf8(raw).ok()?;
-        let (ms, seq) = text.split_once('-')?;
-        Some(EntryId {
-            ms: ms.parse().ok()?,
-            seq: seq.parse().ok()?,
-        })
-    }
-}
-
-impl fmt::Display for EntryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
-    }
-}
-
-/// One entry as Redis holds it: field names and values are bytes, in any number.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub(crate) id: EntryId,
-    pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl Entry {
-    /// A field's value as Redis holds it (the first, if the writer repeated the field).
-    fn raw(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k.as_slice() == name.as_bytes())
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// A field's value as trimmed text; invalid UTF-8 becomes replacement characters.
-    fn get(&self, name: &str) -> Option<String> {
-        self.raw(name)
-            .map(|v| String::from_utf8_lossy(v).trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
-pub(crate) enum StreamKind {
-    Plan,
-    Result,
-}
-
-impl StreamKind {
-    fn label(self) -> &'static str {
-        match self {
-            StreamKind::Plan => "plan",
-            StreamKind::Result => "result",
-        }
-    }
-}
-
-/// A plan's decision, as the apply layer writes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Enum)]
-pub(crate) enum Decision {
-    Execute,
-    Skip,
-    Blocked,
-    Error,
-    /// Missing or a value outside the four.
-    Unknown,
-}
-
-impl Decision {
-    fn parse(raw: Option<&str>) -> Decision {
-        match raw.map(str::to_ascii_uppercase).as_deref() {
-            Some("EXECUTE") => Decision::Execute,
-            Some("SKIP") => Decision::Skip,
-            Some("BLOCKED") => Decision::Blocked,
-            Some("ERROR") => Decision::Error,
-            _ => Decision::Unknown,
-        }
-    }
-
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Decision::Execute => "EXECUTE",
-            Decision::Skip => "SKIP",
-            Decision::Blocked => "BLOCKED",
-            Decision::Error => "ERROR",
-            Decision::Unknown => "UNKNOWN",
-        }
-    }
-}
-
-/// What became of a plan, from a result's decision, its synonyms, or its other fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Enum)]
-pub(crate) enum Outcome {
-    Executed,
-    /// Dry-run mode: the plan would have been executed.
-    DryRun,
-    Skipped,
-    Blocked,
-    Error,
-    Unknown,
-}
-
-impl Outcome {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Outcome::Executed => "executed",
-            Outcome::DryRun => "dry_run",
-            Outcome::Skipped => "skipped",
-            Outcome::Blocked => "blocked",
-            Outcome::Error => "error",
-            Outcome::Unknown => "unknown",
-        }
-    }
-
-    /// The result's decision or one of its synonyms; without one, `executed`, `would_execute`
-    /// and `error` decide.
-    fn of(entry: &Entry) -> Outcome {
-        let flag = |name: &str| {
-            entry
-                .get(name)
-                .map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
-        };
-        let executed = flag("executed");
-        let dry_run = flag("would_execute") == Some(true) && executed != Some(true);
-        match entry
-            .get("decision")
-            .map(|d| d.to_ascii_uppercase())
-            .as_deref()
-        {
-            Some("EXECUTE" | "EXECUTED" | "EXEC") if dry_run => Outcome::DryRun,
-            Some("EXECUTE" | "EXECUTED" | "EXEC") => Outcome::Executed,
-            Some("SKIP" | "SKIPPED") => Outcome::Skipped,
-            Some("BLOCKED" | "BLOCK") => Outcome::Blocked,
-            Some("ERROR" | "FAILED" | "FAIL") => Outcome::Error,
-            Some(_) => Outcome::Unknown,
-            None if executed == Some(true) => Outcome::Executed,
-            None if dry_run => Outcome::DryRun,
-            None if entry.get("error").is_some() => Outcome::Error,
-            None if executed == Some(false) => Outcome::Skipped,
-            None => Outcome::Unknown,
-        }
-    }
-}
-
-/// Why an entry was counted but could not be read in full.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
-pub(crate) enum Defect {
-    /// No usable `symbol`.
-    NoSymbol,
-    /// A plan without a known decision, or a result whose outcome cannot be told.
-    NoDecision,
-    /// A `timestamp` that is not a number of seconds.
-    BadTimestamp,
-}
-
-impl Defect {
-    fn label(self) -> &'static str {
-        match self {
-            Defect::NoSymbol => "no_symbol",
-            Defect::NoDecision => "no_decision",
-            Defect::BadTimestamp => "bad_timestamp",
-        }
-    }
-}
-
-/// A code as the metrics keep it: the part before `:` (free text follows), up to the first
-/// character a code does not use, without `_`-separated parts that start with a digit, so
-/// `layer4_kelly_250usdt` and `layer4_kelly_90usdt` are one code, `layer4_kelly`.
-pub(crate) fn normalise_code(raw: &str) -> Option<String> {
-    // Read no further than a code can reach: a field may hold a megabyte of text.
-    let head: String = raw
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(MAX_CODE_LEN + 1)
-        .collect();
-    if head.len() > MAX_CODE_LEN {
-        return Some(OTHER.to_owned());
-    }
-    if let Some(rest) = head.strip_prefix("unknown_action_")
-        && !rest.is_empty()
-    {
-        return Some("unknown_action".to_owned());
-    }
-    let parts: Vec<&str> = head
-        .split('_')
-        .filter(|part| !part.is_empty() && !part.starts_with(|c: char| c.is_ascii_digit()))
-        .collect();
-    Some(parts.join("_")).filter(|code| !code.is_empty())
-}
-
-/// Distinct values of one label: the first `cap` keep their name, later ones become [`OTHER`].
-#[derive(Debug)]
-struct Bounded {
-    cap: usize,
-    kept: std::collections::HashSet<String>,
-    dropped: u64,
-}
-
-impl Bounded {
-    fn new(cap: usize) -> Bounded {
-        Bounded {
-            cap,
-            kept: Default::default(),
-            dropped: 0,
-        }
-    }
-
-    fn admit(&mut self, value: String) -> String {
-        if value == OTHER || self.kept.contains(&value) {
-            return value;
-        }
-        if self.kept.len() < self.cap {
-            self.kept.insert(value.clone());
-            value
-        } else {
-            self.dropped += 1;
-            OTHER.to_owned()
-        }
-    }
-}
 
 /// Plans by `plan_id`, for joining results to them; bounded, oldest forgotten first.
 #[derive(Debug, Default)]
@@ -628,244 +401,13 @@ impl ApplyState {
     pub(crate) fn stream_reset(&mut self, kind: StreamKind) {
         self.resets[kind] += 1;
     }
-
-    pub(crate) fn encode(&self, w: &mut Writer) {
-        self.encode_counters(w);
-        self.encode_newest(w);
-        self.encode_latency(w);
-        self.encode_streams(w);
-    }
-
-    fn encode_counters(&self, w: &mut Writer) {
-        let mut samples = w.family(&PLANS_SEEN);
-        for ((symbol, decision, action), count) in &self.plans_seen {
-            samples.labelled(
-                &[
-                    ("symbol", symbol),
-                    ("decision", decision.label()),
-                    ("action", action),
-                ],
-                *count,
-            );
-        }
-        let mut samples = w.family(&REASONS_SEEN);
-        for (reason, count) in &self.reasons_seen {
-            samples.labelled(&[("reason", reason)], *count);
-        }
-        let mut samples = w.family(&RESULTS_SEEN);
-        for ((symbol, outcome), count) in &self.results_seen {
-            samples.labelled(&[("symbol", symbol), ("outcome", outcome.label())], *count);
-        }
-        let mut samples = w.family(&ERRORS_SEEN);
-        for (class, count) in &self.errors_seen {
-            samples.labelled(&[("class", class)], *count);
-        }
-        let mut samples = w.family(&ENTRIES_SEEN);
-        for (kind, count) in &self.entries_seen {
-            samples.labelled(&[("stream", kind.label())], *count);
-        }
-        let mut samples = w.family(&ENTRIES_DEFECTIVE);
-        for (kind, defects) in &self.defects {
-            for (defect, count) in defects {
-                samples.labelled(
-                    &[("stream", kind.label()), ("defect", defect.label())],
-                    *count,
-                );
-            }
-        }
-        let mut samples = w.family(&LABELS_DROPPED);
-        for (label, bounded) in [
-            ("symbol", &self.symbols),
-            ("action", &self.actions),
-            ("reason", &self.reasons),
-            ("class", &self.classes),
-        ] {
-            samples.labelled(&[("label", label)], bounded.dropped);
-        }
-    }
-
-    fn encode_newest(&self, w: &mut Writer) {
-        let mut samples = w.family(&LAST_PLAN_TIME);
-        for (symbol, (time, _)) in &self.last_plan {
-            samples.labelled(&[("symbol", symbol)], *time);
-        }
-        let mut samples = w.family(&LAST_PLAN_DECISION);
-        for (symbol, (_, current)) in &self.last_plan {
-            for decision in (0..Decision::LENGTH).map(Decision::from_usize) {
-                let value = if decision == *current { 1.0 } else { 0.0 };
-                samples.labelled(&[("symbol", symbol), ("decision", decision.label())], value);
-            }
-        }
-        let mut samples = w.family(&LAST_RESULT_TIME);
-        for (symbol, (time, _)) in &self.last_result {
-            samples.labelled(&[("symbol", symbol)], *time);
-        }
-    }
-
-    fn encode_latency(&self, w: &mut Writer) {
-        let mut samples = w.histogram(&PLAN_TO_RESULT);
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(self.latency.buckets) {
-            samples.bucket(*bound, count);
-        }
-        samples.finish(self.latency.count, self.latency.sum);
-        w.family(&UNMATCHED_RESULTS).value(self.unmatched_results);
-    }
-
-    fn encode_streams(&self, w: &mut Writer) {
-        let flag = |on: bool| if on { 1.0 } else { 0.0 };
-        w.family(&STREAMS_UP).value(flag(self.following));
-        let kinds = || self.info.iter().map(|(kind, info)| (kind.label(), info));
-        let mut samples = w.family(&STREAM_EXISTS);
-        for (stream, info) in kinds() {
-            samples.labelled(&[("stream", stream)], flag(info.exists));
-        }
-        let mut samples = w.family(&STREAM_WRONG_TYPE);
-        for (stream, info) in kinds() {
-            samples.labelled(&[("stream", stream)], flag(info.wrong_type));
-        }
-        let mut samples = w.family(&STREAM_LENGTH);
-        for (stream, info) in kinds().filter(|(_, i)| i.exists) {
-            samples.labelled(&[("stream", stream)], info.length as f64);
-        }
-        let mut samples = w.family(&STREAM_LAST_ENTRY);
-        for (stream, info) in kinds() {
-            if let Some(id) = info.last_entry {
-                samples.labelled(&[("stream", stream)], id.ms as f64 / 1000.0);
-            }
-        }
-        let mut samples = w.family(&ENTRIES_LOST);
-        for (kind, lost) in &self.lost {
-            samples.labelled(&[("stream", kind.label())], *lost);
-        }
-        let mut samples = w.family(&STREAM_RESETS);
-        for (kind, resets) in &self.resets {
-            samples.labelled(&[("stream", kind.label())], *resets);
-        }
-        let mut samples = w.family(&GROUP_PENDING);
-        for (stream, info) in kinds() {
-            for group in info.groups.iter().take(GROUP_CAP) {
-                samples.labelled(
-                    &[("stream", stream), ("group", &group.name)],
-                    group.pending as f64,
-                );
-            }
-        }
-        let mut samples = w.family(&GROUP_LAG);
-        for (stream, info) in kinds() {
-            for group in info.groups.iter().take(GROUP_CAP) {
-                if let Some(lag) = group.lag {
-                    samples.labelled(&[("stream", stream), ("group", &group.name)], lag as f64);
-                }
-            }
-        }
-    }
 }
-
-/// The `error` inside a result's `details` JSON, which some code paths write instead.
-fn details_error(entry: &Entry) -> Option<String> {
-    let details: serde_json::Value = serde_json::from_str(&entry.get("details")?).ok()?;
-    Some(details.get("error")?.as_str()?.to_owned()).filter(|e| !e.is_empty())
-}
-
-const PLANS_SEEN: Family = Family::counter(
-    "quantum_apply_plans_seen_total",
-    "Plans read from the apply layer's plan stream since the exporter started, by symbol, decision and proposed action.",
-);
-const REASONS_SEEN: Family = Family::counter(
-    "quantum_apply_plan_reasons_seen_total",
-    "Reason codes of the plans read since start-up, numbers and free text folded (layer4_kelly_250usdt counts as layer4_kelly).",
-);
-const RESULTS_SEEN: Family = Family::counter(
-    "quantum_apply_results_seen_total",
-    "Results read from the apply layer's result stream since start-up, by symbol and outcome (executed, dry_run, skipped, blocked, error, unknown).",
-);
-const ERRORS_SEEN: Family = Family::counter(
-    "quantum_apply_result_errors_seen_total",
-    "Results read since start-up that carry an error, by error class (the error's code, free text folded).",
-);
-const ENTRIES_SEEN: Family = Family::counter(
-    "quantum_apply_stream_entries_seen_total",
-    "Entries read from each stream since start-up.",
-);
-const ENTRIES_DEFECTIVE: Family = Family::counter(
-    "quantum_apply_stream_entries_defective_total",
-    "Entries read since start-up that lack a usable field, by stream and defect; they are counted under OTHER or unknown.",
-);
-const LABELS_DROPPED: Family = Family::counter(
-    "quantum_apply_label_values_dropped_total",
-    "Entries counted under OTHER because a label already had the most distinct values it keeps.",
-);
-const LAST_PLAN_TIME: Family = Family::gauge(
-    "quantum_apply_last_plan_timestamp_seconds",
-    "Time of the newest plan per symbol (its timestamp field, else its entry ID).",
-);
-const LAST_PLAN_DECISION: Family = Family::gauge(
-    "quantum_apply_last_plan_decision",
-    "Decision of the newest plan per symbol, one-hot.",
-);
-const LAST_RESULT_TIME: Family = Family::gauge(
-    "quantum_apply_last_result_timestamp_seconds",
-    "Time of the newest result per symbol (its timestamp field, else its entry ID).",
-);
-const PLAN_TO_RESULT: Family = Family::histogram(
-    "quantum_apply_plan_to_result_seconds",
-    "Time from a plan's entry to its result's entry (joined on plan_id), for results read since start-up.",
-);
-const UNMATCHED_RESULTS: Family = Family::counter(
-    "quantum_apply_results_unmatched_total",
-    "Results read since start-up whose plan_id matches no remembered plan (plan older than the memory, or never seen).",
-);
-const STREAMS_UP: Family = Family::gauge(
-    "quantum_apply_streams_up",
-    "1 while the exporter reads the apply streams; 0 while Redis is unreachable (the other quantum_apply_ series then keep their last values).",
-);
-const STREAM_EXISTS: Family = Family::gauge(
-    "quantum_apply_stream_exists",
-    "1 when the stream exists as a stream; a missing stream is normal before the apply layer's first entry.",
-);
-const STREAM_WRONG_TYPE: Family = Family::gauge(
-    "quantum_apply_stream_wrong_type",
-    "1 when the stream's key holds something other than a stream; it is not read.",
-);
-const STREAM_LENGTH: Family = Family::gauge(
-    "quantum_apply_stream_length",
-    "Entries in the stream (XLEN).",
-);
-const STREAM_LAST_ENTRY: Family = Family::gauge(
-    "quantum_apply_stream_last_entry_timestamp_seconds",
-    "Time of the stream's newest entry, from its ID; time() minus it is the newest entry's age.",
-);
-const ENTRIES_LOST: Family = Family::counter(
-    "quantum_apply_stream_entries_lost_total",
-    "Entries trimmed from the stream before the exporter read them (from XINFO STREAM entries-added, Redis 7 or later).",
-);
-const STREAM_RESETS: Family = Family::counter(
-    "quantum_apply_stream_resets_total",
-    "Times the stream's IDs went backwards (deleted and made again); reading restarted from its beginning.",
-);
-const GROUP_PENDING: Family = Family::gauge(
-    "quantum_apply_consumer_group_pending",
-    "Entries delivered to a consumer group and not yet acknowledged (XINFO GROUPS pending).",
-);
-const GROUP_LAG: Family = Family::gauge(
-    "quantum_apply_consumer_group_lag",
-    "Entries not yet delivered to a consumer group (XINFO GROUPS lag, Redis 7 or later).",
-);
 
 #[cfg(test)]
 mod tests {
+    use super::entry::tests::entry;
     use super::*;
     use crate::exposition_check::{check_exposition, check_open_metrics};
-
-    fn entry(ms: u64, fields: &[(&str, &str)]) -> Entry {
-        Entry {
-            id: EntryId { ms, seq: 0 },
-            fields: fields
-                .iter()
-                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-                .collect(),
-        }
-    }
 
     /// The families in the text format, after checking both formats strictly.
     fn text(state: &ApplyState) -> String {
@@ -875,66 +417,6 @@ mod tests {
         let text = String::from_utf8(publication.text.to_vec()).unwrap();
         check_exposition(&text).unwrap();
         text
-    }
-
-    #[test]
-    fn codes_fold_numbers_and_free_text() {
-        for (raw, code) in [
-            ("layer4_kelly_250usdt", Some("layer4_kelly")),
-            ("layer4_kelly_90usdt", Some("layer4_kelly")),
-            ("layer4_no_edge:low_kelly", Some("layer4_no_edge")),
-            (
-                "position_limit_reached_7/10",
-                Some("position_limit_reached"),
-            ),
-            (
-                "execution_failed: Timeout after 30s <html>",
-                Some("execution_failed"),
-            ),
-            ("unknown_action_FOO_BAR", Some("unknown_action")),
-            ("kill_switch_active", Some("kill_switch_active")),
-            (" ", None),
-            ("123", None),
-        ] {
-            assert_eq!(normalise_code(raw).as_deref(), code, "{raw}");
-        }
-        assert_eq!(normalise_code(&"a".repeat(100)).as_deref(), Some(OTHER));
-    }
-
-    #[test]
-    fn outcomes_from_decisions_synonyms_and_flags() {
-        for (fields, outcome) in [
-            (
-                vec![("decision", "EXECUTE"), ("executed", "True")],
-                Outcome::Executed,
-            ),
-            (vec![("decision", "EXEC")], Outcome::Executed),
-            (
-                vec![
-                    ("decision", "EXECUTE"),
-                    ("executed", "false"),
-                    ("would_execute", "True"),
-                ],
-                Outcome::DryRun,
-            ),
-            (vec![("decision", "SKIPPED")], Outcome::Skipped),
-            (vec![("decision", "BLOCK")], Outcome::Blocked),
-            (vec![("decision", "FAILED")], Outcome::Error),
-            (vec![("decision", "maybe")], Outcome::Unknown),
-            (vec![("executed", "true")], Outcome::Executed),
-            (
-                vec![("would_execute", "True"), ("executed", "False")],
-                Outcome::DryRun,
-            ),
-            (
-                vec![("executed", "False"), ("error", "no_position")],
-                Outcome::Error,
-            ),
-            (vec![("executed", "False")], Outcome::Skipped),
-            (vec![], Outcome::Unknown),
-        ] {
-            assert_eq!(Outcome::of(&entry(1, &fields)), outcome, "{fields:?}");
-        }
     }
 
     #[test]
@@ -1098,14 +580,5 @@ mod tests {
             "quantum_apply_last_plan_decision{symbol=\"BTCUSDT\",decision=\"SKIP\"} 1.0"
         ));
         assert!(text.contains("quantum_apply_stream_entries_seen_total{stream=\"plan\"} 2\n"));
-    }
-
-    #[test]
-    fn entry_ids_parse_and_order() {
-        let a = EntryId::parse(b"1769130500000-0").unwrap();
-        let b = EntryId::parse(b"1769130500000-1").unwrap();
-        assert!(a < b);
-        assert_eq!(a.to_string(), "1769130500000-0");
-        assert_eq!(EntryId::parse(b"nope"), None);
     }
 }

@@ -16,6 +16,7 @@ use harvest_exporter::source::{Source, Symbols};
 use harvest_exporter::status;
 use harvest_exporter::streams::Follower;
 use harvest_exporter::webconfig;
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 fn main() -> ExitCode {
@@ -163,25 +164,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
     // Restart=on-failure counts that as a clean exit, leaving the service down.
     let hangups = hangup_signals()?;
     let security = web_security(&config)?;
-    let listeners = if config.systemd_socket {
-        listener::from_systemd()?
-    } else {
-        listener::bind(&config.listen_targets()).await?
-    };
-    let listening: Vec<SocketAddr> = listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
-    for &listen in &listening {
-        if security.exposed(listen) {
-            tracing::warn!(
-                %listen,
-                tls = security.tls.is_some(),
-                basic_auth = security.auth.is_some(),
-                "listening beyond this host without both TLS and authentication (see --web.config.file)"
-            );
-        }
-    }
+    let (listeners, listening) = listen(&config, &security).await?;
     let symbols = config.symbols();
     let redis = config.redis()?;
     let source = Source::new(
@@ -248,6 +231,34 @@ async fn export(config: Config) -> anyhow::Result<()> {
     refreshing.abort();
     let _ = refreshing.await;
     Ok(())
+}
+
+/// The listening sockets (bound, or handed over by systemd) and their addresses; warns of each
+/// one reachable beyond this host without both TLS and authentication.
+async fn listen(
+    config: &Config,
+    security: &Security,
+) -> anyhow::Result<(Vec<TcpListener>, Vec<SocketAddr>)> {
+    let listeners = if config.systemd_socket {
+        listener::from_systemd()?
+    } else {
+        listener::bind(&config.listen_targets()).await?
+    };
+    let listening: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    for &listen in &listening {
+        if security.exposed(listen) {
+            tracing::warn!(
+                %listen,
+                tls = security.tls.is_some(),
+                basic_auth = security.auth.is_some(),
+                "listening beyond this host without both TLS and authentication (see --web.config.file)"
+            );
+        }
+    }
+    Ok((listeners, listening))
 }
 
 /// Loads `--web.config.file`, if given.

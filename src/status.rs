@@ -1,34 +1,22 @@
 //! The `status` subcommand: the operator's view in a terminal, read from Redis with the
-//! exporter's settings or from a running exporter's `/api/v1/proposals`, with an exit code for
-//! scripts and cron. Owns the terminal table, the `--from` client (plain HTTP, or HTTPS with basic
-//! auth and a client certificate, for an exporter behind its web config) and the exit-code rule;
-//! parsing the flags is `config`'s, and what the view holds is `view`'s.
+//! exporter's settings or from a running exporter's `/api/v1/proposals` (`client`), with an exit
+//! code for scripts and cron. Owns the terminal table and the exit-code rule; parsing the flags is
+//! `config`'s, and what the view holds is `view`'s.
 
-use std::fmt;
+mod client;
+
 use std::io::{IsTerminal as _, Write as _};
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use base64::Engine as _;
-use http_body::Body as _;
-use hyper::header::{self, HeaderValue};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
 
 use crate::apply::ApplyView;
 use crate::refresh;
 use crate::snapshot::Snapshot;
-use crate::source::{RedisSettings, SettingsError, Source, Symbols};
+use crate::source::{RedisSettings, Source, Symbols};
 use crate::streams::Follower;
 use crate::view::{
     self, ApplySide, Calibration, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View,
 };
+pub use client::{ClientTls, Credentials, Exporter, StatusError, TlsSetupError};
 
 /// All symbols fresh, every kill score below [`KILL_HIGH`].
 pub(crate) const EXIT_OK: u8 = 0;
@@ -55,11 +43,6 @@ async fn apply_view(options: &Options) -> ApplyView {
 /// The latest plans and results listed under the table.
 const RECENT_LINES: usize = 6;
 
-/// How long `--from` waits for the exporter's whole answer.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest answer read from an exporter; the document takes about 600 bytes per symbol.
-const MAX_DOCUMENT: usize = 64 << 20;
-
 /// What the command reads and how it prints it: the exporter's settings and the command's flags.
 pub struct Options {
     /// Read this exporter's view instead of Redis.
@@ -77,111 +60,10 @@ pub struct Options {
     pub apply_streams: Option<(String, String)>,
 }
 
-/// A running exporter to read, from a checked `--from` URL.
-#[derive(Clone, Debug)]
-pub struct Exporter {
-    /// The URL of its `/api/v1/proposals`, for messages.
-    pub url: String,
-    /// The host without the brackets of an IPv6 literal, for connecting.
-    pub host: String,
-    pub port: u16,
-    /// `host[:port]` as given, for the Host header.
-    pub authority: String,
-    /// The path of `/api/v1/proposals`, for the request line.
-    pub path: String,
-    /// For an `https://` URL: whom to trust and what to show.
-    pub tls: Option<ClientTls>,
-    /// Basic-auth credentials, for an exporter whose web config has users.
-    pub credentials: Option<Credentials>,
-}
-
-/// The files of a TLS connection to an exporter.
-#[derive(Clone, Debug)]
-pub struct ClientTls {
-    /// PEM certificates of the CAs the exporter's certificate must chain to.
-    pub ca_file: PathBuf,
-    /// PEM certificate and key, for an exporter that requires a client certificate.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-}
-
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    // The password stays out of every message.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
-    #[error("cannot connect to the exporter at {url}: {source}")]
-    Connect { url: String, source: std::io::Error },
-    #[error("HTTP error from the exporter at {url}: {source}")]
-    Http { url: String, source: hyper::Error },
-    #[error("no answer from the exporter at {url} within {}s", HTTP_TIMEOUT.as_secs())]
-    Timeout { url: String },
-    #[error("TLS handshake with the exporter at {url} failed: {source}")]
-    Handshake { url: String, source: std::io::Error },
-    #[error("{0}")]
-    TlsSetup(#[from] TlsSetupError),
-    #[error(
-        "the exporter at {url} asks for credentials (401): give --auth.username and \
-         --auth.password-file or HARVEST_STATUS_PASSWORD"
-    )]
-    CredentialsNeeded { url: String },
-    #[error("the exporter at {url} refused the credentials of user {username:?} (401)")]
-    CredentialsRefused { url: String, username: String },
-    #[error("the exporter at {url} answered {status}")]
-    Status { url: String, status: StatusCode },
-    #[error("the exporter at {url} sent more than {MAX_DOCUMENT} bytes")]
-    TooLarge { url: String },
-    #[error("the exporter at {url} sent an unreadable document: {source}")]
-    Document {
-        url: String,
-        source: serde_json::Error,
-    },
-}
-
-/// Why the TLS client cannot be set up from its files.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Pem {
-        path: PathBuf,
-        source: rustls::pki_types::pem::Error,
-    },
-    #[error("{path}: no certificate in the PEM data")]
-    NoCertificate { path: PathBuf },
-    #[error("{path}: {source}")]
-    Rustls {
-        path: PathBuf,
-        source: rustls::Error,
-    },
-    #[error("{host:?} cannot be checked against a certificate: {source}")]
-    ServerName {
-        host: String,
-        source: rustls::pki_types::InvalidDnsNameError,
-    },
-}
-
 /// Runs the command and returns its exit code; a failure to read is reported on stderr.
 pub async fn run(options: Options) -> u8 {
     let read = match &options.from {
-        Some(exporter) => fetch(exporter)
+        Some(exporter) => client::fetch(exporter)
             .await
             .map(|view| (view, exporter.url.clone())),
         None => read_redis(&options).await,
@@ -242,183 +124,6 @@ async fn read_redis(options: &Options) -> Result<(View, String), StatusError> {
         View::new(&snapshot, refresh::unix_now(), &apply_view(options).await),
         format!("redis {}", source.addr()),
     ))
-}
-
-async fn fetch(exporter: &Exporter) -> Result<View, StatusError> {
-    tokio::time::timeout(HTTP_TIMEOUT, get(exporter))
-        .await
-        .unwrap_or_else(|_| {
-            Err(StatusError::Timeout {
-                url: exporter.url.clone(),
-            })
-        })
-}
-
-async fn get(exporter: &Exporter) -> Result<View, StatusError> {
-    let url = &exporter.url;
-    // Bad files fail before anything is sent.
-    let tls = exporter
-        .tls
-        .as_ref()
-        .map(|tls| {
-            let name = rustls::pki_types::ServerName::try_from(exporter.host.clone()).map_err(
-                |source| TlsSetupError::ServerName {
-                    host: exporter.host.clone(),
-                    source,
-                },
-            )?;
-            Ok::<_, TlsSetupError>((TlsConnector::from(Arc::new(client_config(tls)?)), name))
-        })
-        .transpose()?;
-    let stream = TcpStream::connect((exporter.host.as_str(), exporter.port))
-        .await
-        .map_err(|source| StatusError::Connect {
-            url: url.clone(),
-            source,
-        })?;
-    match tls {
-        None => exchange(stream, exporter).await,
-        Some((connector, name)) => {
-            let stream =
-                connector
-                    .connect(name, stream)
-                    .await
-                    .map_err(|source| StatusError::Handshake {
-                        url: url.clone(),
-                        source,
-                    })?;
-            exchange(stream, exporter).await
-        }
-    }
-}
-
-/// The TLS client of `--from https://`: only the given CAs are trusted, HTTP/1.1 is offered.
-fn client_config(tls: &ClientTls) -> Result<rustls::ClientConfig, TlsSetupError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certificates(&tls.ca_file)? {
-        roots.add(cert).map_err(|source| TlsSetupError::Rustls {
-            path: tls.ca_file.clone(),
-            source,
-        })?;
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    let mut config = match &tls.client_cert {
-        None => builder.with_no_client_auth(),
-        Some((cert_file, key_file)) => {
-            let key = std::fs::read(key_file).map_err(|source| TlsSetupError::Read {
-                path: key_file.clone(),
-                source,
-            })?;
-            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).map_err(|source| {
-                TlsSetupError::Pem {
-                    path: key_file.clone(),
-                    source,
-                }
-            })?;
-            builder
-                .with_client_auth_cert(certificates(cert_file)?, key)
-                .map_err(|source| TlsSetupError::Rustls {
-                    path: cert_file.clone(),
-                    source,
-                })?
-        }
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-/// Every certificate in a PEM file, at least one.
-fn certificates(
-    path: &Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsSetupError> {
-    let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsSetupError::Pem {
-            path: path.to_owned(),
-            source,
-        })?;
-    if certs.is_empty() {
-        return Err(TlsSetupError::NoCertificate {
-            path: path.to_owned(),
-        });
-    }
-    Ok(certs)
-}
-
-/// One request for the document over an open connection, plain or TLS.
-async fn exchange<S>(stream: S, exporter: &Exporter) -> Result<View, StatusError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let url = &exporter.url;
-    let http = |source| StatusError::Http {
-        url: url.clone(),
-        source,
-    };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(http)?;
-    // Drives the connection; it ends with the response, as the request asks to close.
-    tokio::spawn(connection);
-    let mut request = Request::new(String::new());
-    *request.uri_mut() = exporter.path.parse().expect("a checked --from URL");
-    let headers = request.headers_mut();
-    headers.insert(
-        header::HOST,
-        HeaderValue::from_str(&exporter.authority).expect("a checked --from URL"),
-    );
-    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    if let Some(credentials) = &exporter.credentials {
-        headers.insert(header::AUTHORIZATION, basic_authorization(credentials));
-    }
-    let response = sender.send_request(request).await.map_err(http)?;
-    match (response.status(), &exporter.credentials) {
-        (StatusCode::OK, _) => {}
-        (StatusCode::UNAUTHORIZED, None) => {
-            return Err(StatusError::CredentialsNeeded { url: url.clone() });
-        }
-        (StatusCode::UNAUTHORIZED, Some(credentials)) => {
-            return Err(StatusError::CredentialsRefused {
-                url: url.clone(),
-                username: credentials.username.clone(),
-            });
-        }
-        (status, _) => {
-            return Err(StatusError::Status {
-                url: url.clone(),
-                status,
-            });
-        }
-    }
-    let mut body = response.into_body();
-    let mut document = Vec::new();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        if let Ok(data) = frame.map_err(http)?.into_data() {
-            if document.len() + data.len() > MAX_DOCUMENT {
-                return Err(StatusError::TooLarge { url: url.clone() });
-            }
-            document.extend_from_slice(&data);
-        }
-    }
-    serde_json::from_slice(&document).map_err(|source| StatusError::Document {
-        url: url.clone(),
-        source,
-    })
-}
-
-/// `Authorization: Basic ...`, marked sensitive so that hyper never shows it.
-fn basic_authorization(credentials: &Credentials) -> HeaderValue {
-    let encoded = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", credentials.username, credentials.password));
-    let mut value =
-        HeaderValue::from_str(&format!("Basic {encoded}")).expect("base64 is a valid header");
-    value.set_sensitive(true);
-    value
 }
 
 const RESET: &str = "\x1b[0m";
@@ -719,27 +424,6 @@ mod tests {
             NOW,
             &ApplyView::default(),
         )
-    }
-
-    #[test]
-    fn basic_authorization_is_encoded_and_sensitive() {
-        let value = basic_authorization(&Credentials {
-            username: "alice".into(),
-            password: "s3cr3t".into(),
-        });
-        assert_eq!(value, "Basic YWxpY2U6czNjcjN0");
-        assert!(value.is_sensitive());
-        let debug = format!(
-            "{:?}",
-            Credentials {
-                username: "alice".into(),
-                password: "s3cr3t".into(),
-            }
-        );
-        assert!(
-            debug.contains("alice") && !debug.contains("s3cr3t"),
-            "{debug}"
-        );
     }
 
     #[test]

@@ -174,31 +174,7 @@ impl Follower {
                 self.state.update_info(kind, info, 0);
                 continue;
             }
-            let stream: Value = redis::cmd("XINFO")
-                .arg("STREAM")
-                .arg(&key)
-                .query_async(connection)
-                .await?;
-            let stream = pairs(&stream);
-            info.length = number(stream.get("length").copied());
-            let tip = Tip {
-                first_entry: stream
-                    .get("first-entry")
-                    .and_then(|e| entry(e))
-                    .map(|e| e.id),
-                last_generated: id(stream.get("last-generated-id").copied()),
-                added: stream.get("entries-added").map(|v| number(Some(v))),
-            };
-            info.last_entry = stream
-                .get("last-entry")
-                .and_then(|e| entry(e))
-                .map(|e| e.id);
-            let groups: Value = redis::cmd("XINFO")
-                .arg("GROUPS")
-                .arg(&key)
-                .query_async(connection)
-                .await?;
-            info.groups = consumer_groups(&groups);
+            let tip = describe(connection, &key, &mut info).await?;
 
             let position = &mut self.positions[kind];
             let lost = match position.last {
@@ -335,6 +311,41 @@ fn trimmed_unread(position: &mut Position, stream: &Tip, length: u64) -> u64 {
     let new = lost.saturating_sub(position.lost);
     position.lost = position.lost.max(lost);
     new
+}
+
+/// `XINFO STREAM` and `XINFO GROUPS` of a stream that exists: its length, newest entry and
+/// consumer groups into `info`, and where it stands, to tell trimming from a stream made anew.
+async fn describe(
+    connection: &mut MultiplexedConnection,
+    key: &str,
+    info: &mut StreamInfo,
+) -> Result<Tip, Failure> {
+    let stream: Value = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(key)
+        .query_async(connection)
+        .await?;
+    let stream = pairs(&stream);
+    info.length = number(stream.get("length").copied());
+    let tip = Tip {
+        first_entry: stream
+            .get("first-entry")
+            .and_then(|e| entry(e))
+            .map(|e| e.id),
+        last_generated: id(stream.get("last-generated-id").copied()),
+        added: stream.get("entries-added").map(|v| number(Some(v))),
+    };
+    info.last_entry = stream
+        .get("last-entry")
+        .and_then(|e| entry(e))
+        .map(|e| e.id);
+    let groups: Value = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(key)
+        .query_async(connection)
+        .await?;
+    info.groups = consumer_groups(&groups);
+    Ok(tip)
 }
 
 /// Where a stream stands, from XINFO STREAM.

@@ -248,20 +248,7 @@ fn tls_config(
     let key = read_pem(section.key, section.key_file, base, "key")?
         .ok_or_else(|| TlsError::Unsupported("tls_server_config needs key_file (or key)".into()))?;
     let client_ca = read_pem(section.client_ca, section.client_ca_file, base, "client_ca")?;
-
-    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(&cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|cause| TlsError::Pem {
-            what: "cert",
-            cause,
-        })?;
-    if chain.is_empty() {
-        return Err(TlsError::Unsupported(
-            "cert: no certificate in the PEM data".into(),
-        ));
-    }
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key)
-        .map_err(|cause| TlsError::Pem { what: "key", cause })?;
+    let (chain, key) = certified_key(&cert, &key)?;
 
     let versions = protocol_versions(
         section.min_version.as_deref(),
@@ -304,6 +291,33 @@ fn tls_config(
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The server's certificate chain (at least one certificate) and its private key, from PEM.
+fn certified_key(
+    cert: &[u8],
+    key: &[u8],
+) -> Result<
+    (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    TlsError,
+> {
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|cause| TlsError::Pem {
+            what: "cert",
+            cause,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::Unsupported(
+            "cert: no certificate in the PEM data".into(),
+        ));
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key)
+        .map_err(|cause| TlsError::Pem { what: "key", cause })?;
+    Ok((chain, key))
 }
 
 /// PEM data given inline or as a file (relative to `base`), or `None` when neither is given.

@@ -1,0 +1,289 @@
+//! The value parsers of the flags: each turns a flag's text (or its env variable's) into a
+//! value or a message saying what was expected. Knows the values' types, not the flags.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hyper::Uri;
+
+use super::{ExporterUrl, ListenAddress, LogFormat, Secret, SymbolList};
+use crate::proposal;
+
+/// The exporter's JSON document, which `status --from` reads.
+const PROPOSALS_PATH: &str = "/api/v1/proposals";
+
+pub(super) fn trimmed(raw: &str) -> Result<String, String> {
+    Ok(raw.trim().to_owned())
+}
+
+/// A readable file, or empty for none (as `KEY=` in an env file means).
+pub(super) fn readable_file(raw: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(raw.trim());
+    if !path.as_os_str().is_empty() {
+        std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    }
+    Ok(path)
+}
+
+/// A readable PEM file; unlike the exporter's settings there is no env file to leave it empty in.
+pub(super) fn pem_file(raw: &str) -> Result<PathBuf, String> {
+    let path = readable_file(raw)?;
+    if path.as_os_str().is_empty() {
+        return Err("expected a file".into());
+    }
+    Ok(path)
+}
+
+/// The password in a file, without the spaces and line end around it (as Prometheus reads its
+/// `password_file`).
+pub(super) fn password_file(raw: &str) -> Result<Secret, String> {
+    let path = pem_file(raw)?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let password = text.trim();
+    if password.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret(password.to_owned()))
+}
+
+pub(super) fn port(raw: &str) -> Result<u16, String> {
+    match raw.trim().parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err("expected a port number from 1 to 65535".into()),
+    }
+}
+
+pub(super) fn database(raw: &str) -> Result<u32, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| "expected a database number (0, 1, ...)".into())
+}
+
+pub(super) fn positive_count(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(count) if count > 0 => Ok(count),
+        _ => Err("expected a whole number greater than 0".into()),
+    }
+}
+
+/// Seconds as a decimal number, from a millisecond to a day.
+pub(super) fn seconds(raw: &str) -> Result<Duration, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(secs) if (0.001..=86_400.0).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+        _ => Err("expected seconds, a number from 0.001 to 86400 (e.g. 5 or 0.5)".into()),
+    }
+}
+
+pub(super) fn host(raw: &str) -> Result<String, String> {
+    let host = raw.trim();
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || "/@?#".contains(c))
+    {
+        return Err("expected a host name or IP address".into());
+    }
+    Ok(host.to_owned())
+}
+
+pub(super) fn redis_url(raw: &str) -> Result<String, String> {
+    use redis::IntoConnectionInfo;
+    let url = raw.trim();
+    if url.is_empty() {
+        return Ok(String::new());
+    }
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err("expected a redis:// or rediss:// URL".into());
+    }
+    url.into_connection_info().map_err(|e| e.to_string())?;
+    Ok(url.to_owned())
+}
+
+pub(super) fn prefix(raw: &str) -> Result<String, String> {
+    let prefix = raw.trim();
+    if prefix.is_empty() {
+        return Err("the prefix must not be empty".into());
+    }
+    Ok(prefix.to_owned())
+}
+
+pub(super) fn stream_key(raw: &str) -> Result<String, String> {
+    let key = raw.trim();
+    if key.is_empty() {
+        return Err("the stream key must not be empty".into());
+    }
+    Ok(key.to_owned())
+}
+
+pub(super) fn symbol_list(raw: &str) -> Result<SymbolList, String> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(SymbolList(Vec::new()));
+    }
+    let mut symbols = Vec::new();
+    for symbol in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        proposal::parse_symbol(symbol.as_bytes()).map_err(|e| format!("{symbol:?}: {e}"))?;
+        if !symbols.iter().any(|s| s == symbol) {
+            symbols.push(symbol.to_owned());
+        }
+    }
+    Ok(SymbolList(symbols))
+}
+
+pub(super) fn boolean(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+pub(super) fn log_level(raw: &str) -> Result<tracing::Level, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "error" | "critical" => Ok(tracing::Level::ERROR),
+        "warn" | "warning" => Ok(tracing::Level::WARN),
+        "info" => Ok(tracing::Level::INFO),
+        "debug" => Ok(tracing::Level::DEBUG),
+        "trace" => Ok(tracing::Level::TRACE),
+        _ => Err("expected error, warn, info, debug or trace".into()),
+    }
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` or `:port` (every interface), the host an IP
+/// literal or a name (`localhost`, a DNS name), resolved when binding.
+pub(super) fn listen_address(raw: &str) -> Result<ListenAddress, String> {
+    let raw = raw.trim();
+    let ip = |host: IpAddr, port: Option<u16>| ListenAddress {
+        host: host.to_string(),
+        port,
+    };
+    if let Ok(addr) = raw.parse::<SocketAddr>() {
+        return Ok(ip(addr.ip(), Some(addr.port())));
+    }
+    let bare = raw
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(raw);
+    if let Ok(addr) = bare.parse::<IpAddr>() {
+        return Ok(ip(addr, None));
+    }
+    let (host, port) = match raw.rsplit_once(':') {
+        Some(("", port_text)) => {
+            return Ok(ip(Ipv4Addr::UNSPECIFIED.into(), Some(port(port_text)?)));
+        }
+        Some((host, port_text)) => (host, Some(port(port_text)?)),
+        None => (raw, None),
+    };
+    let valid_name = host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !valid_name {
+        return Err(
+            "expected an IP address or host name with an optional port, e.g. 127.0.0.1, localhost:8042, 0.0.0.0:8042 or [::1]:8042"
+                .into(),
+        );
+    }
+    Ok(ListenAddress {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+pub(super) fn telemetry_path(raw: &str) -> Result<String, String> {
+    let path = raw.trim();
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+        return Err("expected a path starting with /, e.g. /metrics".into());
+    }
+    if matches!(path, "/" | "/health" | "/ready" | "/api/v1/proposals") {
+        return Err(format!("{path} is taken by another endpoint"));
+    }
+    Ok(path.to_owned())
+}
+
+pub(super) fn log_format(raw: &str) -> Result<LogFormat, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "logfmt" => Ok(LogFormat::Logfmt),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected logfmt or json".into()),
+    }
+}
+
+/// Parses `--from`.
+pub(super) fn exporter_url(raw: &str) -> Result<ExporterUrl, String> {
+    let uri: Uri = raw
+        .trim()
+        .parse()
+        .map_err(|e| format!("not a URL ({e}); expected e.g. http://127.0.0.1:8042"))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err("expected an http:// or https:// URL, e.g. http://127.0.0.1:8042".into());
+        }
+    };
+    let authority = uri.authority().ok_or("the URL has no host")?;
+    if authority.as_str().contains('@') {
+        return Err(
+            "expected http[s]://host[:port][/path]: give the user with --auth.username".into(),
+        );
+    }
+    if uri.query().is_some() {
+        return Err("expected http[s]://host[:port][/path], without a query".into());
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let path = format!("{}{PROPOSALS_PATH}", uri.path().trim_end_matches('/'));
+    path.parse::<Uri>().map_err(|e| format!("bad path: {e}"))?;
+    Ok(ExporterUrl {
+        tls,
+        authority: authority.as_str().to_owned(),
+        host: host.to_owned(),
+        port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_urls() {
+        let url = exporter_url("http://127.0.0.1:8042").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("127.0.0.1", 8042, "/api/v1/proposals")
+        );
+        assert_eq!(url.to_string(), "http://127.0.0.1:8042/api/v1/proposals");
+        let url = exporter_url(" http://[::1]:9000/harvest/ ").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.authority.as_str(), url.path.as_str()),
+            ("::1", "[::1]:9000", "/harvest/api/v1/proposals")
+        );
+        assert_eq!(exporter_url("http://exporter.internal").unwrap().port, 80);
+        let url = exporter_url("https://exporter.internal/").unwrap();
+        assert_eq!((url.tls, url.port), (true, 443));
+        assert_eq!(
+            url.to_string(),
+            "https://exporter.internal/api/v1/proposals"
+        );
+        for bad in [
+            "ftp://127.0.0.1:8042",
+            "127.0.0.1:8042",
+            "http://u:p@host",
+            "http://host/?x=1",
+            "",
+            "http://",
+        ] {
+            assert!(exporter_url(bad).is_err(), "{bad}");
+        }
+    }
+}
