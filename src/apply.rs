@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use enum_map::EnumMap;
 
 use crate::exposition::{Format, Writer};
+use crate::gzip::{Deflated, Deflater};
 use crate::proposal::{self, Action};
 
 use entry::{Bounded, Defect, OTHER, details_error, normalise_code};
@@ -129,6 +130,9 @@ pub(crate) struct ApplyView {
 pub struct ApplyPublication {
     pub(crate) text: bytes::Bytes,
     pub(crate) open_metrics: bytes::Bytes,
+    /// The same, compressed here, once per change: scrapes send them as they are.
+    text_gzip: Deflated,
+    open_metrics_gzip: Deflated,
     pub(crate) view: ApplyView,
 }
 
@@ -139,10 +143,21 @@ impl ApplyPublication {
             state.encode(&mut w);
             bytes::Bytes::from(w.into_bytes())
         };
+        let (text, open_metrics) = (render(Format::Text), render(Format::OpenMetrics));
         ApplyPublication {
-            text: render(Format::Text),
-            open_metrics: render(Format::OpenMetrics),
+            text_gzip: Deflater::new().deflate(&text),
+            open_metrics_gzip: Deflater::new().deflate(&open_metrics),
+            text,
+            open_metrics,
             view: state.view(),
+        }
+    }
+
+    /// [`Self::metrics`] compressed, for a gzip member's middle.
+    pub(crate) fn gzip(&self, format: Format) -> &Deflated {
+        match format {
+            Format::Text => &self.text_gzip,
+            Format::OpenMetrics => &self.open_metrics_gzip,
         }
     }
 

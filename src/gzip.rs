@@ -11,7 +11,7 @@ use flate2::{Compression, write::DeflateEncoder};
 /// Deflate data of one piece of a body: blocks that refer to nothing before them and end on a
 /// byte boundary without the final bit, so that any such pieces, one after another, are one
 /// deflate stream of their data in that order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Deflated {
     bytes: Bytes,
     crc: crc32fast::Hasher,
@@ -19,6 +19,13 @@ pub(crate) struct Deflated {
 }
 
 /// Compresses pieces, reusing the compressor's state (some hundred kilobytes) between them.
+impl Deflated {
+    /// The compressed bytes, sent as they are.
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
 pub(crate) struct Deflater {
     encoder: DeflateEncoder<Vec<u8>>,
 }
@@ -85,6 +92,21 @@ impl GzipHead {
 
     /// The rest of the member: `tail` as stored (uncompressed) blocks, the last one final, then
     /// the CRC-32 and length of body and tail together.
+    /// The rest of the member after `middle`, a piece compressed elsewhere and sent between
+    /// the head and this: `tail` as stored blocks, then the checksum and length of it all.
+    pub(crate) fn finish_after(&self, middle: &Deflated, tail: &[u8]) -> Vec<u8> {
+        let head = GzipHead {
+            chunks: Vec::new(),
+            crc: {
+                let mut crc = self.crc.clone();
+                crc.combine(&middle.crc);
+                crc
+            },
+            len: self.len + middle.len,
+        };
+        head.finish(tail)
+    }
+
     pub(crate) fn finish(&self, tail: &[u8]) -> Vec<u8> {
         const MAX_STORED: usize = u16::MAX as usize;
         let mut out = Vec::with_capacity(tail.len() + 5 * (tail.len() / MAX_STORED + 1) + 8);
@@ -120,6 +142,35 @@ mod tests {
             .read_to_string(&mut decoded)
             .unwrap();
         decoded
+    }
+
+    #[test]
+    fn a_piece_compressed_later_goes_between_head_and_tail() {
+        use std::io::Read as _;
+        let body = "# HELP a A.\n# TYPE a gauge\na 1.0\n".repeat(50);
+        let middle_text = "m{x=\"y\"} 2\n".repeat(300);
+        let head = GzipHead::new([Deflater::new().deflate(body.as_bytes())]);
+        for middle in [
+            Deflated::default(),
+            Deflater::new().deflate(middle_text.as_bytes()),
+        ] {
+            let member = [
+                head.chunks.concat(),
+                middle.bytes().to_vec(),
+                head.finish_after(&middle, b"tail 1\n"),
+            ]
+            .concat();
+            let mut decoded = String::new();
+            flate2::read::GzDecoder::new(member.as_slice())
+                .read_to_string(&mut decoded)
+                .unwrap();
+            let expected_middle = if middle.bytes().is_empty() {
+                ""
+            } else {
+                middle_text.as_str()
+            };
+            assert_eq!(decoded, format!("{body}{expected_middle}tail 1\n"));
+        }
     }
 
     #[test]

@@ -87,6 +87,22 @@ fn plans_and_results_are_counted_within_a_second() {
     });
     let took = started.elapsed();
     promtool_check_metrics(&body);
+    // Compressed when the follower published them, the families arrive whole in a gzip scrape.
+    let response = http_get(exporter.port, "/metrics", &[("Accept-Encoding", "gzip")]).unwrap();
+    let mut decoded = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(response.body.as_slice()),
+        &mut decoded,
+    )
+    .expect("one valid gzip member");
+    promtool_check_metrics(&decoded);
+    assert_eq!(
+        value(
+            &decoded,
+            "quantum_apply_stream_entries_seen_total{stream=\"result\"}"
+        ),
+        2.0
+    );
     for (series, expected) in [
         (
             "quantum_apply_plans_seen_total{symbol=\"BTCUSDT\",decision=\"EXECUTE\",action=\"FULL_CLOSE_PROPOSED\"}",

@@ -133,8 +133,8 @@ pub(super) fn respond<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<
 }
 
 /// The body rendered at the last refresh in the format asked for, then the apply streams'
-/// families as last rendered, then the scrape-time tail; with gzip, the last two are stored in
-/// the member's final blocks.
+/// families as last rendered, then the scrape-time tail. With gzip, the first two are sent as
+/// compressed when they were made, and only the small tail is framed per scrape.
 fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
     let published = answer.published;
     let format = negotiate(request.headers().get(header::ACCEPT));
@@ -144,8 +144,10 @@ fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
     let body = published.body(format);
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
     let (mut chunks, tail) = if gzip {
-        let stored = [apply.as_ref(), &tail].concat();
-        (body.gzip.chunks.clone(), body.gzip.finish(&stored))
+        let apply = answer.apply.gzip(format);
+        let mut chunks = body.gzip.chunks.clone();
+        chunks.push(apply.bytes().clone());
+        (chunks, body.gzip.finish_after(apply, &tail))
     } else {
         let mut chunks = body.plain.clone();
         chunks.push(apply.clone());
