@@ -764,7 +764,7 @@ fn apply_streams(out: &mut String, r: &Results) {
         rows,
     );
 
-    out.push_str("**Following while idle.** The follower's commands while no entry is written, counted over the scrape runs below (scrapes send Redis nothing): an `XREAD BLOCK 1000` that times out every second, and every 5 s a `TYPE`, `XINFO STREAM` and `XINFO GROUPS` per stream. The follower waits for each reply before sending the next command, so every command is a round trip.\n\n");
+    out.push_str("**Following while idle.** The follower's commands while no entry is written, counted over the scrape runs below (scrapes send Redis nothing): an `XREAD BLOCK 1000` that times out every second, and every 5 s a `TYPE`, `XINFO STREAM` and `XINFO GROUPS` per stream. The follower waits for each reply before sending the next command, so every command is a round trip. Redis µs are the time Redis spent inside those commands, which preemption inflates when the window's load runs keep both cores busy.\n\n");
     let rows = sizes
         .iter()
         .map(|n| {
@@ -795,7 +795,7 @@ fn apply_streams(out: &mut String, r: &Results) {
         rows,
     );
 
-    out.push_str("**The scrape path, followed or not.** wrk as in Throughput under load, the two exporters' runs alternating, each idle while the other is loaded. The follower's exporter also serves the apply families of the burst's 100 symbols, hence its larger body. With gzip, those families follow the pre-compressed body as stored (uncompressed) deflate blocks, copied and checksummed on every scrape, so they add their full size to a gzip body.\n\n");
+    out.push_str("**The scrape path, followed or not.** wrk as in Throughput under load, the two exporters' runs alternating, each idle while the other is loaded. The follower's exporter also serves the apply families of the burst's 100 symbols, hence its larger body. With gzip, those families follow the pre-compressed body as stored (uncompressed) deflate blocks, copied and checksummed on every scrape, so they add their full size to a gzip body. The ratios thus hold the cost of those families' bytes as well as any cost of following.\n\n");
     let mut rows = Vec::new();
     for n in &sizes {
         for enc in ["plain", "gzip"] {
