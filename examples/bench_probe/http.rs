@@ -10,7 +10,7 @@ use harvest_exporter::config::DEFAULT_PREFIX;
 
 use crate::{Options, percentile, sorted};
 
-fn send(port: u16, gzip: bool, timeout: Duration) -> std::io::Result<TcpStream> {
+pub fn send(port: u16, gzip: bool, timeout: Duration) -> std::io::Result<TcpStream> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;

@@ -4,6 +4,7 @@
 //!
 //! Subcommands print `key=value` pairs on one line, for the script to record.
 
+mod apply_streams;
 mod http;
 mod procfs;
 mod redis_stats;
@@ -23,6 +24,8 @@ const USAGE: &str = "usage: bench_probe COMMAND --key value ...
   values  --port P --names a,b [--samples K] [--every S]
   fresh   --redis-port P --port P --symbol SYM --trials K --budget S --pace S --timeout S
   cost    --pid P --redis-pid P --redis-port P --symbols N --interval S --refreshes K --max-secs S
+  apply-fresh  --redis-port P --port P --trials K --budget S --pace S [--timeout S]
+  apply-burst  --redis-port P --port P --pid P --entries E [--symbols N] [--max-secs S]
   report  --results FILE --out FILE";
 
 fn main() -> ExitCode {
@@ -44,6 +47,8 @@ fn main() -> ExitCode {
         "values" => http::values(&options),
         "fresh" => http::fresh(&options),
         "cost" => redis_stats::cost(&options),
+        "apply-fresh" => apply_streams::fresh(&options),
+        "apply-burst" => apply_streams::burst(&options),
         "report" => report::write(&options),
         other => Err(format!("unknown command {other}\n{USAGE}")),
     };

@@ -657,8 +657,232 @@ fn render(r: &Results) -> String {
         rows,
     );
 
+    apply_streams(&mut out, r);
     goals(&mut out, r);
     out
+}
+
+/// The sizes at which the apply streams were measured.
+fn apply_sizes(r: &Results) -> Vec<&String> {
+    r.sizes
+        .iter()
+        .filter(|n| {
+            r.get(n, "streams", "fresh_trials").is_some()
+                || r.get(n, "streams", "burst_entries").is_some()
+        })
+        .collect()
+}
+
+fn apply_streams(out: &mut String, r: &Results) {
+    let sizes = apply_sizes(r);
+    if sizes.is_empty() {
+        return;
+    }
+    out.push_str("## Apply streams\n\nThe follower of the apply layer's two streams (`--apply.streams`, on by default), measured at one size against a private pair of exporters that poll Redis every 300 s, so that no refresh falls in a window: one follows the streams, one runs with `--apply.streams=false`. Each stream has one consumer group, as the real ones have.\n\n");
+    out.push_str("**XADD to /metrics.** Time from an `XADD` of a plan (every field the apply layer writes) to `quantum_apply_stream_entries_seen_total{stream=\"plan\"}` counting it, reading the whole body every millisecond (the apply families come after the proposals'), so a trial takes at least one body read (its median alone is in the table). Each trial first waits a random part of the pace, so that writes land at every point of the follower's cycle (a blocked `XREAD`, its 1 s timeout, the `XINFO` round every 5 s).\n\n");
+    let rows = sizes
+        .iter()
+        .map(|n| {
+            let get = |key: &str| r.get(n, "streams", &format!("fresh_{key}"));
+            vec![
+                size(n),
+                or_dash(get("trials"), count),
+                or_dash(get("timeouts"), count),
+                or_dash(get("polls"), count),
+                or_dash(get("read_ms"), sig),
+                or_dash(get("p50_ms"), sig),
+                or_dash(get("p99_ms"), sig),
+                or_dash(get("max_ms"), sig),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "N",
+            "trials",
+            "timeouts",
+            "polls",
+            "one body read (ms)",
+            "p50 (ms)",
+            "p99 (ms)",
+            "max (ms)",
+        ],
+        rows,
+    );
+
+    out.push_str("**A burst of entries.** Plans and their results (the close, failure and dry-run field sets, over 100 symbols), pipelined 500 `XADD`s at a time without trimming, while the exporter's CPU is read every millisecond. The window runs from the first write to the exporter's last CPU activity once both counters have moved by every entry written (checked with one scrape after 50 ms of quiet; more checks mean the exporter was still busy). Wall: that window; write: the writer's own time. CPU: all threads' schedstat time; user and system: /proc/<pid>/stat in 10 ms ticks, so coarse for small bursts. Redis: the follower's commands (`XREAD`, `XINFO`, `TYPE`, `XREVRANGE`) and the microseconds Redis spent in them (`INFO commandstats`), the writer's `XADD`s aside.\n\n");
+    let rows = sizes
+        .iter()
+        .map(|n| {
+            let get = |key: &str| r.get(n, "streams", &format!("burst_{key}"));
+            let per_k = |value: Option<f64>| {
+                value
+                    .zip(get("entries").filter(|&e| e > 0.0))
+                    .map(|(v, e)| v * 1000.0 / e)
+            };
+            let entries = match (get("entries"), get("plans"), get("results")) {
+                (Some(e), Some(p), Some(res)) => {
+                    format!("{} ({} + {})", count(e), count(p), count(res))
+                }
+                (e, _, _) => or_dash(e, count),
+            };
+            let split = match (per_k(get("user_ms")), per_k(get("sys_ms"))) {
+                (Some(u), Some(s)) => format!("{} / {}", sig(u), sig(s)),
+                _ => "–".into(),
+            };
+            vec![
+                size(n),
+                entries,
+                or_dash(get("write_secs"), |s| sig(s * 1e3)),
+                or_dash(get("wall_ms"), sig),
+                or_dash(get("checks"), count),
+                or_dash(get("cpu_ms"), sig),
+                or_dash(per_k(get("cpu_ms")), sig),
+                split,
+                or_dash(per_k(get("commands")), sig),
+                or_dash(per_k(get("xread")), sig),
+                or_dash(per_k(get("redis_usec")), sig),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "N",
+            "entries (plans + results)",
+            "write (ms)",
+            "wall until counted (ms)",
+            "checks",
+            "exporter CPU (ms)",
+            "CPU per 1,000 entries (ms)",
+            "user / system per 1,000 (ms)",
+            "follower commands per 1,000",
+            "of which XREAD",
+            "Redis µs per 1,000",
+        ],
+        rows,
+    );
+
+    out.push_str("**Following while idle.** The follower's commands while no entry is written, counted over the scrape runs below (scrapes send Redis nothing): an `XREAD BLOCK 1000` that times out every second, and every 5 s a `TYPE`, `XINFO STREAM` and `XINFO GROUPS` per stream. The follower waits for each reply before sending the next command, so every command is a round trip. Redis µs are the time Redis spent inside those commands, which preemption inflates when the window's load runs keep both cores busy.\n\n");
+    let rows = sizes
+        .iter()
+        .map(|n| {
+            let get = |key: &str| r.get(n, "streams", &format!("idle_{key}"));
+            let secs = get("secs").filter(|&s| s > 0.0);
+            let per_s = |v: Option<f64>| v.zip(secs).map(|(v, s)| v / s);
+            let others = get("commands").zip(get("xread")).map(|(c, x)| c - x);
+            vec![
+                size(n),
+                or_dash(secs, |s| format!("{} s", sig(s))),
+                or_dash(per_s(get("commands")), sig),
+                or_dash(per_s(get("xread")), sig),
+                or_dash(per_s(others), sig),
+                or_dash(per_s(get("redis_usec")), sig),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "N",
+            "window",
+            "commands (round trips) per s",
+            "XREAD per s",
+            "XINFO and TYPE per s",
+            "Redis µs per s",
+        ],
+        rows,
+    );
+
+    out.push_str("**The scrape path, followed or not.** wrk as in Throughput under load, the two exporters' runs alternating, each idle while the other is loaded. The follower's exporter also serves the apply families of the burst's 100 symbols, hence its larger body. With gzip, those families follow the pre-compressed body as stored (uncompressed) deflate blocks, copied and checksummed on every scrape, so they add their full size to a gzip body. The ratios thus hold the cost of those families' bytes as well as any cost of following.\n\n");
+    let mut rows = Vec::new();
+    for n in &sizes {
+        for enc in ["plain", "gzip"] {
+            let (on, off) = (r.rps(n, "streams_on", enc), r.rps(n, "streams_off", enc));
+            if on.is_none() && off.is_none() {
+                continue;
+            }
+            let p99 = |t: &str| r.load_ms(n, t, enc, "p99");
+            rows.push(vec![
+                size(n),
+                enc.into(),
+                or_dash(on, sig),
+                or_dash(off, sig),
+                ratio(on, off),
+                or_dash(p99("streams_on"), sig),
+                or_dash(p99("streams_off"), sig),
+                ratio(p99("streams_on"), p99("streams_off")),
+                or_dash(r.get(n, "streams_on", &format!("body_{enc}_bytes")), bytes),
+                or_dash(r.get(n, "streams_off", &format!("body_{enc}_bytes")), bytes),
+            ]);
+        }
+    }
+    table(
+        out,
+        &[
+            "N",
+            "encoding",
+            "followed: req/s",
+            "not: req/s",
+            "throughput followed / not",
+            "followed: p99 (ms)",
+            "not: p99 (ms)",
+            "p99 followed / not",
+            "body followed",
+            "body not",
+        ],
+        rows,
+    );
+}
+
+fn apply_goals(goals: &mut Vec<Goal>, r: &Results) {
+    let sizes = apply_sizes(r);
+    if sizes.is_empty() {
+        goals.push(check(
+            "apply streams: XADD to /metrics, p99 (ms)".into(),
+            None,
+            "< 50".into(),
+            |v| v < 50.0,
+        ));
+    }
+    for n in sizes {
+        let timeouts = r.get(n, "streams", "fresh_timeouts").unwrap_or(0.0);
+        goals.push(check(
+            format!("apply streams at {}: XADD to /metrics, p99 (ms)", size(n)),
+            r.get(n, "streams", "fresh_p99_ms"),
+            "< 50 and no timeout".into(),
+            |v| v < 50.0 && timeouts == 0.0,
+        ));
+        let per_k = r
+            .get(n, "streams", "burst_cpu_ms")
+            .zip(r.get(n, "streams", "burst_entries").filter(|&e| e > 0.0))
+            .map(|(cpu, e)| cpu * 1000.0 / e);
+        goals.push(check(
+            format!(
+                "apply streams at {}: exporter CPU per 1,000 entries (ms)",
+                size(n)
+            ),
+            per_k,
+            "reported".into(),
+            |_| true,
+        ));
+        for enc in ["plain", "gzip"] {
+            let (on, off) = (r.rps(n, "streams_on", enc), r.rps(n, "streams_off", enc));
+            if enc == "gzip" && on.is_none() && off.is_none() {
+                continue;
+            }
+            goals.push(check(
+                format!(
+                    "apply streams at {}: scrape throughput ({enc}), followed / not",
+                    size(n)
+                ),
+                on.zip(off.filter(|&o| o > 0.0)).map(|(a, b)| a / b),
+                "≥ 0.9 (within noise)".into(),
+                |v| v >= 0.9,
+            ));
+        }
+    }
 }
 
 fn header(out: &mut String, r: &Results) {
@@ -922,6 +1146,7 @@ fn goals(out: &mut String, r: &Results) {
         "100 to 10,000".into(),
         |v| (100.0..=10_000.0).contains(&v),
     ));
+    apply_goals(&mut goals, r);
     for n in [ten, hundred] {
         goals.push(check(
             format!(
@@ -976,5 +1201,29 @@ mod tests {
         assert!(markdown.contains(
             "| refresh wall time at 10,000 (ms) | not measured | < 100 | not measured |"
         ));
+        assert!(markdown.contains(
+            "| apply streams: XADD to /metrics, p99 (ms) | not measured | < 50 | not measured |"
+        ));
+    }
+
+    #[test]
+    fn apply_streams_are_judged_where_measured() {
+        let tsv = "-\tmeta\tsizes\t3 1000\n\
+1000\tstreams\tfresh_trials\t20\n1000\tstreams\tfresh_timeouts\t0\n1000\tstreams\tfresh_p99_ms\t12.5\n\
+1000\tstreams\tburst_entries\t20000\n1000\tstreams\tburst_cpu_ms\t300\n\
+1000\tstreams_on\tload_plain_requests\t850\n1000\tstreams_on\tload_plain_duration_us\t1000000\n\
+1000\tstreams_off\tload_plain_requests\t1000\n1000\tstreams_off\tload_plain_duration_us\t1000000\n";
+        let markdown = render(&Results::parse(tsv));
+        assert!(markdown.contains("## Apply streams"));
+        assert!(markdown.contains(
+            "| apply streams at 1,000: XADD to /metrics, p99 (ms) | 12.5 | < 50 and no timeout | pass |"
+        ));
+        assert!(markdown.contains(
+            "| apply streams at 1,000: exporter CPU per 1,000 entries (ms) | 15.0 | reported | pass |"
+        ));
+        assert!(markdown.contains(
+            "| apply streams at 1,000: scrape throughput (plain), followed / not | 0.850 | ≥ 0.9 (within noise) | **fail** |"
+        ));
+        assert!(!markdown.contains("scrape throughput (gzip)"));
     }
 }
