@@ -795,7 +795,7 @@ fn apply_streams(out: &mut String, r: &Results) {
         rows,
     );
 
-    out.push_str("**The scrape path, followed or not.** wrk as in Throughput under load, the two exporters' runs alternating, each idle while the other is loaded. The follower's exporter also serves the apply families of the burst's 100 symbols, hence its larger body. With gzip, those families follow the pre-compressed body as stored (uncompressed) deflate blocks, copied and checksummed on every scrape, so they add their full size to a gzip body. The ratios thus hold the cost of those families' bytes as well as any cost of following.\n\n");
+    out.push_str("**The scrape path, followed or not.** wrk as in Throughput under load, the two exporters' runs alternating, each idle while the other is loaded. The follower's exporter also serves the apply families of the burst's 100 symbols, hence its larger body. With gzip, those families are compressed once per change, when the follower publishes them, and sent as they are. The ratios thus hold the cost of those families' bytes as well as any cost of following.\n\n");
     let mut rows = Vec::new();
     for n in &sizes {
         for enc in ["plain", "gzip"] {
