@@ -242,13 +242,19 @@ fn tls_config(
             "client_allowed_sans is not supported; restrict clients with client_ca_file".into(),
         ));
     }
+    // Both from files: re-read when they change, as exporter-toolkit does at each handshake.
+    let cert_files = section
+        .cert_file
+        .as_ref()
+        .zip(section.key_file.as_ref())
+        .map(|(cert, key)| (base.join(cert), base.join(key)));
     let cert = read_pem(section.cert, section.cert_file, base, "cert")?.ok_or_else(|| {
         TlsError::Unsupported("tls_server_config needs cert_file (or cert)".into())
     })?;
     let key = read_pem(section.key, section.key_file, base, "key")?
         .ok_or_else(|| TlsError::Unsupported("tls_server_config needs key_file (or key)".into()))?;
     let client_ca = read_pem(section.client_ca, section.client_ca_file, base, "client_ca")?;
-    let (chain, key) = certified_key(&cert, &key)?;
+    let server_cert = ServerCert::new(&cert, &key, cert_files)?;
 
     let versions = protocol_versions(
         section.min_version.as_deref(),
@@ -283,14 +289,84 @@ fn tls_config(
             ignored.push(name);
         }
     }
-    let mut config = builder
-        .with_single_cert(chain, key)
+    let mut config = builder.with_cert_resolver(Arc::new(server_cert));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The server's certificate and key. When they come from files, a handshake that finds either
+/// file changed on disk (modification time or size) reads the pair again, so a renewed
+/// certificate is served without a reload; a pair that does not load (half written, say) leaves
+/// the one in force and is tried again at the next handshake.
+#[derive(Debug)]
+struct ServerCert {
+    files: Option<(PathBuf, PathBuf)>,
+    current: Mutex<(Option<Stamps>, Arc<rustls::sign::CertifiedKey>)>,
+}
+
+type Stamps = [(Option<std::time::SystemTime>, u64); 2];
+
+impl ServerCert {
+    fn new(
+        cert: &[u8],
+        key: &[u8],
+        files: Option<(PathBuf, PathBuf)>,
+    ) -> Result<ServerCert, TlsError> {
+        let stamps = files.as_ref().map(|(cert, key)| stamps(cert, key));
+        Ok(ServerCert {
+            current: Mutex::new((stamps, Arc::new(signing_pair(cert, key)?))),
+            files,
+        })
+    }
+
+    /// Reads the files again if they changed since the pair in force was read.
+    fn refreshed(&self) -> Arc<rustls::sign::CertifiedKey> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cert_path, key_path)) = &self.files {
+            let now = stamps(cert_path, key_path);
+            if current.0 != Some(now) {
+                let read =
+                    std::fs::read(cert_path).and_then(|cert| Ok((cert, std::fs::read(key_path)?)));
+                match read
+                    .map_err(|e| e.to_string())
+                    .and_then(|(cert, key)| signing_pair(&cert, &key).map_err(|e| e.to_string()))
+                {
+                    Ok(pair) => {
+                        tracing::info!("TLS certificate read again from {}", cert_path.display());
+                        *current = (Some(now), Arc::new(pair));
+                    }
+                    Err(error) => tracing::warn!(
+                        "TLS certificate changed on disk but does not load, serving the previous one: {error}"
+                    ),
+                }
+            }
+        }
+        Arc::clone(&current.1)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCert {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.refreshed())
+    }
+}
+
+fn stamps(cert: &Path, key: &Path) -> Stamps {
+    [cert, key]
+        .map(|path| std::fs::metadata(path).map_or((None, 0), |m| (m.modified().ok(), m.len())))
+}
+
+/// A certificate chain and the key that signs for it, checked to belong together.
+fn signing_pair(cert: &[u8], key: &[u8]) -> Result<rustls::sign::CertifiedKey, TlsError> {
+    let (chain, key) = certified_key(cert, key)?;
+    rustls::sign::CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
         .map_err(|cause| TlsError::Rustls {
             what: "cert and key",
             cause,
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+        })
 }
 
 /// The server's certificate chain (at least one certificate) and its private key, from PEM.

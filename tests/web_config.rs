@@ -310,3 +310,54 @@ fn sighup_without_a_web_config_keeps_the_exporter_running() {
         Some(1.0)
     );
 }
+
+/// A renewed certificate on disk is served from the next handshake, without a reload, as
+/// exporter-toolkit does; a half-written one leaves the previous certificate serving.
+#[test]
+fn a_certificate_renewed_on_disk_is_served_without_a_reload() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let (first, second) = (Certs::new(), Certs::new());
+    let web = first.dir.0.join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    )
+    .unwrap();
+    let (web_path, url) = (web.to_string_lossy().into_owned(), redis.url());
+    let exporter =
+        Exporter::start_listening(&["--redis.addr", &url, "--web.config.file", &web_path], &[]);
+    let (ca1, ca2) = (
+        first.ca.to_string_lossy().into_owned(),
+        second.ca.to_string_lossy().into_owned(),
+    );
+    assert_eq!(curl(exporter.port, "/health", &["--cacert", &ca1]).0, 200);
+
+    for name in ["server.crt", "server.key"] {
+        std::fs::copy(second.dir.0.join(name), first.dir.0.join(name)).unwrap();
+    }
+    assert_eq!(curl(exporter.port, "/health", &["--cacert", &ca2]).0, 200);
+    assert_eq!(
+        curl(exporter.port, "/health", &["--cacert", &ca1]).0,
+        0,
+        "the old certificate is no longer served"
+    );
+
+    std::fs::write(
+        first.dir.0.join("server.crt"),
+        "-----BEGIN CERTIFICATE-----\nhalf",
+    )
+    .unwrap();
+    assert_eq!(
+        curl(exporter.port, "/health", &["--cacert", &ca2]).0,
+        200,
+        "a file that does not load leaves the one in force"
+    );
+    assert!(exporter.log_text().contains("does not load"));
+    report(
+        "Certificate renewed on disk",
+        "the server's certificate and key replaced on disk, then the certificate half written",
+        "the new certificate served from the next handshake without SIGHUP; the half-written one ignored, the previous one kept",
+        "reloads needed: 0",
+    );
+}
