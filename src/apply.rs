@@ -144,9 +144,10 @@ impl ApplyPublication {
             bytes::Bytes::from(w.into_bytes())
         };
         let (text, open_metrics) = (render(Format::Text), render(Format::OpenMetrics));
+        let mut deflater = Deflater::new();
         ApplyPublication {
-            text_gzip: Deflater::new().deflate(&text),
-            open_metrics_gzip: Deflater::new().deflate(&open_metrics),
+            text_gzip: deflater.deflate(&text),
+            open_metrics_gzip: deflater.deflate(&open_metrics),
             text,
             open_metrics,
             view: state.view(),
@@ -504,22 +505,18 @@ mod tests {
             ],
         );
         state.recall(StreamKind::Plan, &plan);
-        let text = text(&state);
-        assert!(text.contains(
+        let recalled = text(&state);
+        assert!(recalled.contains(
             "quantum_apply_last_plan_decision{symbol=\"ETHUSDT\",decision=\"SKIP\"} 1.0"
         ));
-        assert!(!text.contains("quantum_apply_plans_seen_total{"));
-        assert!(text.contains("quantum_apply_stream_entries_seen_total{stream=\"plan\"} 0\n"));
+        assert!(!recalled.contains("quantum_apply_plans_seen_total{"));
+        assert!(recalled.contains("quantum_apply_stream_entries_seen_total{stream=\"plan\"} 0\n"));
         // A result for a plan recalled at start-up still gives a latency.
         state.observe(
             StreamKind::Result,
             &entry(5_500, &[("plan_id", "p1"), ("decision", "SKIP")]),
         );
-        assert!(text_of_count(&state).contains("quantum_apply_plan_to_result_seconds_count 1\n"));
-    }
-
-    fn text_of_count(state: &ApplyState) -> String {
-        text(state)
+        assert!(text(&state).contains("quantum_apply_plan_to_result_seconds_count 1\n"));
     }
 
     #[test]

@@ -18,7 +18,6 @@ pub(crate) struct Deflated {
     len: u64,
 }
 
-/// Compresses pieces, reusing the compressor's state (some hundred kilobytes) between them.
 impl Deflated {
     /// The compressed bytes, sent as they are.
     pub(crate) fn bytes(&self) -> &Bytes {
@@ -26,6 +25,7 @@ impl Deflated {
     }
 }
 
+/// Compresses pieces, reusing the compressor's state (some hundred kilobytes) between them.
 pub(crate) struct Deflater {
     encoder: DeflateEncoder<Vec<u8>>,
 }
@@ -90,43 +90,41 @@ impl GzipHead {
         head
     }
 
-    /// The rest of the member: `tail` as stored (uncompressed) blocks, the last one final, then
-    /// the CRC-32 and length of body and tail together.
+    /// The rest of the member when nothing comes between the head and `tail`.
+    #[cfg(test)]
+    pub(crate) fn finish(&self, tail: &[u8]) -> Vec<u8> {
+        self.finish_after(&Deflated::default(), tail)
+    }
+
     /// The rest of the member after `middle`, a piece compressed elsewhere and sent between
     /// the head and this: `tail` as stored blocks, then the checksum and length of it all.
     pub(crate) fn finish_after(&self, middle: &Deflated, tail: &[u8]) -> Vec<u8> {
-        let head = GzipHead {
-            chunks: Vec::new(),
-            crc: {
-                let mut crc = self.crc.clone();
-                crc.combine(&middle.crc);
-                crc
-            },
-            len: self.len + middle.len,
-        };
-        head.finish(tail)
-    }
-
-    pub(crate) fn finish(&self, tail: &[u8]) -> Vec<u8> {
-        const MAX_STORED: usize = u16::MAX as usize;
-        let mut out = Vec::with_capacity(tail.len() + 5 * (tail.len() / MAX_STORED + 1) + 8);
-        let mut blocks = tail.chunks(MAX_STORED).peekable();
-        if blocks.peek().is_none() {
-            out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
-        }
-        while let Some(block) = blocks.next() {
-            let len = block.len() as u16;
-            out.push(u8::from(blocks.peek().is_none()));
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(&(!len).to_le_bytes());
-            out.extend_from_slice(block);
-        }
         let mut crc = self.crc.clone();
-        crc.update(tail);
-        out.extend_from_slice(&crc.finalize().to_le_bytes());
-        out.extend_from_slice(&((self.len + tail.len() as u64) as u32).to_le_bytes());
-        out
+        crc.combine(&middle.crc);
+        trailer(crc, self.len + middle.len, tail)
     }
+}
+
+/// `tail` as stored blocks, the last one final, then the checksum and length of everything,
+/// given those of what came before it.
+fn trailer(mut crc: crc32fast::Hasher, len: u64, tail: &[u8]) -> Vec<u8> {
+    const MAX_STORED: usize = u16::MAX as usize;
+    let mut out = Vec::with_capacity(tail.len() + 5 * (tail.len() / MAX_STORED + 1) + 8);
+    let mut blocks = tail.chunks(MAX_STORED).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        let block_len = block.len() as u16;
+        out.push(u8::from(blocks.peek().is_none()));
+        out.extend_from_slice(&block_len.to_le_bytes());
+        out.extend_from_slice(&(!block_len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    crc.update(tail);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&((len + tail.len() as u64) as u32).to_le_bytes());
+    out
 }
 
 #[cfg(test)]

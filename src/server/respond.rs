@@ -139,7 +139,6 @@ fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
     let published = answer.published;
     let format = negotiate(request.headers().get(header::ACCEPT));
     let cache_age = published.snapshot.cache_age(Instant::now());
-    let apply = answer.apply.metrics(format);
     let tail = scrape_tail(format, cache_age, &answer.http, process::recent().as_ref());
     let body = published.body(format);
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
@@ -150,7 +149,7 @@ fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
         (chunks, body.gzip.finish_after(apply, &tail))
     } else {
         let mut chunks = body.plain.clone();
-        chunks.push(apply.clone());
+        chunks.push(answer.apply.metrics(format).clone());
         (chunks, tail)
     };
     chunks.push(tail.into());

@@ -236,26 +236,20 @@ fn check_installed(version: &str, gid: u32) {
         assert_eq!(mode_owner_group(page), (0o644, 0, 0));
     }
     assert!(gunzip(MAN_PAGES[0]).contains("\\fBREDIS_HOST\\fR"));
-    if Command::new("sh")
-        .args(["-c", "command -v man"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        let output = run_ok(
-            Command::new("man")
-                .env("MANWIDTH", "100")
-                .env("MAN_KEEP_FORMATTING", "")
-                .args(["--warnings", "harvest-exporter"]),
-        );
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert!(text.contains("--redis.addr"), "{text}");
-        assert!(
-            output.stderr.is_empty(),
-            "man warnings:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    require_tool("man", "man-db");
+    let output = run_ok(
+        Command::new("man")
+            .env("MANWIDTH", "100")
+            .env("MAN_KEEP_FORMATTING", "")
+            .args(["--warnings", "harvest-exporter"]),
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("--redis.addr"), "{text}");
+    assert!(
+        output.stderr.is_empty(),
+        "man warnings:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     // The bash completion loads and registers itself; the others name the command.
     let output = run_ok(Command::new("bash").args([
