@@ -92,12 +92,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => export(cli.config).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Simulate(args)) => {
+            let allowlist = args.allowlist();
             let symbols = args.symbols.0;
-            let allowlist = match args.allowlist {
-                None => Some(symbols.iter().take(1).cloned().collect()),
-                Some(list) if list.0.is_empty() => None,
-                Some(list) => Some(list.0),
-            };
             let apply = args.apply.then_some(simulate::ApplyOptions {
                 plan_stream: cli.config.plan_stream.clone(),
                 result_stream: cli.config.result_stream.clone(),

@@ -8,20 +8,9 @@ use std::time::Duration;
 
 use common::*;
 
-const PLANS: &str = "quantum:stream:apply.plan";
-const RESULTS: &str = "quantum:stream:apply.result";
+const PLANS: &str = PLAN_STREAM;
+const RESULTS: &str = RESULT_STREAM;
 const WAIT: Duration = Duration::from_secs(15);
-
-fn xadd(redis: &Redis, stream: &str, fields: &[(&str, &str)]) -> String {
-    let mut command = redis::cmd("XADD");
-    command.arg(stream).arg("*");
-    for (name, value) in fields {
-        command.arg(name).arg(value);
-    }
-    command
-        .query(&mut redis.connection())
-        .expect("XADD to the private redis")
-}
 
 fn plan(redis: &Redis, plan_id: &str, symbol: &str, decision: &str) {
     xadd(

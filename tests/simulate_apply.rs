@@ -8,8 +8,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use common::*;
 
-const PLAN_STREAM: &str = "quantum:stream:apply.plan";
-const RESULT_STREAM: &str = "quantum:stream:apply.result";
 /// Every field of a plan the apply layer writes, `event_type` aside.
 const PLAN_FIELDS: [&str; 20] = [
     "plan_id",

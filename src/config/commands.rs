@@ -145,6 +145,18 @@ pub struct SimulateArgs {
     pub allowlist: Option<SymbolList>,
 }
 
+impl SimulateArgs {
+    /// The symbols whose plans the simulated apply layer executes: by default the first of
+    /// --symbols; `None` (every symbol) for `*`.
+    pub fn allowlist(&self) -> Option<Vec<String>> {
+        match &self.allowlist {
+            None => Some(self.symbols.0.iter().take(1).cloned().collect()),
+            Some(list) if list.0.is_empty() => None,
+            Some(list) => Some(list.0.clone()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

@@ -200,7 +200,7 @@ pub(super) fn telemetry_path(raw: &str) -> Result<String, String> {
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
         return Err("expected a path starting with /, e.g. /metrics".into());
     }
-    if matches!(path, "/" | "/health" | "/ready" | "/api/v1/proposals") {
+    if matches!(path, "/" | "/health" | "/ready" | PROPOSALS_PATH) {
         return Err(format!("{path} is taken by another endpoint"));
     }
     Ok(path.to_owned())

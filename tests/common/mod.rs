@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub const PREFIX: &str = "quantum:harvest:proposal:";
+/// The apply layer's streams, as the exporter follows them by default.
+pub const PLAN_STREAM: &str = "quantum:stream:apply.plan";
+pub const RESULT_STREAM: &str = "quantum:stream:apply.result";
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
@@ -291,6 +294,18 @@ pub fn seed_example(redis: &Redis) {
             ("last_update_epoch", "1769130500"),
         ],
     );
+}
+
+/// Appends an entry to a stream as the apply layer does, and returns its ID.
+pub fn xadd(redis: &Redis, stream: &str, fields: &[(&str, &str)]) -> String {
+    let mut command = redis::cmd("XADD");
+    command.arg(stream).arg("*");
+    for (name, value) in fields {
+        command.arg(name).arg(value);
+    }
+    command
+        .query(&mut redis.connection())
+        .expect("XADD to the test redis-server")
 }
 
 /// The exporter binary built by cargo for these tests.

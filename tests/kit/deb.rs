@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::common::{TempDir, exporter_bin};
-use crate::{deploy, host_lock, require_tool, run_ok};
+use crate::{SERVICE_USER, deploy, getent, host_lock, require_tool, run_ok};
 
 const PACKAGE: &str = "harvest-exporter";
-const USER: &str = "harvest-exporter";
 const SERVICE: &str = "quantum-harvest-metrics-exporter.service";
 const BINARY: &str = "/usr/bin/harvest-exporter";
 const UNIT: &str = "/lib/systemd/system/quantum-harvest-metrics-exporter.service";
@@ -93,17 +92,6 @@ fn status() -> Option<String> {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     (output.status.success() && !text.is_empty() && !text.starts_with("unknown")).then_some(text)
-}
-
-fn getent(database: &str, key: &str) -> Option<Vec<String>> {
-    let output = Command::new("getent").args([database, key]).output().ok()?;
-    output.status.success().then(|| {
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .split(':')
-            .map(str::to_owned)
-            .collect()
-    })
 }
 
 /// Purges the package when dropped, so that a failing test leaves this host as it found it.
@@ -303,19 +291,22 @@ fn debian_package_installs_upgrades_and_purges() {
         status()
     );
     assert!(
-        !Path::new(ENV_FILE).exists() && getent("passwd", USER).is_none(),
-        "{ENV_FILE} or the user {USER} exists (deploy/install.sh was run here?); the test \
+        !Path::new(ENV_FILE).exists() && getent("passwd", SERVICE_USER).is_none(),
+        "{ENV_FILE} or the user {SERVICE_USER} exists (deploy/install.sh was run here?); the test \
          installs the package and purges it, which removes them"
     );
     let _purge = Purge;
 
     // A new install: the user, the files, the service enabled but not started (no systemd).
     install(&first);
-    let user = getent("passwd", USER).expect("the postinst created the service user");
-    let group = getent("group", USER).expect("the postinst created the service group");
+    let user = getent("passwd", SERVICE_USER).expect("the postinst created the service user");
+    let group = getent("group", SERVICE_USER).expect("the postinst created the service group");
     let (user_id, user_gid): (u32, u32) = (user[2].parse().unwrap(), user[3].parse().unwrap());
     let gid: u32 = group[2].parse().unwrap();
-    assert!(user_id < 1000, "{USER} is not a system user: {user:?}");
+    assert!(
+        user_id < 1000,
+        "{SERVICE_USER} is not a system user: {user:?}"
+    );
     assert_eq!(user_gid, gid);
     assert_eq!(user[5], "/nonexistent");
     assert_eq!(user[6], "/usr/sbin/nologin");
@@ -336,7 +327,11 @@ fn debian_package_installs_upgrades_and_purges() {
     for suffix in [".dpkg-dist", ".dpkg-new", ".dpkg-old"] {
         assert!(!Path::new(&format!("{ENV_FILE}{suffix}")).exists());
     }
-    assert_eq!(getent("passwd", USER), Some(user.clone()), "user changed");
+    assert_eq!(
+        getent("passwd", SERVICE_USER),
+        Some(user.clone()),
+        "user changed"
+    );
 
     // The same package again: the maintainer scripts are idempotent.
     install(&second);
@@ -351,7 +346,7 @@ fn debian_package_installs_upgrades_and_purges() {
     );
     assert!(!Path::new(BINARY).exists() && !Path::new(UNIT).exists());
     assert_eq!(read(ENV_FILE), edited);
-    assert_eq!(getent("passwd", USER), Some(user));
+    assert_eq!(getent("passwd", SERVICE_USER), Some(user));
 
     dpkg(&["--purge", PACKAGE]);
     assert!(
@@ -373,8 +368,14 @@ fn debian_package_installs_upgrades_and_purges() {
     left.extend(MAN_PAGES);
     left.retain(|p| std::fs::symlink_metadata(p).is_ok());
     assert!(left.is_empty(), "left after the purge: {left:#?}");
-    assert!(getent("passwd", USER).is_none(), "the purge kept the user");
-    assert!(getent("group", USER).is_none(), "the purge kept the group");
+    assert!(
+        getent("passwd", SERVICE_USER).is_none(),
+        "the purge kept the user"
+    );
+    assert!(
+        getent("group", SERVICE_USER).is_none(),
+        "the purge kept the group"
+    );
 }
 
 #[test]

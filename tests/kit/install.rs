@@ -9,22 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::{TempDir, exporter_bin};
-use crate::{deploy, host_lock, require_tool, run_ok};
+use crate::{SERVICE_USER, deploy, getent, host_lock, require_tool, run_ok};
 
-const USER: &str = "harvest-exporter";
 const ENV_FILE: &str = "etc/quantum/harvest-metrics-exporter.env";
 const UNIT_FILE: &str = "etc/systemd/system/quantum-harvest-metrics-exporter.service";
-
-fn getent(database: &str, key: &str) -> Option<Vec<String>> {
-    let output = Command::new("getent").args([database, key]).output().ok()?;
-    output.status.success().then(|| {
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .split(':')
-            .map(str::to_owned)
-            .collect()
-    })
-}
 
 /// Removes the service user at the end if this test created it, and only then.
 struct UserCleanup {
@@ -34,9 +22,9 @@ struct UserCleanup {
 impl Drop for UserCleanup {
     fn drop(&mut self) {
         if self.created_here {
-            let _ = Command::new("userdel").arg(USER).status();
+            let _ = Command::new("userdel").arg(SERVICE_USER).status();
             // userdel removes the user's own group; an older one may have left it.
-            let _ = Command::new("groupdel").arg(USER).status();
+            let _ = Command::new("groupdel").arg(SERVICE_USER).status();
         }
     }
 }
@@ -104,13 +92,13 @@ fn install_script_installs_idempotently_with_owners_and_modes() {
     assert_eq!(
         uid.trim(),
         "0",
-        "the install test must run as root: it creates the system user {USER} and sets owners"
+        "the install test must run as root: it creates the system user {SERVICE_USER} and sets owners"
     );
     require_tool("useradd", "passwd");
     // The package test creates and removes the same user.
     let _host = host_lock();
     let _cleanup = UserCleanup {
-        created_here: getent("passwd", USER).is_none(),
+        created_here: getent("passwd", SERVICE_USER).is_none(),
     };
     let root = TempDir::new("install");
 
@@ -131,7 +119,7 @@ fn install_script_installs_idempotently_with_owners_and_modes() {
         (
             ENV_FILE,
             0o640,
-            USER,
+            SERVICE_USER,
             deploy("config/harvest-metrics-exporter.env"),
         ),
         (
@@ -197,11 +185,14 @@ fn install_script_installs_idempotently_with_owners_and_modes() {
         );
     }
 
-    let user = getent("passwd", USER).expect("the install created the service user");
-    let group = getent("group", USER).expect("the install created the service group");
+    let user = getent("passwd", SERVICE_USER).expect("the install created the service user");
+    let group = getent("group", SERVICE_USER).expect("the install created the service group");
     let (user_id, user_gid): (u32, u32) = (user[2].parse().unwrap(), user[3].parse().unwrap());
     let gid: u32 = group[2].parse().unwrap();
-    assert!(user_id < 1000, "{USER} is not a system user: {user:?}");
+    assert!(
+        user_id < 1000,
+        "{SERVICE_USER} is not a system user: {user:?}"
+    );
     assert_eq!(user_gid, gid);
     assert_eq!(user[5], "/nonexistent");
     assert_eq!(user[6], "/usr/sbin/nologin");

@@ -20,7 +20,23 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Exporter, Redis, require_tool, run_exporter_ok};
+use common::{Exporter, Redis, require_tool, run_exporter_ok, xadd};
+pub use common::{PLAN_STREAM, RESULT_STREAM};
+
+/// The system user the package and the install script create.
+pub const SERVICE_USER: &str = "harvest-exporter";
+
+/// An entry of a `getent` database (passwd, group), split at its colons; `None` when absent.
+pub fn getent(database: &str, key: &str) -> Option<Vec<String>> {
+    let output = Command::new("getent").args([database, key]).output().ok()?;
+    output.status.success().then(|| {
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .split(':')
+            .map(str::to_owned)
+            .collect()
+    })
+}
 
 /// The three symbols the seed's examples use; the simulator publishes them in these tests.
 pub const SEED_SYMBOLS: &str = "BTCUSDT,ETHUSDT,SOLUSDT";
@@ -139,21 +155,6 @@ pub fn publish_once(redis: &Redis) {
         "1",
         "--heat-gate",
     ]);
-}
-
-pub const PLAN_STREAM: &str = "quantum:stream:apply.plan";
-pub const RESULT_STREAM: &str = "quantum:stream:apply.result";
-
-/// Appends an entry to a stream, as the apply layer does.
-pub fn xadd(redis: &Redis, stream: &str, fields: &[(&str, &str)]) {
-    let mut command = redis::cmd("XADD");
-    command.arg(stream).arg("*");
-    for (name, value) in fields {
-        command.arg(name).arg(value);
-    }
-    command
-        .query::<String>(&mut redis.connection())
-        .expect("XADD to the test redis-server");
 }
 
 /// Writes one round of the apply layer's plans and results for the seed symbols, the way its
