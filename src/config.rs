@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
-use crate::source::{RedisSettings, Symbols};
+use crate::source::{ReadFrom, RedisSettings, SentinelSettings, Symbols, Topology};
 use commands::STATUS_PASSWORD_ENV;
 pub use commands::{Command, Secret, SimulateArgs, StatusArgs};
 use parse::{
-    boolean, database, host, listen_address, log_format, log_level, port, positive_count, prefix,
-    readable_file, redis_url, seconds, stream_key, symbol_list, telemetry_path, trimmed,
+    boolean, database, host, listen_address, log_format, log_level, node_list, port,
+    positive_count, prefix, read_from, readable_file, redis_url, seconds, stream_key, symbol_list,
+    telemetry_path, trimmed,
 };
 
 pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
@@ -113,6 +114,36 @@ pub struct Config {
     #[arg(long = "redis.tls-ca-file", env = "REDIS_TLS_CA_FILE", value_parser = readable_file, global = true)]
     pub redis_ca_file: Option<PathBuf>,
 
+    /// Redis Sentinel addresses, comma-separated host:port. The exporter asks them for the
+    /// primary of --redis.sentinel-master and follows its failovers; user, password, TLS and
+    /// database of the data nodes still come from --redis.addr, whose host is then not used.
+    #[arg(long = "redis.sentinels", env = "REDIS_SENTINELS", value_parser = node_list, global = true)]
+    pub redis_sentinels: Option<NodeList>,
+
+    /// The master name the sentinels monitor.
+    #[arg(long = "redis.sentinel-master", env = "REDIS_SENTINEL_MASTER", default_value = "mymaster", value_parser = trimmed, global = true)]
+    pub redis_sentinel_master: String,
+
+    /// Password of the sentinels themselves (their requirepass), when they have one.
+    #[arg(long = "redis.sentinel-password", env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true, value_parser = trimmed, global = true)]
+    pub redis_sentinel_password: Option<String>,
+
+    /// Speak TLS to the sentinels, trusting --redis.tls-ca-file.
+    #[arg(long = "redis.sentinel-tls", env = "REDIS_SENTINEL_TLS", default_value = "false", value_parser = boolean, num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub redis_sentinel_tls: bool,
+
+    /// Redis Cluster seed nodes, comma-separated host:port; the rest of the cluster is found
+    /// from them. Without it, a --redis.addr that is a cluster node is detected at the first
+    /// connection. User, password and TLS come from --redis.addr.
+    #[arg(long = "redis.cluster-nodes", env = "REDIS_CLUSTER_NODES", value_parser = node_list, global = true)]
+    pub redis_cluster_nodes: Option<NodeList>,
+
+    /// Which node the refresh reads: primary, replica (never the primary) or prefer-replica
+    /// (the primary only while no replica is healthy). Replicas are found through the
+    /// sentinels or the cluster.
+    #[arg(long = "redis.read-from", env = "REDIS_READ_FROM", default_value = "primary", value_parser = read_from, global = true)]
+    pub redis_read_from: ReadFrom,
+
     /// Seconds to wait for a connection to Redis.
     #[arg(long = "redis.connect-timeout", env = "REDIS_CONNECT_TIMEOUT_SEC", default_value = "2", value_parser = seconds, global = true)]
     pub redis_connect_timeout: Duration,
@@ -174,6 +205,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Topology(&'static str),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,6 +222,10 @@ pub struct ListenAddress {
     pub host: String,
     pub port: Option<u16>,
 }
+
+/// Redis nodes as `host:port`, for the sentinels and the cluster's seeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeList(pub Vec<String>);
 
 /// The symbols setting: a fixed list, or discovery when empty or `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +291,50 @@ impl Config {
                 };
                 format!("redis://{host}:{}/{}", self.redis_port, self.redis_db)
             });
+        let nodes = |list: &Option<NodeList>| {
+            list.as_ref()
+                .map(|list| list.0.clone())
+                .filter(|list| !list.is_empty())
+        };
+        let topology = match (
+            nodes(&self.redis_sentinels),
+            nodes(&self.redis_cluster_nodes),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Topology(
+                    "--redis.sentinels (REDIS_SENTINELS) and --redis.cluster-nodes \
+                     (REDIS_CLUSTER_NODES) exclude each other: a Redis is either watched by \
+                     sentinels or a cluster",
+                ));
+            }
+            (Some(addrs), None) => Topology::Sentinel(SentinelSettings {
+                addrs,
+                master: self.redis_sentinel_master.clone(),
+                password: self
+                    .redis_sentinel_password
+                    .clone()
+                    .filter(|p| !p.is_empty()),
+                tls: self.redis_sentinel_tls,
+            }),
+            (None, Some(seeds)) => Topology::Cluster(seeds),
+            (None, None) => Topology::Single,
+        };
+        if matches!(topology, Topology::Single) && self.redis_read_from != ReadFrom::Primary {
+            return Err(ConfigError::Topology(
+                "--redis.read-from (REDIS_READ_FROM) other than primary needs --redis.sentinels \
+                 or --redis.cluster-nodes to find the replicas; to read one replica, point \
+                 --redis.addr at it",
+            ));
+        }
+        if matches!(topology, Topology::Cluster(_)) && url_database(&url) != 0 {
+            return Err(ConfigError::Topology(
+                "a Redis Cluster has only database 0: --redis.addr (REDIS_URL) or --redis.db \
+                 (REDIS_DB) names another",
+            ));
+        }
         Ok(RedisSettings {
+            topology,
+            read_from: self.redis_read_from,
             url,
             password: self.redis_password()?,
             ca_file: self
@@ -273,6 +353,14 @@ impl Config {
             Symbols::Fixed(self.symbols.0.clone())
         }
     }
+}
+
+/// The database a Redis URL names (0 when it names none).
+fn url_database(url: &str) -> i64 {
+    use redis::IntoConnectionInfo as _;
+    url.into_connection_info()
+        .map(|info| info.redis_settings().db())
+        .unwrap_or(0)
 }
 
 /// Parses the command line and environment. On a bad value the error also names the env variable

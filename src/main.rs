@@ -12,7 +12,7 @@ use harvest_exporter::listener;
 use harvest_exporter::refresh::{Refresher, unix_now};
 use harvest_exporter::server::{self, Security, WebConfigState, WebSettings};
 use harvest_exporter::simulate;
-use harvest_exporter::source::{Source, Symbols};
+use harvest_exporter::source::{self, Source, Symbols};
 use harvest_exporter::status;
 use harvest_exporter::streams::Follower;
 use harvest_exporter::webconfig;
@@ -182,16 +182,26 @@ async fn export(config: Config) -> anyhow::Result<()> {
         poll_interval = ?config.poll_interval,
         "harvest-exporter started"
     );
-    let (refresher, published) = Refresher::new(
+    let (mut refresher, published) = Refresher::new(
         source,
         config.poll_interval,
         config.max_symbols,
         config.events,
     );
+    let failovers = source::switches(&redis).context("invalid sentinel settings")?;
+    let announced = failovers.as_ref().map(|(_, announced)| announced.clone());
+    let listening_to_sentinels = failovers.map(|(switches, _)| tokio::spawn(switches.run()));
+    if let Some(announced) = &announced {
+        refresher.follow_failovers(announced.clone());
+    }
     let refreshing = tokio::spawn(refresher.run());
     let (following, apply) = if config.apply_streams {
-        let (follower, apply) = Follower::new(&redis, &config.plan_stream, &config.result_stream)
-            .context("invalid redis settings")?;
+        let (mut follower, apply) =
+            Follower::new(&redis, &config.plan_stream, &config.result_stream)
+                .context("invalid redis settings")?;
+        if let Some(announced) = announced {
+            follower.follow_failovers(announced);
+        }
         (Some(tokio::spawn(follower.run())), apply)
     } else {
         (None, tokio::sync::watch::channel(Arc::default()).1)
@@ -221,6 +231,9 @@ async fn export(config: Config) -> anyhow::Result<()> {
     reloading.abort();
     if let Some(following) = following {
         following.abort();
+    }
+    if let Some(listening) = listening_to_sentinels {
+        listening.abort();
     }
     // Stopped here, before the runtime drops its Redis connection under it, so that a refresh
     // in flight is abandoned quietly instead of failing.

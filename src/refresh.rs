@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::published::Published;
 use crate::snapshot::Snapshot;
-use crate::source::{FetchError, Fetched, Notifications, Source};
+use crate::source::{Announcements, FetchError, Fetched, Notifications, Source};
 /// First retry delay after a failed refresh; it doubles up to the poll interval.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 
@@ -21,6 +21,8 @@ pub struct Refresher {
     events: bool,
     current: Arc<Snapshot>,
     publisher: watch::Sender<Arc<Published>>,
+    /// New primaries as the sentinels announce them.
+    switches: Option<Announcements>,
 }
 
 impl Refresher {
@@ -44,8 +46,15 @@ impl Refresher {
             events,
             current,
             publisher,
+            switches: None,
         };
         (refresher, receiver)
+    }
+
+    /// Follows the sentinels' failover announcements: each one drops the connection and
+    /// starts a full refresh at once.
+    pub fn follow_failovers(&mut self, switches: Announcements) {
+        self.switches = Some(switches);
     }
 
     /// Refreshes forever; at most one read of Redis is in flight, and a slow Redis only delays
@@ -57,6 +66,13 @@ impl Refresher {
         loop {
             let started = Instant::now();
             let ok = self.refresh_once(notifications.is_some()).await;
+            if notifications
+                .as_ref()
+                .is_some_and(|n| !self.source.covers(n))
+            {
+                tracing::info!("the cluster's primaries changed: subscribing again");
+                notifications = None;
+            }
             if ok && self.events && notifications.is_none() {
                 notifications = self.subscribe(&mut subscribe_error).await;
                 if notifications.is_some() {
@@ -77,11 +93,19 @@ impl Refresher {
                 wait
             };
             let next_refresh = tokio::time::Instant::from_std(started + wait);
-            // Until the next full refresh, apply the changes Redis announces.
-            while let Some(subscription) = notifications.as_mut() {
+            // Until the next full refresh, apply the changes Redis announces; a failover
+            // announced by a sentinel cuts the wait short.
+            loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(next_refresh) => break,
-                    batch = subscription.next_batch() => match batch {
+                    primary = next_switch(&mut self.switches) => {
+                        self.source.saw_primary(primary);
+                        self.source.reconnect();
+                        notifications = None;
+                        retry = FIRST_RETRY;
+                        break;
+                    }
+                    batch = next_batch(&mut notifications) => match batch {
                         Some(symbols) => {
                             if !self.apply_changes(symbols).await {
                                 notifications = None;
@@ -99,7 +123,6 @@ impl Refresher {
                     },
                 }
             }
-            tokio::time::sleep_until(next_refresh).await;
         }
     }
 
@@ -201,6 +224,28 @@ impl Refresher {
             }
         }
     }
+}
+
+/// The next batch of announced changes; never completes without a subscription.
+async fn next_batch(notifications: &mut Option<Notifications>) -> Option<Vec<Vec<u8>>> {
+    match notifications {
+        Some(subscription) => subscription.next_batch().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next primary a sentinel announces; never completes without sentinels.
+async fn next_switch(switches: &mut Option<Announcements>) -> String {
+    if let Some(receiver) = switches {
+        while receiver.changed().await.is_ok() {
+            if let Some(primary) = receiver.borrow_and_update().clone() {
+                return primary;
+            }
+        }
+        // The listener stopped: nothing more will be announced.
+        *switches = None;
+    }
+    std::future::pending().await
 }
 
 /// Seconds since the Unix epoch, by the system clock.

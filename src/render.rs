@@ -8,7 +8,7 @@ use crate::build_info;
 use crate::exposition::{DualBody, DualWriter, EscapedLabel, Family};
 use crate::proposal::{Action, Extra, Field, KNOWN_ACTIONS, Proposal};
 use crate::snapshot::{DropReason, Snapshot};
-use crate::source::ErrorKind;
+use crate::source::{ErrorKind, Placement};
 
 /// A per-symbol family and how to read its value from a proposal.
 type SeedGauge = (Family, fn(&Proposal) -> f64);
@@ -202,6 +202,22 @@ const NOTIFIED_KEYS: Family = Family::counter(
     "quantum_harvest_exporter_notified_keys_total",
     "Event mode: keys re-read because a keyspace notification announced a change.",
 );
+const REDIS_NODE: Family = Family::gauge(
+    "quantum_harvest_exporter_redis_node_info",
+    "The Redis node the last read went to (every node read, in a cluster), with the topology and the node's role.",
+);
+const REDIS_FAILOVERS: Family = Family::counter(
+    "quantum_harvest_exporter_redis_failovers_total",
+    "Changes of primary followed since start-up: a sentinel naming a new primary, or a cluster replica promoted.",
+);
+const REPLICA_LINK_UP: Family = Family::gauge(
+    "quantum_harvest_exporter_redis_replica_link_up",
+    "When reading a replica: 1 while its link to the primary is up (INFO replication master_link_status).",
+);
+const REPLICA_LAG: Family = Family::gauge(
+    "quantum_harvest_exporter_redis_replica_lag_seconds",
+    "When reading a replica: seconds since it last heard from its primary, or since the link went down.",
+);
 const PARSE_ERRORS: Family = Family::counter(
     "quantum_harvest_exporter_parse_errors_total",
     "Fields read as missing or unparseable (exported as 0 or left out), by field, summed over refreshes.",
@@ -338,6 +354,31 @@ fn render_exporter_metrics(w: &mut DualWriter, snapshot: &Snapshot) {
         &snapshot.parse_errors_total,
         Field::key,
     );
+    render_placement(w, &snapshot.placement);
+}
+
+/// Which node was read, from the first successful connection on.
+fn render_placement(w: &mut DualWriter, placement: &Placement) {
+    if placement.nodes.is_empty() {
+        return;
+    }
+    let mut samples = w.family(&REDIS_NODE);
+    for node in &placement.nodes {
+        samples.labelled(
+            &[
+                ("mode", placement.mode.label()),
+                ("addr", &node.addr),
+                ("role", node.role.label()),
+            ],
+            1_u64,
+        );
+    }
+    w.family(&REDIS_FAILOVERS).value(placement.failovers);
+    if let Some(lag) = placement.replica_lag {
+        w.family(&REPLICA_LINK_UP)
+            .value(if lag.link_up { 1.0 } else { 0.0 });
+        w.family(&REPLICA_LAG).value(lag.seconds);
+    }
 }
 
 /// One sample per variant of `K`, labelled by `label_of`, in the enum's order.

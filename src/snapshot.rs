@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use enum_map::{Enum, EnumMap};
 
 use crate::proposal::{self, Field, Proposal};
-use crate::source::{ErrorKind, FetchError, Fetched, RawHash};
+use crate::source::{ErrorKind, FetchError, Fetched, Placement, RawHash};
 
 /// Distinct unknown action values kept as their own label before they become `OTHER`.
 const UNKNOWN_ACTION_LIMIT: usize = 16;
@@ -57,6 +57,9 @@ pub struct Snapshot {
     /// Commands sent to Redis by successful reads (SCAN pages and HMGETs), and their round trips.
     pub redis_commands_total: u64,
     pub redis_round_trips_total: u64,
+    /// Where the last read went (the node, or a cluster's nodes) and the failovers seen; kept
+    /// through failures, so the metrics still name the last node read.
+    pub(crate) placement: Placement,
     /// The refresh interval, which readiness uses to judge how old is too old.
     pub poll_interval: Duration,
     pub started: Instant,
@@ -83,6 +86,7 @@ impl Snapshot {
             notified_total: 0,
             redis_commands_total: 0,
             redis_round_trips_total: 0,
+            placement: Placement::default(),
             poll_interval,
             started,
         }
@@ -98,6 +102,7 @@ impl Snapshot {
             notified_total: self.notified_total,
             redis_commands_total: self.redis_commands_total,
             redis_round_trips_total: self.redis_round_trips_total,
+            placement: self.placement.clone(),
             ..Snapshot::empty(self.poll_interval, self.started)
         }
     }
@@ -136,6 +141,7 @@ impl Snapshot {
         };
         next.dropped[DropReason::WrongType] = fetched.wrong_type as u64;
         next.count_redis_cost(fetched.commands, fetched.round_trips);
+        next.placement = fetched.placement;
         let mut named = next.named_hashes(fetched.hashes);
         if named.len() > max_symbols {
             next.dropped[DropReason::Cap] = (named.len() - max_symbols) as u64;
@@ -155,6 +161,7 @@ impl Snapshot {
         };
         next.notified_total += (fetched.hashes.len() + fetched.absent.len()) as u64;
         next.count_redis_cost(fetched.commands, fetched.round_trips);
+        next.placement = fetched.placement;
         for symbol in &fetched.absent {
             let symbol = String::from_utf8_lossy(symbol);
             if let Ok(index) = next

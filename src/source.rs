@@ -3,13 +3,22 @@
 //! timeouts; a failed connection is dropped and made again on the next fetch. Returns bytes as
 //! Redis holds them; interpreting them is `proposal`'s job.
 
+mod cluster;
+mod link;
+mod switches;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use enum_map::Enum;
 use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, Value};
+
+pub(crate) use link::{Endpoint, Link, Node, Placement, Role};
+pub use link::{ReadFrom, SentinelSettings, Topology};
+pub use switches::{Announcements, Switches, switches};
 
 /// SCAN's COUNT hint: large enough for few round trips, small enough not to stall Redis; it also
 /// bounds the HMGETs pipelined with the next page.
@@ -29,6 +38,8 @@ pub enum Symbols {
 /// How to reach Redis.
 #[derive(Clone, Debug)]
 pub struct RedisSettings {
+    pub topology: Topology,
+    pub read_from: ReadFrom,
     /// A `redis://` or `rediss://` URL, possibly with user, password and database.
     pub url: String,
     /// Used when the URL carries no password.
@@ -159,7 +170,7 @@ impl RawHash {
 }
 
 /// What one fetch found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Fetched {
     pub hashes: Vec<RawHash>,
     /// Configured symbols whose key does not exist (full fetches with a fixed list only).
@@ -172,11 +183,31 @@ pub(crate) struct Fetched {
     pub commands: usize,
     /// Round trips made.
     pub round_trips: usize,
+    /// Where the reads went.
+    pub placement: Placement,
+    /// Keys a cluster node no longer owned when asked; read again by key.
+    pub redirected: Vec<Vec<u8>>,
 }
 
 impl RedisSettings {
-    /// A client for these settings and the server address without credentials; does not connect.
+    /// A client for the configured address and that address without credentials; does not
+    /// connect.
     pub fn client(&self) -> Result<(Client, String), SettingsError> {
+        let info = self.connection_info()?;
+        let addr = info.addr().to_string();
+        Ok((self.open(info)?, addr))
+    }
+
+    /// A client for another node of the same deployment (a cluster node), with the URL's
+    /// credentials and TLS.
+    pub(crate) fn client_for(&self, node: &str) -> Result<(Client, String), SettingsError> {
+        let info = self.connection_info_for(node)?;
+        let addr = info.addr().to_string();
+        Ok((self.open(info)?, addr))
+    }
+
+    /// The URL's connection settings, with the password added when the URL carries none.
+    pub(crate) fn connection_info(&self) -> Result<redis::ConnectionInfo, SettingsError> {
         let mut info = self
             .url
             .as_str()
@@ -188,23 +219,48 @@ impl RedisSettings {
             let redis_settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(redis_settings);
         }
-        let addr = info.addr().to_string();
-        let client = match &self.ca_file {
-            Some(path) => {
-                let root_cert = std::fs::read(path).map_err(|source| SettingsError::CaFile {
-                    path: path.clone(),
-                    source,
-                })?;
-                let certs = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
-                };
-                Client::build_with_tls(info, certs)
-            }
+        Ok(info)
+    }
+
+    /// The URL's settings at another `host:port`, in database 0 (a cluster has no other).
+    pub(crate) fn connection_info_for(
+        &self,
+        node: &str,
+    ) -> Result<redis::ConnectionInfo, SettingsError> {
+        let info = self.connection_info()?;
+        let scheme = match info.addr() {
+            redis::ConnectionAddr::TcpTls { .. } => "rediss",
+            _ => "redis",
+        };
+        let node_info = format!("{scheme}://{node}/0")
+            .as_str()
+            .into_connection_info()
+            .map_err(|source| SettingsError::Address { source })?;
+        let redis_settings = info.redis_settings().clone().set_db(0);
+        Ok(node_info.set_redis_settings(redis_settings))
+    }
+
+    /// The CA to trust for TLS, when one is configured.
+    pub(crate) fn certificates(&self) -> Result<Option<redis::TlsCertificates>, SettingsError> {
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        let root_cert = std::fs::read(path).map_err(|source| SettingsError::CaFile {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        }))
+    }
+
+    fn open(&self, info: redis::ConnectionInfo) -> Result<Client, SettingsError> {
+        match self.certificates()? {
+            Some(certs) => Client::build_with_tls(info, certs),
             None => Client::open(info),
         }
-        .map_err(|source| SettingsError::Address { source })?;
-        Ok((client, addr))
+        .map_err(|source| SettingsError::Address { source })
     }
 
     pub(crate) fn connection_config(&self) -> AsyncConnectionConfig {
@@ -216,16 +272,22 @@ impl RedisSettings {
 
 /// A Redis connection that is made lazily and dropped after any failure.
 pub struct Source {
-    client: Client,
+    endpoint: Endpoint,
+    link: Option<Link>,
     /// The hash fields to read, in the order `RawHash` keeps them.
     fields: &'static [&'static str],
-    addr: String,
     db: i64,
     connect_timeout: Duration,
-    config: AsyncConnectionConfig,
-    connection: Option<MultiplexedConnection>,
     prefix: Vec<u8>,
     symbols: Symbols,
+    /// In a cluster, the symbols the last full read found: one that no SCAN lists while its
+    /// slot moves is read by key instead of being lost.
+    known: HashSet<Vec<u8>>,
+    /// In a cluster, the primaries the last full read found, where notifications come from.
+    primaries: Vec<String>,
+    /// In a cluster, the replicas the last full read found: one of them that becomes a primary
+    /// is a failover.
+    replicas_seen: HashSet<String>,
 }
 
 impl Source {
@@ -236,51 +298,54 @@ impl Source {
         symbols: Symbols,
         fields: &'static [&'static str],
     ) -> Result<Source, SettingsError> {
-        let (client, addr) = settings.client()?;
-        let db = settings
-            .url
-            .as_str()
-            .into_connection_info()
-            .map(|info| info.redis_settings().db())
-            .unwrap_or(0);
+        let db = settings.connection_info()?.redis_settings().db();
         Ok(Source {
-            client,
+            endpoint: Endpoint::new(settings, settings.connection_config())?,
+            link: None,
             fields,
-            addr,
             db,
             connect_timeout: settings.connect_timeout,
-            config: settings.connection_config(),
-            connection: None,
             prefix: prefix.as_bytes().to_vec(),
             symbols,
+            known: HashSet::new(),
+            primaries: Vec::new(),
+            replicas_seen: HashSet::new(),
         })
     }
 
-    /// The server address, without credentials, for logs.
+    /// The server address (or the sentinels, or the cluster's seeds), without credentials.
     pub fn addr(&self) -> &str {
-        &self.addr
+        self.endpoint.addr()
+    }
+
+    /// Drops the connection, so that the next read finds the node to read anew (after a
+    /// sentinel announced a failover).
+    pub(crate) fn reconnect(&mut self) {
+        self.link = None;
+    }
+
+    /// Records a primary a sentinel announced.
+    pub(crate) fn saw_primary(&mut self, addr: String) {
+        self.endpoint.saw_primary(addr);
     }
 
     /// Reads every proposal hash. On error the connection is dropped, so the next call
     /// reconnects.
     pub(crate) async fn fetch(&mut self) -> Result<Fetched, FetchError> {
-        let mut connection = self.connection().await?;
+        let mut link = self.link().await?;
         let mut fetched = Fetched::default();
-        match &self.symbols {
-            Symbols::Fixed(list) => {
-                let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
-                self.read_hashes(&mut connection, &symbols, &mut fetched)
-                    .await?;
-                fetched.missing = lossy_names(&fetched.absent);
-                fetched.absent.clear();
-            }
-            Symbols::Discover => {
-                self.discover(&mut connection, &mut fetched).await?;
-                // A discovered key that vanished before HMGET has simply expired.
-                fetched.absent.clear();
-            }
+        let result = match &mut link {
+            Link::Node(connection) => self.fetch_node(connection, &mut fetched).await,
+            Link::Cluster(connection) => self.fetch_cluster(connection, &mut fetched).await,
+        };
+        result?;
+        if let Symbols::Fixed(_) = &self.symbols {
+            fetched.missing = lossy_names(&fetched.absent);
         }
-        self.connection = Some(connection);
+        // A discovered key that vanished before HMGET has simply expired.
+        fetched.absent.clear();
+        fetched.placement = self.endpoint.placement().clone();
+        self.link = Some(link);
         Ok(fetched)
     }
 
@@ -296,33 +361,108 @@ impl Source {
                     .any(|configured| configured.as_bytes() == s.as_slice())
             });
         }
-        let mut connection = self.connection().await?;
+        let mut link = self.link().await?;
         let mut fetched = Fetched::default();
-        self.read_hashes(&mut connection, &symbols, &mut fetched)
-            .await?;
+        match &mut link {
+            Link::Node(connection) => {
+                self.read_hashes(&mut Route::Node(connection), &symbols, &mut fetched)
+                    .await?
+            }
+            Link::Cluster(connection) => {
+                cluster::read_by_key(self, connection, &symbols, &mut fetched).await?
+            }
+        }
         if matches!(self.symbols, Symbols::Fixed(_)) {
             fetched.missing = lossy_names(&fetched.absent);
         }
-        self.connection = Some(connection);
+        fetched.placement = self.endpoint.placement().clone();
+        self.link = Some(link);
         Ok(fetched)
     }
 
-    /// Subscribes to keyspace notifications for the prefix, after checking that Redis sends
-    /// them for hash commands.
+    /// Subscribes to keyspace notifications for the prefix on the primary (or, in a cluster,
+    /// on every primary), after checking that Redis sends them for hash commands. Replicas send
+    /// none, so this goes to the primary whatever `--redis.read-from` says.
     pub(crate) async fn subscribe(&mut self) -> Result<Notifications, SubscribeError> {
-        let mut connection = self.connection().await?;
-        let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("notify-keyspace-events")
-            .query_async(&mut connection)
-            .await;
-        self.connection = Some(connection);
+        let targets = if self.endpoint.is_cluster() {
+            let mut targets = Vec::with_capacity(self.primaries.len());
+            for node in &self.primaries {
+                targets.push((node.clone(), self.endpoint.node_client(node)?));
+            }
+            targets
+        } else {
+            let client = self.endpoint.primary_client().await?;
+            vec![(link::node_addr(client.get_connection_info()), client)]
+        };
+        let mut streams = Vec::with_capacity(targets.len());
+        for (node, client) in &targets {
+            streams.push(self.subscribe_node(client, node).await?);
+        }
+        let nodes = targets.into_iter().map(|(node, _)| node).collect();
+        let channel_prefix = self.channel_prefix();
+        Ok(Notifications {
+            messages: futures_util::stream::select_all(streams),
+            channel_prefix,
+            nodes,
+        })
+    }
+
+    /// Whether a subscription still covers every primary: in a cluster, a failover or a new
+    /// shard calls for a new one.
+    pub(crate) fn covers(&self, notifications: &Notifications) -> bool {
+        !self.endpoint.is_cluster() || notifications.nodes == self.primaries
+    }
+
+    fn channel_prefix(&self) -> Vec<u8> {
+        [
+            format!("__keyspace@{}__:", self.db).as_bytes(),
+            &self.prefix,
+        ]
+        .concat()
+    }
+
+    async fn subscribe_node(
+        &self,
+        client: &Client,
+        node: &str,
+    ) -> Result<redis::aio::PubSubStream, SubscribeError> {
+        let pattern = [glob_escape(&self.channel_prefix()), b"*".to_vec()].concat();
+        let addr = || format!("{} ({node})", self.endpoint.addr());
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("notify-keyspace-events")
+                .query_async(&mut client.get_multiplexed_async_connection().await?)
+                .await;
+            pubsub.psubscribe(&pattern).await?;
+            Ok::<_, redis::RedisError>((pubsub, config))
+        };
+        let (pubsub, config) = match tokio::time::timeout(self.connect_timeout, subscribe).await {
+            Ok(Ok(subscribed)) => subscribed,
+            Ok(Err(source)) => {
+                return Err(FetchError::Connect {
+                    addr: addr(),
+                    source,
+                }
+                .into());
+            }
+            Err(_) => {
+                let source =
+                    redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+                return Err(FetchError::Timeout {
+                    addr: addr(),
+                    source,
+                }
+                .into());
+            }
+        };
         match config {
             Ok(pair) => {
                 let current = pair.get(1).cloned().unwrap_or_default();
                 if !(current.contains('K') && (current.contains('A') || current.contains('h'))) {
                     return Err(SubscribeError::NotificationsOff {
-                        addr: self.addr.clone(),
+                        addr: addr(),
                         current,
                     });
                 }
@@ -330,51 +470,70 @@ impl Source {
             // A least-privilege user may not read the config: subscribe and trust the operator.
             Err(error) => tracing::debug!("cannot read notify-keyspace-events: {error}"),
         }
-        let channel_prefix = [
-            format!("__keyspace@{}__:", self.db).as_bytes(),
-            &self.prefix,
-        ]
-        .concat();
-        let pattern = [glob_escape(&channel_prefix), b"*".to_vec()].concat();
-        let subscribe = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.psubscribe(&pattern).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = match tokio::time::timeout(self.connect_timeout, subscribe).await {
-            Ok(result) => result.map_err(|source| self.classify(source, true))?,
-            Err(_) => {
-                let source =
-                    redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
-                return Err(FetchError::Timeout {
-                    addr: self.addr.clone(),
-                    source,
-                }
-                .into());
-            }
-        };
-        Ok(Notifications {
-            messages: pubsub.into_on_message(),
-            channel_prefix,
-        })
+        Ok(pubsub.into_on_message())
     }
 
-    async fn connection(&mut self) -> Result<MultiplexedConnection, FetchError> {
-        match self.connection.take() {
-            Some(connection) => Ok(connection),
-            None => self
-                .client
-                .get_multiplexed_async_connection_with_config(&self.config)
-                .await
-                .map_err(|source| self.classify(source, true)),
+    async fn link(&mut self) -> Result<Link, FetchError> {
+        match self.link.take() {
+            Some(link) => Ok(link),
+            None => self.endpoint.connect().await,
         }
+    }
+
+    async fn fetch_node(
+        &mut self,
+        connection: &mut MultiplexedConnection,
+        fetched: &mut Fetched,
+    ) -> Result<(), FetchError> {
+        if self.endpoint.reads_replica() {
+            let lag = link::replica_lag(connection).await;
+            self.endpoint.set_replica_lag(lag);
+            if !lag.is_some_and(|lag| lag.link_up) {
+                // Lost its primary, or was promoted: find what to read again, by the policy.
+                *connection = match self.endpoint.connect().await? {
+                    Link::Node(connection) => connection,
+                    Link::Cluster(_) => return Err(self.unexpected("INFO replication")),
+                };
+            }
+        }
+        let mut route = Route::Node(connection);
+        match &self.symbols {
+            Symbols::Fixed(list) => {
+                let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
+                self.read_hashes(&mut route, &symbols, fetched).await
+            }
+            Symbols::Discover => {
+                self.discover(&mut route, fetched, &mut HashSet::new())
+                    .await
+            }
+        }
+    }
+
+    async fn fetch_cluster(
+        &mut self,
+        connection: &mut ClusterConnection,
+        fetched: &mut Fetched,
+    ) -> Result<(), FetchError> {
+        let shards = cluster::shards(self, connection).await?;
+        self.primaries = shards.iter().map(|s| s.primary.clone()).collect();
+        match &self.symbols {
+            Symbols::Fixed(list) => {
+                let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
+                cluster::read_by_key(self, connection, &symbols, fetched).await?;
+            }
+            Symbols::Discover => {
+                let known = cluster::discover(self, connection, &shards, fetched).await?;
+                self.known = known;
+            }
+        }
+        Ok(())
     }
 
     /// HMGET of the fields for each symbol, pipelined in batches; fills hashes, absent keys
     /// (those with none of the fields) and wrong types.
     async fn read_hashes(
         &self,
-        connection: &mut MultiplexedConnection,
+        route: &mut Route<'_>,
         symbols: &[Vec<u8>],
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
@@ -382,28 +541,28 @@ impl Source {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             self.add_reads(&mut pipe, batch);
-            let replies: Vec<Value> = pipe
-                .query_async(connection)
+            let replies = route
+                .query(pipe)
                 .await
                 .map_err(|source| self.classify(source, false))?;
             fetched.commands += batch.len();
             fetched.round_trips += 1;
-            self.take_reads(batch, replies, fetched)?;
+            self.take_reads(batch, replies, fetched, route.redirects())?;
         }
         Ok(())
     }
 
-    /// Every hash under the prefix. Each round trip carries the HMGETs of the keys that the
-    /// previous SCAN page found along with the next SCAN, so a refresh costs one round trip per
-    /// page plus one, and the SCAN COUNT bounds the size of every reply.
+    /// Every hash under the prefix on one node. Each round trip carries the HMGETs of the keys
+    /// that the previous SCAN page found along with the next SCAN, so a refresh costs one
+    /// round trip per page plus one, and the SCAN COUNT bounds the size of every reply.
+    /// `seen` holds the symbols already read, for SCAN may return a key twice.
     async fn discover(
         &self,
-        connection: &mut MultiplexedConnection,
+        route: &mut Route<'_>,
         fetched: &mut Fetched,
+        seen: &mut HashSet<Vec<u8>>,
     ) -> Result<(), FetchError> {
         let pattern = [glob_escape(&self.prefix), b"*".to_vec()].concat();
-        // SCAN may return a key twice while Redis resizes its table.
-        let mut seen: HashSet<Vec<u8>> = HashSet::new();
         let mut found: Vec<Vec<u8>> = Vec::new();
         let mut cursor = Some(0u64);
         while cursor.is_some() || !found.is_empty() {
@@ -418,8 +577,8 @@ impl Source {
                     .arg("COUNT")
                     .arg(SCAN_COUNT);
             }
-            let mut replies: Vec<Value> = pipe
-                .query_async(connection)
+            let mut replies = route
+                .query(pipe)
                 .await
                 .map_err(|source| self.classify(source, false))?;
             fetched.commands += replies.len();
@@ -437,7 +596,7 @@ impl Source {
                 }
                 None => Vec::new(),
             };
-            self.take_reads(&found, replies, fetched)?;
+            self.take_reads(&found, replies, fetched, route.redirects())?;
             found = page
                 .into_iter()
                 .filter_map(|key| key.strip_prefix(self.prefix.as_slice()).map(<[u8]>::to_vec))
@@ -455,12 +614,14 @@ impl Source {
         }
     }
 
-    /// The HMGET replies for `symbols`, in order, into hashes, absent keys and wrong types.
+    /// The HMGET replies for `symbols`, in order, into hashes, absent keys and wrong types; a
+    /// cluster node's redirection (the slot moved) into `redirected` when `redirects`.
     fn take_reads(
         &self,
         symbols: &[Vec<u8>],
         replies: Vec<Value>,
         fetched: &mut Fetched,
+        redirects: bool,
     ) -> Result<(), FetchError> {
         if replies.len() != symbols.len() {
             return Err(self.unexpected("HMGET"));
@@ -468,6 +629,11 @@ impl Source {
         for (symbol, reply) in symbols.iter().zip(replies) {
             match reply {
                 Value::ServerError(error) if error.code() == "WRONGTYPE" => fetched.wrong_type += 1,
+                Value::ServerError(error)
+                    if redirects && matches!(error.code(), "MOVED" | "ASK" | "TRYAGAIN") =>
+                {
+                    fetched.redirected.push(symbol.clone());
+                }
                 Value::ServerError(error) => {
                     return Err(self.classify(redis::RedisError::from(error), false));
                 }
@@ -504,7 +670,7 @@ impl Source {
     }
 
     fn classify(&self, source: redis::RedisError, connecting: bool) -> FetchError {
-        let addr = self.addr.clone();
+        let addr = self.endpoint.addr().to_owned();
         if source.is_timeout() {
             FetchError::Timeout { addr, source }
         } else if connecting {
@@ -516,16 +682,53 @@ impl Source {
 
     fn unexpected(&self, command: &'static str) -> FetchError {
         FetchError::Reply {
-            addr: self.addr.clone(),
+            addr: self.endpoint.addr().to_owned(),
             command,
         }
     }
 }
 
+/// Where a pipeline goes: the one connection, or one node of a cluster by its address.
+enum Route<'a> {
+    Node(&'a mut MultiplexedConnection),
+    ClusterNode {
+        connection: ClusterConnection,
+        host: String,
+        port: u16,
+    },
+}
+
+impl Route<'_> {
+    async fn query(&mut self, pipe: redis::Pipeline) -> redis::RedisResult<Vec<Value>> {
+        match self {
+            Route::Node(connection) => pipe.query_async(*connection).await,
+            Route::ClusterNode {
+                connection,
+                host,
+                port,
+            } => {
+                let count = pipe.len();
+                let target = redis::cluster_routing::SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                };
+                connection.route_pipeline(pipe, 0, count, target).await
+            }
+        }
+    }
+
+    /// Whether a key's slot can have moved to another node since the keys were listed.
+    fn redirects(&self) -> bool {
+        matches!(self, Route::ClusterNode { .. })
+    }
+}
+
 /// The symbols whose keys changed, as Redis announces them on its keyspace channels.
 pub(crate) struct Notifications {
-    messages: redis::aio::PubSubStream,
+    messages: futures_util::stream::SelectAll<redis::aio::PubSubStream>,
     channel_prefix: Vec<u8>,
+    /// The nodes subscribed to.
+    nodes: Vec<String>,
 }
 
 /// Changed symbols taken in one batch at most, so that a flood still yields regular updates.
@@ -606,6 +809,8 @@ mod tests {
     #[test]
     fn password_is_added_only_when_the_url_has_none() {
         let settings = |url: &str| RedisSettings {
+            topology: Topology::Single,
+            read_from: ReadFrom::Primary,
             url: url.into(),
             password: Some("from-env".into()),
             ca_file: None,

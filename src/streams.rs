@@ -1,7 +1,7 @@
 //! Follows the apply layer's two Redis streams on a connection of its own: at start-up the newest
-//! entries (XREVRANGE) fill the per-symbol gauges, then XREAD blocks for entries after the last
-//! ID seen, and XINFO now and then reports length, trimming and consumer-group lag. Observation
-//! only: never XREADGROUP, XACK, XGROUP or any write. Publishes the rendered `quantum_apply_*`
+//! entries (XREVRANGE) fill the per-symbol gauges, then XREAD blocks (polls, in a cluster) for
+//! entries after the last ID seen, and XINFO now and then reports length, trimming and
+//! consumer-group lag. Observation only: never XREADGROUP, XACK, XGROUP or any write. Publishes the rendered `quantum_apply_*`
 //! families for the server; interpreting entries is `apply`'s job.
 
 use std::collections::HashMap;
@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use enum_map::EnumMap;
 use redis::Value;
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::apply::{
     ApplyPublication, ApplyState, ApplyView, Entry, EntryId, Group, StreamInfo, StreamKind,
 };
-use crate::source::{RedisSettings, SettingsError};
+use crate::source::{Announcements, Endpoint, Link, RedisSettings, SettingsError};
 
 /// How long one XREAD waits for new entries; also how soon a stream that appears is noticed.
 const BLOCK: Duration = Duration::from_millis(1_000);
@@ -44,9 +44,9 @@ struct Position {
 }
 
 pub struct Follower {
-    client: redis::Client,
-    addr: String,
-    config: redis::AsyncConnectionConfig,
+    endpoint: Endpoint,
+    /// New primaries as the sentinels announce them: the streams are then read from there.
+    switches: Option<Announcements>,
     keys: EnumMap<StreamKind, String>,
     positions: EnumMap<StreamKind, Position>,
     state: ApplyState,
@@ -56,6 +56,17 @@ pub struct Follower {
 /// A failed command; the follower reconnects and resumes from its positions.
 type Failure = redis::RedisError;
 
+/// Why following stopped: the follower reconnects at once after a failover, with backoff
+/// after a failure.
+enum Stop {
+    Failover,
+    Failed(String),
+}
+
+/// Between two rounds of non-blocking reads of a cluster's streams: the delay an entry can
+/// wait, for 20 commands a second.
+const CLUSTER_POLL: Duration = Duration::from_millis(100);
+
 impl Follower {
     /// Checks the settings; connects only when run. The receiver holds what was observed,
     /// empty until the streams were first looked at.
@@ -64,17 +75,16 @@ impl Follower {
         plan_stream: &str,
         result_stream: &str,
     ) -> Result<(Follower, watch::Receiver<Arc<ApplyPublication>>), SettingsError> {
-        let (client, addr) = settings.client()?;
         // A blocked XREAD must not be taken for a Redis that stopped answering.
         let config = settings
             .connection_config()
             .set_response_timeout(Some(BLOCK + settings.response_timeout));
+        let endpoint = Endpoint::new(settings, config)?;
         let (publisher, receiver) = watch::channel(Arc::default());
         let keys = EnumMap::from_array([plan_stream.to_owned(), result_stream.to_owned()]);
         let follower = Follower {
-            client,
-            addr,
-            config,
+            endpoint,
+            switches: None,
             keys,
             positions: EnumMap::default(),
             state: ApplyState::default(),
@@ -83,29 +93,37 @@ impl Follower {
         Ok((follower, receiver))
     }
 
+    /// Reconnects to the new primary whenever a sentinel announces a failover.
+    pub fn follow_failovers(&mut self, switches: Announcements) {
+        self.switches = Some(switches);
+    }
+
     /// Follows forever, reconnecting with backoff; a lost connection keeps the counts and the
     /// positions, so reading resumes after the last entry read.
     pub async fn run(mut self) {
         let mut retry = FIRST_RETRY;
         let mut last_error = String::new();
         loop {
-            let failure = match self
-                .client
-                .get_multiplexed_async_connection_with_config(&self.config)
-                .await
-            {
-                Ok(mut connection) => {
+            let failure = match self.endpoint.connect().await {
+                Ok(Link::Node(mut connection)) => {
                     retry = FIRST_RETRY;
-                    self.follow(&mut connection).await
+                    self.follow(&mut connection, true).await
                 }
-                Err(error) => error,
+                Ok(Link::Cluster(mut connection)) => {
+                    retry = FIRST_RETRY;
+                    self.follow(&mut connection, false).await
+                }
+                Err(error) => Stop::Failed(error.to_string()),
             };
             self.state.following = false;
             self.publish();
-            let message = failure.to_string();
+            let message = match failure {
+                Stop::Failover => continue,
+                Stop::Failed(message) => message,
+            };
             if message != last_error {
                 tracing::warn!(
-                    addr = self.addr,
+                    addr = self.endpoint.addr(),
                     "following the apply streams failed, retrying: {message}"
                 );
                 last_error = message;
@@ -117,38 +135,56 @@ impl Follower {
 
     /// One look at both streams, as `status` makes it: the newest entries recalled into the
     /// view, nothing followed.
-    pub(crate) async fn view_once(mut self) -> Result<ApplyView, Failure> {
-        let mut connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
-        self.look(&mut connection).await?;
+    pub(crate) async fn view_once(mut self) -> Result<ApplyView, String> {
+        match self.endpoint.connect().await.map_err(|e| e.to_string())? {
+            Link::Node(mut connection) => self.look(&mut connection).await,
+            Link::Cluster(mut connection) => self.look(&mut connection).await,
+        }
+        .map_err(|e| e.to_string())?;
         self.state.following = true;
         Ok(self.state.view())
     }
 
-    async fn follow(&mut self, connection: &mut MultiplexedConnection) -> Failure {
+    /// Reads until a command fails or a failover is announced. `blocking`: XREAD waits on the
+    /// server; a cluster is polled instead, for its two streams may live on different nodes
+    /// and one blocked XREAD would hold up the other's node connection.
+    async fn follow<C: ConnectionLike + Send>(
+        &mut self,
+        connection: &mut C,
+        blocking: bool,
+    ) -> Stop {
         let mut next_info = Instant::now();
         loop {
+            if self
+                .switches
+                .as_mut()
+                .is_some_and(|switches| switches.has_changed().unwrap_or(false))
+            {
+                if let Some(switches) = self.switches.as_mut() {
+                    switches.mark_unchanged();
+                }
+                return Stop::Failover;
+            }
             if Instant::now() >= next_info {
                 if let Err(error) = self.look(connection).await {
-                    return error;
+                    return Stop::Failed(error.to_string());
                 }
                 self.state.following = true;
                 self.publish();
                 next_info = Instant::now() + INFO_EVERY;
             }
-            match self.read(connection).await {
+            match self.read(connection, blocking).await {
+                Ok(0) if !blocking => tokio::time::sleep(CLUSTER_POLL).await,
                 Ok(0) => {}
                 Ok(_) => self.publish(),
-                Err(error) => return error,
+                Err(error) => return Stop::Failed(error.to_string()),
             }
         }
     }
 
     /// TYPE and XINFO for each stream: positions taken on first sight, trimming and resets
     /// noticed, consumer groups read.
-    async fn look(&mut self, connection: &mut MultiplexedConnection) -> Result<(), Failure> {
+    async fn look<C: ConnectionLike + Send>(&mut self, connection: &mut C) -> Result<(), Failure> {
         for kind in [StreamKind::Plan, StreamKind::Result] {
             let key = self.keys[kind].clone();
             let kind_of_key: String = redis::cmd("TYPE").arg(&key).query_async(connection).await?;
@@ -214,9 +250,9 @@ impl Follower {
     }
 
     /// The newest entries already in a stream, oldest first, into the per-symbol gauges.
-    async fn recall(
+    async fn recall<C: ConnectionLike + Send>(
         &mut self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut C,
         kind: StreamKind,
     ) -> Result<(), Failure> {
         let newest: Value = redis::cmd("XREVRANGE")
@@ -235,8 +271,14 @@ impl Follower {
         Ok(())
     }
 
-    /// One XREAD of every readable stream after its position; returns the entries read.
-    async fn read(&mut self, connection: &mut MultiplexedConnection) -> Result<usize, Failure> {
+    /// Reads every readable stream after its position: one XREAD that blocks until an entry
+    /// comes, or (`blocking` false) one XREAD per stream that answers at once. Returns the
+    /// entries read.
+    async fn read<C: ConnectionLike + Send>(
+        &mut self,
+        connection: &mut C,
+        blocking: bool,
+    ) -> Result<usize, Failure> {
         let readable: Vec<StreamKind> = [StreamKind::Plan, StreamKind::Result]
             .into_iter()
             .filter(|kind| {
@@ -247,22 +289,35 @@ impl Follower {
             tokio::time::sleep(BLOCK).await;
             return Ok(0);
         }
-        let mut command = redis::cmd("XREAD");
-        command
-            .arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS");
-        for kind in &readable {
-            command.arg(&self.keys[*kind]);
-        }
-        for kind in &readable {
-            command.arg(self.positions[*kind].last.unwrap_or_default().to_string());
-        }
-        let reply: Value = command.query_async(connection).await?;
+        let groups: Vec<&[StreamKind]> = if blocking {
+            vec![&readable]
+        } else {
+            readable.chunks(1).collect()
+        };
         let mut read = 0;
-        for stream in items(&reply) {
+        for group in groups {
+            let mut command = redis::cmd("XREAD");
+            command.arg("COUNT").arg(READ_COUNT);
+            if blocking {
+                command.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+            }
+            command.arg("STREAMS");
+            for kind in group {
+                command.arg(&self.keys[*kind]);
+            }
+            for kind in group {
+                command.arg(self.positions[*kind].last.unwrap_or_default().to_string());
+            }
+            let reply: Value = command.query_async(connection).await?;
+            read += self.take_entries(&reply, group);
+        }
+        Ok(read)
+    }
+
+    /// The entries of an XREAD reply past each stream's position; returns how many.
+    fn take_entries(&mut self, reply: &Value, readable: &[StreamKind]) -> usize {
+        let mut read = 0;
+        for stream in items(reply) {
             let parts = items(stream);
             let (Some(key), Some(entries)) = (parts.first().and_then(text), parts.get(1)) else {
                 continue;
@@ -281,7 +336,7 @@ impl Follower {
                 read += 1;
             }
         }
-        Ok(read)
+        read
     }
 
     fn publish(&self) {
@@ -315,8 +370,8 @@ fn trimmed_unread(position: &mut Position, stream: &Tip, length: u64) -> u64 {
 
 /// `XINFO STREAM` and `XINFO GROUPS` of a stream that exists: its length, newest entry and
 /// consumer groups into `info`, and where it stands, to tell trimming from a stream made anew.
-async fn describe(
-    connection: &mut MultiplexedConnection,
+async fn describe<C: ConnectionLike + Send>(
+    connection: &mut C,
     key: &str,
     info: &mut StreamInfo,
 ) -> Result<Tip, Failure> {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use harvest_exporter::config::DEFAULT_PREFIX;
 use harvest_exporter::simulate;
-use harvest_exporter::source::RedisSettings;
+use harvest_exporter::source::{ReadFrom, RedisSettings, Topology};
 
 const USAGE: &str = "usage: bench_probe COMMAND --key value ...
   fill    --redis-port P --symbols N
@@ -126,6 +126,8 @@ fn fill(options: &Options) -> Result<(), String> {
     let port: u16 = options.number("redis-port", None)?;
     let n: usize = options.number("symbols", None)?;
     let settings = RedisSettings {
+        topology: Topology::Single,
+        read_from: ReadFrom::Primary,
         url: format!("redis://127.0.0.1:{port}/0"),
         password: None,
         ca_file: None,

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use hyper::Uri;
 
-use super::{ExporterUrl, ListenAddress, LogFormat, Secret, SymbolList};
+use super::{ExporterUrl, ListenAddress, LogFormat, NodeList, Secret, SymbolList};
 use crate::proposal;
+use crate::source::ReadFrom;
 
 /// The exporter's JSON document, which `status --from` reads.
 const PROPOSALS_PATH: &str = "/api/v1/proposals";
@@ -99,6 +100,42 @@ pub(super) fn redis_url(raw: &str) -> Result<String, String> {
     }
     url.into_connection_info().map_err(|e| e.to_string())?;
     Ok(url.to_owned())
+}
+
+/// Comma-separated `host:port` entries; an IPv6 host in brackets. Empty means none.
+pub(super) fn node_list(raw: &str) -> Result<NodeList, String> {
+    let mut nodes = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (host, port_text) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{entry:?}: expected host:port"))?;
+        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+        if bare.is_none() && host.contains(':') {
+            return Err(format!(
+                "{entry:?}: write an IPv6 address in brackets, [::1]:26379"
+            ));
+        }
+        let host = self::host(bare.unwrap_or(host)).map_err(|e| format!("{entry:?}: {e}"))?;
+        let port = port(port_text).map_err(|e| format!("{entry:?}: {e}"))?;
+        let node = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        if !nodes.contains(&node) {
+            nodes.push(node);
+        }
+    }
+    Ok(NodeList(nodes))
+}
+
+pub(super) fn read_from(raw: &str) -> Result<ReadFrom, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "primary" | "master" => Ok(ReadFrom::Primary),
+        "replica" | "slave" => Ok(ReadFrom::Replica),
+        "prefer-replica" => Ok(ReadFrom::PreferReplica),
+        _ => Err("expected primary, replica or prefer-replica".into()),
+    }
 }
 
 pub(super) fn prefix(raw: &str) -> Result<String, String> {
