@@ -16,7 +16,7 @@ use crate::source::{ReadFrom, RedisSettings, SentinelSettings, Symbols, Topology
 use commands::STATUS_PASSWORD_ENV;
 pub use commands::{Command, Secret, SimulateArgs, StatusArgs};
 use parse::{
-    boolean, database, host, listen_address, log_format, log_level, node_list, port,
+    boolean, database, host, listen_address, log_format, log_level, master_name, node_list, port,
     positive_count, prefix, read_from, readable_file, redis_url, seconds, stream_key, symbol_list,
     telemetry_path, trimmed,
 };
@@ -121,7 +121,7 @@ pub struct Config {
     pub redis_sentinels: Option<NodeList>,
 
     /// The master name the sentinels monitor.
-    #[arg(long = "redis.sentinel-master", env = "REDIS_SENTINEL_MASTER", default_value = "mymaster", value_parser = trimmed, global = true)]
+    #[arg(long = "redis.sentinel-master", env = "REDIS_SENTINEL_MASTER", default_value = "mymaster", value_parser = master_name, global = true)]
     pub redis_sentinel_master: String,
 
     /// Password of the sentinels themselves (their requirepass), when they have one.
@@ -432,6 +432,49 @@ mod tests {
         assert_eq!(config.poll_interval, Duration::from_secs(5));
         assert_eq!(config.symbols(), Symbols::Discover);
         assert_eq!(config.prefix, DEFAULT_PREFIX);
+    }
+
+    #[test]
+    fn topologies_are_checked_before_start_up() {
+        let redis = |args: &[&str]| parse(args).unwrap().config.redis();
+        let settings = redis(&[
+            "--redis.sentinels",
+            " 10.0.0.1:26379,[::1]:26380,10.0.0.1:26379 ",
+            "--redis.sentinel-master",
+            "quantum",
+        ])
+        .unwrap();
+        let Topology::Sentinel(sentinel) = settings.topology else {
+            panic!("sentinels expected");
+        };
+        assert_eq!(sentinel.addrs, ["10.0.0.1:26379", "[::1]:26380"]);
+        assert_eq!(sentinel.master, "quantum");
+        let cluster = redis(&[
+            "--redis.cluster-nodes",
+            "a:7000,b:7001",
+            "--redis.read-from",
+            "Replica",
+        ])
+        .unwrap();
+        assert_eq!(
+            cluster.topology,
+            Topology::Cluster(vec!["a:7000".into(), "b:7001".into()])
+        );
+        assert_eq!(cluster.read_from, ReadFrom::Replica);
+        // Empty, as `KEY=` in an env file leaves it, is none.
+        assert_eq!(
+            redis(&["--redis.sentinels", ""]).unwrap().topology,
+            Topology::Single
+        );
+        let error = |args: &[&str]| redis(args).unwrap_err().to_string();
+        assert!(
+            error(&["--redis.sentinels", "a:1", "--redis.cluster-nodes", "b:2"])
+                .contains("REDIS_CLUSTER_NODES")
+        );
+        assert!(error(&["--redis.read-from", "replica"]).contains("REDIS_READ_FROM"));
+        assert!(error(&["--redis.cluster-nodes", "a:1", "--redis.db", "3"]).contains("database 0"));
+        assert!(parse(&["--redis.cluster-nodes", "a"]).is_err());
+        assert!(parse(&["--redis.sentinels", "::1:26379"]).is_err());
     }
 
     #[test]

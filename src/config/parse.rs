@@ -129,6 +129,14 @@ pub(super) fn node_list(raw: &str) -> Result<NodeList, String> {
     Ok(NodeList(nodes))
 }
 
+pub(super) fn master_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().any(char::is_whitespace) {
+        return Err("expected the name the sentinels monitor, without spaces".into());
+    }
+    Ok(name.to_owned())
+}
+
 pub(super) fn read_from(raw: &str) -> Result<ReadFrom, String> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "primary" | "master" => Ok(ReadFrom::Primary),
