@@ -13,6 +13,10 @@ use crate::snapshot::Snapshot;
 use crate::source::{Announcements, FetchError, Fetched, Notifications, Source};
 /// First retry delay after a failed refresh; it doubles up to the poll interval.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// Longest wait for more changes once one is announced. The wait is as long as applying the
+/// last batch took, so that a flood of changes (a cluster moving slots announces every key
+/// it moves) is applied in batches, at most half the time spent re-rendering.
+const MAX_BATCH_WINDOW: Duration = Duration::from_millis(250);
 
 pub struct Refresher {
     source: Source,
@@ -63,6 +67,7 @@ impl Refresher {
         let mut retry = FIRST_RETRY;
         let mut notifications: Option<Notifications> = None;
         let mut subscribe_error: Option<String> = None;
+        let mut window = Duration::ZERO;
         loop {
             let started = Instant::now();
             let ok = self.refresh_once(notifications.is_some()).await;
@@ -105,20 +110,27 @@ impl Refresher {
                         retry = FIRST_RETRY;
                         break;
                     }
-                    batch = next_batch(&mut notifications) => match batch {
+                    batch = next_batch(&mut notifications, window) => match batch {
                         Some(symbols) => {
+                            let applying = Instant::now();
+                            let count = symbols.len();
                             if !self.apply_changes(symbols).await {
                                 notifications = None;
                             }
+                            window = applying.elapsed().min(MAX_BATCH_WINDOW);
+                            tracing::debug!(symbols = count, took = ?applying.elapsed(), "announced changes applied");
                         }
                         None => {
-                            tracing::warn!("the keyspace notification subscription ended; polling until it is restored");
+                            // Changes may have been missed: read everything and subscribe again
+                            // now rather than at the next poll.
+                            tracing::warn!("the keyspace notification subscription ended; reading everything and subscribing again");
                             notifications = None;
                             self.publish(|previous| Snapshot {
                                 notifications_up: Some(false),
                                 ..previous.clone()
                             })
                             .await;
+                            break;
                         }
                     },
                 }
@@ -227,9 +239,12 @@ impl Refresher {
 }
 
 /// The next batch of announced changes; never completes without a subscription.
-async fn next_batch(notifications: &mut Option<Notifications>) -> Option<Vec<Vec<u8>>> {
+async fn next_batch(
+    notifications: &mut Option<Notifications>,
+    window: Duration,
+) -> Option<Vec<Vec<u8>>> {
     match notifications {
-        Some(subscription) => subscription.next_batch().await,
+        Some(subscription) => subscription.next_batch(window).await,
         None => std::future::pending().await,
     }
 }

@@ -7,7 +7,7 @@ mod cluster;
 mod link;
 mod switches;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -283,11 +283,15 @@ pub struct Source {
     /// In a cluster, the symbols the last full read found: one that no SCAN lists while its
     /// slot moves is read by key instead of being lost.
     known: HashSet<Vec<u8>>,
-    /// In a cluster, the primaries the last full read found, where notifications come from.
-    primaries: Vec<String>,
+    /// In a cluster, where the last full read found each shard and slot.
+    layout: Option<cluster::Layout>,
     /// In a cluster, the replicas the last full read found: one of them that becomes a primary
     /// is a failover.
     replicas_seen: HashSet<String>,
+    /// In a cluster, a connection to each node scanned, by address. The crate's cluster
+    /// connection redirects a whole pipeline when one of its replies is MOVED, which during a
+    /// resharding fails every batch; on a plain connection each redirected key is re-read alone.
+    node_connections: HashMap<String, MultiplexedConnection>,
 }
 
 impl Source {
@@ -308,8 +312,9 @@ impl Source {
             prefix: prefix.as_bytes().to_vec(),
             symbols,
             known: HashSet::new(),
-            primaries: Vec::new(),
+            layout: None,
             replicas_seen: HashSet::new(),
+            node_connections: HashMap::new(),
         })
     }
 
@@ -365,11 +370,11 @@ impl Source {
         let mut fetched = Fetched::default();
         match &mut link {
             Link::Node(connection) => {
-                self.read_hashes(&mut Route::Node(connection), &symbols, &mut fetched)
+                self.read_hashes(connection, &symbols, false, &mut fetched)
                     .await?
             }
             Link::Cluster(connection) => {
-                cluster::read_by_key(self, connection, &symbols, &mut fetched).await?
+                cluster::read(self, connection, &symbols, &mut fetched).await?
             }
         }
         if matches!(self.symbols, Symbols::Fixed(_)) {
@@ -385,8 +390,9 @@ impl Source {
     /// none, so this goes to the primary whatever `--redis.read-from` says.
     pub(crate) async fn subscribe(&mut self) -> Result<Notifications, SubscribeError> {
         let targets = if self.endpoint.is_cluster() {
-            let mut targets = Vec::with_capacity(self.primaries.len());
-            for node in &self.primaries {
+            let mut targets = Vec::new();
+            let primaries = self.layout.as_ref().map(|l| l.primaries.as_slice());
+            for node in primaries.unwrap_or_default() {
                 targets.push((node.clone(), self.endpoint.node_client(node)?));
             }
             targets
@@ -396,7 +402,15 @@ impl Source {
         };
         let mut streams = Vec::with_capacity(targets.len());
         for (node, client) in &targets {
-            streams.push(self.subscribe_node(client, node).await?);
+            use futures_util::StreamExt as _;
+            // Each node's messages, then `None` when its subscription ends, so that losing one
+            // node's subscription ends the whole (a cluster's other nodes would hide it).
+            let messages = self.subscribe_node(client, node).await?.map(Some);
+            streams.push(
+                messages
+                    .chain(futures_util::stream::once(std::future::ready(None)))
+                    .boxed(),
+            );
         }
         let nodes = targets.into_iter().map(|(node, _)| node).collect();
         let channel_prefix = self.channel_prefix();
@@ -410,7 +424,11 @@ impl Source {
     /// Whether a subscription still covers every primary: in a cluster, a failover or a new
     /// shard calls for a new one.
     pub(crate) fn covers(&self, notifications: &Notifications) -> bool {
-        !self.endpoint.is_cluster() || notifications.nodes == self.primaries
+        !self.endpoint.is_cluster()
+            || self
+                .layout
+                .as_ref()
+                .is_none_or(|layout| notifications.nodes == layout.primaries)
     }
 
     fn channel_prefix(&self) -> Vec<u8> {
@@ -496,14 +514,13 @@ impl Source {
                 };
             }
         }
-        let mut route = Route::Node(connection);
         match &self.symbols {
             Symbols::Fixed(list) => {
                 let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
-                self.read_hashes(&mut route, &symbols, fetched).await
+                self.read_hashes(connection, &symbols, false, fetched).await
             }
             Symbols::Discover => {
-                self.discover(&mut route, fetched, &mut HashSet::new())
+                self.discover(connection, false, fetched, &mut HashSet::new())
                     .await
             }
         }
@@ -514,40 +531,44 @@ impl Source {
         connection: &mut ClusterConnection,
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
-        let shards = cluster::shards(self, connection).await?;
-        self.primaries = shards.iter().map(|s| s.primary.clone()).collect();
+        self.layout = Some(cluster::layout(self, connection).await?);
         match &self.symbols {
             Symbols::Fixed(list) => {
                 let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
-                cluster::read_by_key(self, connection, &symbols, fetched).await?;
+                cluster::read(self, connection, &symbols, fetched).await?;
             }
-            Symbols::Discover => {
-                let known = cluster::discover(self, connection, &shards, fetched).await?;
-                self.known = known;
-            }
+            Symbols::Discover => self.known = cluster::discover(self, connection, fetched).await?,
         }
+        let nodes = self
+            .layout
+            .as_ref()
+            .map(|l| l.nodes.clone())
+            .unwrap_or_default();
+        self.endpoint.set_cluster_nodes(nodes);
         Ok(())
     }
 
     /// HMGET of the fields for each symbol, pipelined in batches; fills hashes, absent keys
-    /// (those with none of the fields) and wrong types.
+    /// (those with none of the fields) and wrong types, and with `redirects` (a cluster node)
+    /// the keys whose slot is elsewhere.
     async fn read_hashes(
         &self,
-        route: &mut Route<'_>,
+        connection: &mut MultiplexedConnection,
         symbols: &[Vec<u8>],
+        redirects: bool,
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
         for batch in symbols.chunks(FETCH_BATCH) {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             self.add_reads(&mut pipe, batch);
-            let replies = route
-                .query(pipe)
+            let replies: Vec<Value> = pipe
+                .query_async(connection)
                 .await
                 .map_err(|source| self.classify(source, false))?;
             fetched.commands += batch.len();
             fetched.round_trips += 1;
-            self.take_reads(batch, replies, fetched, route.redirects())?;
+            self.take_reads(batch, replies, fetched, redirects)?;
         }
         Ok(())
     }
@@ -555,10 +576,12 @@ impl Source {
     /// Every hash under the prefix on one node. Each round trip carries the HMGETs of the keys
     /// that the previous SCAN page found along with the next SCAN, so a refresh costs one
     /// round trip per page plus one, and the SCAN COUNT bounds the size of every reply.
-    /// `seen` holds the symbols already read, for SCAN may return a key twice.
+    /// `seen` holds the symbols already read, for SCAN may return a key twice. `redirects`: the
+    /// node is one of a cluster's, whose keys may move to another node meanwhile.
     async fn discover(
         &self,
-        route: &mut Route<'_>,
+        connection: &mut MultiplexedConnection,
+        redirects: bool,
         fetched: &mut Fetched,
         seen: &mut HashSet<Vec<u8>>,
     ) -> Result<(), FetchError> {
@@ -577,8 +600,8 @@ impl Source {
                     .arg("COUNT")
                     .arg(SCAN_COUNT);
             }
-            let mut replies = route
-                .query(pipe)
+            let mut replies: Vec<Value> = pipe
+                .query_async(connection)
                 .await
                 .map_err(|source| self.classify(source, false))?;
             fetched.commands += replies.len();
@@ -596,7 +619,7 @@ impl Source {
                 }
                 None => Vec::new(),
             };
-            self.take_reads(&found, replies, fetched, route.redirects())?;
+            self.take_reads(&found, replies, fetched, redirects)?;
             found = page
                 .into_iter()
                 .filter_map(|key| key.strip_prefix(self.prefix.as_slice()).map(<[u8]>::to_vec))
@@ -688,44 +711,11 @@ impl Source {
     }
 }
 
-/// Where a pipeline goes: the one connection, or one node of a cluster by its address.
-enum Route<'a> {
-    Node(&'a mut MultiplexedConnection),
-    ClusterNode {
-        connection: ClusterConnection,
-        host: String,
-        port: u16,
-    },
-}
-
-impl Route<'_> {
-    async fn query(&mut self, pipe: redis::Pipeline) -> redis::RedisResult<Vec<Value>> {
-        match self {
-            Route::Node(connection) => pipe.query_async(*connection).await,
-            Route::ClusterNode {
-                connection,
-                host,
-                port,
-            } => {
-                let count = pipe.len();
-                let target = redis::cluster_routing::SingleNodeRoutingInfo::ByAddress {
-                    host: host.clone(),
-                    port: *port,
-                };
-                connection.route_pipeline(pipe, 0, count, target).await
-            }
-        }
-    }
-
-    /// Whether a key's slot can have moved to another node since the keys were listed.
-    fn redirects(&self) -> bool {
-        matches!(self, Route::ClusterNode { .. })
-    }
-}
-
 /// The symbols whose keys changed, as Redis announces them on its keyspace channels.
 pub(crate) struct Notifications {
-    messages: futures_util::stream::SelectAll<redis::aio::PubSubStream>,
+    messages: futures_util::stream::SelectAll<
+        futures_util::stream::BoxStream<'static, Option<redis::Msg>>,
+    >,
     channel_prefix: Vec<u8>,
     /// The nodes subscribed to.
     nodes: Vec<String>,
@@ -735,16 +725,26 @@ pub(crate) struct Notifications {
 const MAX_BATCH: usize = 10_000;
 
 impl Notifications {
-    /// Waits for a change, then takes every change already waiting: the symbols, sorted and
-    /// unique. `None` when the subscription has ended (connection lost or killed).
-    pub(crate) async fn next_batch(&mut self) -> Option<Vec<Vec<u8>>> {
-        use futures_util::{FutureExt as _, StreamExt as _};
-        let first = self.messages.next().await?;
+    /// Waits for a change, then takes the changes that come within `window`: the symbols,
+    /// sorted and unique. `None` when the subscription has ended (connection lost or killed).
+    /// Cancelled while collecting, it loses what it took; the refresh loop cancels it only to
+    /// read everything, which covers those changes.
+    pub(crate) async fn next_batch(&mut self, window: Duration) -> Option<Vec<Vec<u8>>> {
+        use futures_util::StreamExt as _;
+        // A subscription that ended (`None` from one node) ends the batch and the whole.
+        let first = self.messages.next().await??;
         let mut symbols: Vec<Vec<u8>> = self.symbol_of(&first).into_iter().collect();
-        while symbols.len() < MAX_BATCH {
-            match self.messages.next().now_or_never() {
-                Some(Some(message)) => symbols.extend(self.symbol_of(&message)),
-                Some(None) | None => break,
+        let deadline = tokio::time::Instant::now() + window;
+        // The deadline is checked before each message: a steady flood never leaves the
+        // stream idle long enough for the timer to win.
+        while symbols.len() < MAX_BATCH && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                biased;
+                message = self.messages.next() => match message {
+                    Some(Some(message)) => symbols.extend(self.symbol_of(&message)),
+                    Some(None) | None => return None,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
             }
         }
         symbols.sort_unstable();

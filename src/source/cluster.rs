@@ -1,33 +1,53 @@
 //! Reads a Redis Cluster: every shard's node (its primary, or a replica by the read policy) is
-//! scanned at once, each node's HMGETs are pipelined to it, and keys whose slot moved meanwhile
-//! are read again by key through the crate's routing, which follows MOVED and ASK.
+//! read at once, each over a pipelined connection of its own: scanned in a discovery, or sent
+//! the HMGETs of the keys its slots hold. Keys whose slot moved meanwhile are read again by key
+//! through the crate's cluster connection, which follows MOVED and ASK.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::future::join_all;
 use redis::Value;
+use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::SingleNodeRoutingInfo;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 
-use super::{FetchError, Fetched, Node, ReadFrom, Role, Route, Source};
+use super::{FetchError, Fetched, Node, ReadFrom, Role, Source};
+
+/// Reads by key in flight at once: bounds the work a flood of notifications (a resharding
+/// announces every key it moves) queues on the cluster connection.
+const IN_FLIGHT: usize = 500;
 
 /// A shard as `CLUSTER NODES` lists it: a primary with slots and its replicas that are linked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Shard {
     pub primary: String,
     pub replicas: Vec<String>,
+    /// Inclusive slot ranges.
+    pub slots: Vec<(u16, u16)>,
 }
 
-/// The cluster's shards, asked of any node; also counts a replica promoted since the last call
-/// as a failover.
-pub(super) async fn shards(
+/// Where a cluster's reads go, from the last `CLUSTER NODES`: the node read for each shard and
+/// which of them holds each slot.
+#[derive(Debug, Default)]
+pub(super) struct Layout {
+    pub nodes: Vec<Node>,
+    /// The primaries, where keyspace notifications come from.
+    pub primaries: Vec<String>,
+    /// Index in `nodes` by slot. Keyed by the crate's `Slot`, which computes a key's slot
+    /// (hash tags included) but does not give out its number.
+    owner: HashMap<Slot, usize>,
+}
+
+/// Asks any node for the shards, chooses the node to read in each by the read policy, and
+/// counts a replica promoted since the last call as a failover.
+pub(super) async fn layout(
     source: &mut Source,
     connection: &mut ClusterConnection,
-) -> Result<Vec<Shard>, FetchError> {
+) -> Result<Layout, FetchError> {
     let reply = connection
         .route_command(
             redis::cmd("CLUSTER").arg("NODES").clone(),
-            redis::cluster_routing::RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
         )
         .await
         .map_err(|error| source.classify(error, false))?;
@@ -40,27 +60,18 @@ pub(super) async fn shards(
     if shards.is_empty() {
         return Err(source.unexpected("CLUSTER NODES"));
     }
-    let promoted = shards
-        .iter()
-        .filter(|shard| source.replicas_seen.contains(&shard.primary))
-        .count();
-    source.endpoint.count_failovers(promoted as u64);
-    source.replicas_seen = shards.iter().flat_map(|s| s.replicas.clone()).collect();
-    Ok(shards)
-}
-
-/// Every hash under the prefix, each shard's node scanned in parallel; returns the symbols
-/// found. A symbol found by no SCAN but found by the last full read (its slot moving between
-/// two nodes' scans) is read by key, so it is neither lost nor exported twice.
-pub(super) async fn discover(
-    source: &mut Source,
-    connection: &mut ClusterConnection,
-    shards: &[Shard],
-    fetched: &mut Fetched,
-) -> Result<HashSet<Vec<u8>>, FetchError> {
+    // A node once seen as a replica that now serves slots was promoted. Replicas are
+    // remembered across layouts, since one taken mid-failover may list neither the failed
+    // primary's shard nor its replica.
+    for shard in &shards {
+        if source.replicas_seen.remove(&shard.primary) {
+            source.endpoint.count_failovers(1);
+        }
+    }
+    source.replicas_seen.extend(replica_addrs(&text));
     let read_from = source.endpoint.read_from();
-    let mut nodes = Vec::with_capacity(shards.len());
-    for shard in shards {
+    let mut layout = Layout::default();
+    for (index, shard) in shards.iter().enumerate() {
         let node = match (read_from, shard.replicas.first()) {
             (ReadFrom::Primary, _) | (ReadFrom::PreferReplica, None) => Node {
                 addr: shard.primary.clone(),
@@ -80,41 +91,46 @@ pub(super) async fn discover(
                 });
             }
         };
-        nodes.push(node);
-    }
-    let this = &*source;
-    let scans = nodes.iter().map(|node| {
-        let connection = connection.clone();
-        async move {
-            let (host, port) =
-                split_addr(&node.addr).ok_or_else(|| this.unexpected("CLUSTER NODES"))?;
-            let mut route = Route::ClusterNode {
-                connection,
-                host,
-                port,
-            };
-            let mut part = Fetched::default();
-            this.discover(&mut route, &mut part, &mut HashSet::new())
-                .await?;
-            Ok::<_, FetchError>(part)
-        }
-    });
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    let mut again: Vec<Vec<u8>> = Vec::new();
-    for part in join_all(scans).await {
-        let part = part?;
-        fetched.commands += part.commands;
-        fetched.round_trips = fetched.round_trips.max(part.round_trips);
-        fetched.wrong_type += part.wrong_type;
-        for hash in part.hashes {
-            if seen.insert(hash.symbol.clone()) {
-                fetched.hashes.push(hash);
+        layout.nodes.push(node);
+        layout.primaries.push(shard.primary.clone());
+        for &(first, last) in &shard.slots {
+            for slot in first..=last {
+                if let Some(slot) = Slot::new(slot) {
+                    layout.owner.insert(slot, index);
+                }
             }
         }
-        // A key listed but gone by HMGET was deleted, or its slot moved: ask its new node.
-        again.extend(part.redirected);
-        again.extend(part.absent);
     }
+    Ok(layout)
+}
+
+/// Every hash under the prefix, each shard's node scanned in parallel; returns the symbols
+/// found. A symbol found by no SCAN but found by the last full read (its slot moving between
+/// two nodes' scans) is read by key, so it is neither lost nor exported twice.
+pub(super) async fn discover(
+    source: &mut Source,
+    connection: &mut ClusterConnection,
+    fetched: &mut Fetched,
+) -> Result<HashSet<Vec<u8>>, FetchError> {
+    let nodes = source
+        .layout
+        .as_ref()
+        .map(|l| l.nodes.clone())
+        .unwrap_or_default();
+    let connections = node_connections(source, &nodes).await?;
+    let this = &*source;
+    let scans = connections.into_iter().map(|mut connection| async move {
+        let mut part = Fetched::default();
+        this.discover(&mut connection, true, &mut part, &mut HashSet::new())
+            .await?;
+        Ok::<_, FetchError>(part)
+    });
+    let parts = join_all(scans).await;
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let unread = merge(source, parts, fetched, &mut seen)?;
+    // Listed but gone by HMGET: deleted, or moved on; asked of the slot's owner.
+    let mut again = unread.redirected;
+    again.extend(unread.absent);
     again.extend(
         source
             .known
@@ -125,46 +141,177 @@ pub(super) async fn discover(
     again.sort_unstable();
     again.dedup();
     again.retain(|symbol| !seen.contains(symbol));
-    let mut stragglers = Fetched::default();
-    read_by_key(source, connection, &again, &mut stragglers).await?;
-    fetched.commands += stragglers.commands;
-    fetched.wrong_type += stragglers.wrong_type;
-    for hash in stragglers.hashes {
-        seen.insert(hash.symbol.clone());
-        fetched.hashes.push(hash);
-    }
-    source.endpoint.set_cluster_nodes(nodes);
+    read(source, connection, &again, fetched).await?;
+    seen.extend(fetched.hashes.iter().map(|hash| hash.symbol.clone()));
     Ok(seen)
 }
 
-/// HMGET of each symbol's key, routed by the crate to the node owning its slot, all in flight
-/// at once (each node's connection pipelines them).
-pub(super) async fn read_by_key(
+/// The given symbols, each shard's share pipelined to its node at once. Keys whose slot has
+/// moved since the layout was taken are grouped again by a fresh layout; those still
+/// redirected (their slot migrating right now) are read by key. Without a layout, all are.
+pub(super) async fn read(
+    source: &mut Source,
+    connection: &mut ClusterConnection,
+    symbols: &[Vec<u8>],
+    fetched: &mut Fetched,
+) -> Result<(), FetchError> {
+    if source.layout.is_none() || symbols.is_empty() {
+        return read_by_key(source, connection, symbols, fetched).await;
+    }
+    let mut redirected = read_grouped(source, symbols, fetched).await?;
+    if !redirected.is_empty() {
+        source.layout = Some(layout(source, connection).await?);
+        redirected = read_grouped(source, &redirected, fetched).await?;
+    }
+    read_by_key(source, connection, &redirected, fetched).await
+}
+
+/// One pipelined read per node of the symbols its slots hold by the current layout; returns
+/// the symbols redirected elsewhere or in a slot no node held.
+async fn read_grouped(
+    source: &mut Source,
+    symbols: &[Vec<u8>],
+    fetched: &mut Fetched,
+) -> Result<Vec<Vec<u8>>, FetchError> {
+    let Some(layout) = source.layout.take() else {
+        return Ok(symbols.to_vec());
+    };
+    let mut shares: Vec<Vec<Vec<u8>>> = vec![Vec::new(); layout.nodes.len()];
+    let mut unplaced = Vec::new();
+    for symbol in symbols {
+        let key = [source.prefix.as_slice(), symbol].concat();
+        match layout.owner.get(&Slot::for_key(&key)) {
+            Some(&index) => shares[index].push(symbol.clone()),
+            None => unplaced.push(symbol.clone()),
+        }
+    }
+    let connections = node_connections(source, &layout.nodes).await;
+    source.layout = Some(layout);
+    let this = &*source;
+    let reads = connections?
+        .into_iter()
+        .zip(&shares)
+        .map(|(mut connection, share)| async move {
+            let mut part = Fetched::default();
+            this.read_hashes(&mut connection, share, true, &mut part)
+                .await?;
+            Ok::<_, FetchError>(part)
+        });
+    let parts = join_all(reads).await;
+    let mut seen = HashSet::new();
+    let unread = merge(source, parts, fetched, &mut seen)?;
+    fetched.absent.extend(unread.absent);
+    unplaced.extend(unread.redirected);
+    Ok(unplaced)
+}
+
+/// The symbols a node read left: redirected elsewhere, or without a hash there.
+#[derive(Default)]
+struct Unread {
+    redirected: Vec<Vec<u8>>,
+    absent: Vec<Vec<u8>>,
+}
+
+/// Adds each node's part to `fetched`, once per symbol; returns what is left unread. A failed part fails the read and drops the node connections, which are
+/// made again next time.
+fn merge(
+    source: &mut Source,
+    parts: Vec<Result<Fetched, FetchError>>,
+    fetched: &mut Fetched,
+    seen: &mut HashSet<Vec<u8>>,
+) -> Result<Unread, FetchError> {
+    if parts.iter().any(Result::is_err) {
+        source.node_connections.clear();
+    }
+    let mut unread = Unread::default();
+    for part in parts {
+        let part = part?;
+        fetched.commands += part.commands;
+        fetched.round_trips = fetched.round_trips.max(part.round_trips);
+        fetched.wrong_type += part.wrong_type;
+        for hash in part.hashes {
+            if seen.insert(hash.symbol.clone()) {
+                fetched.hashes.push(hash);
+            }
+        }
+        unread.redirected.extend(part.redirected);
+        unread.absent.extend(part.absent);
+    }
+    Ok(unread)
+}
+
+/// A connection to each node, made (and told READONLY, for a replica) on first use.
+async fn node_connections(
+    source: &mut Source,
+    nodes: &[Node],
+) -> Result<Vec<MultiplexedConnection>, FetchError> {
+    let mut connections = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        if let Some(connection) = source.node_connections.get(&node.addr) {
+            connections.push(connection.clone());
+            continue;
+        }
+        let client = source.endpoint.node_client(&node.addr)?;
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&source.endpoint.config())
+            .await
+            .map_err(|error| source.classify(error, true))?;
+        if node.role == Role::Replica {
+            redis::cmd("READONLY")
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(|error| source.classify(error, false))?;
+        }
+        source
+            .node_connections
+            .insert(node.addr.clone(), connection.clone());
+        connections.push(connection);
+    }
+    Ok(connections)
+}
+
+/// HMGET of each symbol's key through the crate's cluster connection, which routes it to the
+/// node owning its slot and follows MOVED and ASK; a bounded number in flight at once. Keys
+/// that turn out absent are left in `fetched.absent`.
+async fn read_by_key(
     source: &Source,
     connection: &mut ClusterConnection,
     symbols: &[Vec<u8>],
     fetched: &mut Fetched,
 ) -> Result<(), FetchError> {
-    let reads = symbols.iter().map(|symbol| {
-        let mut connection = connection.clone();
-        let mut command = redis::cmd("HMGET");
-        command
-            .arg([source.prefix.as_slice(), symbol].concat())
-            .arg(source.fields);
-        async move { command.query_async::<Value>(&mut connection).await }
-    });
-    for (symbol, reply) in symbols.iter().zip(join_all(reads).await) {
-        match reply {
-            Ok(value) => {
-                source.take_reads(std::slice::from_ref(symbol), vec![value], fetched, false)?
+    for batch in symbols.chunks(IN_FLIGHT) {
+        let reads = batch.iter().map(|symbol| {
+            let mut connection = connection.clone();
+            let mut command = redis::cmd("HMGET");
+            command
+                .arg([source.prefix.as_slice(), symbol].concat())
+                .arg(source.fields);
+            async move { command.query_async::<Value>(&mut connection).await }
+        });
+        for (symbol, reply) in batch.iter().zip(join_all(reads).await) {
+            match reply {
+                Ok(value) => {
+                    source.take_reads(std::slice::from_ref(symbol), vec![value], fetched, false)?
+                }
+                Err(error) if error.code() == Some("WRONGTYPE") => fetched.wrong_type += 1,
+                Err(error) => return Err(source.classify(error, false)),
             }
-            Err(error) if error.code() == Some("WRONGTYPE") => fetched.wrong_type += 1,
-            Err(error) => return Err(source.classify(error, false)),
         }
+        fetched.commands += batch.len();
+        fetched.round_trips += 1;
     }
-    fetched.commands += symbols.len();
-    fetched.round_trips += usize::from(!symbols.is_empty());
     Ok(())
+}
+
+/// Every replica in `CLUSTER NODES` text, healthy or not.
+fn replica_addrs(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let is_replica = fields.get(2)?.split(',').any(|flag| flag == "slave");
+            is_replica.then(|| fields[1].split(['@', ',']).next().map(str::to_owned))?
+        })
+        .collect()
 }
 
 /// The shards in `CLUSTER NODES` text: primaries that serve slots and are not failed, each with
@@ -176,7 +323,7 @@ fn parse_nodes(text: &str) -> Vec<Shard> {
         flags: &'a str,
         primary_id: &'a str,
         connected: bool,
-        has_slots: bool,
+        slots: Vec<(u16, u16)>,
     }
     let lines: Vec<Line> = text
         .lines()
@@ -193,7 +340,14 @@ fn parse_nodes(text: &str) -> Vec<Shard> {
                 flags: fields[2],
                 primary_id: fields[3],
                 connected: fields[7] == "connected",
-                has_slots: fields.len() > 8,
+                // `first-last` or one slot; `[slot->-id]` marks a migration in progress.
+                slots: fields[8..]
+                    .iter()
+                    .filter_map(|range| {
+                        let (first, last) = range.split_once('-').unwrap_or((range, range));
+                        Some((first.parse().ok()?, last.parse().ok()?))
+                    })
+                    .collect(),
             })
         })
         .collect();
@@ -207,9 +361,10 @@ fn parse_nodes(text: &str) -> Vec<Shard> {
     let has_flag = |line: &Line, flag: &str| line.flags.split(',').any(|f| f == flag);
     let mut shards: Vec<Shard> = lines
         .iter()
-        .filter(|line| has_flag(line, "master") && line.has_slots && healthy(line))
+        .filter(|line| has_flag(line, "master") && !line.slots.is_empty() && healthy(line))
         .map(|primary| Shard {
             primary: primary.addr.clone(),
+            slots: primary.slots.clone(),
             replicas: lines
                 .iter()
                 .filter(|line| {
@@ -226,13 +381,6 @@ fn parse_nodes(text: &str) -> Vec<Shard> {
     shards
 }
 
-/// `host` and `port` of `host:port` (or `[v6]:port`).
-fn split_addr(addr: &str) -> Option<(String, u16)> {
-    let (host, port) = addr.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_owned(), port.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,8 +388,8 @@ mod tests {
     #[test]
     fn cluster_nodes_give_each_primary_and_its_linked_replicas() {
         let text = "\
-a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
-b2 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460 [5461->-b2]
+b2 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10921 10922
 c3 127.0.0.1:7003@17003 master,fail - 0 1 3 disconnected 10923-16383
 d4 127.0.0.1:7004@17004,host-4 slave a1 0 1 1 connected
 e5 127.0.0.1:7005@17005 slave b2 0 1 2 disconnected
@@ -254,23 +402,19 @@ g7 127.0.0.1:7007@17007 slave,fail? a1 0 1 1 connected
                 Shard {
                     primary: "127.0.0.1:7001".into(),
                     replicas: vec!["127.0.0.1:7004".into()],
+                    slots: vec![(0, 5460)],
                 },
                 Shard {
                     primary: "127.0.0.1:7002".into(),
                     replicas: vec![],
+                    slots: vec![(5461, 10921), (10922, 10922)],
                 },
             ]
         );
         assert_eq!(parse_nodes("garbage\n"), vec![]);
-    }
-
-    #[test]
-    fn addresses_split_into_host_and_port() {
         assert_eq!(
-            split_addr("127.0.0.1:7001"),
-            Some(("127.0.0.1".into(), 7001))
+            replica_addrs(text),
+            ["127.0.0.1:7004", "127.0.0.1:7005", "127.0.0.1:7007"]
         );
-        assert_eq!(split_addr("[::1]:7001"), Some(("::1".into(), 7001)));
-        assert_eq!(split_addr("nope"), None);
     }
 }

@@ -253,6 +253,11 @@ impl Endpoint {
         self.placement.failovers += promoted;
     }
 
+    /// Timeouts for a connection of the caller's own to one node.
+    pub(crate) fn config(&self) -> AsyncConnectionConfig {
+        self.config.clone()
+    }
+
     pub(crate) fn read_from(&self) -> ReadFrom {
         self.settings.read_from
     }

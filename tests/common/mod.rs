@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod exposition;
+pub mod topology;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,0 +1,418 @@
+//! The exporter against a real Redis Sentinel deployment (one primary, two replicas, three
+//! sentinels): it follows a failover and then the loss of the new primary while scraped every
+//! 100 ms, reads replicas by policy, and meets the single-Redis faults through the sentinels.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::exposition::check_exposition;
+use common::topology::{MASTER_NAME, SentinelOptions, Sentinels};
+use common::{Exporter, PREFIX, report, sample, wait_for};
+
+const SYMBOLS: usize = 1_000;
+const R_NET: &str = "quantum_harvest_r_net{symbol=\"";
+
+fn symbols() -> Vec<String> {
+    (0..SYMBOLS).map(|i| format!("S{i:04}USDT")).collect()
+}
+
+/// Writes generation `generation` as every symbol's R_net on `port`, and returns once every
+/// connected replica has it, so that a failover can lose no acknowledged write.
+fn write_generation(sentinels: &Sentinels, port: u16, generation: u64) -> redis::RedisResult<()> {
+    let mut connection = sentinels.connection_to(port);
+    let replication: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut connection)?;
+    let replicas: u64 = replication
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("connected_slaves:")?.parse().ok())
+        .unwrap_or(0);
+    let mut pipe = redis::pipe();
+    for symbol in symbols() {
+        pipe.cmd("HSET")
+            .arg(format!("{PREFIX}{symbol}"))
+            .arg("kill_score")
+            .arg("0.5")
+            .arg("R_net")
+            .arg(generation)
+            .ignore();
+    }
+    pipe.cmd("WAIT").arg(replicas).arg(1_500).ignore();
+    pipe.query(&mut connection)
+}
+
+fn exporter_for(sentinels: &Sentinels, extra_env: &[(&str, &str)]) -> Exporter {
+    let list = sentinels.sentinel_list();
+    let mut env = vec![
+        ("REDIS_SENTINELS", list.as_str()),
+        ("REDIS_SENTINEL_MASTER", MASTER_NAME),
+        ("POLL_INTERVAL_SEC", "0.5"),
+        ("REDIS_TIMEOUT_SEC", "1"),
+        ("REDIS_CONNECT_TIMEOUT_SEC", "1"),
+    ];
+    env.extend_from_slice(extra_env);
+    Exporter::start_raw(&["--web.listen-address", "127.0.0.1"], &env)
+}
+
+/// The node the exporter says it reads, as `addr` of its node_info series.
+fn node_read(body: &str) -> Option<String> {
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("quantum_harvest_exporter_redis_node_info{"))?;
+    let start = line.find("addr=\"")? + 6;
+    Some(line[start..].split('"').next()?.to_owned())
+}
+
+/// One scrape's reading: R_net by symbol and the exporter's own view.
+struct Scrape {
+    at: Instant,
+    r_net: HashMap<String, f64>,
+    redis_up: bool,
+    last_success: f64,
+    node: Option<String>,
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn failover_then_the_new_primary_killed_while_scraped_every_100_ms() {
+    let mut sentinels = Sentinels::start();
+    let first = sentinels.primary_port();
+    write_generation(&sentinels, first, 1).unwrap();
+    let exporter = exporter_for(&sentinels, &[]);
+    exporter.wait_metrics("1,000 symbols", Duration::from_secs(20), |body| {
+        sample(body, "quantum_harvest_exporter_symbols_exported") == Some(SYMBOLS as f64)
+    });
+    exporter.metrics();
+
+    // The scraper checks every scrape as it comes; the main thread makes the failovers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let scraper = {
+        let stop = Arc::clone(&stop);
+        let exporter_port = exporter.port;
+        thread::spawn(move || {
+            let mut scrapes = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                scrapes.push(scrape_port(exporter_port));
+                thread::sleep(Duration::from_millis(100));
+            }
+            scrapes
+        })
+    };
+    let generation = AtomicU64::new(1);
+    let write = |sentinels: &Sentinels, port: u16| {
+        let next = generation.load(Ordering::Relaxed) + 1;
+        write_generation(sentinels, port, next).unwrap();
+        generation.store(next, Ordering::Relaxed);
+    };
+    write(&sentinels, first);
+
+    let failover_started = Instant::now();
+    let second = sentinels.failover();
+    let to_second = wait_reading(&exporter, second, failover_started);
+    write(&sentinels, second);
+    wait_generation(&exporter, generation.load(Ordering::Relaxed));
+
+    let kill_started = Instant::now();
+    sentinels.kill_node(second);
+    let third = sentinels.wait_new_primary(second, Duration::from_secs(60));
+    let to_third = wait_reading(&exporter, third, kill_started);
+    write(&sentinels, third);
+    wait_generation(&exporter, generation.load(Ordering::Relaxed));
+
+    stop.store(true, Ordering::Relaxed);
+    let scrapes: Vec<Scrape> = scraper
+        .join()
+        .unwrap()
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("an invalid scrape: {e}"));
+    let mut highest: HashMap<&str, f64> = HashMap::new();
+    let mut saw_down = false;
+    for scrape in &scrapes {
+        assert_eq!(scrape.r_net.len(), SYMBOLS, "every scrape has every symbol");
+        for (symbol, value) in &scrape.r_net {
+            let high = highest.entry(symbol).or_insert(*value);
+            assert!(
+                *value >= *high,
+                "{symbol} went back from generation {high} to {value}"
+            );
+            *high = *value;
+        }
+        // redis_up 1 means the last read just succeeded; 0 must come while no primary answers.
+        if scrape.redis_up {
+            let age = unix_now() - scrape.last_success - scrape.at.elapsed().as_secs_f64();
+            assert!(age < 3.0, "redis_up 1 with data {age:.1} s old");
+        } else {
+            saw_down = true;
+        }
+        assert!(scrape.node.is_some());
+    }
+    assert!(
+        saw_down,
+        "the killed primary must show as redis_up 0 for a while"
+    );
+    // No write lost: the last one is what every symbol shows now.
+    let last = scrape_port(exporter.port).unwrap();
+    let final_generation = generation.load(Ordering::Relaxed) as f64;
+    assert_eq!(last.r_net.len(), SYMBOLS);
+    assert!(last.r_net.values().all(|v| *v == final_generation));
+    let body = exporter.metrics();
+    assert_eq!(
+        sample(&body, "quantum_harvest_exporter_redis_failovers_total"),
+        Some(2.0)
+    );
+    report(
+        "Sentinel failover",
+        "1,000 symbols; SENTINEL FAILOVER, then the new primary SIGKILLed; scraped every 100 ms",
+        &format!(
+            "{} scrapes, all valid, none lost a symbol or went back to an older write; redis_up 0 only while no primary answered",
+            scrapes.len()
+        ),
+        &format!(
+            "reading the new primary {:.1} s after the failover began, {:.1} s after the kill",
+            to_second.as_secs_f64(),
+            to_third.as_secs_f64()
+        ),
+    );
+}
+
+fn scrape_port(port: u16) -> Result<Scrape, String> {
+    let response = common::http_get(port, "/metrics", &[]).map_err(|e| e.to_string())?;
+    let body = response.text();
+    check_exposition(&body)?;
+    let r_net = body
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(R_NET)?;
+            let (symbol, value) = rest.split_once("\"} ")?;
+            Some((symbol.to_owned(), value.parse().ok()?))
+        })
+        .collect();
+    Ok(Scrape {
+        at: Instant::now(),
+        r_net,
+        redis_up: sample(&body, "quantum_harvest_exporter_redis_up") == Some(1.0),
+        last_success: sample(
+            &body,
+            "quantum_harvest_exporter_last_success_timestamp_seconds",
+        )
+        .unwrap_or(0.0),
+        node: node_read(&body),
+    })
+}
+
+/// Waits until the exporter reads the node on `port` and says Redis is up; returns how long
+/// that took from `since`.
+fn wait_reading(exporter: &Exporter, port: u16, since: Instant) -> Duration {
+    let addr = format!("127.0.0.1:{port}");
+    exporter.wait_metrics(
+        &format!("the exporter to read {addr}"),
+        Duration::from_secs(30),
+        |body| {
+            node_read(body).as_deref() == Some(addr.as_str())
+                && sample(body, "quantum_harvest_exporter_redis_up") == Some(1.0)
+        },
+    );
+    since.elapsed()
+}
+
+/// Waits until every symbol shows `generation`.
+fn wait_generation(exporter: &Exporter, generation: u64) {
+    wait_for(
+        &format!("generation {generation} exported"),
+        Duration::from_secs(10),
+        || {
+            let scrape = scrape_port(exporter.port).ok()?;
+            (scrape.r_net.len() == SYMBOLS
+                && scrape.r_net.values().all(|v| *v == generation as f64))
+            .then_some(())
+        },
+    );
+}
+
+#[test]
+fn replicas_are_read_by_policy_and_their_lag_exported() {
+    let mut sentinels = Sentinels::start();
+    let primary = sentinels.primary_port();
+    write_generation(&sentinels, primary, 1).unwrap();
+    let exporter = exporter_for(&sentinels, &[("REDIS_READ_FROM", "replica")]);
+    let body = exporter.wait_metrics("a replica read", Duration::from_secs(20), |body| {
+        sample(body, "quantum_harvest_exporter_symbols_exported") == Some(SYMBOLS as f64)
+    });
+    let replica = node_read(&body).unwrap();
+    assert_ne!(replica, format!("127.0.0.1:{primary}"));
+    assert!(body.contains("role=\"replica\""));
+    assert_eq!(
+        sample(&body, "quantum_harvest_exporter_redis_replica_link_up"),
+        Some(1.0)
+    );
+    assert!(sample(&body, "quantum_harvest_exporter_redis_replica_lag_seconds").unwrap() < 15.0);
+    exporter.metrics();
+    // The primary serves none of the exporter's reads.
+    let hmget_calls = |port: u16| {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut sentinels.connection_to(port))
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_hmget:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        hmget_calls(primary),
+        0,
+        "replica reads must not touch the primary"
+    );
+
+    // With prefer-replica, no healthy replica means reading the primary; with replica, failing.
+    let preferring = exporter_for(&sentinels, &[("REDIS_READ_FROM", "prefer-replica")]);
+    preferring.wait_metrics("a replica read", Duration::from_secs(20), |body| {
+        body.contains("role=\"replica\"")
+    });
+    let replicas: Vec<u16> = sentinels
+        .node_ports()
+        .into_iter()
+        .filter(|port| *port != primary)
+        .collect();
+    for port in &replicas {
+        sentinels.kill_node(*port);
+    }
+    let primary_addr = format!("127.0.0.1:{primary}");
+    preferring.wait_metrics("the primary read", Duration::from_secs(30), |body| {
+        node_read(body).as_deref() == Some(primary_addr.as_str())
+            && sample(body, "quantum_harvest_exporter_redis_up") == Some(1.0)
+    });
+    exporter.wait_metrics(
+        "replica-only reads failing",
+        Duration::from_secs(30),
+        |body| {
+            sample(body, "quantum_harvest_exporter_redis_up") == Some(0.0)
+                && sample(body, "quantum_harvest_exporter_symbols_exported") == Some(SYMBOLS as f64)
+        },
+    );
+    wait_for(
+        "the no-replica error logged",
+        Duration::from_secs(10),
+        || {
+            exporter
+                .log_text()
+                .contains("no healthy replica")
+                .then_some(())
+        },
+    );
+    report(
+        "Replica reads",
+        "REDIS_READ_FROM=replica and prefer-replica through sentinels; then both replicas killed",
+        "replica read (the primary saw no HMGET), its link and lag exported; prefer-replica moved to the primary, replica kept the last values with redis_up 0",
+        "0 HMGETs on the primary",
+    );
+}
+
+#[test]
+fn sentinel_faults_a_paused_primary_a_dead_sentinel_and_wrong_passwords() {
+    let mut sentinels = Sentinels::start_with(SentinelOptions {
+        data_password: Some("data-secret".into()),
+        sentinel_password: Some("sentinel-secret".into()),
+    });
+    let primary = sentinels.primary_port();
+    let mut connection = sentinels.connection_to(primary);
+    redis::cmd("HSET")
+        .arg(format!("{PREFIX}BTCUSDT"))
+        .arg("kill_score")
+        .arg("0.5")
+        .query::<()>(&mut connection)
+        .unwrap();
+
+    // Wrong data password: up, serving nothing, saying why.
+    let wrong = exporter_for(
+        &sentinels,
+        &[
+            ("REDIS_PASSWORD", "wrong"),
+            ("REDIS_SENTINEL_PASSWORD", "sentinel-secret"),
+        ],
+    );
+    // Wrong sentinel password: the sentinels cannot be asked.
+    let no_sentinel = exporter_for(
+        &sentinels,
+        &[
+            ("REDIS_PASSWORD", "data-secret"),
+            ("REDIS_SENTINEL_PASSWORD", "wrong"),
+        ],
+    );
+    let good = exporter_for(
+        &sentinels,
+        &[
+            ("REDIS_PASSWORD", "data-secret"),
+            ("REDIS_SENTINEL_PASSWORD", "sentinel-secret"),
+        ],
+    );
+    good.wait_metrics("the symbol read", Duration::from_secs(20), |body| {
+        sample(body, "quantum_harvest_exporter_symbols_exported") == Some(1.0)
+    });
+    for exporter in [&wrong, &no_sentinel] {
+        let body = exporter.wait_metrics("a failed refresh", Duration::from_secs(20), |body| {
+            sample(
+                body,
+                "quantum_harvest_exporter_refresh_errors_total{kind=\"connect\"}",
+            )
+            .is_some_and(|n| n > 0.0)
+        });
+        assert_eq!(
+            sample(&body, "quantum_harvest_exporter_redis_up"),
+            Some(0.0)
+        );
+        assert_eq!(exporter.get("/ready").status, 503);
+        exporter.metrics();
+    }
+
+    // One sentinel gone: the others answer.
+    sentinels.kill_sentinel(0);
+    redis::cmd("HSET")
+        .arg(format!("{PREFIX}ETHUSDT"))
+        .arg("kill_score")
+        .arg("0.7")
+        .query::<()>(&mut connection)
+        .unwrap();
+    good.wait_metrics(
+        "a read with a sentinel down",
+        Duration::from_secs(20),
+        |body| sample(body, "quantum_harvest_exporter_symbols_exported") == Some(2.0),
+    );
+
+    // A paused primary: reads time out and the last values stay, until the sentinels fail it
+    // over (it is silent past down-after) or it resumes.
+    sentinels.pause_node(primary);
+    let paused = Instant::now();
+    let body = good.wait_metrics("a timeout", Duration::from_secs(20), |body| {
+        sample(body, "quantum_harvest_exporter_redis_up") == Some(0.0)
+    });
+    assert_eq!(
+        sample(&body, "quantum_harvest_exporter_symbols_exported"),
+        Some(2.0)
+    );
+    let noticed = paused.elapsed();
+    sentinels.resume_node(primary);
+    good.wait_metrics("reads again", Duration::from_secs(30), |body| {
+        sample(body, "quantum_harvest_exporter_redis_up") == Some(1.0)
+    });
+    good.metrics();
+    report(
+        "Sentinel faults",
+        "wrong data password, wrong sentinel password, a sentinel killed, the primary paused (SIGSTOP)",
+        "wrong passwords: up, redis_up 0, /ready 503; a dead sentinel: the others answered; paused: last values kept with redis_up 0, then read again",
+        &format!("pause noticed in {:.1} s", noticed.as_secs_f64()),
+    );
+}
