@@ -212,8 +212,8 @@ struct Unread {
     absent: Vec<Vec<u8>>,
 }
 
-/// Adds each node's part to `fetched`, once per symbol; returns what is left unread. A failed part fails the read and drops the node connections, which are
-/// made again next time.
+/// Adds each node's part to `fetched`, once per symbol; returns what is left unread. A failed
+/// part fails the read and drops the node connections, which are made again next time.
 fn merge(
     source: &mut Source,
     parts: Vec<Result<Fetched, FetchError>>,
