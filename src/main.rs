@@ -108,6 +108,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 apply,
             };
             let redis = cli.config.redis()?;
+            if redis.topology != source::Topology::Single {
+                anyhow::bail!(
+                    "simulate writes to the one Redis at --redis.addr (REDIS_URL): unset \
+                     REDIS_SENTINELS and REDIS_CLUSTER_NODES for it"
+                );
+            }
             tokio::select! {
                 result = simulate::run(&redis, &cli.config.prefix, options) => {
                     result.context("simulator stopped").map(|()| ExitCode::SUCCESS)

@@ -324,9 +324,10 @@ impl Endpoint {
                 self.saw_primary(node_addr(found.get_connection_info()));
                 Ok(found)
             }
+            // A cluster has a primary per shard: the caller asks `node_client` for each.
             Locator::Cluster(_) => Err(FetchError::Reply {
                 addr: self.addr.clone(),
-                command: "SUBSCRIBE (a cluster subscribes on each primary)",
+                command: "SUBSCRIBE",
             }),
         }
     }
