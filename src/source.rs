@@ -1,23 +1,27 @@
 //! Reads proposal hashes from Redis: the configured keys, or every key under the prefix found
 //! with SCAN, fetched with pipelined HMGET of the fields it is given, under connect and response
 //! timeouts; a failed connection is dropped and made again on the next fetch. Returns bytes as
-//! Redis holds them; interpreting them is `proposal`'s job.
+//! Redis holds them; interpreting them is `proposal`'s job. Where to read (one Redis, sentinels,
+//! a cluster) is `link`'s; a cluster's reads are `cluster`'s.
 
 mod cluster;
 mod link;
+mod notifications;
+mod settings;
 mod switches;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use enum_map::Enum;
+use redis::Value;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, Value};
 
 pub(crate) use link::{Endpoint, Link, Node, Placement, Role};
 pub use link::{ReadFrom, SentinelSettings, Topology};
+pub(crate) use notifications::Notifications;
+pub use settings::{RedisSettings, SettingsError};
 pub use switches::{Announcements, Switches, switches};
 
 /// SCAN's COUNT hint: large enough for few round trips, small enough not to stall Redis; it also
@@ -33,33 +37,6 @@ pub enum Symbols {
     Discover,
     /// Exactly these symbols; one without a hash is reported missing.
     Fixed(Vec<String>),
-}
-
-/// How to reach Redis.
-#[derive(Clone, Debug)]
-pub struct RedisSettings {
-    pub topology: Topology,
-    pub read_from: ReadFrom,
-    /// A `redis://` or `rediss://` URL, possibly with user, password and database.
-    pub url: String,
-    /// Used when the URL carries no password.
-    pub password: Option<String>,
-    /// PEM file of the CA that signed the server's certificate, for `rediss://`.
-    pub ca_file: Option<PathBuf>,
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-}
-
-/// Settings that cannot make a Redis client: found at start-up, before any connection.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("invalid redis address: {source}")]
-    Address { source: redis::RedisError },
-    #[error("cannot read CA file {path}: {source}")]
-    CaFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
 }
 
 /// A read of Redis that failed; the refresh loop counts it by [`ErrorKind`] and retries.
@@ -189,87 +166,6 @@ pub(crate) struct Fetched {
     pub redirected: Vec<Vec<u8>>,
 }
 
-impl RedisSettings {
-    /// A client for the configured address and that address without credentials; does not
-    /// connect.
-    pub fn client(&self) -> Result<(Client, String), SettingsError> {
-        let info = self.connection_info()?;
-        let addr = info.addr().to_string();
-        Ok((self.open(info)?, addr))
-    }
-
-    /// A client for another node of the same deployment (a cluster node), with the URL's
-    /// credentials and TLS.
-    pub(crate) fn client_for(&self, node: &str) -> Result<(Client, String), SettingsError> {
-        let info = self.connection_info_for(node)?;
-        let addr = info.addr().to_string();
-        Ok((self.open(info)?, addr))
-    }
-
-    /// The URL's connection settings, with the password added when the URL carries none.
-    pub(crate) fn connection_info(&self) -> Result<redis::ConnectionInfo, SettingsError> {
-        let mut info = self
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|source| SettingsError::Address { source })?;
-        if let Some(password) = &self.password
-            && info.redis_settings().password().is_none()
-        {
-            let redis_settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(redis_settings);
-        }
-        Ok(info)
-    }
-
-    /// The URL's settings at another `host:port`, in database 0 (a cluster has no other).
-    pub(crate) fn connection_info_for(
-        &self,
-        node: &str,
-    ) -> Result<redis::ConnectionInfo, SettingsError> {
-        let info = self.connection_info()?;
-        let scheme = match info.addr() {
-            redis::ConnectionAddr::TcpTls { .. } => "rediss",
-            _ => "redis",
-        };
-        let node_info = format!("{scheme}://{node}/0")
-            .as_str()
-            .into_connection_info()
-            .map_err(|source| SettingsError::Address { source })?;
-        let redis_settings = info.redis_settings().clone().set_db(0);
-        Ok(node_info.set_redis_settings(redis_settings))
-    }
-
-    /// The CA to trust for TLS, when one is configured.
-    pub(crate) fn certificates(&self) -> Result<Option<redis::TlsCertificates>, SettingsError> {
-        let Some(path) = &self.ca_file else {
-            return Ok(None);
-        };
-        let root_cert = std::fs::read(path).map_err(|source| SettingsError::CaFile {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(Some(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(root_cert),
-        }))
-    }
-
-    fn open(&self, info: redis::ConnectionInfo) -> Result<Client, SettingsError> {
-        match self.certificates()? {
-            Some(certs) => Client::build_with_tls(info, certs),
-            None => Client::open(info),
-        }
-        .map_err(|source| SettingsError::Address { source })
-    }
-
-    pub(crate) fn connection_config(&self) -> AsyncConnectionConfig {
-        AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-    }
-}
-
 /// A Redis connection that is made lazily and dropped after any failure.
 pub struct Source {
     endpoint: Endpoint,
@@ -383,112 +279,6 @@ impl Source {
         fetched.placement = self.endpoint.placement().clone();
         self.link = Some(link);
         Ok(fetched)
-    }
-
-    /// Subscribes to keyspace notifications for the prefix on the primary (or, in a cluster,
-    /// on every primary), after checking that Redis sends them for hash commands. Replicas send
-    /// none, so this goes to the primary whatever `--redis.read-from` says.
-    pub(crate) async fn subscribe(&mut self) -> Result<Notifications, SubscribeError> {
-        let targets = if self.endpoint.is_cluster() {
-            let mut targets = Vec::new();
-            let primaries = self.layout.as_ref().map(|l| l.primaries.as_slice());
-            for node in primaries.unwrap_or_default() {
-                targets.push((node.clone(), self.endpoint.node_client(node)?));
-            }
-            targets
-        } else {
-            let client = self.endpoint.primary_client().await?;
-            vec![(link::node_addr(client.get_connection_info()), client)]
-        };
-        let mut streams = Vec::with_capacity(targets.len());
-        for (node, client) in &targets {
-            use futures_util::StreamExt as _;
-            // Each node's messages, then `None` when its subscription ends, so that losing one
-            // node's subscription ends the whole (a cluster's other nodes would hide it).
-            let messages = self.subscribe_node(client, node).await?.map(Some);
-            streams.push(
-                messages
-                    .chain(futures_util::stream::once(std::future::ready(None)))
-                    .boxed(),
-            );
-        }
-        let nodes = targets.into_iter().map(|(node, _)| node).collect();
-        let channel_prefix = self.channel_prefix();
-        Ok(Notifications {
-            messages: futures_util::stream::select_all(streams),
-            channel_prefix,
-            nodes,
-        })
-    }
-
-    /// Whether a subscription still covers every primary: in a cluster, a failover or a new
-    /// shard calls for a new one.
-    pub(crate) fn covers(&self, notifications: &Notifications) -> bool {
-        !self.endpoint.is_cluster()
-            || self
-                .layout
-                .as_ref()
-                .is_none_or(|layout| notifications.nodes == layout.primaries)
-    }
-
-    fn channel_prefix(&self) -> Vec<u8> {
-        [
-            format!("__keyspace@{}__:", self.db).as_bytes(),
-            &self.prefix,
-        ]
-        .concat()
-    }
-
-    async fn subscribe_node(
-        &self,
-        client: &Client,
-        node: &str,
-    ) -> Result<redis::aio::PubSubStream, SubscribeError> {
-        let pattern = [glob_escape(&self.channel_prefix()), b"*".to_vec()].concat();
-        let addr = || format!("{} ({node})", self.endpoint.addr());
-        let subscribe = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-                .arg("GET")
-                .arg("notify-keyspace-events")
-                .query_async(&mut client.get_multiplexed_async_connection().await?)
-                .await;
-            pubsub.psubscribe(&pattern).await?;
-            Ok::<_, redis::RedisError>((pubsub, config))
-        };
-        let (pubsub, config) = match tokio::time::timeout(self.connect_timeout, subscribe).await {
-            Ok(Ok(subscribed)) => subscribed,
-            Ok(Err(source)) => {
-                return Err(FetchError::Connect {
-                    addr: addr(),
-                    source,
-                }
-                .into());
-            }
-            Err(_) => {
-                let source =
-                    redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
-                return Err(FetchError::Timeout {
-                    addr: addr(),
-                    source,
-                }
-                .into());
-            }
-        };
-        match config {
-            Ok(pair) => {
-                let current = pair.get(1).cloned().unwrap_or_default();
-                if !(current.contains('K') && (current.contains('A') || current.contains('h'))) {
-                    return Err(SubscribeError::NotificationsOff {
-                        addr: addr(),
-                        current,
-                    });
-                }
-            }
-            // A least-privilege user may not read the config: subscribe and trust the operator.
-            Err(error) => tracing::debug!("cannot read notify-keyspace-events: {error}"),
-        }
-        Ok(pubsub.into_on_message())
     }
 
     async fn link(&mut self) -> Result<Link, FetchError> {
@@ -708,55 +498,6 @@ impl Source {
             addr: self.endpoint.addr().to_owned(),
             command,
         }
-    }
-}
-
-/// The symbols whose keys changed, as Redis announces them on its keyspace channels.
-pub(crate) struct Notifications {
-    messages: futures_util::stream::SelectAll<
-        futures_util::stream::BoxStream<'static, Option<redis::Msg>>,
-    >,
-    channel_prefix: Vec<u8>,
-    /// The nodes subscribed to.
-    nodes: Vec<String>,
-}
-
-/// Changed symbols taken in one batch at most, so that a flood still yields regular updates.
-const MAX_BATCH: usize = 10_000;
-
-impl Notifications {
-    /// Waits for a change, then takes the changes that come within `window`: the symbols,
-    /// sorted and unique. `None` when the subscription has ended (connection lost or killed).
-    /// Cancelled while collecting, it loses what it took; the refresh loop cancels it only to
-    /// read everything, which covers those changes.
-    pub(crate) async fn next_batch(&mut self, window: Duration) -> Option<Vec<Vec<u8>>> {
-        use futures_util::StreamExt as _;
-        // A subscription that ended (`None` from one node) ends the batch and the whole.
-        let first = self.messages.next().await??;
-        let mut symbols: Vec<Vec<u8>> = self.symbol_of(&first).into_iter().collect();
-        let deadline = tokio::time::Instant::now() + window;
-        // The deadline is checked before each message: a steady flood never leaves the
-        // stream idle long enough for the timer to win.
-        while symbols.len() < MAX_BATCH && tokio::time::Instant::now() < deadline {
-            tokio::select! {
-                biased;
-                message = self.messages.next() => match message {
-                    Some(Some(message)) => symbols.extend(self.symbol_of(&message)),
-                    Some(None) | None => return None,
-                },
-                () = tokio::time::sleep_until(deadline) => break,
-            }
-        }
-        symbols.sort_unstable();
-        symbols.dedup();
-        Some(symbols)
-    }
-
-    fn symbol_of(&self, message: &redis::Msg) -> Option<Vec<u8>> {
-        let channel: Vec<u8> = message.get_channel().ok()?;
-        channel
-            .strip_prefix(self.channel_prefix.as_slice())
-            .map(<[u8]>::to_vec)
     }
 }
 

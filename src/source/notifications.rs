@@ -1,0 +1,165 @@
+//! Keyspace notifications: the subscription on the primary (on every primary, in a cluster) and
+//! the batches of changed symbols it yields. Reading the changed hashes is `Source`'s job.
+
+use std::time::Duration;
+
+use redis::Client;
+
+use super::{FetchError, Source, SubscribeError, glob_escape, link};
+
+impl Source {
+    /// Subscribes to keyspace notifications for the prefix on the primary (or, in a cluster,
+    /// on every primary), after checking that Redis sends them for hash commands. Replicas send
+    /// none, so this goes to the primary whatever `--redis.read-from` says.
+    pub(crate) async fn subscribe(&mut self) -> Result<Notifications, SubscribeError> {
+        let targets = if self.endpoint.is_cluster() {
+            let mut targets = Vec::new();
+            let primaries = self.layout.as_ref().map(|l| l.primaries.as_slice());
+            for node in primaries.unwrap_or_default() {
+                targets.push((node.clone(), self.endpoint.node_client(node)?));
+            }
+            targets
+        } else {
+            let client = self.endpoint.primary_client().await?;
+            vec![(link::node_addr(client.get_connection_info()), client)]
+        };
+        let mut streams = Vec::with_capacity(targets.len());
+        for (node, client) in &targets {
+            use futures_util::StreamExt as _;
+            // Each node's messages, then `None` when its subscription ends, so that losing one
+            // node's subscription ends the whole (a cluster's other nodes would hide it).
+            let messages = self.subscribe_node(client, node).await?.map(Some);
+            streams.push(
+                messages
+                    .chain(futures_util::stream::once(std::future::ready(None)))
+                    .boxed(),
+            );
+        }
+        let nodes = targets.into_iter().map(|(node, _)| node).collect();
+        let channel_prefix = self.channel_prefix();
+        Ok(Notifications {
+            messages: futures_util::stream::select_all(streams),
+            channel_prefix,
+            nodes,
+        })
+    }
+
+    /// Whether a subscription still covers every primary: in a cluster, a failover or a new
+    /// shard calls for a new one.
+    pub(crate) fn covers(&self, notifications: &Notifications) -> bool {
+        !self.endpoint.is_cluster()
+            || self
+                .layout
+                .as_ref()
+                .is_none_or(|layout| notifications.nodes == layout.primaries)
+    }
+
+    fn channel_prefix(&self) -> Vec<u8> {
+        [
+            format!("__keyspace@{}__:", self.db).as_bytes(),
+            &self.prefix,
+        ]
+        .concat()
+    }
+
+    async fn subscribe_node(
+        &self,
+        client: &Client,
+        node: &str,
+    ) -> Result<redis::aio::PubSubStream, SubscribeError> {
+        let pattern = [glob_escape(&self.channel_prefix()), b"*".to_vec()].concat();
+        let addr = || format!("{} ({node})", self.endpoint.addr());
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("notify-keyspace-events")
+                .query_async(&mut client.get_multiplexed_async_connection().await?)
+                .await;
+            pubsub.psubscribe(&pattern).await?;
+            Ok::<_, redis::RedisError>((pubsub, config))
+        };
+        let (pubsub, config) = match tokio::time::timeout(self.connect_timeout, subscribe).await {
+            Ok(Ok(subscribed)) => subscribed,
+            Ok(Err(source)) => {
+                return Err(FetchError::Connect {
+                    addr: addr(),
+                    source,
+                }
+                .into());
+            }
+            Err(_) => {
+                let source =
+                    redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+                return Err(FetchError::Timeout {
+                    addr: addr(),
+                    source,
+                }
+                .into());
+            }
+        };
+        match config {
+            Ok(pair) => {
+                let current = pair.get(1).cloned().unwrap_or_default();
+                if !(current.contains('K') && (current.contains('A') || current.contains('h'))) {
+                    return Err(SubscribeError::NotificationsOff {
+                        addr: addr(),
+                        current,
+                    });
+                }
+            }
+            // A least-privilege user may not read the config: subscribe and trust the operator.
+            Err(error) => tracing::debug!("cannot read notify-keyspace-events: {error}"),
+        }
+        Ok(pubsub.into_on_message())
+    }
+}
+
+/// The symbols whose keys changed, as Redis announces them on its keyspace channels.
+pub(crate) struct Notifications {
+    messages: futures_util::stream::SelectAll<
+        futures_util::stream::BoxStream<'static, Option<redis::Msg>>,
+    >,
+    channel_prefix: Vec<u8>,
+    /// The nodes subscribed to.
+    nodes: Vec<String>,
+}
+
+/// Changed symbols taken in one batch at most, so that a flood still yields regular updates.
+const MAX_BATCH: usize = 10_000;
+
+impl Notifications {
+    /// Waits for a change, then takes the changes that come within `window`: the symbols,
+    /// sorted and unique. `None` when the subscription has ended (connection lost or killed).
+    /// Cancelled while collecting, it loses what it took; the refresh loop cancels it only to
+    /// read everything, which covers those changes.
+    pub(crate) async fn next_batch(&mut self, window: Duration) -> Option<Vec<Vec<u8>>> {
+        use futures_util::StreamExt as _;
+        // A subscription that ended (`None` from one node) ends the batch and the whole.
+        let first = self.messages.next().await??;
+        let mut symbols: Vec<Vec<u8>> = self.symbol_of(&first).into_iter().collect();
+        let deadline = tokio::time::Instant::now() + window;
+        // The deadline is checked before each message: a steady flood never leaves the
+        // stream idle long enough for the timer to win.
+        while symbols.len() < MAX_BATCH && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                biased;
+                message = self.messages.next() => match message {
+                    Some(Some(message)) => symbols.extend(self.symbol_of(&message)),
+                    Some(None) | None => return None,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        symbols.sort_unstable();
+        symbols.dedup();
+        Some(symbols)
+    }
+
+    fn symbol_of(&self, message: &redis::Msg) -> Option<Vec<u8>> {
+        let channel: Vec<u8> = message.get_channel().ok()?;
+        channel
+            .strip_prefix(self.channel_prefix.as_slice())
+            .map(<[u8]>::to_vec)
+    }
+}

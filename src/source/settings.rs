@@ -1,0 +1,117 @@
+//! How to reach Redis, as the settings give it: the URL (with the password added), the CA for
+//! TLS, the timeouts and the topology. Makes clients; does not connect.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+
+use super::{ReadFrom, Topology};
+
+/// How to reach Redis.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub topology: Topology,
+    pub read_from: ReadFrom,
+    /// A `redis://` or `rediss://` URL, possibly with user, password and database.
+    pub url: String,
+    /// Used when the URL carries no password.
+    pub password: Option<String>,
+    /// PEM file of the CA that signed the server's certificate, for `rediss://`.
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+/// Settings that cannot make a Redis client: found at start-up, before any connection.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid redis address: {source}")]
+    Address { source: redis::RedisError },
+    #[error("cannot read CA file {path}: {source}")]
+    CaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl RedisSettings {
+    /// A client for the configured address and that address without credentials; does not
+    /// connect.
+    pub fn client(&self) -> Result<(Client, String), SettingsError> {
+        let info = self.connection_info()?;
+        let addr = info.addr().to_string();
+        Ok((self.open(info)?, addr))
+    }
+
+    /// A client for another node of the same deployment (a cluster node), with the URL's
+    /// credentials and TLS.
+    pub(crate) fn client_for(&self, node: &str) -> Result<(Client, String), SettingsError> {
+        let info = self.connection_info_for(node)?;
+        let addr = info.addr().to_string();
+        Ok((self.open(info)?, addr))
+    }
+
+    /// The URL's connection settings, with the password added when the URL carries none.
+    pub(crate) fn connection_info(&self) -> Result<redis::ConnectionInfo, SettingsError> {
+        let mut info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|source| SettingsError::Address { source })?;
+        if let Some(password) = &self.password
+            && info.redis_settings().password().is_none()
+        {
+            let redis_settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(redis_settings);
+        }
+        Ok(info)
+    }
+
+    /// The URL's settings at another `host:port`, in database 0 (a cluster has no other).
+    pub(crate) fn connection_info_for(
+        &self,
+        node: &str,
+    ) -> Result<redis::ConnectionInfo, SettingsError> {
+        let info = self.connection_info()?;
+        let scheme = match info.addr() {
+            redis::ConnectionAddr::TcpTls { .. } => "rediss",
+            _ => "redis",
+        };
+        let node_info = format!("{scheme}://{node}/0")
+            .as_str()
+            .into_connection_info()
+            .map_err(|source| SettingsError::Address { source })?;
+        let redis_settings = info.redis_settings().clone().set_db(0);
+        Ok(node_info.set_redis_settings(redis_settings))
+    }
+
+    /// The CA to trust for TLS, when one is configured.
+    pub(crate) fn certificates(&self) -> Result<Option<redis::TlsCertificates>, SettingsError> {
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        let root_cert = std::fs::read(path).map_err(|source| SettingsError::CaFile {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        }))
+    }
+
+    fn open(&self, info: redis::ConnectionInfo) -> Result<Client, SettingsError> {
+        match self.certificates()? {
+            Some(certs) => Client::build_with_tls(info, certs),
+            None => Client::open(info),
+        }
+        .map_err(|source| SettingsError::Address { source })
+    }
+
+    pub(crate) fn connection_config(&self) -> AsyncConnectionConfig {
+        AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+    }
+}
