@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -154,9 +156,12 @@ enum Locator {
         /// Whether the address was asked if it is a cluster node.
         probed: bool,
     },
+    /// One client per sentinel, so that each is asked on a clock of its own: the crate's client
+    /// for several sentinels waits on each in turn for its own timeouts, which a hung first
+    /// sentinel can make longer than the whole search may take.
     Sentinel {
-        primary: Box<SentinelClient>,
-        replicas: Box<SentinelClient>,
+        primary: Vec<SentinelClient>,
+        replicas: Vec<SentinelClient>,
     },
     Cluster(Box<ClusterClient>),
 }
@@ -192,16 +197,8 @@ impl Endpoint {
             ),
             Topology::Sentinel(sentinel) => (
                 Locator::Sentinel {
-                    primary: Box::new(sentinel_client(
-                        settings,
-                        sentinel,
-                        SentinelServerType::Master,
-                    )?),
-                    replicas: Box::new(sentinel_client(
-                        settings,
-                        sentinel,
-                        SentinelServerType::Replica,
-                    )?),
+                    primary: sentinel_clients(settings, sentinel, SentinelServerType::Master)?,
+                    replicas: sentinel_clients(settings, sentinel, SentinelServerType::Replica)?,
                 },
                 format!("sentinels {}", sentinel.addrs.join(",")),
                 Mode::Sentinel,
@@ -341,19 +338,38 @@ impl Endpoint {
         Ok(client)
     }
 
-    /// A sentinel's answer for the primary (`server_type` Master) or a replica.
+    /// The first sentinel's answer for the primary (`server_type` Master) or a replica, in the
+    /// configured order, as the crate takes them. Every sentinel is asked at once, each within
+    /// the search timeout, so that one that hangs (a paused process, a host gone without a
+    /// reset) delays the next one's answer by that timeout at most, and never stops it.
     async fn ask_sentinels(
         &mut self,
         server_type: SentinelServerType,
     ) -> Result<redis::RedisResult<Client>, tokio::time::error::Elapsed> {
+        let timeout = self.search_timeout;
         let Locator::Sentinel { primary, replicas } = &mut self.locator else {
             unreachable!("called for sentinels only")
         };
-        let sentinel = match server_type {
+        let sentinels = match server_type {
             SentinelServerType::Master => primary,
             _ => replicas,
         };
-        tokio::time::timeout(self.search_timeout, sentinel.async_get_client()).await
+        let mut lookups: FuturesOrdered<_> = sentinels
+            .iter_mut()
+            .map(|sentinel| tokio::time::timeout(timeout, sentinel.async_get_client()))
+            .collect();
+        // A sentinel's error says more than another's silence.
+        let mut failed = None;
+        while let Some(lookup) = lookups.next().await {
+            match lookup {
+                Ok(Ok(client)) => return Ok(Ok(client)),
+                Ok(Err(error)) => failed = Some(Ok(Err(error))),
+                Err(elapsed) => {
+                    failed.get_or_insert(Err(elapsed));
+                }
+            }
+        }
+        failed.expect("at least one sentinel is configured")
     }
 
     async fn connect_through_sentinels(&mut self) -> Result<Link, FetchError> {
@@ -499,35 +515,43 @@ pub(crate) fn node_addr(info: &ConnectionInfo) -> String {
     }
 }
 
+/// A client for each sentinel.
+fn sentinel_clients(
+    settings: &RedisSettings,
+    sentinel: &SentinelSettings,
+    server_type: SentinelServerType,
+) -> Result<Vec<SentinelClient>, SettingsError> {
+    sentinel
+        .addrs
+        .iter()
+        .map(|addr| sentinel_client(settings, sentinel, addr, server_type.clone()))
+        .collect()
+}
+
 fn sentinel_client(
     settings: &RedisSettings,
     sentinel: &SentinelSettings,
+    addr: &str,
     server_type: SentinelServerType,
 ) -> Result<SentinelClient, SettingsError> {
     let data = settings.connection_info()?;
     let data_tls = matches!(data.addr(), ConnectionAddr::TcpTls { .. });
     let certificates = settings.certificates()?;
-    let addrs = sentinel
-        .addrs
-        .iter()
-        .map(|addr| {
-            let info = format!("redis://{addr}")
-                .as_str()
-                .into_connection_info()
-                .map_err(|source| SettingsError::Address { source })?;
-            Ok(match info.addr().clone() {
-                ConnectionAddr::Tcp(host, port) if sentinel.tls => ConnectionAddr::TcpTls {
-                    host,
-                    port,
-                    insecure: false,
-                    tls_params: None,
-                },
-                addr => addr,
-            })
-        })
-        .collect::<Result<Vec<_>, SettingsError>>()?;
+    let info = format!("redis://{addr}")
+        .as_str()
+        .into_connection_info()
+        .map_err(|source| SettingsError::Address { source })?;
+    let addr = match info.addr().clone() {
+        ConnectionAddr::Tcp(host, port) if sentinel.tls => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            tls_params: None,
+        },
+        addr => addr,
+    };
     let address_error = |source| SettingsError::Address { source };
-    let mut builder = SentinelClientBuilder::new(addrs, &sentinel.master, server_type)
+    let mut builder = SentinelClientBuilder::new([addr], &sentinel.master, server_type)
         .map_err(address_error)?
         .set_client_to_redis_db(data.redis_settings().db());
     let redis_settings = data.redis_settings();

@@ -13,6 +13,9 @@ use super::{RedisSettings, SentinelSettings, SettingsError, Topology};
 const CHANNEL: &str = "+switch-master";
 /// Before subscribing again after a sentinel failed or went away.
 const RETRY: Duration = Duration::from_secs(1);
+/// Between two PINGs on the subscription: a sentinel that hangs (a paused process, a host gone
+/// without a reset) must not keep the listener waiting for announcements that never come.
+const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// Each new primary's `host:port`, as the sentinels announce it.
 pub type Announcements = watch::Receiver<Option<String>>;
@@ -22,6 +25,7 @@ pub struct Switches {
     sentinels: Vec<(String, Client)>,
     master: String,
     connect_timeout: Duration,
+    response_timeout: Duration,
     announced: watch::Sender<Option<String>>,
 }
 
@@ -43,6 +47,7 @@ pub fn switches(
         sentinels,
         master: sentinel.master.clone(),
         connect_timeout: settings.connect_timeout,
+        response_timeout: settings.response_timeout,
         announced,
     };
     Ok(Some((switches, receiver)))
@@ -55,7 +60,7 @@ impl Switches {
             match self.listen(client).await {
                 Ok(()) => tracing::debug!(sentinel = addr, "sentinel subscription ended"),
                 Err(error) => {
-                    tracing::debug!(sentinel = addr, "cannot subscribe to {CHANNEL}: {error}")
+                    tracing::debug!(sentinel = addr, "{CHANNEL} subscription failed: {error}")
                 }
             }
             tokio::time::sleep(RETRY).await;
@@ -68,20 +73,33 @@ impl Switches {
             pubsub.subscribe(CHANNEL).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
+        let timed_out = |_| std::io::Error::from(std::io::ErrorKind::TimedOut);
         let pubsub = tokio::time::timeout(self.connect_timeout, subscribe)
             .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let mut messages = pubsub.into_on_message();
-        while let Some(message) = messages.next().await {
-            let Ok(payload) = message.get_payload::<String>() else {
-                continue;
-            };
-            if let Some(primary) = new_primary(&payload, &self.master) {
-                tracing::info!(primary, "a sentinel announced a failover");
-                self.announced.send_replace(Some(primary));
+            .map_err(timed_out)??;
+        let (mut sink, mut messages) = pubsub.split();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        return Ok(());
+                    };
+                    let Ok(payload) = message.get_payload::<String>() else {
+                        continue;
+                    };
+                    if let Some(primary) = new_primary(&payload, &self.master) {
+                        tracing::info!(primary, "a sentinel announced a failover");
+                        self.announced.send_replace(Some(primary));
+                    }
+                }
+                _ = ping.tick() => {
+                    tokio::time::timeout(self.response_timeout, sink.ping::<redis::Value>())
+                        .await
+                        .map_err(timed_out)??;
+                }
             }
         }
-        Ok(())
     }
 }
 
