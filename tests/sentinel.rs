@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::exposition::check_exposition;
-use common::topology::{MASTER_NAME, SentinelOptions, Sentinels};
-use common::{Exporter, PREFIX, report, sample, wait_for};
+use common::topology::{MASTER_NAME, SentinelOptions, Sentinels, TlsFiles};
+use common::{Certs, Exporter, PREFIX, report, sample, wait_for};
 
 const SYMBOLS: usize = 1_000;
 const R_NET: &str = "quantum_harvest_r_net{symbol=\"";
@@ -326,6 +326,7 @@ fn sentinel_faults_a_paused_primary_a_dead_sentinel_and_wrong_passwords() {
     let mut sentinels = Sentinels::start_with(SentinelOptions {
         data_password: Some("data-secret".into()),
         sentinel_password: Some("sentinel-secret".into()),
+        ..SentinelOptions::default()
     });
     let primary = sentinels.primary_port();
     let mut connection = sentinels.connection_to(primary);
@@ -414,5 +415,196 @@ fn sentinel_faults_a_paused_primary_a_dead_sentinel_and_wrong_passwords() {
         "wrong data password, wrong sentinel password, a sentinel killed, the primary paused (SIGSTOP)",
         "wrong passwords: up, redis_up 0, /ready 503; a dead sentinel: the others answered; paused: last values kept with redis_up 0, then read again",
         &format!("pause noticed in {:.1} s", noticed.as_secs_f64()),
+    );
+}
+
+/// Writes a proposal for `symbol` on the data node on `port`.
+fn write_symbol(sentinels: &Sentinels, port: u16, symbol: &str) {
+    redis::cmd("HSET")
+        .arg(format!("{PREFIX}{symbol}"))
+        .arg("kill_score")
+        .arg("0.5")
+        .query::<()>(&mut sentinels.connection_to(port))
+        .unwrap();
+}
+
+#[test]
+fn a_paused_sentinel_does_not_stall_finding_the_primary() {
+    let mut sentinels = Sentinels::start();
+    let primary = sentinels.primary_port();
+    write_symbol(&sentinels, primary, "BTCUSDT");
+    // The tight one's search for the primary is bounded by 0.2 * 2 + 0.5 = 0.9 s: less than the
+    // crate spends on a hung sentinel (its own 1 s connect and 0.5 s response timeouts).
+    let exporters = [
+        ("1 s timeouts", exporter_for(&sentinels, &[])),
+        (
+            "0.2 s connect and 0.5 s response timeouts",
+            exporter_for(
+                &sentinels,
+                &[
+                    ("REDIS_CONNECT_TIMEOUT_SEC", "0.2"),
+                    ("REDIS_TIMEOUT_SEC", "0.5"),
+                ],
+            ),
+        ),
+    ];
+    for (_, exporter) in &exporters {
+        exporter.wait_metrics("the symbol read", Duration::from_secs(20), |body| {
+            sample(body, "quantum_harvest_exporter_symbols_exported") == Some(1.0)
+                && sample(body, "quantum_harvest_exporter_redis_up") == Some(1.0)
+        });
+    }
+
+    // The first sentinel listed, which the exporters asked so far, hangs: it accepts connections
+    // and answers nothing. Killing their connections makes them look the primary up again.
+    sentinels.pause_sentinel(0);
+    let killed = Instant::now();
+    let killed_clients: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut sentinels.connection_to(primary))
+        .unwrap();
+    assert!(killed_clients >= 2, "the exporters' connections killed");
+    write_symbol(&sentinels, primary, "ETHUSDT");
+    let reconnected: Vec<Duration> = exporters
+        .iter()
+        .map(|(_, exporter)| {
+            exporter.wait_metrics(
+                "a read through the two live sentinels",
+                Duration::from_secs(15),
+                |body| {
+                    sample(body, "quantum_harvest_exporter_symbols_exported") == Some(2.0)
+                        && sample(body, "quantum_harvest_exporter_redis_up") == Some(1.0)
+                },
+            );
+            killed.elapsed()
+        })
+        .collect();
+
+    // The +switch-master listeners, subscribed on the paused sentinel, give up on it and
+    // subscribe on the next one.
+    let paused_addr = format!("sentinel={}", sentinels.sentinel_addrs()[0]);
+    for (_, exporter) in &exporters {
+        wait_for(
+            "the listener to leave the paused sentinel",
+            Duration::from_secs(10),
+            || {
+                exporter
+                    .log_text()
+                    .lines()
+                    .any(|line| {
+                        line.contains("+switch-master subscription failed")
+                            && line.contains(&paused_addr)
+                    })
+                    .then_some(())
+            },
+        );
+    }
+
+    // A failover made through a live sentinel. The old primary keeps answering as a primary
+    // until the sentinels demote it, 8 s after they see it again: only the announcement of a
+    // live sentinel moves the exporters on sooner.
+    let failover_started = Instant::now();
+    let new_primary = sentinels.failover();
+    let agreed = failover_started.elapsed();
+    write_symbol(&sentinels, new_primary, "SOLUSDT");
+    let mut figures = Vec::new();
+    for ((name, exporter), reconnected) in exporters.iter().zip(&reconnected) {
+        let to_new = wait_reading(exporter, new_primary, failover_started);
+        assert!(
+            to_new < agreed + Duration::from_secs(5),
+            "{name}: the new primary read {:.1} s after the failover began, {:.1} s after the sentinels agreed",
+            to_new.as_secs_f64(),
+            (to_new - agreed).as_secs_f64()
+        );
+        let body = exporter.wait_metrics(
+            "the symbol written on the new primary",
+            Duration::from_secs(10),
+            |body| sample(body, "quantum_harvest_exporter_symbols_exported") == Some(3.0),
+        );
+        assert_eq!(
+            sample(&body, "quantum_harvest_exporter_redis_failovers_total"),
+            Some(1.0)
+        );
+        exporter.metrics();
+        figures.push(format!(
+            "{name}: read again {:.1} s after its connections were killed, the new primary {:.1} s after the failover began",
+            reconnected.as_secs_f64(),
+            to_new.as_secs_f64()
+        ));
+    }
+    sentinels.resume_sentinel(0);
+    report(
+        "Sentinel paused",
+        "the first sentinel listed SIGSTOPped (connections accepted, nothing answered); the exporters' connections killed, then SENTINEL FAILOVER through a live sentinel",
+        "the primary found through the two live sentinels, the failover announced by a live one: read again, then the new primary read, redis_up 1",
+        &figures.join("; "),
+    );
+}
+
+#[test]
+fn sentinels_and_data_nodes_over_tls() {
+    let certs = Certs::new();
+    let sentinels = Sentinels::start_with(SentinelOptions {
+        tls: Some(TlsFiles::server(&certs)),
+        ..SentinelOptions::default()
+    });
+    let first = sentinels.primary_port();
+    write_generation(&sentinels, first, 1).unwrap();
+    let ca = certs.ca.display().to_string();
+    // The URL's host is not used: the sentinels name the nodes, by IP, and the server
+    // certificate covers 127.0.0.1.
+    let exporter = exporter_for(
+        &sentinels,
+        &[
+            ("REDIS_SENTINEL_TLS", "true"),
+            ("REDIS_TLS_CA_FILE", &ca),
+            ("REDIS_URL", "rediss://ignored/0"),
+        ],
+    );
+    let started = Instant::now();
+    let read_first = wait_reading(&exporter, first, started);
+    wait_generation(&exporter, 1);
+    exporter.metrics();
+
+    let failover_started = Instant::now();
+    let second = sentinels.failover();
+    let to_second = wait_reading(&exporter, second, failover_started);
+    write_generation(&sentinels, second, 2).unwrap();
+    wait_generation(&exporter, 2);
+    let body = exporter.metrics();
+    assert_eq!(
+        sample(&body, "quantum_harvest_exporter_redis_failovers_total"),
+        Some(1.0)
+    );
+    // The +switch-master listener speaks TLS to the sentinels too.
+    wait_for(
+        "the failover announcement logged",
+        Duration::from_secs(10),
+        || {
+            exporter
+                .log_text()
+                .contains("a sentinel announced a failover")
+                .then_some(())
+        },
+    );
+    // Its PINGs, which find a hung sentinel, are answered by live ones: it never resubscribed.
+    assert!(
+        !exporter
+            .log_text()
+            .contains("+switch-master subscription failed"),
+        "the listener left a live sentinel:\n{}",
+        exporter.log_text()
+    );
+    report(
+        "Sentinel over TLS",
+        "three data nodes and three sentinels on TLS ports only (replication and the sentinels' links over TLS too); REDIS_SENTINEL_TLS, rediss:// with a private CA; SENTINEL FAILOVER",
+        "1,000 symbols read through TLS sentinels from the TLS primary, the failover followed (announced over TLS) and the new primary read",
+        &format!(
+            "first read {:.1} s after start; the new primary read {:.1} s after the failover began",
+            read_first.as_secs_f64(),
+            to_second.as_secs_f64()
+        ),
     );
 }

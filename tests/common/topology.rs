@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use redis::IntoConnectionInfo;
 
-use super::{PREFIX, TempDir, require_tool, wait_for};
+use super::{Certs, PREFIX, TempDir, require_tool, wait_for};
 
 /// The name the sentinels know the primary by.
 pub const MASTER_NAME: &str = "harvest";
@@ -37,13 +38,57 @@ pub struct Sentinels {
     sentinels: Vec<Server>,
 }
 
-/// Passwords for [`Sentinels::start_with`]; `None` leaves that side open.
+/// Passwords and TLS for [`Sentinels::start_with`]; `None` leaves that side open or in plain
+/// text.
 #[derive(Clone, Debug, Default)]
 pub struct SentinelOptions {
     /// The data nodes' `requirepass`, also their `masterauth` and the sentinels' `auth-pass`.
     pub data_password: Option<String>,
     /// The sentinels' `requirepass`, which they also present to one another.
     pub sentinel_password: Option<String>,
+    /// TLS only, for the data nodes and the sentinels alike: no plain port, and replication,
+    /// the sentinels' links to the nodes and to one another over TLS too.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A server certificate and key, and the CA that signed them, which servers also trust.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The server certificate of `certs`, which covers 127.0.0.1.
+    pub fn server(certs: &Certs) -> TlsFiles {
+        TlsFiles {
+            ca: certs.ca.clone(),
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+        }
+    }
+
+    /// The same settings as redis.conf lines (a sentinel's) or flags (`--` in front).
+    fn settings(&self, port: u16) -> Vec<(&'static str, String)> {
+        let path = |p: &PathBuf| p.display().to_string();
+        vec![
+            ("port", "0".to_owned()),
+            ("tls-port", port.to_string()),
+            ("tls-cert-file", path(&self.cert)),
+            ("tls-key-file", path(&self.key)),
+            ("tls-ca-cert-file", path(&self.ca)),
+            ("tls-auth-clients", "no".to_owned()),
+            ("tls-replication", "yes".to_owned()),
+        ]
+    }
+
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(&self.ca).expect("read the test CA")),
+        }
+    }
 }
 
 impl Sentinels {
@@ -54,7 +99,7 @@ impl Sentinels {
     pub fn start_with_password(data_password: Option<&str>) -> Sentinels {
         Sentinels::start_with(SentinelOptions {
             data_password: data_password.map(str::to_owned),
-            sentinel_password: None,
+            ..SentinelOptions::default()
         })
     }
 
@@ -64,11 +109,12 @@ impl Sentinels {
         let ports = free_ports(6);
         let (node_ports, sentinel_ports) = ports.split_at(3);
         let password = options.data_password.as_deref();
+        let tls = options.tls.as_ref();
         let primary = node_ports[0];
-        let mut nodes = vec![data_node(primary, password, &[])];
+        let mut nodes = vec![data_node(primary, password, tls, &[])];
         for &port in &node_ports[1..] {
             let replicaof = args(&["--replicaof", "127.0.0.1", &primary.to_string()]);
-            nodes.push(data_node(port, password, &replicaof));
+            nodes.push(data_node(port, password, tls, &replicaof));
         }
         // A sentinel reads the replicas from the primary's INFO at once, and then only every
         // 10 s: replicas linked before the sentinels start are known without that delay.
@@ -197,6 +243,16 @@ impl Sentinels {
         self.sentinels[index].kill();
     }
 
+    /// SIGSTOPs sentinel `index`: connections to it open (the kernel accepts them) but nothing
+    /// is answered, as with a hung host. The other sentinels stand in for it.
+    pub fn pause_sentinel(&mut self, index: usize) {
+        self.sentinels[index].pause();
+    }
+
+    pub fn resume_sentinel(&mut self, index: usize) {
+        self.sentinels[index].resume();
+    }
+
     fn running_sentinel(&self) -> &Server {
         self.sentinels
             .iter()
@@ -222,8 +278,7 @@ impl Sentinels {
 fn sentinel(port: u16, primary: u16, options: &SentinelOptions) -> Server {
     let dir = TempDir::new("sentinel");
     let mut conf = format!(
-        "port {port}\n\
-         bind 127.0.0.1\n\
+        "bind 127.0.0.1\n\
          dir {dir}\n\
          sentinel monitor {MASTER_NAME} 127.0.0.1 {primary} 2\n\
          sentinel down-after-milliseconds {MASTER_NAME} {down_after}\n\
@@ -232,6 +287,16 @@ fn sentinel(port: u16, primary: u16, options: &SentinelOptions) -> Server {
         down_after = SENTINEL_DOWN_AFTER.as_millis(),
         failover_timeout = SENTINEL_FAILOVER_TIMEOUT.as_millis(),
     );
+    match &options.tls {
+        // `tls-replication` makes the sentinel speak TLS to the nodes and to the other
+        // sentinels, and announce its TLS port to them.
+        Some(tls) => {
+            for (name, value) in tls.settings(port) {
+                conf.push_str(&format!("{name} {value}\n"));
+            }
+        }
+        None => conf.push_str(&format!("port {port}\n")),
+    }
     if let Some(password) = &options.data_password {
         conf.push_str(&format!("sentinel auth-pass {MASTER_NAME} {password}\n"));
     }
@@ -242,7 +307,13 @@ fn sentinel(port: u16, primary: u16, options: &SentinelOptions) -> Server {
     let path = dir.0.join("sentinel.conf");
     std::fs::write(&path, conf).expect("write sentinel.conf");
     let args = vec![path.display().to_string(), "--sentinel".to_owned()];
-    Server::spawn(port, options.sentinel_password.as_deref(), dir, &args)
+    Server::spawn(
+        port,
+        options.sentinel_password.as_deref(),
+        options.tls.as_ref(),
+        dir,
+        &args,
+    )
 }
 
 fn sentinel_master(sentinel: &Server) -> Option<HashMap<String, String>> {
@@ -314,7 +385,7 @@ impl Cluster {
                     "--cluster-allow-reads-when-down",
                     "no",
                 ]);
-                data_node(port, None, &cluster_args)
+                data_node(port, None, None, &cluster_args)
             })
             .collect();
         let mut create = args(&["--cluster", "create"]);
@@ -779,6 +850,7 @@ impl Drop for RedisCli {
 struct Server {
     port: u16,
     password: Option<String>,
+    tls: Option<TlsFiles>,
     child: Child,
     state: State,
     _dir: TempDir,
@@ -793,7 +865,13 @@ enum State {
 
 impl Server {
     /// Runs `redis-server args` in `dir` and waits until it answers PING.
-    fn spawn(port: u16, password: Option<&str>, dir: TempDir, args: &[String]) -> Server {
+    fn spawn(
+        port: u16,
+        password: Option<&str>,
+        tls: Option<&TlsFiles>,
+        dir: TempDir,
+        args: &[String],
+    ) -> Server {
         require_tool("redis-server", "redis-server");
         let child = Command::new("redis-server")
             .args(args)
@@ -805,6 +883,7 @@ impl Server {
         let mut server = Server {
             port,
             password: password.map(str::to_owned),
+            tls: tls.cloned(),
             child,
             state: State::Running,
             _dir: dir,
@@ -829,10 +908,25 @@ impl Server {
         if let Some(password) = &self.password {
             settings = settings.set_password(password);
         }
-        let info = ("127.0.0.1", self.port)
-            .into_connection_info()?
-            .set_redis_settings(settings);
-        let connection = redis::Client::open(info)?.get_connection_with_timeout(IO_TIMEOUT)?;
+        let client = match &self.tls {
+            Some(tls) => {
+                let addr = redis::ConnectionAddr::TcpTls {
+                    host: "127.0.0.1".to_owned(),
+                    port: self.port,
+                    insecure: false,
+                    tls_params: None,
+                };
+                let info = addr.into_connection_info()?.set_redis_settings(settings);
+                redis::Client::build_with_tls(info, tls.certificates())?
+            }
+            None => {
+                let info = ("127.0.0.1", self.port)
+                    .into_connection_info()?
+                    .set_redis_settings(settings);
+                redis::Client::open(info)?
+            }
+        };
+        let connection = client.get_connection_with_timeout(IO_TIMEOUT)?;
         connection.set_read_timeout(Some(IO_TIMEOUT))?;
         connection.set_write_timeout(Some(IO_TIMEOUT))?;
         Ok(connection)
@@ -884,10 +978,23 @@ impl Drop for Server {
     }
 }
 
-/// A redis-server without persistence, on `port`, with `extra` flags.
-fn data_node(port: u16, password: Option<&str>, extra: &[String]) -> Server {
+/// A redis-server without persistence, on `port` (a TLS port with `tls`), with `extra` flags.
+fn data_node(
+    port: u16,
+    password: Option<&str>,
+    tls: Option<&TlsFiles>,
+    extra: &[String],
+) -> Server {
     let dir = TempDir::new("node");
-    let mut all = args(&["--port", &port.to_string(), "--bind", "127.0.0.1"]);
+    let mut all = args(&["--bind", "127.0.0.1"]);
+    match tls {
+        Some(tls) => {
+            for (name, value) in tls.settings(port) {
+                all.extend([format!("--{name}"), value]);
+            }
+        }
+        None => all.extend(args(&["--port", &port.to_string()])),
+    }
     all.extend(args(&["--save", "", "--appendonly", "no"]));
     // A primary otherwise waits 5 s for more replicas to share each full sync with.
     all.extend(args(&["--repl-diskless-sync-delay", "0"]));
@@ -897,7 +1004,7 @@ fn data_node(port: u16, password: Option<&str>, extra: &[String]) -> Server {
         all.extend(args(&["--requirepass", password, "--masterauth", password]));
     }
     all.extend_from_slice(extra);
-    Server::spawn(port, password, dir, &all)
+    Server::spawn(port, password, tls, dir, &all)
 }
 
 fn replica_linked(replica: &Server) -> bool {
