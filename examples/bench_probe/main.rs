@@ -5,6 +5,7 @@
 //! Subcommands print `key=value` pairs on one line, for the script to record.
 
 mod apply_streams;
+mod cluster;
 mod http;
 mod procfs;
 mod redis_stats;
@@ -23,10 +24,12 @@ const USAGE: &str = "usage: bench_probe COMMAND --key value ...
   scrape  --port P [--gzip] [--count K] [--secs S] [--timeout S]
   values  --port P --names a,b [--samples K] [--every S]
   fresh   --redis-port P --port P --symbol SYM --trials K --budget S --pace S --timeout S
-  cost    --pid P --redis-pid P --redis-port P --symbols N --interval S --refreshes K --max-secs S
+  cost    --pid P --redis-pid P[,P...] --redis-port P[,P...] --symbols N --interval S --refreshes K --max-secs S
+  cluster-copy    --redis-port P --cluster-nodes HOST:PORT,...
   apply-fresh  --redis-port P --port P --trials K --budget S --pace S [--timeout S]
   apply-burst  --redis-port P --port P --pid P --entries E [--symbols N] [--max-secs S]
-  report  --results FILE --out FILE";
+  report  --results FILE --out FILE
+  cluster-report  --results FILE --out FILE";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -49,7 +52,9 @@ fn main() -> ExitCode {
         "cost" => redis_stats::cost(&options),
         "apply-fresh" => apply_streams::fresh(&options),
         "apply-burst" => apply_streams::burst(&options),
+        "cluster-copy" => cluster::copy(&options),
         "report" => report::write(&options),
+        "cluster-report" => report::write_cluster(&options),
         other => Err(format!("unknown command {other}\n{USAGE}")),
     };
     match result {

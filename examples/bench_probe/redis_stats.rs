@@ -52,11 +52,24 @@ pub fn calls_between(before: &CommandStats, after: &CommandStats) -> BTreeMap<St
         .collect()
 }
 
+/// Calls and microseconds per command summed over several servers (a cluster's nodes).
+fn command_stats_all(redis: &mut [redis::Connection]) -> Result<CommandStats, String> {
+    let mut total = CommandStats::new();
+    for connection in redis {
+        for (name, (calls, usec)) in command_stats(connection)? {
+            let entry = total.entry(name).or_default();
+            entry.0 += calls;
+            entry.1 += usec;
+        }
+    }
+    Ok(total)
+}
+
 /// Waits until the exporter has used no CPU for a while and Redis has answered a whole number of
 /// refreshes' HMGETs: a moment between two refreshes.
 fn between_refreshes(
     pid: u32,
-    redis: &mut redis::Connection,
+    redis: &mut [redis::Connection],
     n: u64,
     deadline: Instant,
 ) -> Result<CommandStats, String> {
@@ -75,7 +88,7 @@ fn between_refreshes(
             continue;
         }
         if quiet_since.elapsed() >= QUIET {
-            let stats = command_stats(redis)?;
+            let stats = command_stats_all(redis)?;
             let hmget = stats.get("hmget").map_or(0, |(calls, _)| *calls);
             if hmget.is_multiple_of(n) {
                 return Ok(stats);
@@ -85,18 +98,41 @@ fn between_refreshes(
     }
 }
 
+/// Comma-separated numbers: one per server, several for a cluster's nodes.
+fn list<T: std::str::FromStr>(options: &Options, key: &str) -> Result<Vec<T>, String> {
+    options
+        .text(key)?
+        .split(',')
+        .map(|raw| {
+            raw.parse()
+                .map_err(|_| format!("--{key}: not a number: {raw}"))
+        })
+        .collect()
+}
+
+/// CPU of several processes (a cluster's nodes) added up.
+fn cpu_ns_all(pids: &[u32]) -> Result<u64, String> {
+    pids.iter().map(|&pid| procfs::cpu_ns(pid)).sum()
+}
+
 pub fn cost(options: &Options) -> Result<(), String> {
     let pid: u32 = options.number("pid", None)?;
-    let redis_pid: u32 = options.number("redis-pid", None)?;
-    let port: u16 = options.number("redis-port", None)?;
+    // A cluster's nodes are given as lists: their commands and CPU are added up.
+    let redis_pids: Vec<u32> = list(options, "redis-pid")?;
+    let ports: Vec<u16> = list(options, "redis-port")?;
     let n: u64 = options.number("symbols", None)?;
     let interval = options.seconds("interval", None)?;
     let wanted: u64 = options.number("refreshes", Some(8))?;
     let max = options.seconds("max-secs", Some(30.0))?;
 
-    let client =
-        redis::Client::open(format!("redis://127.0.0.1:{port}/0")).map_err(|e| e.to_string())?;
-    let mut redis = client.get_connection().map_err(|e| e.to_string())?;
+    let mut redis = ports
+        .iter()
+        .map(|port| {
+            redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                .and_then(|client| client.get_connection())
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     let deadline = started + max + interval * 2;
 
@@ -104,7 +140,7 @@ pub fn cost(options: &Options) -> Result<(), String> {
     let (cpu0, split0, redis_cpu0, window) = (
         procfs::cpu_ns(pid)?,
         procfs::cpu_split_ms(pid)?,
-        procfs::cpu_ns(redis_pid)?,
+        cpu_ns_all(&redis_pids)?,
         Instant::now(),
     );
     procfs::reset_peak(pid)?;
@@ -121,7 +157,7 @@ pub fn cost(options: &Options) -> Result<(), String> {
     let (cpu1, split1, redis_cpu1) = (
         procfs::cpu_ns(pid)?,
         procfs::cpu_split_ms(pid)?,
-        procfs::cpu_ns(redis_pid)?,
+        cpu_ns_all(&redis_pids)?,
     );
     let secs = window.elapsed().as_secs_f64();
     if refreshes == 0 {
