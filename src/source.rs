@@ -170,15 +170,14 @@ pub(crate) struct Fetched {
 pub struct Source {
     endpoint: Endpoint,
     link: Option<Link>,
-    /// The hash fields to read, in the order `RawHash` keeps them.
-    fields: &'static [&'static str],
+    /// The prefix and the hash fields to read, in the order `RawHash` keeps them.
+    reader: Reader,
     db: i64,
     connect_timeout: Duration,
-    prefix: Vec<u8>,
     symbols: Symbols,
     /// In a cluster, the symbols the last full read found: one that no SCAN lists while its
     /// slot moves is read by key instead of being lost.
-    known: HashSet<Vec<u8>>,
+    known: Vec<Vec<u8>>,
     /// In a cluster, where the last full read found each shard and slot.
     layout: Option<cluster::Layout>,
     /// In a cluster, the replicas the last full read found: one of them that becomes a primary
@@ -199,15 +198,19 @@ impl Source {
         fields: &'static [&'static str],
     ) -> Result<Source, SettingsError> {
         let db = settings.connection_info()?.redis_settings().db();
+        let endpoint = Endpoint::new(settings, settings.connection_config())?;
         Ok(Source {
-            endpoint: Endpoint::new(settings, settings.connection_config())?,
+            reader: Reader {
+                prefix: prefix.as_bytes().into(),
+                fields,
+                addr: endpoint.addr().into(),
+            },
+            endpoint,
             link: None,
-            fields,
             db,
             connect_timeout: settings.connect_timeout,
-            prefix: prefix.as_bytes().to_vec(),
             symbols,
-            known: HashSet::new(),
+            known: Vec::new(),
             layout: None,
             replicas_seen: HashSet::new(),
             node_connections: HashMap::new(),
@@ -266,7 +269,8 @@ impl Source {
         let mut fetched = Fetched::default();
         match &mut link {
             Link::Node(connection) => {
-                self.read_hashes(connection, &symbols, false, &mut fetched)
+                self.reader
+                    .read_hashes(connection, &symbols, false, &mut fetched)
                     .await?
             }
             Link::Cluster(connection) => {
@@ -300,17 +304,20 @@ impl Source {
                 // Lost its primary, or was promoted: find what to read again, by the policy.
                 *connection = match self.endpoint.connect().await? {
                     Link::Node(connection) => connection,
-                    Link::Cluster(_) => return Err(self.unexpected("INFO replication")),
+                    Link::Cluster(_) => return Err(self.reader.unexpected("INFO replication")),
                 };
             }
         }
         match &self.symbols {
             Symbols::Fixed(list) => {
                 let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
-                self.read_hashes(connection, &symbols, false, fetched).await
+                self.reader
+                    .read_hashes(connection, &symbols, false, fetched)
+                    .await
             }
             Symbols::Discover => {
-                self.discover(connection, false, fetched, &mut HashSet::new())
+                self.reader
+                    .discover(connection, false, fetched, &mut HashSet::new())
                     .await
             }
         }
@@ -337,11 +344,22 @@ impl Source {
         self.endpoint.set_cluster_nodes(nodes);
         Ok(())
     }
+}
 
+/// What every read needs: the key prefix, the fields, and the address for errors. Cheap to
+/// clone, so that a cluster's nodes are read by tasks of their own, on every worker thread.
+#[derive(Clone)]
+pub(crate) struct Reader {
+    prefix: std::sync::Arc<[u8]>,
+    fields: &'static [&'static str],
+    addr: std::sync::Arc<str>,
+}
+
+impl Reader {
     /// HMGET of the fields for each symbol, pipelined in batches; fills hashes, absent keys
     /// (those with none of the fields) and wrong types, and with `redirects` (a cluster node)
     /// the keys whose slot is elsewhere.
-    async fn read_hashes(
+    pub(super) async fn read_hashes(
         &self,
         connection: &mut MultiplexedConnection,
         symbols: &[Vec<u8>],
@@ -368,7 +386,7 @@ impl Source {
     /// round trip per page plus one, and the SCAN COUNT bounds the size of every reply.
     /// `seen` holds the symbols already read, for SCAN may return a key twice. `redirects`: the
     /// node is one of a cluster's, whose keys may move to another node meanwhile.
-    async fn discover(
+    pub(super) async fn discover(
         &self,
         connection: &mut MultiplexedConnection,
         redirects: bool,
@@ -412,24 +430,24 @@ impl Source {
             self.take_reads(&found, replies, fetched, redirects)?;
             found = page
                 .into_iter()
-                .filter_map(|key| key.strip_prefix(self.prefix.as_slice()).map(<[u8]>::to_vec))
+                .filter_map(|key| key.strip_prefix(&self.prefix[..]).map(<[u8]>::to_vec))
                 .filter(|symbol| seen.insert(symbol.clone()))
                 .collect();
         }
         Ok(())
     }
 
-    fn add_reads(&self, pipe: &mut redis::Pipeline, symbols: &[Vec<u8>]) {
+    pub(super) fn add_reads(&self, pipe: &mut redis::Pipeline, symbols: &[Vec<u8>]) {
         for symbol in symbols {
             pipe.cmd("HMGET")
-                .arg([self.prefix.as_slice(), symbol].concat())
+                .arg([&self.prefix[..], symbol].concat())
                 .arg(self.fields);
         }
     }
 
     /// The HMGET replies for `symbols`, in order, into hashes, absent keys and wrong types; a
     /// cluster node's redirection (the slot moved) into `redirected` when `redirects`.
-    fn take_reads(
+    pub(super) fn take_reads(
         &self,
         symbols: &[Vec<u8>],
         replies: Vec<Value>,
@@ -460,7 +478,11 @@ impl Source {
     }
 
     /// HMGET's reply packed as a [`RawHash`]; `None` when the key has none of the fields.
-    fn packed(&self, symbol: &[u8], reply: Value) -> Result<Option<RawHash>, FetchError> {
+    pub(super) fn packed(
+        &self,
+        symbol: &[u8],
+        reply: Value,
+    ) -> Result<Option<RawHash>, FetchError> {
         let Value::Array(items) = reply else {
             return Err(self.unexpected("HMGET"));
         };
@@ -482,8 +504,8 @@ impl Source {
         Ok(Some(RawHash::new(symbol.to_vec(), &values)))
     }
 
-    fn classify(&self, source: redis::RedisError, connecting: bool) -> FetchError {
-        let addr = self.endpoint.addr().to_owned();
+    pub(super) fn classify(&self, source: redis::RedisError, connecting: bool) -> FetchError {
+        let addr = self.addr.to_string();
         if source.is_timeout() {
             FetchError::Timeout { addr, source }
         } else if connecting {
@@ -493,9 +515,9 @@ impl Source {
         }
     }
 
-    fn unexpected(&self, command: &'static str) -> FetchError {
+    pub(super) fn unexpected(&self, command: &'static str) -> FetchError {
         FetchError::Reply {
-            addr: self.endpoint.addr().to_owned(),
+            addr: self.addr.to_string(),
             command,
         }
     }

@@ -30,6 +30,7 @@ pub(super) struct Shard {
 /// which of them holds each slot.
 #[derive(Debug, Default)]
 pub(super) struct Layout {
+    shards: Vec<Shard>,
     pub nodes: Vec<Node>,
     /// The primaries, where keyspace notifications come from.
     pub primaries: Vec<String>,
@@ -50,15 +51,15 @@ pub(super) async fn layout(
             RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
         )
         .await
-        .map_err(|error| source.classify(error, false))?;
+        .map_err(|error| source.reader.classify(error, false))?;
     let text = match reply {
         Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Value::VerbatimString { text, .. } => text,
-        _ => return Err(source.unexpected("CLUSTER NODES")),
+        _ => return Err(source.reader.unexpected("CLUSTER NODES")),
     };
     let shards = parse_nodes(&text);
     if shards.is_empty() {
-        return Err(source.unexpected("CLUSTER NODES"));
+        return Err(source.reader.unexpected("CLUSTER NODES"));
     }
     // A node once seen as a replica that now serves slots was promoted. Replicas are
     // remembered across layouts, since one taken mid-failover may list neither the failed
@@ -69,6 +70,12 @@ pub(super) async fn layout(
         }
     }
     source.replicas_seen.extend(replica_addrs(&text));
+    // Unchanged shards keep the layout: its slot map has 16,384 entries to build.
+    if let Some(layout) = source.layout.take()
+        && layout.shards == shards
+    {
+        return Ok(layout);
+    }
     let read_from = source.endpoint.read_from();
     let mut layout = Layout::default();
     for (index, shard) in shards.iter().enumerate() {
@@ -101,6 +108,7 @@ pub(super) async fn layout(
             }
         }
     }
+    layout.shards = shards;
     Ok(layout)
 }
 
@@ -111,39 +119,55 @@ pub(super) async fn discover(
     source: &mut Source,
     connection: &mut ClusterConnection,
     fetched: &mut Fetched,
-) -> Result<HashSet<Vec<u8>>, FetchError> {
+) -> Result<Vec<Vec<u8>>, FetchError> {
     let nodes = source
         .layout
         .as_ref()
         .map(|l| l.nodes.clone())
         .unwrap_or_default();
     let connections = node_connections(source, &nodes).await?;
-    let this = &*source;
-    let scans = connections.into_iter().map(|mut connection| async move {
-        let mut part = Fetched::default();
-        this.discover(&mut connection, true, &mut part, &mut HashSet::new())
-            .await?;
-        Ok::<_, FetchError>(part)
+    let scans = connections.into_iter().map(|mut connection| {
+        let reader = source.reader.clone();
+        tokio::spawn(async move {
+            let mut part = Fetched::default();
+            reader
+                .discover(&mut connection, true, &mut part, &mut HashSet::new())
+                .await?;
+            Ok(part)
+        })
     });
-    let parts = join_all(scans).await;
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    let unread = merge(source, parts, fetched, &mut seen)?;
-    // Listed but gone by HMGET: deleted, or moved on; asked of the slot's owner.
+    let parts = joined(join_all(scans).await);
+    let unread = merge(source, parts, fetched)?;
+    // Sorted, a symbol two nodes listed (its slot moving between their scans) is kept once,
+    // and what was found is looked up without hashing every symbol.
+    sort_unique(&mut fetched.hashes);
+    let found = |symbol: &[u8]| {
+        fetched
+            .hashes
+            .binary_search_by(|hash| hash.symbol.as_slice().cmp(symbol))
+            .is_ok()
+    };
+    // Listed but gone by HMGET (deleted, or moved on), or found last time and by no SCAN now:
+    // asked of the slot's owner.
     let mut again = unread.redirected;
     again.extend(unread.absent);
-    again.extend(
-        source
-            .known
-            .iter()
-            .filter(|symbol| !seen.contains(*symbol))
-            .cloned(),
-    );
+    again.extend(source.known.iter().filter(|s| !found(s)).cloned());
     again.sort_unstable();
     again.dedup();
-    again.retain(|symbol| !seen.contains(symbol));
+    again.retain(|symbol| !found(symbol));
     read(source, connection, &again, fetched).await?;
-    seen.extend(fetched.hashes.iter().map(|hash| hash.symbol.clone()));
-    Ok(seen)
+    sort_unique(&mut fetched.hashes);
+    Ok(fetched
+        .hashes
+        .iter()
+        .map(|hash| hash.symbol.clone())
+        .collect())
+}
+
+/// Sorts hashes by symbol, keeping the first of each.
+fn sort_unique(hashes: &mut Vec<super::RawHash>) {
+    hashes.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    hashes.dedup_by(|later, earlier| later.symbol == earlier.symbol);
 }
 
 /// The given symbols, each shard's share pipelined to its node at once. Keys whose slot has
@@ -179,7 +203,7 @@ async fn read_grouped(
     let mut shares: Vec<Vec<Vec<u8>>> = vec![Vec::new(); layout.nodes.len()];
     let mut unplaced = Vec::new();
     for symbol in symbols {
-        let key = [source.prefix.as_slice(), symbol].concat();
+        let key = [&source.reader.prefix[..], symbol].concat();
         match layout.owner.get(&Slot::for_key(&key)) {
             Some(&index) => shares[index].push(symbol.clone()),
             None => unplaced.push(symbol.clone()),
@@ -187,22 +211,43 @@ async fn read_grouped(
     }
     let connections = node_connections(source, &layout.nodes).await;
     source.layout = Some(layout);
-    let this = &*source;
     let reads = connections?
         .into_iter()
-        .zip(&shares)
-        .map(|(mut connection, share)| async move {
-            let mut part = Fetched::default();
-            this.read_hashes(&mut connection, share, true, &mut part)
-                .await?;
-            Ok::<_, FetchError>(part)
+        .zip(shares)
+        .map(|(mut connection, share)| {
+            let reader = source.reader.clone();
+            tokio::spawn(async move {
+                let mut part = Fetched::default();
+                reader
+                    .read_hashes(&mut connection, &share, true, &mut part)
+                    .await?;
+                Ok(part)
+            })
         });
-    let parts = join_all(reads).await;
-    let mut seen = HashSet::new();
-    let unread = merge(source, parts, fetched, &mut seen)?;
+    let parts = joined(join_all(reads).await);
+    let unread = merge(source, parts, fetched)?;
     fetched.absent.extend(unread.absent);
     unplaced.extend(unread.redirected);
     Ok(unplaced)
+}
+
+/// The nodes' reads as they ended: each node is read by a task of its own, so that the replies
+/// are taken apart on every worker thread; a task that did not finish (the runtime shutting
+/// down) counts as a failed read.
+fn joined(
+    tasks: Vec<Result<Result<Fetched, FetchError>, tokio::task::JoinError>>,
+) -> Vec<Result<Fetched, FetchError>> {
+    tasks
+        .into_iter()
+        .map(|task| {
+            task.unwrap_or_else(|error| {
+                Err(FetchError::Command {
+                    addr: "a cluster node".to_owned(),
+                    source: redis::RedisError::from(std::io::Error::other(error.to_string())),
+                })
+            })
+        })
+        .collect()
 }
 
 /// The symbols a node read left: redirected elsewhere, or without a hash there.
@@ -212,13 +257,12 @@ struct Unread {
     absent: Vec<Vec<u8>>,
 }
 
-/// Adds each node's part to `fetched`, once per symbol; returns what is left unread. A failed
+/// Adds each node's part to `fetched`; returns what is left unread. A failed
 /// part fails the read and drops the node connections, which are made again next time.
 fn merge(
     source: &mut Source,
     parts: Vec<Result<Fetched, FetchError>>,
     fetched: &mut Fetched,
-    seen: &mut HashSet<Vec<u8>>,
 ) -> Result<Unread, FetchError> {
     if parts.iter().any(Result::is_err) {
         source.node_connections.clear();
@@ -229,11 +273,7 @@ fn merge(
         fetched.commands += part.commands;
         fetched.round_trips = fetched.round_trips.max(part.round_trips);
         fetched.wrong_type += part.wrong_type;
-        for hash in part.hashes {
-            if seen.insert(hash.symbol.clone()) {
-                fetched.hashes.push(hash);
-            }
-        }
+        fetched.hashes.extend(part.hashes);
         unread.redirected.extend(part.redirected);
         unread.absent.extend(part.absent);
     }
@@ -255,12 +295,12 @@ async fn node_connections(
         let mut connection = client
             .get_multiplexed_async_connection_with_config(&source.endpoint.config())
             .await
-            .map_err(|error| source.classify(error, true))?;
+            .map_err(|error| source.reader.classify(error, true))?;
         if node.role == Role::Replica {
             redis::cmd("READONLY")
                 .query_async::<()>(&mut connection)
                 .await
-                .map_err(|error| source.classify(error, false))?;
+                .map_err(|error| source.reader.classify(error, false))?;
         }
         source
             .node_connections
@@ -284,17 +324,20 @@ async fn read_by_key(
             let mut connection = connection.clone();
             let mut command = redis::cmd("HMGET");
             command
-                .arg([source.prefix.as_slice(), symbol].concat())
-                .arg(source.fields);
+                .arg([&source.reader.prefix[..], symbol].concat())
+                .arg(source.reader.fields);
             async move { command.query_async::<Value>(&mut connection).await }
         });
         for (symbol, reply) in batch.iter().zip(join_all(reads).await) {
             match reply {
-                Ok(value) => {
-                    source.take_reads(std::slice::from_ref(symbol), vec![value], fetched, false)?
-                }
+                Ok(value) => source.reader.take_reads(
+                    std::slice::from_ref(symbol),
+                    vec![value],
+                    fetched,
+                    false,
+                )?,
                 Err(error) if error.code() == Some("WRONGTYPE") => fetched.wrong_type += 1,
-                Err(error) => return Err(source.classify(error, false)),
+                Err(error) => return Err(source.reader.classify(error, false)),
             }
         }
         fetched.commands += batch.len();

@@ -57,7 +57,7 @@ impl Source {
     fn channel_prefix(&self) -> Vec<u8> {
         [
             format!("__keyspace@{}__:", self.db).as_bytes(),
-            &self.prefix,
+            &self.reader.prefix,
         ]
         .concat()
     }
