@@ -321,7 +321,10 @@ system from /proc/<pid>/stat (10 ms ticks, and it keeps the time of threads that
 window), and the live threads' schedstat time, which misses those (hence lower at 100,000). Redis CPU: \
 the servers' CPU over the window (the three nodes added up) minus what they spend idle over the \
 same time (measured for 1 s with no client just before; a cluster node also gossips on its bus). \
-Commands: Redis's `INFO commandstats`, all nodes added up.\n\n",
+Commands: Redis's `INFO commandstats`, all nodes added up. The three nodes, the single Redis \
+and the exporter all share this machine's cores: the cluster can only shorten a refresh by \
+splitting Redis's share of it, which here is the smaller one (compare Redis CPU with the \
+exporter's), while in production its nodes have cores, or hosts, of their own.\n\n",
         r.meta("elapsed_s"),
     );
     let _ = writeln!(out, "- Date: {}", r.meta("date"));
