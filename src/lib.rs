@@ -25,6 +25,7 @@ mod proposal;
 mod published;
 pub mod refresh;
 mod render;
+mod segments;
 pub mod server;
 pub mod simulate;
 mod snapshot;

@@ -7,19 +7,18 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use crate::apply::ApplyView;
-use crate::exposition::{Format, Segment};
-use crate::gzip::{Deflater, GzipHead};
+use crate::exposition::Format;
+use crate::gzip::GzipHead;
 use crate::page::Page;
-use crate::render;
+use crate::proposal::Proposal;
+use crate::segments::Segments;
 use crate::snapshot::Snapshot;
-
-/// Shared runs of the body shorter than this are copied into each format instead: below it, a
-/// separate chunk to send and a compressor restart cost more than the copy.
-const MIN_SHARED: usize = 16 * 1024;
 
 #[derive(Debug)]
 pub struct Published {
     pub snapshot: Arc<Snapshot>,
+    /// The body's pieces, which the next publication starts from.
+    segments: Segments,
     text: Body,
     open_metrics: Body,
     /// When the snapshot was rendered, which the page's data ages count from.
@@ -39,44 +38,35 @@ pub(crate) struct Body {
 
 impl Published {
     /// Renders and compresses once, so that every scrape until the next refresh only copies
-    /// reference-counted pointers. The formats share the runs their bytes have in common, the
-    /// bulk of the body, plain and compressed: a second format costs its few headers.
+    /// reference-counted pointers.
     pub fn new(snapshot: Snapshot, now_unix: f64) -> Published {
-        let body = render::render(&snapshot, now_unix);
-        let segments = body.segments(MIN_SHARED);
-        let text = Bytes::from(body.text);
-        let mut deflater = Deflater::new();
-        let mut text_gzip = Vec::with_capacity(segments.len());
-        let mut open_metrics_gzip = Vec::with_capacity(segments.len());
-        let mut open_metrics = Vec::with_capacity(segments.len());
-        for segment in segments {
-            match segment {
-                Segment::Shared(range) => {
-                    let deflated = deflater.deflate(&text[range.clone()]);
-                    text_gzip.push(deflated.clone());
-                    open_metrics_gzip.push(deflated);
-                    open_metrics.push(text.slice(range));
-                }
-                Segment::Own {
-                    text: text_run,
-                    open_metrics: open_metrics_run,
-                } => {
-                    text_gzip.push(deflater.deflate(&text_run));
-                    open_metrics_gzip.push(deflater.deflate(&open_metrics_run));
-                    open_metrics.push(open_metrics_run.into());
-                }
-            }
-        }
+        Published::from_segments(&Segments::new(), &[], snapshot, now_unix)
+    }
+
+    /// The publication of `snapshot`, which follows this one: only the pieces of the body
+    /// whose proposals changed are rendered and compressed again, the others are shared.
+    pub fn next(&self, snapshot: Snapshot, now_unix: f64) -> Published {
+        Published::from_segments(&self.segments, &self.snapshot.proposals, snapshot, now_unix)
+    }
+
+    /// The formats share the pieces their bytes have in common, the bulk of the body, plain and
+    /// compressed: a second format costs its few headers.
+    fn from_segments(
+        previous: &Segments,
+        rendered: &[Proposal],
+        snapshot: Snapshot,
+        now_unix: f64,
+    ) -> Published {
+        let segments = previous.next(rendered, &snapshot, now_unix);
+        let body = |format| Body {
+            plain: segments.pieces(format).map(|p| p.plain.clone()).collect(),
+            gzip: GzipHead::new(segments.pieces(format).map(|p| p.deflated.clone())),
+        };
         Published {
+            text: body(Format::Text),
+            open_metrics: body(Format::OpenMetrics),
             snapshot: Arc::new(snapshot),
-            text: Body {
-                plain: vec![text],
-                gzip: GzipHead::new(text_gzip),
-            },
-            open_metrics: Body {
-                plain: open_metrics,
-                gzip: GzipHead::new(open_metrics_gzip),
-            },
+            segments,
             rendered_at_unix: now_unix,
             page: OnceLock::new(),
         }
@@ -112,25 +102,23 @@ mod tests {
         decoded
     }
 
-    /// Large enough for shared runs: each format's chunks, plain or compressed, are its body.
-    #[test]
-    fn each_format_is_served_whole_plain_and_gzip() {
+    fn snapshot(kill_score_of_sym7: &str) -> Snapshot {
         let names: Vec<String> = (0..400).map(|i| format!("SYM{i}")).collect();
         let fields: &[(&str, &str)] = &[
             ("kill_score", "0.5"),
             ("computed_at_utc", "2026-01-23T00:58:58Z"),
             ("position_age_sec", "60"),
         ];
-        let hashes: Vec<(&str, &[(&str, &str)])> =
-            names.iter().map(|n| (n.as_str(), fields)).collect();
-        let snapshot = Snapshot::of_hashes(&hashes, 1_769_130_510.0);
-        let body = render::render(&snapshot, 1_769_130_510.0);
-        let published = Published::new(snapshot, 1_769_130_510.0);
-        let open_metrics = published.body(Format::OpenMetrics);
-        assert!(
-            open_metrics.plain.len() > 2,
-            "shares runs with the text format"
-        );
+        let changed: &[(&str, &str)] = &[("kill_score", kill_score_of_sym7)];
+        let hashes: Vec<(&str, &[(&str, &str)])> = names
+            .iter()
+            .map(|n| (n.as_str(), if n == "SYM7" { changed } else { fields }))
+            .collect();
+        Snapshot::of_hashes(&hashes, 1_769_130_510.0)
+    }
+
+    fn assert_served(published: &Published, snapshot: &Snapshot, now_unix: f64) {
+        let body = crate::render::render(snapshot, now_unix);
         for (format, expected) in [
             (Format::Text, body.text.clone()),
             (Format::OpenMetrics, body.assembled(Format::OpenMetrics, 0)),
@@ -142,6 +130,27 @@ mod tests {
                 [expected.as_slice(), b"tail\n"].concat()
             );
         }
-        assert_eq!(published.body(Format::Text).plain.len(), 1);
+    }
+
+    /// Each format's chunks, plain or compressed, are its body, and the next publication shares
+    /// those of the pieces whose symbols did not change.
+    #[test]
+    fn each_format_is_served_whole_plain_and_gzip_and_shared_with_the_next() {
+        let first = Published::new(snapshot("0.5"), 1_769_130_510.0);
+        assert_served(&first, &snapshot("0.5"), 1_769_130_510.0);
+        let second = first.next(snapshot("0.9"), 1_769_130_511.0);
+        assert_served(&second, &snapshot("0.9"), 1_769_130_511.0);
+        let before: Vec<*const u8> = first.text.plain.iter().map(|c| c.as_ptr()).collect();
+        let shared = second
+            .text
+            .plain
+            .iter()
+            .filter(|c| before.contains(&c.as_ptr()))
+            .count();
+        assert!(
+            shared * 2 > second.text.plain.len(),
+            "{shared} of {} chunks shared",
+            second.text.plain.len()
+        );
     }
 }
