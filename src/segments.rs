@@ -15,8 +15,8 @@ use crate::render::{self, SYMBOL_FAMILIES, SymbolFamily};
 use crate::snapshot::Snapshot;
 
 /// Symbols per block: a change renders and compresses its block in every family (some 1.5 KiB
-/// of text per symbol, so about 400 KiB), while pieces much smaller than this compress worse and
-/// make more chunks to send.
+/// of text per symbol), while smaller pieces compress worse and make more chunks to send; at 256
+/// the gzip body is 3.5% larger than compressed whole (2% at 512, for twice the cost of a change).
 const BLOCK: usize = 256;
 
 /// Runs of the exporter metrics that both formats share, when shorter than this, are copied into
@@ -32,11 +32,13 @@ pub(crate) struct Piece {
 
 impl Piece {
     /// Nothing to send for no bytes, not even an empty deflate block.
-    fn new(plain: Vec<u8>, deflater: &mut Deflater) -> Piece {
+    fn new(mut plain: Vec<u8>, deflater: &mut Deflater) -> Piece {
         if plain.is_empty() {
             return Piece::default();
         }
         let deflated = deflater.deflate(&plain);
+        // The buffer grew by doubling, and a block's pieces are held until its symbols change.
+        plain.shrink_to_fit();
         Piece {
             plain: plain.into(),
             deflated,
