@@ -102,17 +102,17 @@ mod tests {
         decoded
     }
 
-    fn snapshot(kill_score_of_sym7: &str) -> Snapshot {
-        let names: Vec<String> = (0..400).map(|i| format!("SYM{i}")).collect();
+    fn snapshot(kill_score_of_sym007: &str) -> Snapshot {
+        let names: Vec<String> = (0..400).map(|i| format!("SYM{i:03}")).collect();
         let fields: &[(&str, &str)] = &[
             ("kill_score", "0.5"),
             ("computed_at_utc", "2026-01-23T00:58:58Z"),
             ("position_age_sec", "60"),
         ];
-        let changed: &[(&str, &str)] = &[("kill_score", kill_score_of_sym7)];
+        let changed: &[(&str, &str)] = &[("kill_score", kill_score_of_sym007)];
         let hashes: Vec<(&str, &[(&str, &str)])> = names
             .iter()
-            .map(|n| (n.as_str(), if n == "SYM7" { changed } else { fields }))
+            .map(|n| (n.as_str(), if n == "SYM007" { changed } else { fields }))
             .collect();
         Snapshot::of_hashes(&hashes, 1_769_130_510.0)
     }

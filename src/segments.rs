@@ -145,11 +145,14 @@ impl Segments {
         for (index, block) in self.blocks.iter().enumerate() {
             let old = &previous[old_at..old_at + block.len];
             old_at += block.len;
-            // A block holds the symbols from its first on, up to the next block's first.
+            // A block holds the symbols from its first on, up to the next block's first. Were
+            // the proposals not sorted (a snapshot's are), the `max` keeps the ranges in order,
+            // and the comparison below renders again what moved.
             let new_end = match self.blocks.get(index + 1) {
                 Some(_) => proposals.partition_point(|p| p.symbol < previous[old_at].symbol),
                 None => proposals.len(),
-            };
+            }
+            .max(new_at);
             let new = &proposals[new_at..new_end];
             // Equal proposals render alike: their numbers are finite and never -0 (see
             // `values::parse_number`), the only floats that `==` takes for others printed apart.

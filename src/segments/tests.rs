@@ -156,6 +156,19 @@ fn blocks_stay_near_their_size_as_symbols_come_and_go() {
     );
 }
 
+/// A snapshot's proposals are sorted; were they not, the body would still be what it says.
+#[test]
+fn proposals_out_of_order_are_still_served_as_rendered() {
+    let sorted = snapshot_of(&hashes(50, "0.5"));
+    let mut reversed = snapshot_of(&hashes(50, "0.5"));
+    reversed.proposals.reverse();
+    let first = Segments::with_block(4).next(&[], &sorted, NOW);
+    let second = first.next(&sorted.proposals, &reversed, NOW);
+    let third = second.next(&reversed.proposals, &sorted, NOW);
+    assert_eq!(served(&second, Format::Text), rendered(&reversed, NOW)[0].1);
+    assert_eq!(served(&third, Format::Text), rendered(&sorted, NOW)[0].1);
+}
+
 /// One publication's worth of changes to the hashes.
 #[derive(Clone, Debug)]
 enum Change {
