@@ -360,7 +360,8 @@ fn publishing_costs() {
     use crate::published::Published;
     println!(
         "symbols | render+gzip whole (the former way) | first publication | nothing changed | \
-         only the time moved | one symbol changed | all changed | snapshot clone | gzip whole / in pieces"
+         only the time moved | one symbol changed | all changed | snapshot clone | gzip whole / in pieces | \
+         chunks plain, gzip"
     );
     for count in [1_000, 10_000, 100_000] {
         let runs = if count > 10_000 { 3 } else { 9 };
@@ -383,13 +384,9 @@ fn publishing_costs() {
         };
         let whole_gzip = whole(before.clone());
         let first = Published::new(before.clone(), NOW);
-        let pieces_gzip: usize = first
-            .body(Format::Text)
-            .gzip
-            .chunks
-            .iter()
-            .map(Bytes::len)
-            .sum();
+        let text = first.body(Format::Text);
+        let pieces_gzip: usize = text.gzip.chunks.iter().map(Bytes::len).sum();
+        let chunks = (text.plain.len(), text.gzip.chunks.len());
         hashes.get_mut("SYM000042USDT").unwrap()[0].1 = b"0.99".to_vec();
         let one_changed = snapshot_of(&hashes);
         for fields in hashes.values_mut() {
@@ -407,9 +404,11 @@ fn publishing_costs() {
         ];
         let timings: Vec<String> = timings.iter().map(|ms| format!("{ms:.2} ms")).collect();
         println!(
-            "{count} | {} | {:.3}",
+            "{count} | {} | {:.3} | {}, {}",
             timings.join(" | "),
-            whole_gzip as f64 / pieces_gzip as f64
+            whole_gzip as f64 / pieces_gzip as f64,
+            chunks.0,
+            chunks.1
         );
     }
 }
