@@ -59,8 +59,8 @@ impl Published {
     ) -> Published {
         let segments = previous.next(rendered, &snapshot, now_unix);
         let body = |format| Body {
-            plain: segments.pieces(format).map(|p| p.plain.clone()).collect(),
-            gzip: GzipHead::new(segments.pieces(format).map(|p| p.deflated.clone())),
+            plain: segments.plain(format).cloned().collect(),
+            gzip: GzipHead::new(segments.deflated(format).cloned()),
         };
         Published {
             text: body(Format::Text),

@@ -19,15 +19,20 @@ use crate::snapshot::Snapshot;
 /// the gzip body is 3.5% larger than compressed whole (2% at 512, for twice the cost of a change).
 const BLOCK: usize = 256;
 
+/// Blocks whose compressed samples of a family are sent as one chunk (some 30 KiB): a block's
+/// compress to a couple of kilobytes, and a scrape takes a write per handful of chunks. A change
+/// copies its group again, in each family.
+const GROUP: usize = 16;
+
 /// Runs of the exporter metrics that both formats share, when shorter than this, are copied into
 /// each format's own runs: below it, a separate chunk costs more than the copy.
 const MIN_SHARED: usize = 16 * 1024;
 
 /// A run of a body, plain and compressed on its own (see [`Deflated`]).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Piece {
-    pub(crate) plain: Bytes,
-    pub(crate) deflated: Deflated,
+struct Piece {
+    plain: Bytes,
+    deflated: Deflated,
 }
 
 impl Piece {
@@ -90,6 +95,9 @@ pub(crate) struct Segments {
     block: usize,
     /// Runs of the snapshot's proposals, in order, that together hold them all.
     blocks: Vec<Block>,
+    /// Each family's compressed samples, the blocks' pieces [`GROUP`] blocks at a time copied
+    /// together.
+    groups: [Vec<Deflated>; SYMBOL_FAMILIES.len()],
     /// The time the data ages were rendered at.
     now_unix: f64,
     /// The exporter's refresh metrics, which end the body; rendered anew each time.
@@ -115,6 +123,7 @@ impl Segments {
         Segments {
             block,
             blocks: Vec::new(),
+            groups: Default::default(),
             now_unix: f64::NAN,
             exporter: Vec::new(),
         }
@@ -177,7 +186,37 @@ impl Segments {
         if let Some(from) = changed_from {
             next.render_run(&proposals[from..], &mut deflater);
         }
+        next.groups = std::array::from_fn(|family| self.next_groups(&next.blocks, family));
         next
+    }
+
+    /// `family`'s groups for `blocks`: those of these segments where their blocks' pieces are
+    /// the same, the others copied together anew.
+    fn next_groups(&self, blocks: &[Block], family: usize) -> Vec<Deflated> {
+        let same = |a: &Piece, b: &Piece| {
+            a.plain.len() == b.plain.len() && (a.is_empty() || a.plain.as_ptr() == b.plain.as_ptr())
+        };
+        blocks
+            .chunks(GROUP)
+            .enumerate()
+            .map(|(group, blocks)| {
+                let start = group * GROUP;
+                let before = self.blocks.get(start..).unwrap_or_default();
+                let kept = before.len().min(GROUP) == blocks.len()
+                    && before
+                        .iter()
+                        .zip(blocks)
+                        .all(|(a, b)| same(&a.pieces[family], &b.pieces[family]));
+                match self.groups[family].get(group) {
+                    Some(deflated) if kept => deflated.clone(),
+                    _ => {
+                        let pieces: Vec<&Deflated> =
+                            blocks.iter().map(|b| &b.pieces[family].deflated).collect();
+                        Deflated::concat(&pieces)
+                    }
+                }
+            })
+            .collect()
     }
 
     /// `block`, whose proposals are now `proposals` and render as before, with its data ages
@@ -227,9 +266,8 @@ impl Segments {
         }
     }
 
-    /// One format's body, in order, as a scrape sends it before its tail: each announced
-    /// family's header and its blocks' samples, then the exporter's refresh metrics.
-    pub(crate) fn pieces(&self, format: Format) -> impl Iterator<Item = &Piece> {
+    /// The families announced: those with samples, and those always announced.
+    fn announced(&self) -> impl Iterator<Item = usize> {
         SYMBOL_FAMILIES
             .iter()
             .enumerate()
@@ -237,11 +275,34 @@ impl Segments {
                 symbol_family.always_announced()
                     || self.blocks.iter().any(|b| !b.pieces[*family].is_empty())
             })
-            .flat_map(move |(family, _)| {
+            .map(|(family, _)| family)
+    }
+
+    /// One format's body, in order, as a scrape sends it plain before its tail: each announced
+    /// family's header and its blocks' samples, then the exporter's refresh metrics.
+    pub(crate) fn plain(&self, format: Format) -> impl Iterator<Item = &Bytes> {
+        self.announced()
+            .flat_map(move |family| {
                 let samples = self.blocks.iter().map(move |b| &b.pieces[family]);
-                iter::once(HEADERS[family].get(format)).chain(samples.filter(|p| !p.is_empty()))
+                iter::once(HEADERS[family].get(format)).chain(samples)
             })
             .chain(self.exporter.iter().map(move |run| run.get(format)))
+            .map(|piece| &piece.plain)
+            .filter(|plain| !plain.is_empty())
+    }
+
+    /// The same body compressed, the blocks' samples a group at a time.
+    pub(crate) fn deflated(&self, format: Format) -> impl Iterator<Item = &Deflated> {
+        self.announced()
+            .flat_map(move |family| {
+                iter::once(&HEADERS[family].get(format).deflated).chain(&self.groups[family])
+            })
+            .chain(
+                self.exporter
+                    .iter()
+                    .map(move |run| &run.get(format).deflated),
+            )
+            .filter(|deflated| !deflated.bytes().is_empty())
     }
 }
 

@@ -46,14 +46,11 @@ fn hashes(count: usize, kill_score: &str) -> Hashes {
 }
 
 fn served(segments: &Segments, format: Format) -> Vec<u8> {
-    segments
-        .pieces(format)
-        .flat_map(|p| p.plain.to_vec())
-        .collect()
+    segments.plain(format).flat_map(|p| p.to_vec()).collect()
 }
 
 fn inflated(segments: &Segments, format: Format) -> Vec<u8> {
-    let head = GzipHead::new(segments.pieces(format).map(|p| p.deflated.clone()));
+    let head = GzipHead::new(segments.deflated(format).cloned());
     let member = [head.chunks.concat(), head.finish(b"")].concat();
     let mut decoded = Vec::new();
     flate2::read::GzDecoder::new(member.as_slice())
@@ -126,6 +123,34 @@ fn a_change_renders_only_its_block_and_time_only_the_data_ages() {
     );
     let fourth = third.next(&after.proposals, &after, NOW + 1.0);
     assert_eq!(new_pieces(&third, &fourth), 0);
+}
+
+/// The compressed samples go a group of blocks at a time; a change copies one group again.
+#[test]
+fn a_change_copies_only_its_group_of_compressed_blocks() {
+    let before = snapshot_of(&hashes(100, "0.5"));
+    let first = Segments::with_block(2).next(&[], &before, NOW);
+    assert_eq!(first.groups[0].len(), 4, "50 blocks");
+    let mut changed = hashes(100, "0.5");
+    changed.get_mut("S0042").unwrap()[0].1 = b"0.9".to_vec();
+    let after = snapshot_of(&changed);
+    let second = first.next(&before.proposals, &after, NOW);
+    let addresses = |segments: &Segments| -> Vec<*const u8> {
+        segments
+            .deflated(Format::Text)
+            .map(|d| d.bytes().as_ptr())
+            .collect()
+    };
+    let before_addresses = addresses(&first);
+    let copied = addresses(&second)
+        .iter()
+        .filter(|a| !before_addresses.contains(a))
+        .count();
+    // A group in each of the 10 families S0042's block has samples in, and the exporter's run.
+    assert_eq!(copied, 10 + second.exporter.len());
+    for (format, expected) in rendered(&after, NOW) {
+        assert_eq!(inflated(&second, format), expected, "{format:?}");
+    }
 }
 
 #[test]
