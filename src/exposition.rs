@@ -188,7 +188,9 @@ impl Writer {
         self.samples(family)
     }
 
-    fn samples(&mut self, family: &Family) -> Samples<'_> {
+    /// The samples of `family` without its header, for a piece of a body that follows the
+    /// piece announcing it.
+    pub(crate) fn samples(&mut self, family: &Family) -> Samples<'_> {
         Samples {
             writer: self,
             name: family.name,

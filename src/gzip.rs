@@ -23,6 +23,20 @@ impl Deflated {
     pub(crate) fn bytes(&self) -> &Bytes {
         &self.bytes
     }
+
+    /// These pieces, one after another, as one piece: their bytes copied together, their
+    /// checksums combined.
+    pub(crate) fn concat(pieces: &[&Deflated]) -> Deflated {
+        let mut bytes = Vec::with_capacity(pieces.iter().map(|p| p.bytes.len()).sum());
+        let mut joined = Deflated::default();
+        for piece in pieces {
+            bytes.extend_from_slice(&piece.bytes);
+            joined.crc.combine(&piece.crc);
+            joined.len += piece.len;
+        }
+        joined.bytes = bytes.into();
+        joined
+    }
 }
 
 /// Compresses pieces, reusing the compressor's state (some hundred kilobytes) between them.
@@ -66,7 +80,8 @@ impl Deflater {
 /// start a new member per scrape, and curl reads just the first of several members.
 #[derive(Debug)]
 pub(crate) struct GzipHead {
-    /// The bytes to send, in order: the gzip header, then each piece's deflate data.
+    /// The bytes to send, in order: the gzip header, then each piece's deflate data, runs of
+    /// small pieces copied together (see [`GzipHead::MIN_CHUNK`]).
     pub chunks: Vec<Bytes>,
     crc: crc32fast::Hasher,
     len: u64,
@@ -75,17 +90,35 @@ pub(crate) struct GzipHead {
 impl GzipHead {
     const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
+    /// A scrape writes a handful of chunks at a time: runs of pieces smaller than this are
+    /// copied into one chunk. Large bodies are mostly pieces above it, so the copy stays small.
+    const MIN_CHUNK: usize = 16 * 1024;
+
     /// The member's start for the body made of these pieces, in this order.
     pub(crate) fn new(pieces: impl IntoIterator<Item = Deflated>) -> GzipHead {
         let mut head = GzipHead {
-            chunks: vec![Bytes::from_static(&Self::HEADER)],
+            chunks: Vec::new(),
             crc: crc32fast::Hasher::new(),
             len: 0,
         };
+        let mut small = Self::HEADER.to_vec();
         for piece in pieces {
             head.crc.combine(&piece.crc);
             head.len += piece.len;
-            head.chunks.push(piece.bytes);
+            if piece.bytes.len() >= Self::MIN_CHUNK {
+                if !small.is_empty() {
+                    head.chunks.push(std::mem::take(&mut small).into());
+                }
+                head.chunks.push(piece.bytes);
+            } else {
+                small.extend_from_slice(&piece.bytes);
+                if small.len() >= Self::MIN_CHUNK {
+                    head.chunks.push(std::mem::take(&mut small).into());
+                }
+            }
+        }
+        if !small.is_empty() {
+            head.chunks.push(small.into());
         }
         head
     }
@@ -186,6 +219,15 @@ mod tests {
     }
 
     #[test]
+    fn pieces_copied_together_are_one_piece() {
+        let mut deflater = Deflater::new();
+        let [a, b, empty] = ["a 1\n", "b 2\n", ""].map(|data| deflater.deflate(data.as_bytes()));
+        let joined = Deflated::concat(&[&a, &empty, &b]);
+        let head = GzipHead::new([b.clone(), joined, Deflated::concat(&[]), a]);
+        assert_eq!(decoded(&head, "end\n"), "b 2\na 1\nb 2\na 1\nend\n");
+    }
+
+    #[test]
     fn pieces_go_together_in_any_order() {
         let shared = "a{symbol=\"X\"} 1.0\n".repeat(1_000);
         let (one, other) = ("# TYPE a counter\n", "# TYPE a gauge\n# UNIT a x\n");
@@ -197,8 +239,26 @@ mod tests {
         assert_eq!(decoded(&first, "end\n"), format!("{one}{shared}end\n"));
         assert_eq!(decoded(&second, ""), format!("{shared}{other}{shared}"));
         assert!(
-            first.chunks[2].len() < shared.len() / 10,
+            first.chunks.concat().len() < shared.len() / 10,
             "the shared piece is compressed"
         );
+    }
+
+    #[test]
+    fn small_pieces_are_sent_together_and_large_ones_as_they_are() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let noise: String = (0..30_000).map(|_| rng.alphanumeric()).collect();
+        let mut deflater = Deflater::new();
+        let [small, large] =
+            ["a 1\n", noise.as_str()].map(|data| deflater.deflate(data.as_bytes()));
+        assert!(large.bytes().len() >= GzipHead::MIN_CHUNK);
+        let head = GzipHead::new([small.clone(), small.clone(), large.clone(), small]);
+        assert_eq!(head.chunks.len(), 3);
+        assert_eq!(
+            head.chunks[1].as_ptr(),
+            large.bytes().as_ptr(),
+            "not copied"
+        );
+        assert_eq!(decoded(&head, ""), format!("a 1\na 1\n{noise}a 1\n"));
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! - `source` reads Redis; `proposal` turns a hash into typed values; `snapshot` holds one
 //!   refresh's state and its transitions; `render` writes it as exposition text through
-//!   `exposition`'s typed writer; `published` keeps the bytes (`gzip`) and the page (`view` ->
-//!   `page`) that `server` answers HTTP with, never touching Redis.
+//!   `exposition`'s typed writer, in pieces that `segments` keeps from one snapshot to the next;
+//!   `published` keeps the bytes (`gzip`) and the page (`view` -> `page`) that `server` answers
+//!   HTTP with, never touching Redis.
 //! - `refresh` runs that pipeline on a timer and on keyspace notifications; `config` and
 //!   `webconfig` read the settings; `status` and `simulate` are the two subcommands.
 //!
@@ -25,6 +26,7 @@ mod proposal;
 mod published;
 pub mod refresh;
 mod render;
+mod segments;
 pub mod server;
 pub mod simulate;
 mod snapshot;

@@ -7,19 +7,23 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use crate::apply::ApplyView;
-use crate::exposition::{Format, Segment};
-use crate::gzip::{Deflater, GzipHead};
+use crate::exposition::Format;
+use crate::gzip::GzipHead;
 use crate::page::Page;
-use crate::render;
+use crate::proposal::Proposal;
+use crate::segments::Segments;
 use crate::snapshot::Snapshot;
 
-/// Shared runs of the body shorter than this are copied into each format instead: below it, a
-/// separate chunk to send and a compressor restart cost more than the copy.
-const MIN_SHARED: usize = 16 * 1024;
+/// Plain chunks are sent at least this large: a scrape pays for every chunk it writes, and a
+/// body of small blocks (a few hundred symbols' lines of one family each) would be hundreds of
+/// them. Copying a run of small blocks once per publication costs less than that per scrape.
+const MIN_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct Published {
     pub snapshot: Arc<Snapshot>,
+    /// The body's pieces, which the next publication starts from.
+    segments: Segments,
     text: Body,
     open_metrics: Body,
     /// When the snapshot was rendered, which the page's data ages count from.
@@ -37,46 +41,57 @@ pub(crate) struct Body {
     pub gzip: GzipHead,
 }
 
+/// The chunks, with each run of smaller ones copied into one of at least [`MIN_CHUNK`].
+fn coalesced<'a>(chunks: impl Iterator<Item = &'a Bytes>) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut run = bytes::BytesMut::new();
+    for chunk in chunks {
+        if run.is_empty() && chunk.len() >= MIN_CHUNK {
+            out.push(chunk.clone());
+            continue;
+        }
+        run.extend_from_slice(chunk);
+        if run.len() >= MIN_CHUNK {
+            out.push(run.split().freeze());
+        }
+    }
+    if !run.is_empty() {
+        out.push(run.freeze());
+    }
+    out
+}
+
 impl Published {
     /// Renders and compresses once, so that every scrape until the next refresh only copies
-    /// reference-counted pointers. The formats share the runs their bytes have in common, the
-    /// bulk of the body, plain and compressed: a second format costs its few headers.
+    /// reference-counted pointers.
     pub fn new(snapshot: Snapshot, now_unix: f64) -> Published {
-        let body = render::render(&snapshot, now_unix);
-        let segments = body.segments(MIN_SHARED);
-        let text = Bytes::from(body.text);
-        let mut deflater = Deflater::new();
-        let mut text_gzip = Vec::with_capacity(segments.len());
-        let mut open_metrics_gzip = Vec::with_capacity(segments.len());
-        let mut open_metrics = Vec::with_capacity(segments.len());
-        for segment in segments {
-            match segment {
-                Segment::Shared(range) => {
-                    let deflated = deflater.deflate(&text[range.clone()]);
-                    text_gzip.push(deflated.clone());
-                    open_metrics_gzip.push(deflated);
-                    open_metrics.push(text.slice(range));
-                }
-                Segment::Own {
-                    text: text_run,
-                    open_metrics: open_metrics_run,
-                } => {
-                    text_gzip.push(deflater.deflate(&text_run));
-                    open_metrics_gzip.push(deflater.deflate(&open_metrics_run));
-                    open_metrics.push(open_metrics_run.into());
-                }
-            }
-        }
+        Published::from_segments(&Segments::new(), &[], snapshot, now_unix)
+    }
+
+    /// The publication of `snapshot`, which follows this one: only the pieces of the body
+    /// whose proposals changed are rendered and compressed again, the others are shared.
+    pub fn next(&self, snapshot: Snapshot, now_unix: f64) -> Published {
+        Published::from_segments(&self.segments, &self.snapshot.proposals, snapshot, now_unix)
+    }
+
+    /// The formats share the pieces their bytes have in common, the bulk of the body, plain and
+    /// compressed: a second format costs its few headers.
+    fn from_segments(
+        previous: &Segments,
+        rendered: &[Proposal],
+        snapshot: Snapshot,
+        now_unix: f64,
+    ) -> Published {
+        let segments = previous.next(rendered, &snapshot, now_unix);
+        let body = |format| Body {
+            plain: coalesced(segments.plain(format)),
+            gzip: GzipHead::new(segments.deflated(format).cloned()),
+        };
         Published {
+            text: body(Format::Text),
+            open_metrics: body(Format::OpenMetrics),
             snapshot: Arc::new(snapshot),
-            text: Body {
-                plain: vec![text],
-                gzip: GzipHead::new(text_gzip),
-            },
-            open_metrics: Body {
-                plain: open_metrics,
-                gzip: GzipHead::new(open_metrics_gzip),
-            },
+            segments,
             rendered_at_unix: now_unix,
             page: OnceLock::new(),
         }
@@ -112,25 +127,23 @@ mod tests {
         decoded
     }
 
-    /// Large enough for shared runs: each format's chunks, plain or compressed, are its body.
-    #[test]
-    fn each_format_is_served_whole_plain_and_gzip() {
-        let names: Vec<String> = (0..400).map(|i| format!("SYM{i}")).collect();
+    fn snapshot(kill_score_of_sym007: &str) -> Snapshot {
+        let names: Vec<String> = (0..400).map(|i| format!("SYM{i:03}")).collect();
         let fields: &[(&str, &str)] = &[
             ("kill_score", "0.5"),
             ("computed_at_utc", "2026-01-23T00:58:58Z"),
             ("position_age_sec", "60"),
         ];
-        let hashes: Vec<(&str, &[(&str, &str)])> =
-            names.iter().map(|n| (n.as_str(), fields)).collect();
-        let snapshot = Snapshot::of_hashes(&hashes, 1_769_130_510.0);
-        let body = render::render(&snapshot, 1_769_130_510.0);
-        let published = Published::new(snapshot, 1_769_130_510.0);
-        let open_metrics = published.body(Format::OpenMetrics);
-        assert!(
-            open_metrics.plain.len() > 2,
-            "shares runs with the text format"
-        );
+        let changed: &[(&str, &str)] = &[("kill_score", kill_score_of_sym007)];
+        let hashes: Vec<(&str, &[(&str, &str)])> = names
+            .iter()
+            .map(|n| (n.as_str(), if n == "SYM007" { changed } else { fields }))
+            .collect();
+        Snapshot::of_hashes(&hashes, 1_769_130_510.0)
+    }
+
+    fn assert_served(published: &Published, snapshot: &Snapshot, now_unix: f64) {
+        let body = crate::render::render(snapshot, now_unix);
         for (format, expected) in [
             (Format::Text, body.text.clone()),
             (Format::OpenMetrics, body.assembled(Format::OpenMetrics, 0)),
@@ -142,6 +155,31 @@ mod tests {
                 [expected.as_slice(), b"tail\n"].concat()
             );
         }
-        assert_eq!(published.body(Format::Text).plain.len(), 1);
+    }
+
+    /// Each format's chunks, plain or compressed, are its body, and the next publication shares
+    /// the pieces whose symbols did not change.
+    #[test]
+    fn each_format_is_served_whole_plain_and_gzip_and_shared_with_the_next() {
+        let first = Published::new(snapshot("0.5"), 1_769_130_510.0);
+        assert_served(&first, &snapshot("0.5"), 1_769_130_510.0);
+        let second = first.next(snapshot("0.9"), 1_769_130_511.0);
+        assert_served(&second, &snapshot("0.9"), 1_769_130_511.0);
+        let pieces = |published: &Published| -> Vec<*const u8> {
+            published
+                .segments
+                .plain(Format::Text)
+                .map(|piece| piece.as_ptr())
+                .collect()
+        };
+        let (before, after) = (pieces(&first), pieces(&second));
+        let shared = after.iter().filter(|piece| before.contains(piece)).count();
+        assert!(
+            shared * 2 > after.len(),
+            "{shared} of {} pieces shared",
+            after.len()
+        );
+        // Small pieces go out in few chunks.
+        assert!(second.text.plain.len() * 4 < after.len());
     }
 }

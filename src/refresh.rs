@@ -199,12 +199,13 @@ impl Refresher {
         }
     }
 
-    /// Builds the next snapshot from the current one off the async threads, renders it, and
-    /// publishes it.
+    /// Builds the next snapshot from the current one off the async threads, renders what changed
+    /// since the current publication, and publishes it.
     async fn publish(&mut self, build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static) {
-        let previous = Arc::clone(&self.current);
-        let building =
-            tokio::task::spawn_blocking(move || Published::new(build(&previous), unix_now()));
+        let previous = Arc::clone(&self.publisher.borrow());
+        let building = tokio::task::spawn_blocking(move || {
+            previous.next(build(&previous.snapshot), unix_now())
+        });
         let published = match building.await {
             Ok(published) => published,
             // The runtime is shutting down: there is no one left to publish to.

@@ -1,126 +1,225 @@
-//! Renders a [`Snapshot`] as the exposition body: every proposal family, then the exporter's
-//! refresh metrics, through the typed writer of `exposition`. Pure: no I/O and no clock reads;
-//! callers pass the time in. The values only known at scrape time are `server`'s.
+//! How a [`Snapshot`] reads as exposition text: the per-symbol families in their order and each
+//! proposal's samples in them, then the exporter's refresh metrics, through `exposition`'s typed
+//! writer. Pure: callers pass the time in. Which pieces are rendered when is `segments`' concern;
+//! the values only known at scrape time are `server`'s.
 
 use enum_map::{EnumArray, EnumMap};
 
 use crate::build_info;
-use crate::exposition::{DualBody, DualWriter, EscapedLabel, Family};
+use crate::exposition::{DualBody, DualWriter, EscapedLabel, Family, Samples};
 use crate::proposal::{Action, Extra, Field, KNOWN_ACTIONS, Proposal};
 use crate::snapshot::{DropReason, Snapshot};
 use crate::source::{ErrorKind, Placement};
 
-/// A per-symbol family and how to read its value from a proposal.
-type SeedGauge = (Family, fn(&Proposal) -> f64);
+/// How a per-symbol family's samples are read from a proposal.
+#[derive(Clone, Copy)]
+enum PerSymbol {
+    /// One of the seed's gauges: one sample per proposal.
+    Seed(fn(&Proposal) -> f64),
+    /// The harvest action, one-hot.
+    Action,
+    /// The calibrated action, one-hot, for calibrated proposals only.
+    CalibratedAction,
+    /// The proposal's age at the time of rendering.
+    DataAge,
+    /// A gauge beyond the seed, when the publisher wrote a valid value.
+    Extra(Extra),
+    /// One sample per regime whose probability the publisher wrote.
+    RegimeProbability,
+}
 
-/// The seed's per-symbol gauges, in its order; `quantum_harvest_action` follows them.
-const SEED_GAUGES: [SeedGauge; 8] = [
-    (
-        Family::gauge(
-            "quantum_harvest_kill_score",
-            "Kill score (edge collapse indicator), 0 to 1; 0 when missing or unparseable.",
-        ),
+/// A per-symbol family: its header and how each proposal's samples are written under it.
+pub(crate) struct SymbolFamily {
+    pub(crate) family: Family,
+    samples: PerSymbol,
+}
+
+impl SymbolFamily {
+    /// Whether the family is announced when no proposal has a sample in it: the seed's families
+    /// and the action are; the others only appear once a publisher writes their fields.
+    pub(crate) fn always_announced(&self) -> bool {
+        matches!(self.samples, PerSymbol::Seed(_) | PerSymbol::Action)
+    }
+
+    /// Whether its samples depend on the time of rendering as well as on the proposal.
+    pub(crate) fn changes_with_time(&self) -> bool {
+        matches!(self.samples, PerSymbol::DataAge)
+    }
+
+    /// Writes `proposal`'s samples, if it has any in this family, labelled by `symbol` (its
+    /// symbol escaped), as of `now_unix`.
+    pub(crate) fn write(
+        &self,
+        samples: &mut Samples<'_>,
+        proposal: &Proposal,
+        symbol: &EscapedLabel,
+        now_unix: f64,
+    ) {
+        match self.samples {
+            PerSymbol::Seed(value) => {
+                samples.symbol(symbol, None, value(proposal));
+            }
+            PerSymbol::Action => one_hot(samples, symbol, &proposal.action),
+            PerSymbol::CalibratedAction => {
+                if let Some(calibrated) = &proposal.calibrated_action {
+                    one_hot(samples, symbol, calibrated);
+                }
+            }
+            PerSymbol::DataAge => {
+                if let Some(computed_at) = proposal.computed_at {
+                    samples.symbol(symbol, None, now_unix - computed_at);
+                }
+            }
+            PerSymbol::Extra(extra) => {
+                if let Some(value) = proposal.extra(extra) {
+                    samples.symbol(symbol, None, value);
+                }
+            }
+            PerSymbol::RegimeProbability => {
+                for (regime, extra) in REGIMES {
+                    if let Some(value) = proposal.extra(extra) {
+                        samples.symbol(symbol, Some(("regime", regime)), value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `proposal` has samples in this family.
+    #[cfg(test)]
+    fn has_samples(&self, proposal: &Proposal) -> bool {
+        match self.samples {
+            PerSymbol::Seed(_) | PerSymbol::Action => true,
+            PerSymbol::CalibratedAction => proposal.calibrated_action.is_some(),
+            PerSymbol::DataAge => proposal.computed_at.is_some(),
+            PerSymbol::Extra(extra) => proposal.extra(extra).is_some(),
+            PerSymbol::RegimeProbability => {
+                REGIMES.iter().any(|(_, e)| proposal.extra(*e).is_some())
+            }
+        }
+    }
+}
+
+const fn seed(name: &'static str, help: &'static str, value: fn(&Proposal) -> f64) -> SymbolFamily {
+    SymbolFamily {
+        family: Family::gauge(name, help),
+        samples: PerSymbol::Seed(value),
+    }
+}
+
+const fn extra(name: &'static str, help: &'static str, extra: Extra) -> SymbolFamily {
+    SymbolFamily {
+        family: Family::gauge(name, help),
+        samples: PerSymbol::Extra(extra),
+    }
+}
+
+/// The per-symbol families in the order they are written: the seed's gauges, the actions, the
+/// data age, the gauges beyond the seed, the regime probabilities.
+pub(crate) const SYMBOL_FAMILIES: [SymbolFamily; 19] = [
+    seed(
+        "quantum_harvest_kill_score",
+        "Kill score (edge collapse indicator), 0 to 1; 0 when missing or unparseable.",
         |p| p.kill_score,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_k_regime_flip",
-            "Regime flip component of the kill score (0 or 1).",
-        ),
+    seed(
+        "quantum_harvest_k_regime_flip",
+        "Regime flip component of the kill score (0 or 1).",
         |p| p.k_regime_flip,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_k_sigma_spike",
-            "Volatility spike component of the kill score (0 to 2).",
-        ),
+    seed(
+        "quantum_harvest_k_sigma_spike",
+        "Volatility spike component of the kill score (0 to 2).",
         |p| p.k_sigma_spike,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_k_ts_drop",
-            "Trend strength drop component of the kill score (0 to 0.5).",
-        ),
+    seed(
+        "quantum_harvest_k_ts_drop",
+        "Trend strength drop component of the kill score (0 to 0.5).",
         |p| p.k_ts_drop,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_k_age_penalty",
-            "Position age penalty component of the kill score (0 to 1).",
-        ),
+    seed(
+        "quantum_harvest_k_age_penalty",
+        "Position age penalty component of the kill score (0 to 1).",
         |p| p.k_age_penalty,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_r_net",
-            "Net R (risk-reward) of the position, from R_net or the legacy r_net.",
-        ),
+    seed(
+        "quantum_harvest_r_net",
+        "Net R (risk-reward) of the position, from R_net or the legacy r_net.",
         |p| p.r_net,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_new_sl",
-            "Proposed new stop loss price; 0 when none is proposed.",
-        ),
+    seed(
+        "quantum_harvest_new_sl",
+        "Proposed new stop loss price; 0 when none is proposed.",
         |p| p.new_sl.unwrap_or(0.0),
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_last_update_epoch",
-            "Unix time of the proposal's last update (last_update_epoch, else computed_at_utc).",
-        ),
+    seed(
+        "quantum_harvest_last_update_epoch",
+        "Unix time of the proposal's last update (last_update_epoch, else computed_at_utc).",
         |p| p.last_update_epoch,
     ),
-];
-
-/// Per-symbol gauges beyond the seed, exported only when the publisher wrote a valid value.
-const EXTRA_GAUGES: [(Family, Extra); 7] = [
-    (
-        Family::gauge(
-            "quantum_harvest_risk_unit",
-            "Risk unit of the position (risk_unit).",
+    SymbolFamily {
+        family: Family::gauge(
+            "quantum_harvest_action",
+            "Proposed harvest action, one-hot: 1 for the current harvest_action, 0 for the other known actions.",
         ),
+        samples: PerSymbol::Action,
+    },
+    SymbolFamily {
+        family: Family::gauge(
+            "quantum_harvest_calibrated_action",
+            "Calibrated action the apply layer acts on, one-hot, for proposals the heat gate calibrated (calibrated=1).",
+        ),
+        samples: PerSymbol::CalibratedAction,
+    },
+    SymbolFamily {
+        family: Family::gauge(
+            "quantum_harvest_data_age_seconds",
+            "Age of the proposal at the last refresh, from computed_at_utc.",
+        ),
+        samples: PerSymbol::DataAge,
+    },
+    extra(
+        "quantum_harvest_risk_unit",
+        "Risk unit of the position (risk_unit).",
         Extra::RiskUnit,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_cost_est",
-            "Estimated cost of acting on the proposal (cost_est).",
-        ),
+    extra(
+        "quantum_harvest_cost_est",
+        "Estimated cost of acting on the proposal (cost_est).",
         Extra::CostEst,
     ),
-    (
-        Family::gauge("quantum_harvest_sigma", "Volatility estimate (sigma)."),
+    extra(
+        "quantum_harvest_sigma",
+        "Volatility estimate (sigma).",
         Extra::Sigma,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_position_age_seconds",
-            "Age of the position (position_age_sec).",
-        ),
+    extra(
+        "quantum_harvest_position_age_seconds",
+        "Age of the position (position_age_sec).",
         Extra::PositionAgeSec,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_position_current_price",
-            "Current price of the position's instrument.",
-        ),
+    extra(
+        "quantum_harvest_position_current_price",
+        "Current price of the position's instrument.",
         Extra::PositionCurrentPrice,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_position_entry_price",
-            "Entry price of the position.",
-        ),
+    extra(
+        "quantum_harvest_position_entry_price",
+        "Entry price of the position.",
         Extra::PositionEntryPrice,
     ),
-    (
-        Family::gauge(
-            "quantum_harvest_position_unrealized_pnl",
-            "Unrealized profit and loss of the position.",
-        ),
+    extra(
+        "quantum_harvest_position_unrealized_pnl",
+        "Unrealized profit and loss of the position.",
         Extra::PositionUnrealizedPnl,
     ),
+    SymbolFamily {
+        family: Family::gauge(
+            "quantum_harvest_regime_probability",
+            "Probability of each market regime (p_trend, p_mr, p_chop).",
+        ),
+        samples: PerSymbol::RegimeProbability,
+    },
 ];
 
 const REGIMES: [(&str, Extra); 3] = [
@@ -128,23 +227,6 @@ const REGIMES: [(&str, Extra); 3] = [
     ("mean_reversion", Extra::PMr),
     ("chop", Extra::PChop),
 ];
-
-const ACTION: Family = Family::gauge(
-    "quantum_harvest_action",
-    "Proposed harvest action, one-hot: 1 for the current harvest_action, 0 for the other known actions.",
-);
-const CALIBRATED_ACTION: Family = Family::gauge(
-    "quantum_harvest_calibrated_action",
-    "Calibrated action the apply layer acts on, one-hot, for proposals the heat gate calibrated (calibrated=1).",
-);
-const DATA_AGE: Family = Family::gauge(
-    "quantum_harvest_data_age_seconds",
-    "Age of the proposal at the last refresh, from computed_at_utc.",
-);
-const REGIME_PROBABILITY: Family = Family::gauge(
-    "quantum_harvest_regime_probability",
-    "Probability of each market regime (p_trend, p_mr, p_chop).",
-);
 
 const BUILD_INFO: Family = Family::gauge(
     "quantum_harvest_exporter_build_info",
@@ -223,8 +305,10 @@ const PARSE_ERRORS: Family = Family::counter(
     "Fields read as missing or unparseable (exported as 0 or left out), by field, summed over refreshes.",
 );
 
-/// Renders the per-refresh body, in both formats at once: every proposal family, then the
-/// exporter's refresh metrics.
+/// The whole body at once, in both formats: every proposal family, then the exporter's refresh
+/// metrics. The body served is put together from pieces (`segments`); this is the plain account
+/// of it that the golden files pin and the pieces are checked against.
+#[cfg(test)]
 pub(crate) fn render(snapshot: &Snapshot, now_unix: f64) -> DualBody {
     let proposals = &snapshot.proposals;
     let mut w = DualWriter::with_capacity(64 + proposals.len() * 1_800);
@@ -232,69 +316,27 @@ pub(crate) fn render(snapshot: &Snapshot, now_unix: f64) -> DualBody {
         .iter()
         .map(|p| EscapedLabel::new(&p.symbol))
         .collect();
-    let each = || proposals.iter().zip(&symbols);
-
-    for (family, value) in &SEED_GAUGES {
-        let mut samples = w.family(family);
-        for (proposal, symbol) in each() {
-            samples.symbol(symbol, None, value(proposal));
-        }
-    }
-
-    let mut samples = w.family(&ACTION);
-    for (proposal, symbol) in each() {
-        one_hot(&mut samples, symbol, &proposal.action);
-    }
-
-    if proposals.iter().any(|p| p.calibrated_action.is_some()) {
-        let mut samples = w.family(&CALIBRATED_ACTION);
-        for (proposal, symbol) in each() {
-            if let Some(calibrated) = &proposal.calibrated_action {
-                one_hot(&mut samples, symbol, calibrated);
+    for family in &SYMBOL_FAMILIES {
+        if family.always_announced() || proposals.iter().any(|p| family.has_samples(p)) {
+            let mut samples = w.family(&family.family);
+            for (proposal, symbol) in proposals.iter().zip(&symbols) {
+                family.write(&mut samples, proposal, symbol, now_unix);
             }
         }
     }
+    render_exporter_metrics(&mut w, snapshot);
+    w.into_body()
+}
 
-    if proposals.iter().any(|p| p.computed_at.is_some()) {
-        let mut samples = w.family(&DATA_AGE);
-        for (proposal, symbol) in each() {
-            if let Some(computed_at) = proposal.computed_at {
-                samples.symbol(symbol, None, now_unix - computed_at);
-            }
-        }
-    }
-
-    for (family, extra) in &EXTRA_GAUGES {
-        if proposals.iter().any(|p| p.extra(*extra).is_some()) {
-            let mut samples = w.family(family);
-            for (proposal, symbol) in each() {
-                if let Some(value) = proposal.extra(*extra) {
-                    samples.symbol(symbol, None, value);
-                }
-            }
-        }
-    }
-
-    if proposals
-        .iter()
-        .any(|p| REGIMES.iter().any(|(_, e)| p.extra(*e).is_some()))
-    {
-        let mut samples = w.family(&REGIME_PROBABILITY);
-        for (proposal, symbol) in each() {
-            for (regime, extra) in REGIMES {
-                if let Some(value) = proposal.extra(extra) {
-                    samples.symbol(symbol, Some(("regime", regime)), value);
-                }
-            }
-        }
-    }
-
+/// The exporter's refresh metrics, which follow the proposal families.
+pub(crate) fn exporter_metrics(snapshot: &Snapshot) -> DualBody {
+    let mut w = DualWriter::with_capacity(4 * 1_024);
     render_exporter_metrics(&mut w, snapshot);
     w.into_body()
 }
 
 /// Writes the five known actions, 1 for the current one, plus the current one when unknown.
-fn one_hot(samples: &mut crate::exposition::Samples<'_>, symbol: &EscapedLabel, action: &Action) {
+fn one_hot(samples: &mut Samples<'_>, symbol: &EscapedLabel, action: &Action) {
     let current = action.label();
     for known in KNOWN_ACTIONS {
         let value = if current == Some(known) { 1.0 } else { 0.0 };
@@ -396,4 +438,4 @@ fn per_label<K: EnumArray<u64>>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

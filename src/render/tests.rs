@@ -127,7 +127,7 @@ fn label_values_are_escaped() {
 
 /// A snapshot that exercises every family: the seed's example, hostile symbol and label
 /// values, calibrated actions, extras, and every exporter metric with non-zero values.
-fn golden_snapshot() -> Snapshot {
+pub(crate) fn golden_snapshot() -> Snapshot {
     let mut snapshot = snapshot_of(&[
         (
             "BTCUSDT",
@@ -253,7 +253,7 @@ const SEED_FAMILIES: [&str; 9] = [
     "quantum_harvest_last_update_epoch",
 ];
 
-fn field_name() -> impl Strategy<Value = Vec<u8>> {
+pub(crate) fn field_name() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::sample::select(proposal::keys().map(|k| k.as_bytes().to_vec()).to_vec()),
         proptest::sample::select(vec![b"r_net".to_vec(), b"calibrated".to_vec()]),
@@ -261,7 +261,7 @@ fn field_name() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-fn field_value() -> impl Strategy<Value = Vec<u8>> {
+pub(crate) fn field_value() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..24),
         ".{0,24}".prop_map(String::into_bytes),
@@ -283,14 +283,14 @@ fn field_value() -> impl Strategy<Value = Vec<u8>> {
 
 /// Cases per run of the fuzz property: a few hundred in a plain `cargo test`, more from
 /// `scripts/test` and `scripts/fuzz` through HARVEST_FUZZ_CASES.
-fn fuzz_cases() -> u32 {
+pub(crate) fn fuzz_cases() -> u32 {
     std::env::var("HARVEST_FUZZ_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(256)
 }
 
-fn symbol_bytes() -> impl Strategy<Value = Vec<u8>> {
+pub(crate) fn symbol_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..20),
         "[A-Z0-9\"\\\\{}=,\n<>&'\u{e9}\u{1f680}]{1,16}".prop_map(String::into_bytes),
