@@ -17,7 +17,9 @@ use crate::snapshot::Snapshot;
 /// Plain chunks are sent at least this large: a scrape pays for every chunk it writes, and a
 /// body of small blocks (a few hundred symbols' lines of one family each) would be hundreds of
 /// them. Copying a run of small blocks once per publication costs less than that per scrape.
-const MIN_CHUNK: usize = 64 * 1024;
+/// At glibc's mmap threshold (set in `main`), so that each chunk goes back to the system when
+/// its publication is dropped instead of fragmenting the heap.
+const MIN_CHUNK: usize = 128 * 1024;
 
 #[derive(Debug)]
 pub struct Published {
@@ -41,22 +43,33 @@ pub(crate) struct Body {
     pub gzip: GzipHead,
 }
 
-/// The chunks, with each run of smaller ones copied into one of at least [`MIN_CHUNK`].
+/// The chunks, with each run of smaller ones copied into one of at least [`MIN_CHUNK`], each
+/// allocated at its exact size.
 fn coalesced<'a>(chunks: impl Iterator<Item = &'a Bytes>) -> Vec<Bytes> {
+    fn copied(run: &mut Vec<&Bytes>, size: &mut usize, out: &mut Vec<Bytes>) {
+        let mut chunk = Vec::with_capacity(*size);
+        for piece in run.drain(..) {
+            chunk.extend_from_slice(piece);
+        }
+        out.push(Bytes::from(chunk));
+        *size = 0;
+    }
     let mut out = Vec::new();
-    let mut run = bytes::BytesMut::new();
+    let mut run: Vec<&Bytes> = Vec::new();
+    let mut size = 0;
     for chunk in chunks {
         if run.is_empty() && chunk.len() >= MIN_CHUNK {
             out.push(chunk.clone());
             continue;
         }
-        run.extend_from_slice(chunk);
-        if run.len() >= MIN_CHUNK {
-            out.push(run.split().freeze());
+        run.push(chunk);
+        size += chunk.len();
+        if size >= MIN_CHUNK {
+            copied(&mut run, &mut size, &mut out);
         }
     }
     if !run.is_empty() {
-        out.push(run.freeze());
+        copied(&mut run, &mut size, &mut out);
     }
     out
 }
