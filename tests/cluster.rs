@@ -4,14 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::exposition::check_exposition;
 use common::topology::Cluster;
-use common::{Exporter, report, sample, wait_for};
+use common::{Exporter, Scraper, command_calls, report, sample, wait_for};
 
 const R_NET: &str = "quantum_harvest_r_net{symbol=\"";
 
@@ -104,20 +102,8 @@ fn ten_thousand_symbols_through_a_reshard_and_a_primary_killed() {
             && sample(body, "quantum_harvest_exporter_notifications_up") == Some(1.0)
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let scraper = {
-        let stop = Arc::clone(&stop);
-        let port = exporter.port;
-        thread::spawn(move || {
-            let mut counts = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                counts.push(symbols_in_scrape(port));
-                thread::sleep(Duration::from_millis(100));
-            }
-            counts
-        })
-    };
+    let port = exporter.port;
+    let scraper = Scraper::start(Duration::from_secs(300), move || symbols_in_scrape(port));
 
     // A third of the slots move, from two primaries to the third, while scraped.
     let primaries = cluster.primaries();
@@ -168,10 +154,8 @@ fn ten_thousand_symbols_through_a_reshard_and_a_primary_killed() {
     );
     event_seen(&cluster, &events, &moved_here, "4");
 
-    stop.store(true, Ordering::Relaxed);
     let counts: Vec<usize> = scraper
-        .join()
-        .unwrap()
+        .stop()
         .into_iter()
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("an invalid scrape: {e}"));
@@ -205,19 +189,9 @@ fn replica_reads_and_a_paused_node() {
         sample(body, "quantum_harvest_exporter_symbols_exported") == Some(1_000.0)
     });
     assert_eq!(body.matches("role=\"replica\"").count(), 3);
-    let hmgets = |port: u16| {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut cluster.connection_to(port))
-            .unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("cmdstat_hmget:calls="))
-            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     for primary in cluster.primaries() {
         assert_eq!(
-            hmgets(primary),
+            command_calls(&mut cluster.connection_to(primary), "hmget"),
             0,
             "replica reads must leave the primaries alone"
         );
