@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::exposition::check_exposition;
 use common::topology::Cluster;
-use common::{Exporter, Scraper, command_calls, report, sample, wait_for};
+use common::{Exporter, PLAN_STREAM, Scraper, command_calls, report, sample, wait_for};
 
 const R_NET: &str = "quantum_harvest_r_net{symbol=\"";
 
@@ -272,5 +272,57 @@ fn wrong_password_and_a_slow_node() {
         "a wrong password; a primary stalled by CLIENT PAUSE for 2.5 s with a 1 s response timeout",
         "wrong password: up, redis_up 0, /ready 503; the stalled node: the read failed, the last values stayed, the next read succeeded",
         "",
+    );
+}
+
+fn plan(cluster: &Cluster, plan_id: &str) {
+    redis::cmd("XADD")
+        .arg(PLAN_STREAM)
+        .arg("*")
+        .arg(&[
+            ("plan_id", plan_id),
+            ("symbol", "S00001USDT"),
+            ("action", "FULL_CLOSE_PROPOSED"),
+            ("decision", "EXECUTE"),
+        ])
+        .query::<String>(&mut cluster.connection())
+        .expect("XADD in the cluster");
+}
+
+#[test]
+fn one_node_address_finds_the_cluster_and_its_streams() {
+    let cluster = Cluster::start();
+    cluster.fill(&symbols(100), &[("kill_score", "0.5")]);
+    // Entries before start-up are recalled, not counted.
+    plan(&cluster, "p0");
+    let node = cluster.primaries()[1];
+    let url = format!("redis://127.0.0.1:{node}/0");
+    let exporter = Exporter::start_raw(
+        &["--web.listen-address", "127.0.0.1"],
+        &[("REDIS_URL", url.as_str()), ("POLL_INTERVAL_SEC", "1")],
+    );
+    let body = exporter.wait_metrics("every node's symbols", Duration::from_secs(20), |body| {
+        sample(body, "quantum_harvest_exporter_symbols_exported") == Some(100.0)
+            && body.contains("quantum_apply_stream_exists{stream=\"plan\"} 1")
+    });
+    assert_eq!(body.matches("mode=\"cluster\"").count(), 3);
+    let written = Instant::now();
+    plan(&cluster, "p1");
+    plan(&cluster, "p2");
+    let series = "quantum_apply_plans_seen_total{symbol=\"S00001USDT\",decision=\"EXECUTE\",action=\"FULL_CLOSE_PROPOSED\"}";
+    exporter.wait_metrics("the two plans", Duration::from_secs(10), |body| {
+        sample(body, series) == Some(2.0)
+    });
+    let seen = written.elapsed();
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(sample(&exporter.metrics(), series), Some(2.0));
+    report(
+        "Cluster found from one node",
+        "REDIS_URL naming one node of a three-primary cluster, no REDIS_CLUSTER_NODES; plans appended to the stream's node",
+        "the cluster detected and all three primaries read; the plan stream followed on the node that owns it, each entry counted once",
+        &format!(
+            "two plans visible {:.0} ms after they were written",
+            seen.as_secs_f64() * 1000.0
+        ),
     );
 }
