@@ -412,6 +412,24 @@ impl Exporter {
         })
     }
 
+    /// Waits until a refresh has failed to connect, then checks that the exporter says so:
+    /// `redis_up` 0 and `/ready` 503. Returns that scrape.
+    pub fn wait_refused(&self) -> String {
+        let body = self.wait_metrics("a refused connection", Duration::from_secs(20), |body| {
+            sample(
+                body,
+                "quantum_harvest_exporter_refresh_errors_total{kind=\"connect\"}",
+            )
+            .is_some_and(|n| n > 0.0)
+        });
+        assert_eq!(
+            sample(&body, "quantum_harvest_exporter_redis_up"),
+            Some(0.0)
+        );
+        assert_eq!(self.get("/ready").status, 503);
+        body
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
