@@ -153,10 +153,11 @@ fn failover_then_the_new_primary_killed_while_scraped_every_100_ms() {
     assert_eq!(last.r_net.len(), SYMBOLS);
     assert!(last.r_net.values().all(|v| *v == final_generation));
     let body = exporter.metrics();
-    assert_eq!(
-        sample(&body, "quantum_harvest_exporter_redis_failovers_total"),
-        Some(2.0)
-    );
+    // Two failovers, or more: a sentinel that has not yet heard of the first one can name the
+    // old primary for a moment (it stays a writable primary until the sentinels demote it),
+    // and each change of the address read is counted.
+    let failovers = sample(&body, "quantum_harvest_exporter_redis_failovers_total").unwrap();
+    assert!(failovers >= 2.0, "{failovers} failovers counted");
     report(
         "Sentinel failover",
         "1,000 symbols; SENTINEL FAILOVER, then the new primary SIGKILLed; scraped every 100 ms",
