@@ -4,14 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::exposition::check_exposition;
 use common::topology::Cluster;
-use common::{Exporter, report, sample, wait_for};
+use common::{Exporter, PLAN_STREAM, Scraper, command_calls, report, sample, wait_for};
 
 const R_NET: &str = "quantum_harvest_r_net{symbol=\"";
 
@@ -104,20 +102,8 @@ fn ten_thousand_symbols_through_a_reshard_and_a_primary_killed() {
             && sample(body, "quantum_harvest_exporter_notifications_up") == Some(1.0)
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let scraper = {
-        let stop = Arc::clone(&stop);
-        let port = exporter.port;
-        thread::spawn(move || {
-            let mut counts = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                counts.push(symbols_in_scrape(port));
-                thread::sleep(Duration::from_millis(100));
-            }
-            counts
-        })
-    };
+    let port = exporter.port;
+    let scraper = Scraper::start(Duration::from_secs(300), move || symbols_in_scrape(port));
 
     // A third of the slots move, from two primaries to the third, while scraped.
     let primaries = cluster.primaries();
@@ -168,10 +154,8 @@ fn ten_thousand_symbols_through_a_reshard_and_a_primary_killed() {
     );
     event_seen(&cluster, &events, &moved_here, "4");
 
-    stop.store(true, Ordering::Relaxed);
     let counts: Vec<usize> = scraper
-        .join()
-        .unwrap()
+        .stop()
         .into_iter()
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("an invalid scrape: {e}"));
@@ -205,19 +189,9 @@ fn replica_reads_and_a_paused_node() {
         sample(body, "quantum_harvest_exporter_symbols_exported") == Some(1_000.0)
     });
     assert_eq!(body.matches("role=\"replica\"").count(), 3);
-    let hmgets = |port: u16| {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut cluster.connection_to(port))
-            .unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("cmdstat_hmget:calls="))
-            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     for primary in cluster.primaries() {
         assert_eq!(
-            hmgets(primary),
+            command_calls(&mut cluster.connection_to(primary), "hmget"),
             0,
             "replica reads must leave the primaries alone"
         );
@@ -252,18 +226,7 @@ fn wrong_password_and_a_slow_node() {
     cluster.fill(&symbols(100), &[("kill_score", "0.5")]);
     // The cluster has no password: one given is refused, and the exporter says so.
     let wrong = exporter_for(&cluster, &[("REDIS_PASSWORD", "wrong")]);
-    let body = wrong.wait_metrics("a failed refresh", Duration::from_secs(20), |body| {
-        sample(
-            body,
-            "quantum_harvest_exporter_refresh_errors_total{kind=\"connect\"}",
-        )
-        .is_some_and(|n| n > 0.0)
-    });
-    assert_eq!(
-        sample(&body, "quantum_harvest_exporter_redis_up"),
-        Some(0.0)
-    );
-    assert_eq!(wrong.get("/ready").status, 503);
+    wrong.wait_refused();
 
     // A node slower than the response timeout: the read fails, the next one succeeds.
     let exporter = exporter_for(&cluster, &[("REDIS_TIMEOUT_SEC", "1")]);
@@ -298,5 +261,57 @@ fn wrong_password_and_a_slow_node() {
         "a wrong password; a primary stalled by CLIENT PAUSE for 2.5 s with a 1 s response timeout",
         "wrong password: up, redis_up 0, /ready 503; the stalled node: the read failed, the last values stayed, the next read succeeded",
         "",
+    );
+}
+
+fn plan(cluster: &Cluster, plan_id: &str) {
+    redis::cmd("XADD")
+        .arg(PLAN_STREAM)
+        .arg("*")
+        .arg(&[
+            ("plan_id", plan_id),
+            ("symbol", "S00001USDT"),
+            ("action", "FULL_CLOSE_PROPOSED"),
+            ("decision", "EXECUTE"),
+        ])
+        .query::<String>(&mut cluster.connection())
+        .expect("XADD in the cluster");
+}
+
+#[test]
+fn one_node_address_finds_the_cluster_and_its_streams() {
+    let cluster = Cluster::start();
+    cluster.fill(&symbols(100), &[("kill_score", "0.5")]);
+    // Entries before start-up are recalled, not counted.
+    plan(&cluster, "p0");
+    let node = cluster.primaries()[1];
+    let url = format!("redis://127.0.0.1:{node}/0");
+    let exporter = Exporter::start_raw(
+        &["--web.listen-address", "127.0.0.1"],
+        &[("REDIS_URL", url.as_str()), ("POLL_INTERVAL_SEC", "1")],
+    );
+    let body = exporter.wait_metrics("every node's symbols", Duration::from_secs(20), |body| {
+        sample(body, "quantum_harvest_exporter_symbols_exported") == Some(100.0)
+            && body.contains("quantum_apply_stream_exists{stream=\"plan\"} 1")
+    });
+    assert_eq!(body.matches("mode=\"cluster\"").count(), 3);
+    let written = Instant::now();
+    plan(&cluster, "p1");
+    plan(&cluster, "p2");
+    let series = "quantum_apply_plans_seen_total{symbol=\"S00001USDT\",decision=\"EXECUTE\",action=\"FULL_CLOSE_PROPOSED\"}";
+    exporter.wait_metrics("the two plans", Duration::from_secs(10), |body| {
+        sample(body, series) == Some(2.0)
+    });
+    let seen = written.elapsed();
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(sample(&exporter.metrics(), series), Some(2.0));
+    report(
+        "Cluster found from one node",
+        "REDIS_URL naming one node of a three-primary cluster, no REDIS_CLUSTER_NODES; plans appended to the stream's node",
+        "the cluster detected and all three primaries read; the plan stream followed on the node that owns it, each entry counted once",
+        &format!(
+            "two plans visible {:.0} ms after they were written",
+            seen.as_secs_f64() * 1000.0
+        ),
     );
 }

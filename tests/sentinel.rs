@@ -5,14 +5,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::exposition::check_exposition;
 use common::topology::{MASTER_NAME, SentinelOptions, Sentinels, TlsFiles};
-use common::{Certs, Exporter, PREFIX, report, sample, wait_for};
+use common::{Certs, Exporter, PREFIX, Scraper, command_calls, report, sample, wait_for};
 
 const SYMBOLS: usize = 1_000;
 const R_NET: &str = "quantum_harvest_r_net{symbol=\"";
@@ -96,20 +94,8 @@ fn failover_then_the_new_primary_killed_while_scraped_every_100_ms() {
     exporter.metrics();
 
     // The scraper checks every scrape as it comes; the main thread makes the failovers.
-    let stop = Arc::new(AtomicBool::new(false));
-    let scraper = {
-        let stop = Arc::clone(&stop);
-        let exporter_port = exporter.port;
-        thread::spawn(move || {
-            let mut scrapes = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                scrapes.push(scrape_port(exporter_port));
-                thread::sleep(Duration::from_millis(100));
-            }
-            scrapes
-        })
-    };
+    let port = exporter.port;
+    let scraper = Scraper::start(Duration::from_secs(120), move || scrape_port(port));
     let generation = AtomicU64::new(1);
     let write = |sentinels: &Sentinels, port: u16| {
         let next = generation.load(Ordering::Relaxed) + 1;
@@ -131,10 +117,8 @@ fn failover_then_the_new_primary_killed_while_scraped_every_100_ms() {
     write(&sentinels, third);
     wait_generation(&exporter, generation.load(Ordering::Relaxed));
 
-    stop.store(true, Ordering::Relaxed);
     let scrapes: Vec<Scrape> = scraper
-        .join()
-        .unwrap()
+        .stop()
         .into_iter()
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("an invalid scrape: {e}"));
@@ -169,10 +153,11 @@ fn failover_then_the_new_primary_killed_while_scraped_every_100_ms() {
     assert_eq!(last.r_net.len(), SYMBOLS);
     assert!(last.r_net.values().all(|v| *v == final_generation));
     let body = exporter.metrics();
-    assert_eq!(
-        sample(&body, "quantum_harvest_exporter_redis_failovers_total"),
-        Some(2.0)
-    );
+    // Two failovers, or more: a sentinel that has not yet heard of the first one can name the
+    // old primary for a moment (it stays a writable primary until the sentinels demote it),
+    // and each change of the address read is counted.
+    let failovers = sample(&body, "quantum_harvest_exporter_redis_failovers_total").unwrap();
+    assert!(failovers >= 2.0, "{failovers} failovers counted");
     report(
         "Sentinel failover",
         "1,000 symbols; SENTINEL FAILOVER, then the new primary SIGKILLed; scraped every 100 ms",
@@ -261,18 +246,8 @@ fn replicas_are_read_by_policy_and_their_lag_exported() {
     assert!(sample(&body, "quantum_harvest_exporter_redis_replica_lag_seconds").unwrap() < 15.0);
     exporter.metrics();
     // The primary serves none of the exporter's reads.
-    let hmget_calls = |port: u16| {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut sentinels.connection_to(port))
-            .unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("cmdstat_hmget:calls="))
-            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     assert_eq!(
-        hmget_calls(primary),
+        command_calls(&mut sentinels.connection_to(primary), "hmget"),
         0,
         "replica reads must not touch the primary"
     );
@@ -364,18 +339,7 @@ fn sentinel_faults_a_paused_primary_a_dead_sentinel_and_wrong_passwords() {
         sample(body, "quantum_harvest_exporter_symbols_exported") == Some(1.0)
     });
     for exporter in [&wrong, &no_sentinel] {
-        let body = exporter.wait_metrics("a failed refresh", Duration::from_secs(20), |body| {
-            sample(
-                body,
-                "quantum_harvest_exporter_refresh_errors_total{kind=\"connect\"}",
-            )
-            .is_some_and(|n| n > 0.0)
-        });
-        assert_eq!(
-            sample(&body, "quantum_harvest_exporter_redis_up"),
-            Some(0.0)
-        );
-        assert_eq!(exporter.get("/ready").status, 503);
+        exporter.wait_refused();
         exporter.metrics();
     }
 

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use crate::redis_stats::{self, CommandStats};
-use crate::{Options, percentile, procfs, sorted, symbols};
+use crate::{Options, latency_summary, percentile, procfs, sorted, symbols};
 
 pub const PLAN_STREAM: &str = "quantum:stream:apply.plan";
 pub const RESULT_STREAM: &str = "quantum:stream:apply.result";
@@ -291,15 +291,11 @@ pub fn fresh(options: &Options) -> Result<(), String> {
             std::thread::sleep(gap);
         }
     }
-    let s = sorted(latencies);
     println!(
-        "trials={} timeouts={timeouts} polls={polls} read_ms={read_ms:.3} body_bytes={} p50_ms={:.3} p99_ms={:.3} min_ms={:.3} max_ms={:.3}",
-        s.len(),
+        "trials={} timeouts={timeouts} polls={polls} read_ms={read_ms:.3} body_bytes={} {}",
+        latencies.len(),
         body.len(),
-        percentile(&s, 50.0),
-        percentile(&s, 99.0),
-        s.first().copied().unwrap_or(f64::NAN),
-        s.last().copied().unwrap_or(f64::NAN),
+        latency_summary(latencies),
     );
     Ok(())
 }

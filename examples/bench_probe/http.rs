@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use harvest_exporter::config::DEFAULT_PREFIX;
 
-use crate::{Options, percentile, sorted};
+use crate::{Options, latency_summary, percentile, sorted};
 
 pub fn send(port: u16, gzip: bool, timeout: Duration) -> std::io::Result<TcpStream> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
@@ -196,14 +196,10 @@ pub fn fresh(options: &Options) -> Result<(), String> {
             std::thread::sleep(gap);
         }
     }
-    let s = sorted(latencies);
     println!(
-        "trials={} timeouts={timeouts} polls={polls} p50_ms={:.3} p99_ms={:.3} min_ms={:.3} max_ms={:.3}",
-        s.len(),
-        percentile(&s, 50.0),
-        percentile(&s, 99.0),
-        s.first().copied().unwrap_or(f64::NAN),
-        s.last().copied().unwrap_or(f64::NAN),
+        "trials={} timeouts={timeouts} polls={polls} {}",
+        latencies.len(),
+        latency_summary(latencies),
     );
     Ok(())
 }

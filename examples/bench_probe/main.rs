@@ -170,6 +170,18 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// `p50_ms=… p99_ms=… min_ms=… max_ms=…` of latencies in milliseconds, as the bench reads it.
+pub fn latency_summary(latencies: Vec<f64>) -> String {
+    let s = sorted(latencies);
+    format!(
+        "p50_ms={:.3} p99_ms={:.3} min_ms={:.3} max_ms={:.3}",
+        percentile(&s, 50.0),
+        percentile(&s, 99.0),
+        s.first().copied().unwrap_or(f64::NAN),
+        s.last().copied().unwrap_or(f64::NAN),
+    )
+}
+
 pub fn sorted(mut samples: Vec<f64>) -> Vec<f64> {
     samples.sort_by(f64::total_cmp);
     samples

@@ -327,33 +327,12 @@ splitting Redis's share of it, which here is the smaller one (compare Redis CPU 
 exporter's), while in production its nodes have cores, or hosts, of their own.\n\n",
         r.meta("elapsed_s"),
     );
-    let _ = writeln!(out, "- Date: {}", r.meta("date"));
-    let _ = writeln!(
-        out,
-        "- Machine: {} cores ({}), {} memory, {}",
-        r.meta("nproc"),
-        r.meta("cpu"),
-        r.meta("memory"),
-        r.meta("kernel")
-    );
-    let loads: Vec<String> = r
-        .sizes
-        .iter()
-        .filter_map(|n| {
-            Some(format!(
-                "{} at N={}",
-                r.text(n, "meta", "loadavg")?,
-                size(n)
-            ))
-        })
-        .collect();
-    let _ = writeln!(
-        out,
-        "- Load average (1, 5, 15 min) when each size started: {}; at the end: {}. The machine \
+    machine_lines(
+        &mut out,
+        r,
+        "The machine \
 was shared with other builds and tests, so every absolute figure is noisy: the cluster / single \
 ratios, from the same run, are the point.",
-        loads.join("; "),
-        r.meta("loadavg_end")
     );
     let _ = writeln!(
         out,
@@ -1119,31 +1098,10 @@ ratios are the point.\n\n",
         r.meta("mode"),
         r.meta("elapsed_s"),
     );
-    let _ = writeln!(out, "- Date: {}", r.meta("date"));
-    let _ = writeln!(
+    machine_lines(
         out,
-        "- Machine: {} cores ({}), {} memory, {}",
-        r.meta("nproc"),
-        r.meta("cpu"),
-        r.meta("memory"),
-        r.meta("kernel")
-    );
-    let loads: Vec<String> = r
-        .sizes
-        .iter()
-        .filter_map(|n| {
-            Some(format!(
-                "{} at N={}",
-                r.text(n, "meta", "loadavg")?,
-                size(n)
-            ))
-        })
-        .collect();
-    let _ = writeln!(
-        out,
-        "- Load average (1, 5, 15 min) when each size started: {}; at the end: {}. The machine was shared with other builds, so every figure is noisy; compare within a row.",
-        loads.join("; "),
-        r.meta("loadavg_end")
+        r,
+        "The machine was shared with other builds, so every figure is noisy; compare within a row.",
     );
     let idle: Vec<String> = r
         .sizes
@@ -1391,6 +1349,37 @@ fn goals(out: &mut String, r: &Results) {
         })
         .collect();
     table(out, &["goal", "measured", "target", "result"], rows);
+}
+
+/// The date, the machine and its load average as each size started, then `note` on what the
+/// load means for the figures.
+fn machine_lines(out: &mut String, r: &Results, note: &str) {
+    let _ = writeln!(out, "- Date: {}", r.meta("date"));
+    let _ = writeln!(
+        out,
+        "- Machine: {} cores ({}), {} memory, {}",
+        r.meta("nproc"),
+        r.meta("cpu"),
+        r.meta("memory"),
+        r.meta("kernel")
+    );
+    let loads: Vec<String> = r
+        .sizes
+        .iter()
+        .filter_map(|n| {
+            Some(format!(
+                "{} at N={}",
+                r.text(n, "meta", "loadavg")?,
+                size(n)
+            ))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "- Load average (1, 5, 15 min) when each size started: {}; at the end: {}. {note}",
+        loads.join("; "),
+        r.meta("loadavg_end")
+    );
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub const PREFIX: &str = "quantum:harvest:proposal:";
@@ -410,6 +412,24 @@ impl Exporter {
         })
     }
 
+    /// Waits until a refresh has failed to connect, then checks that the exporter says so:
+    /// `redis_up` 0 and `/ready` 503. Returns that scrape.
+    pub fn wait_refused(&self) -> String {
+        let body = self.wait_metrics("a refused connection", Duration::from_secs(20), |body| {
+            sample(
+                body,
+                "quantum_harvest_exporter_refresh_errors_total{kind=\"connect\"}",
+            )
+            .is_some_and(|n| n > 0.0)
+        });
+        assert_eq!(
+            sample(&body, "quantum_harvest_exporter_redis_up"),
+            Some(0.0)
+        );
+        assert_eq!(self.get("/ready").status, 503);
+        body
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -557,6 +577,49 @@ pub fn promtool_check_metrics(body: &str) {
     for line in body.lines().filter(|l| !l.starts_with('#')) {
         let series = line.rsplit_once(' ').map_or(line, |(s, _)| s);
         assert!(seen.insert(series), "duplicate series {series:?}");
+    }
+}
+
+/// Calls of one command on a Redis, from `INFO commandstats` (0 before its first call).
+pub fn command_calls(connection: &mut redis::Connection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(connection)
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Scrapes on a thread of its own, 100 ms apart, until stopped or `limit` has passed, keeping
+/// what each call of `scrape` returned.
+pub struct Scraper<T> {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<T>>,
+}
+
+impl<T: Send + 'static> Scraper<T> {
+    pub fn start(limit: Duration, mut scrape: impl FnMut() -> T + Send + 'static) -> Scraper<T> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + limit;
+            let mut scrapes = Vec::new();
+            while !stopped.load(Ordering::Relaxed) && Instant::now() < deadline {
+                scrapes.push(scrape());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            scrapes
+        });
+        Scraper { stop, thread }
+    }
+
+    /// Stops and returns every scrape's result.
+    pub fn stop(self) -> Vec<T> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the scraper thread")
     }
 }
 
