@@ -14,13 +14,6 @@ use crate::proposal::Proposal;
 use crate::segments::Segments;
 use crate::snapshot::Snapshot;
 
-/// Plain chunks are sent at least this large: a scrape pays for every chunk it writes, and a
-/// body of small blocks (a few hundred symbols' lines of one family each) would be hundreds of
-/// them. Copying a run of small blocks once per publication costs less than that per scrape.
-/// At glibc's mmap threshold (set in `main`), so that each chunk goes back to the system when
-/// its publication is dropped instead of fragmenting the heap.
-const MIN_CHUNK: usize = 128 * 1024;
-
 #[derive(Debug)]
 pub struct Published {
     pub snapshot: Arc<Snapshot>,
@@ -41,37 +34,6 @@ pub struct Published {
 pub(crate) struct Body {
     pub plain: Vec<Bytes>,
     pub gzip: GzipHead,
-}
-
-/// The chunks, with each run of smaller ones copied into one of at least [`MIN_CHUNK`], each
-/// allocated at its exact size.
-fn coalesced<'a>(chunks: impl Iterator<Item = &'a Bytes>) -> Vec<Bytes> {
-    fn copied(run: &mut Vec<&Bytes>, size: &mut usize, out: &mut Vec<Bytes>) {
-        let mut chunk = Vec::with_capacity(*size);
-        for piece in run.drain(..) {
-            chunk.extend_from_slice(piece);
-        }
-        out.push(Bytes::from(chunk));
-        *size = 0;
-    }
-    let mut out = Vec::new();
-    let mut run: Vec<&Bytes> = Vec::new();
-    let mut size = 0;
-    for chunk in chunks {
-        if run.is_empty() && chunk.len() >= MIN_CHUNK {
-            out.push(chunk.clone());
-            continue;
-        }
-        run.push(chunk);
-        size += chunk.len();
-        if size >= MIN_CHUNK {
-            copied(&mut run, &mut size, &mut out);
-        }
-    }
-    if !run.is_empty() {
-        copied(&mut run, &mut size, &mut out);
-    }
-    out
 }
 
 impl Published {
@@ -97,7 +59,7 @@ impl Published {
     ) -> Published {
         let segments = previous.next(rendered, &snapshot, now_unix);
         let body = |format| Body {
-            plain: coalesced(segments.plain(format)),
+            plain: segments.plain(format).cloned().collect(),
             gzip: GzipHead::new(segments.deflated(format).cloned()),
         };
         Published {
@@ -192,7 +154,5 @@ mod tests {
             "{shared} of {} pieces shared",
             after.len()
         );
-        // Small pieces go out in few chunks.
-        assert!(second.text.plain.len() * 4 < after.len());
     }
 }
