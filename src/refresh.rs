@@ -3,6 +3,7 @@
 //! keys Redis announces as changed between two full refreshes. It owns the counters that live
 //! across refreshes and the reconnect backoff; it does not serve HTTP.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,10 +24,15 @@ pub struct Refresher {
     poll_interval: Duration,
     max_symbols: usize,
     events: bool,
-    current: Arc<Snapshot>,
-    publisher: watch::Sender<Arc<Published>>,
+    publisher: Publisher,
     /// New primaries as the sentinels announce them.
     switches: Option<Announcements>,
+}
+
+/// The watch channel the HTTP server reads, and the snapshot last sent on it.
+struct Publisher {
+    sender: watch::Sender<Arc<Published>>,
+    current: Arc<Snapshot>,
 }
 
 impl Refresher {
@@ -42,14 +48,13 @@ impl Refresher {
         snapshot.notifications_up = events.then_some(false);
         let published = Published::new(snapshot, unix_now());
         let current = Arc::clone(&published.snapshot);
-        let (publisher, receiver) = watch::channel(Arc::new(published));
+        let (sender, receiver) = watch::channel(Arc::new(published));
         let refresher = Refresher {
             source,
             poll_interval,
             max_symbols,
             events,
-            current,
-            publisher,
+            publisher: Publisher { sender, current },
             switches: None,
         };
         (refresher, receiver)
@@ -70,7 +75,7 @@ impl Refresher {
         let mut window = Duration::ZERO;
         loop {
             let started = Instant::now();
-            let ok = self.refresh_once(notifications.is_some()).await;
+            let ok = self.refresh_once(&mut notifications, &mut window).await;
             if notifications
                 .as_ref()
                 .is_some_and(|n| !self.source.covers(n))
@@ -81,11 +86,12 @@ impl Refresher {
             if ok && self.events && notifications.is_none() {
                 notifications = self.subscribe(&mut subscribe_error).await;
                 if notifications.is_some() {
-                    self.publish(|previous| Snapshot {
-                        notifications_up: Some(true),
-                        ..previous.clone()
-                    })
-                    .await;
+                    self.publisher
+                        .publish(|previous| Snapshot {
+                            notifications_up: Some(true),
+                            ..previous.clone()
+                        })
+                        .await;
                 }
             }
             let wait = if ok {
@@ -113,23 +119,22 @@ impl Refresher {
                     batch = next_batch(&mut notifications, window) => match batch {
                         Some(symbols) => {
                             let applying = Instant::now();
-                            let count = symbols.len();
-                            if !self.apply_changes(symbols).await {
+                            let result = self.source.fetch_changed(symbols).await;
+                            if !self.publisher.apply_changes(result, self.max_symbols, applying, &mut window).await {
                                 notifications = None;
                             }
-                            window = applying.elapsed().min(MAX_BATCH_WINDOW);
-                            tracing::debug!(symbols = count, took = ?applying.elapsed(), "announced changes applied");
                         }
                         None => {
                             // Changes may have been missed: read everything and subscribe again
                             // now rather than at the next poll.
                             tracing::warn!("the keyspace notification subscription ended; reading everything and subscribing again");
                             notifications = None;
-                            self.publish(|previous| Snapshot {
-                                notifications_up: Some(false),
-                                ..previous.clone()
-                            })
-                            .await;
+                            self.publisher
+                                .publish(|previous| Snapshot {
+                                    notifications_up: Some(false),
+                                    ..previous.clone()
+                                })
+                                .await;
                             break;
                         }
                     },
@@ -138,44 +143,62 @@ impl Refresher {
         }
     }
 
-    /// One full refresh; returns whether Redis was read.
-    pub(crate) async fn refresh_once(&mut self, notifications_up: bool) -> bool {
+    /// One full refresh; returns whether Redis was read. The changes announced meanwhile are
+    /// applied as they come, not queued behind it, and the full read's view of those symbols,
+    /// which may be older, gives way to them.
+    async fn refresh_once(
+        &mut self,
+        notifications: &mut Option<Notifications>,
+        window: &mut Duration,
+    ) -> bool {
         let started = Instant::now();
-        let result = self.source.fetch().await;
+        let mut changes = notifications
+            .as_ref()
+            .and_then(|_| self.source.change_reader());
+        let mut changed = HashSet::new();
+        let max_symbols = self.max_symbols;
+        let result = {
+            let fetch = self.source.fetch();
+            tokio::pin!(fetch);
+            loop {
+                tokio::select! {
+                    result = &mut fetch => break result,
+                    batch = next_batch(notifications, *window), if changes.is_some() => {
+                        let applied = match (batch, changes.as_mut()) {
+                            (Some(symbols), Some(reader)) => {
+                                let applying = Instant::now();
+                                changed.extend(symbols.iter().map(|s| String::from_utf8_lossy(s).into_owned()));
+                                let result = reader.read(symbols).await;
+                                self.publisher.apply_changes(result, max_symbols, applying, window).await
+                            }
+                            // The subscription ended: the full read covers what it missed.
+                            _ => false,
+                        };
+                        if !applied {
+                            *notifications = None;
+                            changes = None;
+                        }
+                    }
+                }
+            }
+        };
         self.log_transition(&result);
         let ok = result.is_ok();
-        let max_symbols = self.max_symbols;
         let events = self.events;
-        self.publish(move |previous| {
-            let mut next = match result {
-                Ok(fetched) => previous.after_fetch(fetched, max_symbols, started, unix_now()),
-                Err(error) => previous.after_failure(&error),
-            };
-            next.notifications_up = events.then_some(notifications_up && ok);
-            next.refresh_duration = started.elapsed();
-            next
-        })
-        .await;
-        ok
-    }
-
-    /// Re-reads the announced symbols; returns false when Redis failed (the caller then drops
-    /// the subscription and the next full refresh takes over).
-    async fn apply_changes(&mut self, symbols: Vec<Vec<u8>>) -> bool {
-        let result = self.source.fetch_changed(symbols).await;
-        let ok = result.is_ok();
-        if let Err(error) = &result {
-            tracing::warn!("reading announced changes failed: {error}");
-        }
-        let max_symbols = self.max_symbols;
-        self.publish(move |previous| match result {
-            Ok(fetched) => previous.with_changes(fetched, max_symbols),
-            Err(error) => Snapshot {
-                notifications_up: Some(false),
-                ..previous.after_failure(&error)
-            },
-        })
-        .await;
+        let notifications_up = notifications.is_some();
+        self.publisher
+            .publish(move |previous| {
+                let mut next = match result {
+                    Ok(fetched) => previous
+                        .after_fetch(fetched, max_symbols, started, unix_now())
+                        .keeping_changes(previous, &changed, max_symbols),
+                    Err(error) => previous.after_failure(&error),
+                };
+                next.notifications_up = events.then_some(notifications_up && ok);
+                next.refresh_duration = started.elapsed();
+                next
+            })
+            .await;
         ok
     }
 
@@ -199,25 +222,8 @@ impl Refresher {
         }
     }
 
-    /// Builds the next snapshot from the current one off the async threads, renders what changed
-    /// since the current publication, and publishes it.
-    async fn publish(&mut self, build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static) {
-        let previous = Arc::clone(&self.publisher.borrow());
-        let building = tokio::task::spawn_blocking(move || {
-            previous.next(build(&previous.snapshot), unix_now())
-        });
-        let published = match building.await {
-            Ok(published) => published,
-            // The runtime is shutting down: there is no one left to publish to.
-            Err(error) if error.is_cancelled() => return,
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
-        };
-        self.current = Arc::clone(&published.snapshot);
-        self.publisher.send_replace(Arc::new(published));
-    }
-
     fn log_transition(&self, result: &Result<Fetched, FetchError>) {
-        let previous = &self.current;
+        let previous = &self.publisher.current;
         match result {
             Ok(fetched) => {
                 if !previous.redis_up && previous.refreshes_total > 0 {
@@ -236,6 +242,56 @@ impl Refresher {
                 }
             }
         }
+    }
+}
+
+impl Publisher {
+    /// Publishes the re-read of announced symbols that began at `applying`; returns false
+    /// when Redis failed (the caller then drops the subscription and the next full refresh
+    /// takes over). The next batch collects for as long as this one took to apply.
+    async fn apply_changes(
+        &mut self,
+        result: Result<Fetched, FetchError>,
+        max_symbols: usize,
+        applying: Instant,
+        window: &mut Duration,
+    ) -> bool {
+        let ok = result.is_ok();
+        let count = match &result {
+            Ok(fetched) => fetched.hashes.len() + fetched.absent.len(),
+            Err(error) => {
+                tracing::warn!("reading announced changes failed: {error}");
+                0
+            }
+        };
+        self.publish(move |previous| match result {
+            Ok(fetched) => previous.with_changes(fetched, max_symbols),
+            Err(error) => Snapshot {
+                notifications_up: Some(false),
+                ..previous.after_failure(&error)
+            },
+        })
+        .await;
+        *window = applying.elapsed().min(MAX_BATCH_WINDOW);
+        tracing::debug!(symbols = count, took = ?applying.elapsed(), "announced changes applied");
+        ok
+    }
+
+    /// Builds the next snapshot from the current one off the async threads, renders what changed
+    /// since the current publication, and publishes it.
+    async fn publish(&mut self, build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static) {
+        let previous = Arc::clone(&self.sender.borrow());
+        let building = tokio::task::spawn_blocking(move || {
+            previous.next(build(&previous.snapshot), unix_now())
+        });
+        let published = match building.await {
+            Ok(published) => published,
+            // The runtime is shutting down: there is no one left to publish to.
+            Err(error) if error.is_cancelled() => return,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        self.current = Arc::clone(&published.snapshot);
+        self.sender.send_replace(Arc::new(published));
     }
 }
 

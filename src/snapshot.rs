@@ -2,6 +2,7 @@
 //! Plain data and the readiness rule; no I/O, so both the renderer and the HTTP server can read it
 //! without knowing where it came from.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use enum_map::{Enum, EnumMap};
@@ -190,6 +191,39 @@ impl Snapshot {
         next
     }
 
+    /// This snapshot of a full read, with what `newer` holds for `symbols`: changes to those
+    /// were applied while the read was in flight, after it may have read them.
+    pub(crate) fn keeping_changes(
+        mut self,
+        newer: &Snapshot,
+        symbols: &HashSet<String>,
+        max_symbols: usize,
+    ) -> Snapshot {
+        if symbols.is_empty() {
+            return self;
+        }
+        self.proposals.retain(|p| !symbols.contains(&p.symbol));
+        for proposal in newer
+            .proposals
+            .iter()
+            .filter(|p| symbols.contains(&p.symbol))
+        {
+            if self.proposals.len() >= max_symbols {
+                self.dropped[DropReason::Cap] += 1;
+                continue;
+            }
+            let index = self
+                .proposals
+                .partition_point(|p| p.symbol < proposal.symbol);
+            self.proposals.insert(index, proposal.clone());
+        }
+        self.missing.retain(|m| !symbols.contains(m));
+        let still_missing = newer.missing.iter().filter(|m| symbols.contains(*m));
+        self.missing.extend(still_missing.cloned());
+        self.missing.sort_unstable();
+        self
+    }
+
     /// After a failed read: the last known proposals, marked as such.
     pub(crate) fn after_failure(&self, error: &FetchError) -> Snapshot {
         let mut next = Snapshot {
@@ -309,6 +343,37 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full read that began before a change was applied must not undo it: the changed
+    /// symbol keeps its newer value, a deleted one stays deleted, a new one stays, and the
+    /// symbols nobody touched are the full read's.
+    #[test]
+    fn a_full_read_keeps_the_changes_applied_while_it_ran() {
+        let pairs = |score: &'static str| -> Vec<(&'static str, &'static str)> {
+            vec![("kill_score", score)]
+        };
+        let (old, new) = (pairs("0.1"), pairs("0.9"));
+        let read = Snapshot::of_hashes(
+            &[("AAA", &old), ("BBB", &old), ("CCC", &old), ("DDD", &old)],
+            1.0,
+        );
+        let newer = Snapshot::of_hashes(&[("BBB", &new), ("CCC", &old), ("EEE", &new)], 1.0);
+        let touched: HashSet<String> = ["BBB", "DDD", "EEE", "FFF"].map(String::from).into();
+        let kept = read.keeping_changes(&newer, &touched, 100);
+        let scores: Vec<(&str, f64)> = kept
+            .proposals
+            .iter()
+            .map(|p| (p.symbol.as_str(), p.kill_score))
+            .collect();
+        assert_eq!(
+            scores,
+            [("AAA", 0.1), ("BBB", 0.9), ("CCC", 0.1), ("EEE", 0.9)]
+        );
+        let capped =
+            Snapshot::of_hashes(&[("AAA", &old)], 1.0).keeping_changes(&newer, &touched, 2);
+        assert_eq!(capped.proposals.len(), 2);
+        assert_eq!(capped.dropped[DropReason::Cap], 1);
+    }
 
     #[test]
     fn readiness_names_every_reason() {

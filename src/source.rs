@@ -4,6 +4,7 @@
 //! Redis holds them; interpreting them is `proposal`'s job. Where to read (one Redis, sentinels,
 //! a cluster) is `link`'s; a cluster's reads are `cluster`'s.
 
+mod changes;
 mod cluster;
 mod link;
 mod notifications;
@@ -11,6 +12,7 @@ mod settings;
 mod switches;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use enum_map::Enum;
@@ -18,6 +20,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 
+pub(crate) use changes::ChangeReader;
 pub(crate) use link::{Endpoint, Link, Node, Placement, Role};
 pub use link::{ReadFrom, SentinelSettings, Topology};
 pub(crate) use notifications::Notifications;
@@ -175,6 +178,9 @@ pub struct Source {
     db: i64,
     connect_timeout: Duration,
     symbols: Symbols,
+    /// The configured symbols as a set, which the symbols a notification names are checked
+    /// against; `None` when discovering.
+    fixed: Option<Arc<HashSet<Vec<u8>>>>,
     /// In a cluster, the symbols the last full read found: one that no SCAN lists while its
     /// slot moves is read by key instead of being lost.
     known: Vec<Vec<u8>>,
@@ -209,6 +215,12 @@ impl Source {
             link: None,
             db,
             connect_timeout: settings.connect_timeout,
+            fixed: match &symbols {
+                Symbols::Fixed(list) => Some(Arc::new(
+                    list.iter().map(|s| s.as_bytes().to_vec()).collect(),
+                )),
+                Symbols::Discover => None,
+            },
             symbols,
             known: Vec::new(),
             layout: None,
@@ -259,11 +271,8 @@ impl Source {
         &mut self,
         mut symbols: Vec<Vec<u8>>,
     ) -> Result<Fetched, FetchError> {
-        if let Symbols::Fixed(list) = &self.symbols {
-            symbols.retain(|s| {
-                list.iter()
-                    .any(|configured| configured.as_bytes() == s.as_slice())
-            });
+        if let Some(fixed) = &self.fixed {
+            symbols.retain(|symbol| fixed.contains(symbol));
         }
         let mut link = self.link().await?;
         let mut fetched = Fetched::default();
@@ -283,6 +292,17 @@ impl Source {
         fetched.placement = self.endpoint.placement().clone();
         self.link = Some(link);
         Ok(fetched)
+    }
+
+    /// A reader of announced changes to run beside the next full read, over the connection the
+    /// last read left; `None` before a connection exists.
+    pub(crate) fn change_reader(&self) -> Option<ChangeReader> {
+        Some(ChangeReader {
+            reader: self.reader.clone(),
+            fixed: self.fixed.clone(),
+            link: self.link.clone()?,
+            placement: self.endpoint.placement().clone(),
+        })
     }
 
     async fn link(&mut self) -> Result<Link, FetchError> {

@@ -141,3 +141,58 @@ fn a_killed_subscription_falls_back_and_is_restored() {
     });
     assert!(exporter.log_text().contains("subscription ended"));
 }
+
+/// A full read that takes long (a million other keys to SCAN past, a thousand round trips)
+/// does not hold announced changes back: they show while it runs, and when it ends it does
+/// not put back the older values it may have read before them.
+#[test]
+fn changes_show_while_a_full_read_runs_and_outlive_it() {
+    let redis = Redis::start_with(&[
+        "--notify-keyspace-events",
+        "Khgx",
+        "--enable-debug-command",
+        "yes",
+    ]);
+    redis.run(&["DEBUG", "POPULATE", "1000000", "other"]);
+    seed_example(&redis);
+    // Refreshes run back to back: each takes longer than the interval.
+    let exporter = Exporter::start(
+        &redis,
+        &["--harvest.events", "--harvest.poll-interval", "0.2"],
+    );
+    exporter.wait_metrics("the subscription", WAIT, notifications_up);
+    let refreshes = |body: &str| sample(body, "quantum_harvest_exporter_refreshes_total").unwrap();
+    let trials = 6;
+    let mut during_one_read = 0;
+    for trial in 1..=trials {
+        // Writes land at every point of a full read: before and after it reads the key.
+        let body = exporter.metrics();
+        let took = sample(&body, "quantum_harvest_exporter_refresh_duration_seconds").unwrap();
+        std::thread::sleep(Duration::from_secs_f64(
+            took * f64::from(trial) / f64::from(trials),
+        ));
+        let before = refreshes(&exporter.metrics());
+        let last_written = 0.5 + f64::from(trial) / 1000.0;
+        redis.hset("ETHUSDT", &[("kill_score", &last_written.to_string())]);
+        let body = exporter.wait_metrics("the change", WAIT, |b| {
+            kill_score(b, "ETHUSDT") == Some(last_written)
+        });
+        let shown_at = refreshes(&body);
+        if shown_at == before {
+            during_one_read += 1;
+        }
+        let body = exporter.wait_metrics("the full read to end", WAIT, |b| refreshes(b) > shown_at);
+        assert_eq!(
+            kill_score(&body, "ETHUSDT"),
+            Some(last_written),
+            "the full read that ended after the change put back what it read before it"
+        );
+    }
+    // Queued behind the full read, a change shows only once a refresh has ended; applied at
+    // once, only when a refresh happens to end within the few milliseconds it takes.
+    assert!(
+        during_one_read >= trials - 1,
+        "{during_one_read} of {trials} changes showed before the full read they met ended"
+    );
+    promtool_check_metrics(&exporter.metrics());
+}

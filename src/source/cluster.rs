@@ -11,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 
-use super::{FetchError, Fetched, Node, ReadFrom, Role, Source};
+use super::{FetchError, Fetched, Node, ReadFrom, Reader, Role, Source};
 
 /// Reads by key in flight at once: bounds the work a flood of notifications (a resharding
 /// announces every key it moves) queues on the cluster connection.
@@ -180,14 +180,14 @@ pub(super) async fn read(
     fetched: &mut Fetched,
 ) -> Result<(), FetchError> {
     if source.layout.is_none() || symbols.is_empty() {
-        return read_by_key(source, connection, symbols, fetched).await;
+        return read_by_key(&source.reader, connection, symbols, fetched).await;
     }
     let mut redirected = read_grouped(source, symbols, fetched).await?;
     if !redirected.is_empty() {
         source.layout = Some(layout(source, connection).await?);
         redirected = read_grouped(source, &redirected, fetched).await?;
     }
-    read_by_key(source, connection, &redirected, fetched).await
+    read_by_key(&source.reader, connection, &redirected, fetched).await
 }
 
 /// One pipelined read per node of the symbols its slots hold by the current layout; returns
@@ -313,8 +313,8 @@ async fn node_connections(
 /// HMGET of each symbol's key through the crate's cluster connection, which routes it to the
 /// node owning its slot and follows MOVED and ASK; a bounded number in flight at once. Keys
 /// that turn out absent are left in `fetched.absent`.
-async fn read_by_key(
-    source: &Source,
+pub(super) async fn read_by_key(
+    reader: &Reader,
     connection: &mut ClusterConnection,
     symbols: &[Vec<u8>],
     fetched: &mut Fetched,
@@ -324,20 +324,17 @@ async fn read_by_key(
             let mut connection = connection.clone();
             let mut command = redis::cmd("HMGET");
             command
-                .arg([&source.reader.prefix[..], symbol].concat())
-                .arg(source.reader.fields);
+                .arg([&reader.prefix[..], symbol].concat())
+                .arg(reader.fields);
             async move { command.query_async::<Value>(&mut connection).await }
         });
         for (symbol, reply) in batch.iter().zip(join_all(reads).await) {
             match reply {
-                Ok(value) => source.reader.take_reads(
-                    std::slice::from_ref(symbol),
-                    vec![value],
-                    fetched,
-                    false,
-                )?,
+                Ok(value) => {
+                    reader.take_reads(std::slice::from_ref(symbol), vec![value], fetched, false)?
+                }
                 Err(error) if error.code() == Some("WRONGTYPE") => fetched.wrong_type += 1,
-                Err(error) => return Err(source.reader.classify(error, false)),
+                Err(error) => return Err(reader.classify(error, false)),
             }
         }
         fetched.commands += batch.len();

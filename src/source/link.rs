@@ -145,6 +145,7 @@ pub(crate) struct Placement {
 }
 
 /// An open connection to what the settings describe.
+#[derive(Clone)]
 pub(crate) enum Link {
     Node(MultiplexedConnection),
     Cluster(ClusterConnection),
