@@ -4,6 +4,7 @@
 //! tail. Knows nothing of what the bytes mean.
 
 use std::io::Write as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use flate2::{Compression, write::DeflateEncoder};
@@ -82,7 +83,7 @@ impl Deflater {
 pub(crate) struct GzipHead {
     /// The bytes to send, in order: the gzip header, then each piece's deflate data, runs of
     /// small pieces copied together (see [`GzipHead::MIN_CHUNK`]).
-    pub chunks: Vec<Bytes>,
+    pub chunks: Arc<[Bytes]>,
     crc: crc32fast::Hasher,
     len: u64,
 }
@@ -96,31 +97,33 @@ impl GzipHead {
 
     /// The member's start for the body made of these pieces, in this order.
     pub(crate) fn new(pieces: impl IntoIterator<Item = Deflated>) -> GzipHead {
-        let mut head = GzipHead {
-            chunks: Vec::new(),
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-        };
+        let mut crc = crc32fast::Hasher::new();
+        let mut len = 0;
+        let mut chunks: Vec<Bytes> = Vec::new();
         let mut small = Self::HEADER.to_vec();
         for piece in pieces {
-            head.crc.combine(&piece.crc);
-            head.len += piece.len;
+            crc.combine(&piece.crc);
+            len += piece.len;
             if piece.bytes.len() >= Self::MIN_CHUNK {
                 if !small.is_empty() {
-                    head.chunks.push(std::mem::take(&mut small).into());
+                    chunks.push(std::mem::take(&mut small).into());
                 }
-                head.chunks.push(piece.bytes);
+                chunks.push(piece.bytes);
             } else {
                 small.extend_from_slice(&piece.bytes);
                 if small.len() >= Self::MIN_CHUNK {
-                    head.chunks.push(std::mem::take(&mut small).into());
+                    chunks.push(std::mem::take(&mut small).into());
                 }
             }
         }
         if !small.is_empty() {
-            head.chunks.push(small.into());
+            chunks.push(small.into());
         }
-        head
+        GzipHead {
+            chunks: chunks.into(),
+            crc,
+            len,
+        }
     }
 
     /// The rest of the member when nothing comes between the head and `tail`.

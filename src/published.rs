@@ -32,7 +32,7 @@ pub struct Published {
 /// both in reference-counted chunks.
 #[derive(Debug)]
 pub(crate) struct Body {
-    pub plain: Vec<Bytes>,
+    pub plain: Arc<[Bytes]>,
     pub gzip: GzipHead,
 }
 

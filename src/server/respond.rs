@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -143,18 +144,18 @@ fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
     let tail = scrape_tail(format, cache_age, &answer.http, process::recent().as_ref());
     let body = published.body(format);
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
-    let (mut chunks, tail) = if gzip {
+    let payload = if gzip {
         let apply = answer.apply.gzip(format);
-        let mut chunks = body.gzip.chunks.clone();
-        chunks.push(apply.bytes().clone());
-        (chunks, body.gzip.finish_after(apply, &tail))
+        let tail = body.gzip.finish_after(apply, &tail);
+        Payload::new(
+            Arc::clone(&body.gzip.chunks),
+            vec![apply.bytes().clone(), tail.into()],
+        )
     } else {
-        let mut chunks = body.plain.clone();
-        chunks.push(answer.apply.metrics(format).clone());
-        (chunks, tail)
+        let apply = answer.apply.metrics(format).clone();
+        Payload::new(Arc::clone(&body.plain), vec![apply, tail.into()])
     };
-    chunks.push(tail.into());
-    let mut response = Response::new(Payload::new(chunks));
+    let mut response = Response::new(payload);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -173,7 +174,7 @@ fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
 
 /// The page or its JSON document, as rendered at the last refresh.
 pub(super) fn page_response(content_type: &'static str, body: &Bytes) -> Response<Payload> {
-    let mut response = Response::new(Payload::new(vec![body.clone()]));
+    let mut response = Response::new(Payload::own(vec![body.clone()]));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -189,7 +190,7 @@ pub(super) fn page_response(content_type: &'static str, body: &Bytes) -> Respons
 }
 
 pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Payload> {
-    let mut response = Response::new(Payload::new(vec![body.into()]));
+    let mut response = Response::new(Payload::own(vec![body.into()]));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -290,19 +291,36 @@ fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
 /// A response body of shared byte chunks, sent without copying, all of them as one frame.
 /// Hyper flushes its write queue once it holds 16 KiB (`max_buf_size`), so a frame per chunk
 /// would cost a `writev` per chunk; one frame of many chunks goes out 64 of them per `writev`.
-/// Hand-written: the body crates offer one chunk (`Full`) or a stream of frames, and `bytes`
-/// chains two buffers, not a list.
+/// The chunks come in runs shared with the publication they belong to, so that a scrape of a
+/// body in thousands of pieces copies no list of them. Hand-written: the body crates offer one
+/// chunk (`Full`) or a stream of frames, and `bytes` chains two buffers, not a list.
 pub(super) struct Payload {
     chunks: Option<Chunks>,
 }
 
 impl Payload {
-    fn new(chunks: Vec<Bytes>) -> Payload {
-        let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
-        let remaining = chunks.iter().map(Bytes::len).sum();
+    /// The chunks of `shared`, then those of `own`; empty chunks are skipped.
+    fn new(shared: Arc<[Bytes]>, own: Vec<Bytes>) -> Payload {
+        let mut chunks = Chunks {
+            runs: VecDeque::from([shared, own.into()]),
+            index: 0,
+            sent: 0,
+            remaining: 0,
+        };
+        chunks.remaining = chunks
+            .runs
+            .iter()
+            .flat_map(|run| run.iter())
+            .map(Bytes::len)
+            .sum();
+        chunks.settle();
         Payload {
-            chunks: (remaining > 0).then_some(Chunks { chunks, remaining }),
+            chunks: (chunks.remaining > 0).then_some(chunks),
         }
+    }
+
+    fn own(chunks: Vec<Bytes>) -> Payload {
+        Payload::new(Arc::new([]), chunks)
     }
 }
 
@@ -326,11 +344,45 @@ impl Body for Payload {
     }
 }
 
-/// Non-empty chunks read one after another.
+/// Runs of chunks read one after another.
 #[derive(Debug)]
 pub(super) struct Chunks {
-    chunks: VecDeque<Bytes>,
+    runs: VecDeque<Arc<[Bytes]>>,
+    /// The chunk of the first run being sent, and how many of its bytes are sent; kept on a
+    /// chunk with bytes left while any remain (see [`Chunks::settle`]).
+    index: usize,
+    sent: usize,
     remaining: usize,
+}
+
+impl Chunks {
+    /// Moves past sent and empty chunks, and past runs with none left.
+    fn settle(&mut self) {
+        while let Some(run) = self.runs.front() {
+            match run.get(self.index) {
+                Some(chunk) if self.sent < chunk.len() => return,
+                Some(_) => self.index += 1,
+                None => {
+                    self.runs.pop_front();
+                    self.index = 0;
+                }
+            }
+            self.sent = 0;
+        }
+    }
+
+    /// The unsent chunks in order, the current one from where it stands.
+    fn unsent(&self) -> impl Iterator<Item = &[u8]> {
+        let current = self.runs.front().map(|run| &run[self.index][self.sent..]);
+        let after = self.runs.iter().enumerate().flat_map(|(at, run)| {
+            let skip = if at == 0 { self.index + 1 } else { 0 };
+            run.iter().skip(skip).map(|chunk| &chunk[..])
+        });
+        current
+            .into_iter()
+            .chain(after)
+            .filter(|chunk| !chunk.is_empty())
+    }
 }
 
 impl Buf for Chunks {
@@ -339,26 +391,26 @@ impl Buf for Chunks {
     }
 
     fn chunk(&self) -> &[u8] {
-        self.chunks.front().map_or(&[], |chunk| chunk)
+        self.runs
+            .front()
+            .map_or(&[], |run| &run[self.index][self.sent..])
     }
 
     fn advance(&mut self, mut count: usize) {
         assert!(count <= self.remaining, "advanced past the end");
         self.remaining -= count;
         while count > 0 {
-            let front = self.chunks.front_mut().expect("counted in remaining");
-            if count < front.len() {
-                front.advance(count);
-                return;
-            }
-            count -= front.len();
-            self.chunks.pop_front();
+            let left = self.chunk().len();
+            let step = count.min(left);
+            self.sent += step;
+            count -= step;
+            self.settle();
         }
     }
 
     fn chunks_vectored<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut filled = 0;
-        for (slice, chunk) in slices.iter_mut().zip(&self.chunks) {
+        for (slice, chunk) in slices.iter_mut().zip(self.unsent()) {
             *slice = IoSlice::new(chunk);
             filled += 1;
         }
@@ -501,12 +553,13 @@ mod tests {
 
     #[test]
     fn payload_is_one_frame_of_its_chunks_and_reports_its_exact_size() {
-        let mut payload = Payload::new(vec![
+        let shared: Arc<[Bytes]> = Arc::new([
+            Bytes::new(),
             Bytes::from_static(b"abc"),
             Bytes::new(),
             Bytes::from_static(b"de"),
-            Bytes::from_static(b"fgh"),
         ]);
+        let mut payload = Payload::new(shared, vec![Bytes::new(), Bytes::from_static(b"fgh")]);
         assert_eq!(payload.size_hint().exact(), Some(8));
         let waker = std::task::Waker::noop();
         let mut context = Context::from_waker(waker);
@@ -518,10 +571,13 @@ mod tests {
         let mut chunks = frame.into_data().expect("data");
         let mut slices = [IoSlice::new(&[]); 2];
         assert_eq!(chunks.chunks_vectored(&mut slices), 2);
-        assert_eq!(&*slices[1], b"de");
+        assert_eq!((&*slices[0], &*slices[1]), (&b"abc"[..], &b"de"[..]));
         chunks.advance(4);
         assert_eq!((chunks.remaining(), chunks.chunk()), (4, &b"e"[..]));
+        let mut slices = [IoSlice::new(&[]); 4];
+        assert_eq!(chunks.chunks_vectored(&mut slices), 2);
+        assert_eq!(&*slices[1], b"fgh");
         assert_eq!(chunks.copy_to_bytes(4), Bytes::from_static(b"efgh"));
-        assert!(Payload::new(vec![Bytes::new()]).is_end_stream());
+        assert!(Payload::own(vec![Bytes::new()]).is_end_stream());
     }
 }
