@@ -3,7 +3,7 @@
 //! knows nothing of Redis connections or of the exposition format.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use enum_map::{Enum, EnumMap};
 
@@ -411,25 +411,38 @@ impl<'a> Reader<'a> {
 }
 
 /// Caps the number of distinct unknown action values across all proposals: the first `limit`
-/// values (in proposal order) keep their name, later ones become [`OTHER_ACTION`].
-pub(crate) fn bound_unknown_actions(proposals: &mut [Proposal], limit: usize) {
-    let mut seen: Vec<String> = Vec::new();
-    let mut bound = |action: &mut Action| {
-        if let Action::Unknown(value) = action {
-            if value == OTHER_ACTION || seen.iter().any(|s| s == value) {
-                return;
+/// values (in proposal order) keep their name, later ones become [`OTHER_ACTION`]. Only the
+/// proposals renamed are copied out of the ones they share.
+pub(crate) fn bound_unknown_actions(proposals: &mut [Arc<Proposal>], limit: usize) {
+    fn keeps<'a>(action: &'a Action, seen: &mut Vec<&'a str>, limit: usize) -> bool {
+        match action {
+            Action::Unknown(value) if value != OTHER_ACTION && !seen.contains(&value.as_str()) => {
+                let named = seen.len() < limit;
+                if named {
+                    seen.push(value);
+                }
+                named
             }
-            if seen.len() < limit {
-                seen.push(value.clone());
-            } else {
-                *value = OTHER_ACTION.to_owned();
-            }
+            _ => true,
         }
-    };
-    for proposal in proposals {
-        bound(&mut proposal.action);
-        if let Some(calibrated) = proposal.calibrated_action.as_mut() {
-            bound(calibrated);
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    let mut renamed: Vec<(usize, bool, bool)> = Vec::new();
+    for (index, proposal) in proposals.iter().enumerate() {
+        let action = keeps(&proposal.action, &mut seen, limit);
+        let calibrated = (proposal.calibrated_action.as_ref())
+            .is_none_or(|calibrated| keeps(calibrated, &mut seen, limit));
+        if !(action && calibrated) {
+            renamed.push((index, action, calibrated));
+        }
+    }
+    for (index, action, calibrated) in renamed {
+        let proposal = Arc::make_mut(&mut proposals[index]);
+        if !action {
+            proposal.action = Action::Unknown(OTHER_ACTION.to_owned());
+        }
+        if !calibrated {
+            proposal.calibrated_action = Some(Action::Unknown(OTHER_ACTION.to_owned()));
         }
     }
 }
@@ -632,13 +645,20 @@ mod tests {
 
     #[test]
     fn unknown_actions_are_capped() {
-        let mut proposals: Vec<Proposal> = ["A1", "A2", "A1", "A3", "HOLD"]
+        let mut proposals: Vec<Arc<Proposal>> = ["A1", "A2", "A1", "A3", "HOLD", "A3"]
             .iter()
-            .map(|a| parse_pairs("X".into(), &hash(&[("harvest_action", a)])))
+            .map(|a| Arc::new(parse_pairs("X".into(), &hash(&[("harvest_action", a)]))))
             .collect();
+        let shared = proposals.clone();
         bound_unknown_actions(&mut proposals, 2);
         let labels: Vec<_> = proposals.iter().map(|p| p.action.to_string()).collect();
-        assert_eq!(labels, ["A1", "A2", "A1", "OTHER", "OTHER"]);
+        assert_eq!(labels, ["A1", "A2", "A1", "OTHER", "OTHER", "OTHER"]);
+        assert!(Arc::ptr_eq(&proposals[0], &shared[0]), "kept as it was");
+        assert_eq!(
+            shared[3].action.to_string(),
+            "A3",
+            "copied, not changed in place"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::exposition::Format;
 use crate::gzip::GzipHead;
 use crate::page::Page;
 use crate::proposal::Proposal;
-use crate::segments::Segments;
+use crate::segments::{Ages, Segments};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug)]
@@ -40,24 +40,26 @@ impl Published {
     /// Renders and compresses once, so that every scrape until the next refresh only copies
     /// reference-counted pointers.
     pub fn new(snapshot: Snapshot, now_unix: f64) -> Published {
-        Published::from_segments(&Segments::new(), &[], snapshot, now_unix)
+        Published::from_segments(&Segments::new(), &[], snapshot, now_unix, Ages::Renewed)
     }
 
     /// The publication of `snapshot`, which follows this one: only the pieces of the body
     /// whose proposals changed are rendered and compressed again, the others are shared.
-    pub fn next(&self, snapshot: Snapshot, now_unix: f64) -> Published {
-        Published::from_segments(&self.segments, &self.snapshot.proposals, snapshot, now_unix)
+    pub(crate) fn next(&self, snapshot: Snapshot, now_unix: f64, ages: Ages) -> Published {
+        let previous = &self.snapshot.proposals;
+        Published::from_segments(&self.segments, previous, snapshot, now_unix, ages)
     }
 
     /// The formats share the pieces their bytes have in common, the bulk of the body, plain and
     /// compressed: a second format costs its few headers.
     fn from_segments(
         previous: &Segments,
-        rendered: &[Proposal],
+        rendered: &[Arc<Proposal>],
         snapshot: Snapshot,
         now_unix: f64,
+        ages: Ages,
     ) -> Published {
-        let segments = previous.next(rendered, &snapshot, now_unix);
+        let segments = previous.next(rendered, &snapshot, now_unix, ages);
         let body = |format| Body {
             plain: segments.plain(format).cloned().collect(),
             gzip: GzipHead::new(segments.deflated(format).cloned()),
@@ -138,7 +140,7 @@ mod tests {
     fn each_format_is_served_whole_plain_and_gzip_and_shared_with_the_next() {
         let first = Published::new(snapshot("0.5"), 1_769_130_510.0);
         assert_served(&first, &snapshot("0.5"), 1_769_130_510.0);
-        let second = first.next(snapshot("0.9"), 1_769_130_511.0);
+        let second = first.next(snapshot("0.9"), 1_769_130_511.0, Ages::Renewed);
         assert_served(&second, &snapshot("0.9"), 1_769_130_511.0);
         let pieces = |published: &Published| -> Vec<*const u8> {
             published

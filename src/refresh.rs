@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::published::Published;
+use crate::segments::Ages;
 use crate::snapshot::Snapshot;
 use crate::source::{Announcements, FetchError, Fetched, Notifications, Source};
 /// First retry delay after a failed refresh; it doubles up to the poll interval.
@@ -87,7 +88,7 @@ impl Refresher {
                 notifications = self.subscribe(&mut subscribe_error).await;
                 if notifications.is_some() {
                     self.publisher
-                        .publish(|previous| Snapshot {
+                        .publish(Ages::Kept, |previous| Snapshot {
                             notifications_up: Some(true),
                             ..previous.clone()
                         })
@@ -130,7 +131,7 @@ impl Refresher {
                             tracing::warn!("the keyspace notification subscription ended; reading everything and subscribing again");
                             notifications = None;
                             self.publisher
-                                .publish(|previous| Snapshot {
+                                .publish(Ages::Kept, |previous| Snapshot {
                                     notifications_up: Some(false),
                                     ..previous.clone()
                                 })
@@ -187,7 +188,7 @@ impl Refresher {
         let events = self.events;
         let notifications_up = notifications.is_some();
         self.publisher
-            .publish(move |previous| {
+            .publish(Ages::Renewed, move |previous| {
                 let mut next = match result {
                     Ok(fetched) => previous
                         .after_fetch(fetched, max_symbols, started, unix_now())
@@ -264,7 +265,7 @@ impl Publisher {
                 0
             }
         };
-        self.publish(move |previous| match result {
+        self.publish(Ages::Kept, move |previous| match result {
             Ok(fetched) => previous.with_changes(fetched, max_symbols),
             Err(error) => Snapshot {
                 notifications_up: Some(false),
@@ -279,10 +280,14 @@ impl Publisher {
 
     /// Builds the next snapshot from the current one off the async threads, renders what changed
     /// since the current publication, and publishes it.
-    async fn publish(&mut self, build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static) {
+    async fn publish(
+        &mut self,
+        ages: Ages,
+        build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static,
+    ) {
         let previous = Arc::clone(&self.sender.borrow());
         let building = tokio::task::spawn_blocking(move || {
-            previous.next(build(&previous.snapshot), unix_now())
+            previous.next(build(&previous.snapshot), unix_now(), ages)
         });
         let published = match building.await {
             Ok(published) => published,

@@ -4,6 +4,7 @@
 //! the gzip framing `gzip`'s; what a scrape is answered with is `published`'s.
 
 use std::iter;
+use std::sync::Arc;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
@@ -88,6 +89,17 @@ static HEADERS: LazyLock<Vec<Both>> = LazyLock::new(|| {
         .collect()
 });
 
+/// What a publication does with the data ages of the symbols it does not render again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ages {
+    /// Renders them at its own time: a full refresh, which read every symbol.
+    Renewed,
+    /// Keeps them as the last full refresh rendered them: changes applied between two full
+    /// refreshes, which re-read only their own symbols. A data age is that of the last read of
+    /// its symbol, as when polling.
+    Kept,
+}
+
 /// The pieces of one snapshot's body.
 #[derive(Debug)]
 pub(crate) struct Segments {
@@ -98,7 +110,8 @@ pub(crate) struct Segments {
     /// Each family's compressed samples, the blocks' pieces [`GROUP`] blocks at a time copied
     /// together.
     groups: [Vec<Deflated>; SYMBOL_FAMILIES.len()],
-    /// The time the data ages were rendered at.
+    /// The time the data ages were rendered at, but those of the blocks rendered since the
+    /// last full refresh.
     now_unix: f64,
     /// The exporter's refresh metrics, which end the body; rendered anew each time.
     exporter: Vec<Both>,
@@ -131,20 +144,26 @@ impl Segments {
 
     /// The pieces of `snapshot`'s body rendered at `now_unix`, starting from these, which were
     /// rendered from `previous` (the proposals of the snapshot before). A block whose proposals
-    /// all render as they did is kept (its data ages aside, which move with the time); the
+    /// all render as they did is kept (its data ages too, unless they are `Renewed`); the
     /// changed ones, with the symbols that appeared among them, are rendered again and cut
     /// into blocks anew.
     pub(crate) fn next(
         &self,
-        previous: &[Proposal],
+        previous: &[Arc<Proposal>],
         snapshot: &Snapshot,
         now_unix: f64,
+        ages: Ages,
     ) -> Segments {
         let proposals = &snapshot.proposals;
         let mut deflater = Deflater::new();
+        let renew = ages == Ages::Renewed && now_unix.to_bits() != self.now_unix.to_bits();
         let mut next = Segments {
             blocks: Vec::with_capacity(proposals.len() / self.block + 1),
-            now_unix,
+            now_unix: if ages == Ages::Renewed || self.blocks.is_empty() {
+                now_unix
+            } else {
+                self.now_unix
+            },
             exporter: exporter_pieces(snapshot, &mut deflater),
             ..Segments::with_block(self.block)
         };
@@ -165,14 +184,18 @@ impl Segments {
             let new = &proposals[new_at..new_end];
             // Equal proposals render alike: their numbers are finite and never -0 (see
             // `values::parse_number`), the only floats that `==` takes for others printed apart.
-            let same = old == new;
+            let same = old.len() == new.len()
+                && old
+                    .iter()
+                    .zip(new)
+                    .all(|(a, b)| Arc::ptr_eq(a, b) || a == b);
             // A short changed run takes the block after it along, so blocks do not dwindle.
             let short = changed_from.is_some_and(|from| new_at - from < self.block / 2);
             if same && !short {
                 if let Some(from) = changed_from.take() {
-                    next.render_run(&proposals[from..new_at], &mut deflater);
+                    next.render_run(&proposals[from..new_at], now_unix, &mut deflater);
                 }
-                let kept = self.kept(block, new, now_unix, &mut deflater);
+                let kept = Self::kept(block, new, renew.then_some(now_unix), &mut deflater);
                 next.blocks.push(kept);
             } else {
                 changed_from.get_or_insert(new_at);
@@ -184,7 +207,7 @@ impl Segments {
             changed_from.get_or_insert(new_at);
         }
         if let Some(from) = changed_from {
-            next.render_run(&proposals[from..], &mut deflater);
+            next.render_run(&proposals[from..], now_unix, &mut deflater);
         }
         next.groups = std::array::from_fn(|family| self.next_groups(&next.blocks, family));
         next
@@ -220,16 +243,15 @@ impl Segments {
     }
 
     /// `block`, whose proposals are now `proposals` and render as before, with its data ages
-    /// rendered again when the time moved.
+    /// rendered again at `renewed_at` if given.
     fn kept(
-        &self,
         block: &Block,
-        proposals: &[Proposal],
-        now_unix: f64,
+        proposals: &[Arc<Proposal>],
+        renewed_at: Option<f64>,
         deflater: &mut Deflater,
     ) -> Block {
         let mut kept = block.clone();
-        if now_unix.to_bits() != self.now_unix.to_bits() {
+        if let Some(now_unix) = renewed_at {
             for (family, piece) in SYMBOL_FAMILIES.iter().zip(&mut kept.pieces) {
                 if family.changes_with_time() && !piece.is_empty() {
                     let symbols = escaped(proposals);
@@ -242,7 +264,7 @@ impl Segments {
 
     /// Renders `proposals` as the blocks that follow those so far, cut into blocks of about
     /// the block size (a change of one symbol keeps its block whole rather than split it).
-    fn render_run(&mut self, proposals: &[Proposal], deflater: &mut Deflater) {
+    fn render_run(&mut self, proposals: &[Arc<Proposal>], now_unix: f64, deflater: &mut Deflater) {
         let count = ((proposals.len() + self.block / 2) / self.block).max(1);
         for i in 0..count {
             let run = &proposals[proposals.len() * i / count..proposals.len() * (i + 1) / count];
@@ -251,13 +273,7 @@ impl Segments {
             }
             let symbols = escaped(run);
             let pieces = std::array::from_fn(|family| {
-                render_piece(
-                    &SYMBOL_FAMILIES[family],
-                    run,
-                    &symbols,
-                    self.now_unix,
-                    deflater,
-                )
+                render_piece(&SYMBOL_FAMILIES[family], run, &symbols, now_unix, deflater)
             });
             self.blocks.push(Block {
                 len: run.len(),
@@ -306,7 +322,7 @@ impl Segments {
     }
 }
 
-fn escaped(proposals: &[Proposal]) -> Vec<EscapedLabel> {
+fn escaped(proposals: &[Arc<Proposal>]) -> Vec<EscapedLabel> {
     proposals
         .iter()
         .map(|p| EscapedLabel::new(&p.symbol))
@@ -316,7 +332,7 @@ fn escaped(proposals: &[Proposal]) -> Vec<EscapedLabel> {
 /// The samples of `family` for `proposals`, labelled by `symbols`, their escaped symbols.
 fn render_piece(
     family: &SymbolFamily,
-    proposals: &[Proposal],
+    proposals: &[Arc<Proposal>],
     symbols: &[EscapedLabel],
     now_unix: f64,
     deflater: &mut Deflater,

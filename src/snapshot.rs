@@ -3,6 +3,7 @@
 //! without knowing where it came from.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use enum_map::{Enum, EnumMap};
@@ -37,7 +38,8 @@ impl DropReason {
 /// Everything one refresh knows. Proposals are sorted by symbol, unique, and within the cap.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    pub proposals: Vec<Proposal>,
+    /// Shared with the snapshots before and after: a change replaces its proposals, not the list's.
+    pub proposals: Vec<Arc<Proposal>>,
     /// Configured symbols that have no hash in Redis (empty when discovering).
     pub missing: Vec<String>,
     pub dropped: EnumMap<DropReason, u64>,
@@ -215,7 +217,7 @@ impl Snapshot {
             let index = self
                 .proposals
                 .partition_point(|p| p.symbol < proposal.symbol);
-            self.proposals.insert(index, proposal.clone());
+            self.proposals.insert(index, Arc::clone(proposal));
         }
         self.missing.retain(|m| !symbols.contains(m));
         let still_missing = newer.missing.iter().filter(|m| symbols.contains(*m));
@@ -259,15 +261,15 @@ impl Snapshot {
     }
 
     /// Parses each hash, counting its invalid fields, and bounds the unknown action labels.
-    fn parse_counted(&mut self, named: Vec<(String, RawHash)>) -> Vec<Proposal> {
-        let mut proposals: Vec<Proposal> = named
+    fn parse_counted(&mut self, named: Vec<(String, RawHash)>) -> Vec<Arc<Proposal>> {
+        let mut proposals: Vec<Arc<Proposal>> = named
             .into_iter()
             .map(|(symbol, hash)| {
                 let mut values = [None; proposal::SLOTS];
                 for (index, value) in values.iter_mut().enumerate() {
                     *value = hash.value(index);
                 }
-                proposal::parse(symbol, &values)
+                Arc::new(proposal::parse(symbol, &values))
             })
             .collect();
         proposal::bound_unknown_actions(&mut proposals, UNKNOWN_ACTION_LIMIT);
@@ -330,7 +332,9 @@ impl Snapshot {
         Snapshot {
             proposals: hashes
                 .iter()
-                .map(|(symbol, pairs)| crate::proposal::parse_pairs((*symbol).to_owned(), pairs))
+                .map(|(symbol, pairs)| {
+                    Arc::new(crate::proposal::parse_pairs((*symbol).to_owned(), pairs))
+                })
                 .collect(),
             redis_up: true,
             last_success: Some(start),

@@ -314,7 +314,9 @@ proptest! {
         snapshot.proposals = hashes
             .iter()
             .filter_map(|(symbol, fields)| {
-                proposal::parse_symbol(symbol).ok().map(|s| proposal::parse_pairs(s, fields))
+                proposal::parse_symbol(symbol)
+                    .ok()
+                    .map(|s| std::sync::Arc::new(proposal::parse_pairs(s, fields)))
             })
             .collect();
         proposal::bound_unknown_actions(&mut snapshot.proposals, 4);

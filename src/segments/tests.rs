@@ -24,7 +24,7 @@ fn snapshot_of(hashes: &Hashes) -> Snapshot {
     let mut snapshot = Snapshot::empty(Duration::from_secs(5), Instant::now());
     snapshot.proposals = hashes
         .iter()
-        .map(|(symbol, fields)| proposal::parse_pairs(symbol.clone(), fields))
+        .map(|(symbol, fields)| Arc::new(proposal::parse_pairs(symbol.clone(), fields)))
         .collect();
     proposal::bound_unknown_actions(&mut snapshot.proposals, 2);
     snapshot
@@ -92,7 +92,7 @@ fn new_pieces(previous: &Segments, next: &Segments) -> usize {
 fn the_golden_snapshot_is_served_as_rendered() {
     let snapshot = golden_snapshot();
     for block in [1, 2, BLOCK] {
-        let segments = Segments::with_block(block).next(&[], &snapshot, NOW);
+        let segments = Segments::with_block(block).next(&[], &snapshot, NOW, Ages::Renewed);
         for (format, expected) in rendered(&snapshot, NOW) {
             assert_eq!(served(&segments, format), expected, "{format:?}");
             assert_eq!(inflated(&segments, format), expected, "{format:?}");
@@ -103,38 +103,82 @@ fn the_golden_snapshot_is_served_as_rendered() {
 #[test]
 fn a_change_renders_only_its_block_and_time_only_the_data_ages() {
     let before = snapshot_of(&hashes(100, "0.5"));
-    let first = Segments::with_block(10).next(&[], &before, NOW);
+    let first = Segments::with_block(10).next(&[], &before, NOW, Ages::Renewed);
     assert_eq!(first.blocks.len(), 10);
 
     let mut changed = hashes(100, "0.5");
     changed.get_mut("S0042").unwrap()[0].1 = b"0.9".to_vec();
     let after = snapshot_of(&changed);
-    let second = first.next(&before.proposals, &after, NOW);
+    let second = first.next(&before.proposals, &after, NOW, Ages::Renewed);
     // The seed's 8 gauges, the action and the data age of S0040 to S0049.
     assert_eq!(new_pieces(&first, &second), 10);
     assert_eq!(served(&second, Format::Text), rendered(&after, NOW)[0].1);
 
     // Nothing changed but the time: only the data ages are rendered again, in every block.
-    let third = second.next(&after.proposals, &after, NOW + 1.0);
+    let third = second.next(&after.proposals, &after, NOW + 1.0, Ages::Renewed);
     assert_eq!(new_pieces(&second, &third), 10);
     assert_eq!(
         served(&third, Format::Text),
         rendered(&after, NOW + 1.0)[0].1
     );
-    let fourth = third.next(&after.proposals, &after, NOW + 1.0);
+    let fourth = third.next(&after.proposals, &after, NOW + 1.0, Ages::Renewed);
     assert_eq!(new_pieces(&third, &fourth), 0);
+}
+
+/// Between full refreshes, a change renders its own block's data ages at its time, and keeps
+/// the other blocks' as the last full refresh rendered them.
+#[test]
+fn changes_between_full_refreshes_keep_the_other_blocks_data_ages() {
+    let before = snapshot_of(&hashes(100, "0.5"));
+    let first = Segments::with_block(10).next(&[], &before, NOW, Ages::Renewed);
+    let mut changed = hashes(100, "0.5");
+    changed.get_mut("S0042").unwrap()[0].1 = b"0.9".to_vec();
+    let after = snapshot_of(&changed);
+    let second = first.next(&before.proposals, &after, NOW + 1.0, Ages::Kept);
+    // The seed's 8 gauges, the action and the data age of S0040 to S0049 only.
+    assert_eq!(new_pieces(&first, &second), 10);
+    let body = String::from_utf8(served(&second, Format::Text)).unwrap();
+    let ages: Vec<&str> = body
+        .lines()
+        .filter(|line| line.starts_with("quantum_harvest_data_age_seconds{"))
+        .collect();
+    let age_of = |symbol: &str| {
+        let prefix = format!("quantum_harvest_data_age_seconds{{symbol=\"{symbol}\"}} ");
+        let line = ages.iter().find(|line| line.starts_with(&prefix)).unwrap();
+        line[prefix.len()..].parse::<f64>().unwrap()
+    };
+    assert_eq!(age_of("S0041") - age_of("S0039"), 1.0);
+    assert_eq!(age_of("S0050"), age_of("S0039"));
+    // Everything else is the whole render's at either time.
+    let at_either = |line: &str| {
+        rendered(&after, NOW)[0]
+            .1
+            .split(|b| *b == b'\n')
+            .any(|l| l == line.as_bytes())
+            || rendered(&after, NOW + 1.0)[0]
+                .1
+                .split(|b| *b == b'\n')
+                .any(|l| l == line.as_bytes())
+    };
+    assert!(body.lines().all(at_either));
+    // The next full refresh renders them all at its time again.
+    let third = second.next(&after.proposals, &after, NOW + 2.0, Ages::Renewed);
+    assert_eq!(
+        String::from_utf8(served(&third, Format::Text)).unwrap(),
+        String::from_utf8(rendered(&after, NOW + 2.0)[0].1.clone()).unwrap()
+    );
 }
 
 /// The compressed samples go a group of blocks at a time; a change copies one group again.
 #[test]
 fn a_change_copies_only_its_group_of_compressed_blocks() {
     let before = snapshot_of(&hashes(100, "0.5"));
-    let first = Segments::with_block(2).next(&[], &before, NOW);
+    let first = Segments::with_block(2).next(&[], &before, NOW, Ages::Renewed);
     assert_eq!(first.groups[0].len(), 4, "50 blocks");
     let mut changed = hashes(100, "0.5");
     changed.get_mut("S0042").unwrap()[0].1 = b"0.9".to_vec();
     let after = snapshot_of(&changed);
-    let second = first.next(&before.proposals, &after, NOW);
+    let second = first.next(&before.proposals, &after, NOW, Ages::Renewed);
     let addresses = |segments: &Segments| -> Vec<*const u8> {
         segments
             .deflated(Format::Text)
@@ -157,7 +201,7 @@ fn a_change_copies_only_its_group_of_compressed_blocks() {
 fn blocks_stay_near_their_size_as_symbols_come_and_go() {
     let mut hashes = hashes(40, "0.5");
     let mut snapshot = snapshot_of(&hashes);
-    let mut segments = Segments::with_block(8).next(&[], &snapshot, NOW);
+    let mut segments = Segments::with_block(8).next(&[], &snapshot, NOW, Ages::Renewed);
     for i in 0..200 {
         // Symbols that sort between the others, then most of them gone again.
         if i < 100 {
@@ -167,7 +211,7 @@ fn blocks_stay_near_their_size_as_symbols_come_and_go() {
             hashes.remove(&format!("S{:04}", i - 100));
         }
         let next = snapshot_of(&hashes);
-        segments = segments.next(&snapshot.proposals, &next, NOW);
+        segments = segments.next(&snapshot.proposals, &next, NOW, Ages::Renewed);
         snapshot = next;
         let lens: Vec<usize> = segments.blocks.iter().map(|b| b.len).collect();
         assert_eq!(lens.iter().sum::<usize>(), snapshot.proposals.len());
@@ -187,9 +231,9 @@ fn proposals_out_of_order_are_still_served_as_rendered() {
     let sorted = snapshot_of(&hashes(50, "0.5"));
     let mut reversed = snapshot_of(&hashes(50, "0.5"));
     reversed.proposals.reverse();
-    let first = Segments::with_block(4).next(&[], &sorted, NOW);
-    let second = first.next(&sorted.proposals, &reversed, NOW);
-    let third = second.next(&reversed.proposals, &sorted, NOW);
+    let first = Segments::with_block(4).next(&[], &sorted, NOW, Ages::Renewed);
+    let second = first.next(&sorted.proposals, &reversed, NOW, Ages::Renewed);
+    let third = second.next(&reversed.proposals, &sorted, NOW, Ages::Renewed);
     assert_eq!(served(&second, Format::Text), rendered(&reversed, NOW)[0].1);
     assert_eq!(served(&third, Format::Text), rendered(&sorted, NOW)[0].1);
 }
@@ -278,7 +322,7 @@ proptest! {
         let mut hashes = initial;
         let mut now = NOW;
         let mut snapshot = snapshot_of(&hashes);
-        let mut segments = Segments::with_block(block).next(&[], &snapshot, now);
+        let mut segments = Segments::with_block(block).next(&[], &snapshot, now, Ages::Renewed);
         for (changes, seconds) in steps {
             for change in changes {
                 match change {
@@ -301,7 +345,7 @@ proptest! {
             }
             now += f64::from(seconds);
             let next = snapshot_of(&hashes);
-            segments = segments.next(&snapshot.proposals, &next, now);
+            segments = segments.next(&snapshot.proposals, &next, now, Ages::Renewed);
             snapshot = next;
             let lens: Vec<usize> = segments.blocks.iter().map(|b| b.len).collect();
             prop_assert_eq!(lens.iter().sum::<usize>(), snapshot.proposals.len());
@@ -421,10 +465,26 @@ fn publishing_costs() {
         let timings = [
             median_ms(runs, || before.clone(), whole),
             median_ms(runs, || before.clone(), |s| Published::new(s, NOW)),
-            median_ms(runs, || before.clone(), |s| first.next(s, NOW)),
-            median_ms(runs, || before.clone(), |s| first.next(s, NOW + 1.0)),
-            median_ms(runs, || one_changed.clone(), |s| first.next(s, NOW + 1.0)),
-            median_ms(runs, || all_changed.clone(), |s| first.next(s, NOW + 1.0)),
+            median_ms(
+                runs,
+                || before.clone(),
+                |s| first.next(s, NOW, Ages::Renewed),
+            ),
+            median_ms(
+                runs,
+                || before.clone(),
+                |s| first.next(s, NOW + 1.0, Ages::Renewed),
+            ),
+            median_ms(
+                runs,
+                || one_changed.clone(),
+                |s| first.next(s, NOW + 1.0, Ages::Renewed),
+            ),
+            median_ms(
+                runs,
+                || all_changed.clone(),
+                |s| first.next(s, NOW + 1.0, Ages::Renewed),
+            ),
             median_ms(runs, || (), |()| before.clone()),
         ];
         let timings: Vec<String> = timings.iter().map(|ms| format!("{ms:.2} ms")).collect();
