@@ -150,7 +150,7 @@ impl Snapshot {
             next.dropped[DropReason::Cap] = (named.len() - max_symbols) as u64;
             named.truncate(max_symbols);
         }
-        next.proposals = next.parse_counted(named);
+        next.proposals = next.parse_counted(named, &self.proposals);
         next
     }
 
@@ -178,7 +178,7 @@ impl Snapshot {
         next.missing.sort_unstable();
         next.missing.dedup();
         let named = next.named_hashes(fetched.hashes);
-        for proposal in next.parse_counted(named) {
+        for proposal in next.parse_counted(named, &[]) {
             next.missing.retain(|m| *m != proposal.symbol);
             match next
                 .proposals
@@ -260,8 +260,16 @@ impl Snapshot {
         named
     }
 
-    /// Parses each hash, counting its invalid fields, and bounds the unknown action labels.
-    fn parse_counted(&mut self, named: Vec<(String, RawHash)>) -> Vec<Arc<Proposal>> {
+    /// Parses each hash, counting its invalid fields, and bounds the unknown action labels. A
+    /// proposal equal to one of `previous` (sorted by symbol, as `named` is) is that one,
+    /// shared: a full read of unchanged data holds no second copy, and compares as unchanged
+    /// at a glance.
+    fn parse_counted(
+        &mut self,
+        named: Vec<(String, RawHash)>,
+        previous: &[Arc<Proposal>],
+    ) -> Vec<Arc<Proposal>> {
+        let mut before = previous.iter().peekable();
         let mut proposals: Vec<Arc<Proposal>> = named
             .into_iter()
             .map(|(symbol, hash)| {
@@ -269,7 +277,12 @@ impl Snapshot {
                 for (index, value) in values.iter_mut().enumerate() {
                     *value = hash.value(index);
                 }
-                Arc::new(proposal::parse(symbol, &values))
+                let parsed = proposal::parse(symbol, &values);
+                while before.next_if(|p| p.symbol < parsed.symbol).is_some() {}
+                match before.next_if(|p| p.symbol == parsed.symbol) {
+                    Some(same) if **same == parsed => Arc::clone(same),
+                    _ => Arc::new(parsed),
+                }
             })
             .collect();
         proposal::bound_unknown_actions(&mut proposals, UNKNOWN_ACTION_LIMIT);
@@ -424,6 +437,28 @@ mod tests {
                 "configured symbols without a proposal: SOLUSDT".to_owned()
             ])
         );
+    }
+
+    /// A full read of unchanged hashes shares the proposals it already holds.
+    #[test]
+    fn a_full_read_shares_the_proposals_that_did_not_change() {
+        let start = Instant::now();
+        let read = |score: &str| Fetched {
+            hashes: vec![
+                raw(b"AAA", &[("kill_score", "0.5")]),
+                raw(b"BBB", &[("kill_score", score)]),
+                raw(b"CCC", &[("kill_score", "0.5")]),
+            ],
+            ..Fetched::default()
+        };
+        let first =
+            Snapshot::empty(Duration::from_secs(5), start).after_fetch(read("0.5"), 10, start, 1.0);
+        let second = first.after_fetch(read("0.7"), 10, start, 2.0);
+        let shared: Vec<bool> = (first.proposals.iter().zip(&second.proposals))
+            .map(|(a, b)| Arc::ptr_eq(a, b))
+            .collect();
+        assert_eq!(shared, [true, false, true]);
+        assert_eq!(second.proposals[1].kill_score, 0.7);
     }
 
     fn raw(symbol: &[u8], pairs: &[(&str, &str)]) -> RawHash {

@@ -1279,14 +1279,18 @@ fn goals(out: &mut String, r: &Results) {
         |v| v < 200.0,
     ));
     let per_symbol = |n: &str| Some(r.get(n, "ours", "refresh_cpu_ms")? / n.parse::<f64>().ok()?);
-    let per_symbol: Vec<f64> = [k, ten, hundred].iter().filter_map(|n| per_symbol(n)).collect();
+    let per_symbol: Vec<f64> = [k, ten, hundred]
+        .iter()
+        .filter_map(|n| per_symbol(n))
+        .collect();
     let spread = (per_symbol.len() == 3).then(|| {
         let most = per_symbol.iter().copied().fold(f64::MIN, f64::max);
         let least = per_symbol.iter().copied().fold(f64::MAX, f64::min);
         most / least
     });
     goals.push(check(
-        "constant cost: refresh CPU per symbol at 1,000, 10,000 and 100,000, highest / lowest".into(),
+        "constant cost: refresh CPU per symbol at 1,000, 10,000 and 100,000, highest / lowest"
+            .into(),
         spread,
         "≤ 1.3".into(),
         |v| v <= 1.3,
@@ -1446,9 +1450,11 @@ mod tests {
         assert!(markdown.contains(
             "| throughput at 1,000 symbols (plain), ours / nginx | 0.900 | ≥ 0.8 | pass |"
         ));
-        assert!(markdown.contains(
-            "| refresh wall time at 10,000 (ms) | not measured | < 60 | not measured |"
-        ));
+        assert!(
+            markdown.contains(
+                "| refresh wall time at 10,000 (ms) | not measured | < 60 | not measured |"
+            )
+        );
         assert!(markdown.contains(
             "| apply streams: XADD to /metrics, p99 (ms) | not measured | < 50 | not measured |"
         ));
