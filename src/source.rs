@@ -10,6 +10,7 @@ mod link;
 mod notifications;
 mod settings;
 mod switches;
+mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use link::{ReadFrom, SentinelSettings, Topology};
 pub(crate) use notifications::Notifications;
 pub use settings::{RedisSettings, SettingsError};
 pub use switches::{Announcements, Switches, switches};
+use wire::Wire;
 
 /// SCAN's COUNT hint: large enough for few round trips, small enough not to stall Redis; it also
 /// bounds the HMGETs pipelined with the next page.
@@ -173,10 +175,14 @@ pub(crate) struct Fetched {
 pub struct Source {
     endpoint: Endpoint,
     link: Option<Link>,
+    /// The bulk reads' own connection to the node `link` goes to, where the crate need not
+    /// read it (see [`wire`]).
+    wire: Option<Wire>,
     /// The prefix and the hash fields to read, in the order `RawHash` keeps them.
     reader: Reader,
     db: i64,
     connect_timeout: Duration,
+    response_timeout: Duration,
     symbols: Symbols,
     /// The configured symbols as a set, which the symbols a notification names are checked
     /// against; `None` when discovering.
@@ -213,8 +219,10 @@ impl Source {
             },
             endpoint,
             link: None,
+            wire: None,
             db,
             connect_timeout: settings.connect_timeout,
+            response_timeout: settings.response_timeout,
             fixed: match &symbols {
                 Symbols::Fixed(list) => Some(Arc::new(
                     list.iter().map(|s| s.as_bytes().to_vec()).collect(),
@@ -238,6 +246,7 @@ impl Source {
     /// sentinel announced a failover).
     pub(crate) fn reconnect(&mut self) {
         self.link = None;
+        self.wire = None;
     }
 
     /// Records a primary a sentinel announced.
@@ -254,6 +263,9 @@ impl Source {
             Link::Node(connection) => self.fetch_node(connection, &mut fetched).await,
             Link::Cluster(connection) => self.fetch_cluster(connection, &mut fetched).await,
         };
+        if result.is_err() {
+            self.wire = None;
+        }
         result?;
         if let Symbols::Fixed(_) = &self.symbols {
             fetched.missing = lossy_names(&fetched.absent);
@@ -279,7 +291,14 @@ impl Source {
         match &mut link {
             Link::Node(connection) => {
                 self.reader
-                    .read_hashes(connection, &symbols, false, &mut fetched)
+                    .read_hashes(
+                        &mut Multiplexed {
+                            connection,
+                            redirects: false,
+                        },
+                        &symbols,
+                        &mut fetched,
+                    )
                     .await?
             }
             Link::Cluster(connection) => {
@@ -308,7 +327,10 @@ impl Source {
     async fn link(&mut self) -> Result<Link, FetchError> {
         match self.link.take() {
             Some(link) => Ok(link),
-            None => self.endpoint.connect().await,
+            None => {
+                self.wire = None;
+                self.endpoint.connect().await
+            }
         }
     }
 
@@ -322,23 +344,32 @@ impl Source {
             self.endpoint.set_replica_lag(lag);
             if !lag.is_some_and(|lag| lag.link_up) {
                 // Lost its primary, or was promoted: find what to read again, by the policy.
+                self.wire = None;
                 *connection = match self.endpoint.connect().await? {
                     Link::Node(connection) => connection,
                     Link::Cluster(_) => return Err(self.reader.unexpected("INFO replication")),
                 };
             }
         }
-        match &self.symbols {
-            Symbols::Fixed(list) => {
-                let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
-                self.reader
-                    .read_hashes(connection, &symbols, false, fetched)
-                    .await
-            }
-            Symbols::Discover => {
-                self.reader
-                    .discover(connection, false, fetched, &mut HashSet::new())
-                    .await
+        if self.wire.is_none()
+            && let Some(info) = self.endpoint.node_info()
+        {
+            self.wire = match Wire::connect(info, self.connect_timeout, self.response_timeout).await
+            {
+                Some(Ok(wire)) => Some(wire),
+                Some(Err(error)) => return Err(self.reader.classify(error.into(), true)),
+                None => None,
+            };
+        }
+        let (reader, symbols) = (&self.reader, &self.symbols);
+        match &mut self.wire {
+            Some(wire) => read_all(reader, wire, symbols, fetched).await,
+            None => {
+                let mut pipe = Multiplexed {
+                    connection,
+                    redirects: false,
+                };
+                read_all(reader, &mut pipe, symbols, fetched).await
             }
         }
     }
@@ -375,28 +406,79 @@ pub(crate) struct Reader {
     addr: std::sync::Arc<str>,
 }
 
+/// One pipelined round trip: the HMGETs of some symbols and, when given, a SCAN from a cursor.
+pub(super) trait Pipe {
+    /// Fills `fetched` from the HMGETs, and returns the SCAN's next cursor (0 at the end) and
+    /// the keys of its page.
+    async fn round_trip(
+        &mut self,
+        reader: &Reader,
+        symbols: &[Vec<u8>],
+        scan: Option<(u64, &[u8])>,
+        fetched: &mut Fetched,
+    ) -> Result<Option<(u64, Vec<Vec<u8>>)>, FetchError>;
+}
+
+/// The crate's connection as a [`Pipe`]. `redirects`: a cluster node's, whose keys may move to
+/// another node meanwhile; those are left in `fetched.redirected`.
+pub(super) struct Multiplexed<'a> {
+    pub connection: &'a mut MultiplexedConnection,
+    pub redirects: bool,
+}
+
+impl Pipe for Multiplexed<'_> {
+    async fn round_trip(
+        &mut self,
+        reader: &Reader,
+        symbols: &[Vec<u8>],
+        scan: Option<(u64, &[u8])>,
+        fetched: &mut Fetched,
+    ) -> Result<Option<(u64, Vec<Vec<u8>>)>, FetchError> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        reader.add_reads(&mut pipe, symbols);
+        if let Some((cursor, pattern)) = scan {
+            pipe.cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+        }
+        let mut replies: Vec<Value> = pipe
+            .query_async(self.connection)
+            .await
+            .map_err(|source| reader.classify(source, false))?;
+        fetched.commands += replies.len();
+        fetched.round_trips += 1;
+        let page = match scan {
+            Some(_) => {
+                let reply = replies.pop().ok_or_else(|| reader.unexpected("SCAN"))?;
+                if let Value::ServerError(error) = reply {
+                    return Err(reader.classify(redis::RedisError::from(error), false));
+                }
+                let page: (u64, Vec<Vec<u8>>) =
+                    redis::from_redis_value(reply).map_err(|_| reader.unexpected("SCAN"))?;
+                Some(page)
+            }
+            None => None,
+        };
+        reader.take_reads(symbols, replies, fetched, self.redirects)?;
+        Ok(page)
+    }
+}
+
 impl Reader {
     /// HMGET of the fields for each symbol, pipelined in batches; fills hashes, absent keys
-    /// (those with none of the fields) and wrong types, and with `redirects` (a cluster node)
-    /// the keys whose slot is elsewhere.
+    /// (those with none of the fields) and wrong types.
     pub(super) async fn read_hashes(
         &self,
-        connection: &mut MultiplexedConnection,
+        pipe: &mut impl Pipe,
         symbols: &[Vec<u8>],
-        redirects: bool,
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
         for batch in symbols.chunks(FETCH_BATCH) {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            self.add_reads(&mut pipe, batch);
-            let replies: Vec<Value> = pipe
-                .query_async(connection)
-                .await
-                .map_err(|source| self.classify(source, false))?;
-            fetched.commands += batch.len();
-            fetched.round_trips += 1;
-            self.take_reads(batch, replies, fetched, redirects)?;
+            pipe.round_trip(self, batch, None, fetched).await?;
         }
         Ok(())
     }
@@ -404,12 +486,10 @@ impl Reader {
     /// Every hash under the prefix on one node. Each round trip carries the HMGETs of the keys
     /// that the previous SCAN page found along with the next SCAN, so a refresh costs one
     /// round trip per page plus one, and the SCAN COUNT bounds the size of every reply.
-    /// `seen` holds the symbols already read, for SCAN may return a key twice. `redirects`: the
-    /// node is one of a cluster's, whose keys may move to another node meanwhile.
+    /// `seen` holds the symbols already read, for SCAN may return a key twice.
     pub(super) async fn discover(
         &self,
-        connection: &mut MultiplexedConnection,
-        redirects: bool,
+        pipe: &mut impl Pipe,
         fetched: &mut Fetched,
         seen: &mut HashSet<Vec<u8>>,
     ) -> Result<(), FetchError> {
@@ -417,37 +497,14 @@ impl Reader {
         let mut found: Vec<Vec<u8>> = Vec::new();
         let mut cursor = Some(0u64);
         while cursor.is_some() || !found.is_empty() {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            self.add_reads(&mut pipe, &found);
-            if let Some(cursor) = cursor {
-                pipe.cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_COUNT);
-            }
-            let mut replies: Vec<Value> = pipe
-                .query_async(connection)
-                .await
-                .map_err(|source| self.classify(source, false))?;
-            fetched.commands += replies.len();
-            fetched.round_trips += 1;
-            let page = match cursor {
-                Some(_) => {
-                    let reply = replies.pop().ok_or_else(|| self.unexpected("SCAN"))?;
-                    if let Value::ServerError(error) = reply {
-                        return Err(self.classify(redis::RedisError::from(error), false));
-                    }
-                    let (next, keys): (u64, Vec<Vec<u8>>) =
-                        redis::from_redis_value(reply).map_err(|_| self.unexpected("SCAN"))?;
+            let scan = cursor.map(|cursor| (cursor, pattern.as_slice()));
+            let page = match pipe.round_trip(self, &found, scan, fetched).await? {
+                Some((next, keys)) => {
                     cursor = (next != 0).then_some(next);
                     keys
                 }
                 None => Vec::new(),
             };
-            self.take_reads(&found, replies, fetched, redirects)?;
             found = page
                 .into_iter()
                 .filter_map(|key| key.strip_prefix(&self.prefix[..]).map(<[u8]>::to_vec))
@@ -540,6 +597,22 @@ impl Reader {
             addr: self.addr.to_string(),
             command,
         }
+    }
+}
+
+/// The configured symbols' hashes, or every hash under the prefix.
+async fn read_all(
+    reader: &Reader,
+    pipe: &mut impl Pipe,
+    symbols: &Symbols,
+    fetched: &mut Fetched,
+) -> Result<(), FetchError> {
+    match symbols {
+        Symbols::Fixed(list) => {
+            let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
+            reader.read_hashes(pipe, &symbols, fetched).await
+        }
+        Symbols::Discover => reader.discover(pipe, fetched, &mut HashSet::new()).await,
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{FetchError, Fetched, Link, Placement, Reader, cluster, lossy_names};
+use super::{FetchError, Fetched, Link, Multiplexed, Placement, Reader, cluster, lossy_names};
 
 pub(crate) struct ChangeReader {
     pub(super) reader: Reader,
@@ -28,7 +28,14 @@ impl ChangeReader {
         match &mut self.link {
             Link::Node(connection) => {
                 self.reader
-                    .read_hashes(connection, &symbols, false, &mut fetched)
+                    .read_hashes(
+                        &mut Multiplexed {
+                            connection,
+                            redirects: false,
+                        },
+                        &symbols,
+                        &mut fetched,
+                    )
                     .await?;
             }
             Link::Cluster(connection) => {

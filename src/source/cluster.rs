@@ -11,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 
-use super::{FetchError, Fetched, Node, ReadFrom, Reader, Role, Source};
+use super::{FetchError, Fetched, Multiplexed, Node, ReadFrom, Reader, Role, Source};
 
 /// Reads by key in flight at once: bounds the work a flood of notifications (a resharding
 /// announces every key it moves) queues on the cluster connection.
@@ -131,7 +131,14 @@ pub(super) async fn discover(
         tokio::spawn(async move {
             let mut part = Fetched::default();
             reader
-                .discover(&mut connection, true, &mut part, &mut HashSet::new())
+                .discover(
+                    &mut Multiplexed {
+                        connection: &mut connection,
+                        redirects: true,
+                    },
+                    &mut part,
+                    &mut HashSet::new(),
+                )
                 .await?;
             Ok(part)
         })
@@ -219,7 +226,14 @@ async fn read_grouped(
             tokio::spawn(async move {
                 let mut part = Fetched::default();
                 reader
-                    .read_hashes(&mut connection, &share, true, &mut part)
+                    .read_hashes(
+                        &mut Multiplexed {
+                            connection: &mut connection,
+                            redirects: true,
+                        },
+                        &share,
+                        &mut part,
+                    )
                     .await?;
                 Ok(part)
             })

@@ -178,6 +178,8 @@ pub(crate) struct Endpoint {
     addr: String,
     placement: Placement,
     last_primary: Option<String>,
+    /// How to reach the node the last connection went to; `None` in a cluster.
+    node_info: Option<ConnectionInfo>,
 }
 
 impl Endpoint {
@@ -221,11 +223,17 @@ impl Endpoint {
                 ..Placement::default()
             },
             last_primary: None,
+            node_info: None,
         })
     }
 
     pub(crate) fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// How to reach the node the last connection went to; `None` in a cluster.
+    pub(crate) fn node_info(&self) -> Option<&ConnectionInfo> {
+        self.node_info.as_ref()
     }
 
     pub(crate) fn placement(&self) -> &Placement {
@@ -301,6 +309,7 @@ impl Endpoint {
                     addr: self.addr.clone(),
                     role: Role::Primary,
                 }];
+                self.node_info = Some(client.get_connection_info().clone());
                 Ok(Link::Node(connection))
             }
             Locator::Sentinel { .. } => self.connect_through_sentinels().await,
@@ -393,6 +402,7 @@ impl Endpoint {
                         addr: node_addr(client.get_connection_info()),
                         role: Role::Replica,
                     }];
+                    self.node_info = Some(client.get_connection_info().clone());
                     return Ok(Link::Node(connection));
                 }
             }
@@ -419,6 +429,7 @@ impl Endpoint {
             addr: node_addr(client.get_connection_info()),
             role: Role::Primary,
         }];
+        self.node_info = Some(client.get_connection_info().clone());
         Ok(Link::Node(connection))
     }
 
@@ -436,6 +447,7 @@ impl Endpoint {
             unreachable!("called for a cluster only")
         };
         let client = client.clone();
+        self.node_info = None;
         match tokio::time::timeout(self.search_timeout, client.get_async_connection()).await {
             Ok(Ok(connection)) => Ok(Link::Cluster(connection)),
             Ok(Err(source)) => Err(self.connect_failed(source)),

@@ -1,0 +1,525 @@
+//! A connection of its own for a node's bulk reads: pipelined SCAN and HMGET commands written,
+//! and their replies read, by hand in buffers kept from one refresh to the next, each HMGET reply
+//! packed straight from the buffer into a [`RawHash`]. Plain TCP and Unix sockets only; TLS,
+//! the sentinels, notifications and clusters stay with the crate, as does everything else sent.
+//!
+//! Hand-written because the crate parses every reply into owned values, an allocation per field
+//! (some 25 per symbol): with the parsing, that was most of a refresh's CPU.
+
+use std::io::{self, Write as _};
+use std::time::Duration;
+
+use redis::{ConnectionAddr, ConnectionInfo, Value};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{TcpStream, UnixStream};
+
+use super::{FetchError, Fetched, Pipe, RawHash, Reader};
+
+/// The most a reply may take in the buffer: far above any HMGET or SCAN page, it bounds what a
+/// broken or hostile server can make the exporter hold.
+const MAX_BUFFERED: usize = 64 * 1024 * 1024;
+/// How deep arrays may nest: the replies read here nest two deep.
+const MAX_DEPTH: usize = 4;
+/// Fields an HMGET reply may have, at most: those of a proposal.
+const MAX_FIELDS: usize = 64;
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
+
+pub(super) struct Wire {
+    stream: Box<dyn Stream>,
+    /// Bytes read and not yet parsed start at `start`.
+    input: Vec<u8>,
+    start: usize,
+    /// The commands of the next round trip.
+    output: Vec<u8>,
+    response_timeout: Duration,
+}
+
+impl Wire {
+    /// Connects to the node `info` names, and authenticates and selects its database as the
+    /// crate would; `None` when the crate must read it (TLS).
+    pub(super) async fn connect(
+        info: &ConnectionInfo,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Option<io::Result<Wire>> {
+        if !matches!(
+            info.addr(),
+            ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_)
+        ) {
+            return None;
+        }
+        let connecting = async {
+            let stream: Box<dyn Stream> = match info.addr() {
+                ConnectionAddr::Tcp(host, port) => {
+                    let stream = TcpStream::connect((host.as_str(), *port)).await?;
+                    stream.set_nodelay(true)?;
+                    Box::new(stream)
+                }
+                ConnectionAddr::Unix(path) => Box::new(UnixStream::connect(path).await?),
+                _ => unreachable!("checked above"),
+            };
+            io::Result::Ok(stream)
+        };
+        let stream = match tokio::time::timeout(connect_timeout, connecting).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Some(Err(error)),
+            Err(_) => return Some(Err(io::ErrorKind::TimedOut.into())),
+        };
+        let mut wire = Wire {
+            stream,
+            input: Vec::new(),
+            start: 0,
+            output: Vec::new(),
+            response_timeout,
+        };
+        Some(wire.handshake(info).await.map(|()| wire))
+    }
+
+    async fn handshake(&mut self, info: &ConnectionInfo) -> io::Result<()> {
+        let settings = info.redis_settings();
+        let mut commands = 0;
+        if let Some(password) = settings.password() {
+            match settings.username() {
+                Some(user) => command(
+                    &mut self.output,
+                    &[b"AUTH", user.as_bytes(), password.as_bytes()],
+                ),
+                None => command(&mut self.output, &[b"AUTH", password.as_bytes()]),
+            }
+            commands += 1;
+        }
+        if settings.db() != 0 {
+            command(
+                &mut self.output,
+                &[b"SELECT", settings.db().to_string().as_bytes()],
+            );
+            commands += 1;
+        }
+        self.send().await?;
+        for _ in 0..commands {
+            let frame = self.next_frame().await?;
+            if let Frame::Error(error) = frame {
+                let message = String::from_utf8_lossy(error).into_owned();
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, message));
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self) -> io::Result<()> {
+        let writing = self.stream.write_all(&self.output);
+        let written = tokio::time::timeout(self.response_timeout, writing).await;
+        self.output.clear();
+        written.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    }
+
+    /// The next reply, read until whole.
+    async fn next_frame(&mut self) -> io::Result<Frame<'_>> {
+        loop {
+            match parse(&self.input[self.start..], 0)? {
+                Some((_, used)) => {
+                    let at = self.start;
+                    self.start += used;
+                    return frame_of(&self.input[at..at + used]);
+                }
+                None => self.read_more().await?,
+            }
+        }
+    }
+
+    async fn read_more(&mut self) -> io::Result<()> {
+        // What was parsed goes, so that the buffer holds one reply at most, not the whole read.
+        self.input.drain(..self.start);
+        self.start = 0;
+        if self.input.len() >= MAX_BUFFERED {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "reply too large",
+            ));
+        }
+        self.input.reserve(64 * 1024);
+        let reading = self.stream.read_buf(&mut self.input);
+        match tokio::time::timeout(self.response_timeout, reading).await {
+            Ok(Ok(0)) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+/// HMGET replies are packed as `Reader::take_reads` packs the crate's.
+impl Pipe for Wire {
+    async fn round_trip(
+        &mut self,
+        reader: &Reader,
+        symbols: &[Vec<u8>],
+        scan: Option<(u64, &[u8])>,
+        fetched: &mut Fetched,
+    ) -> Result<Option<(u64, Vec<Vec<u8>>)>, FetchError> {
+        let io_error = |error: io::Error| wire_error(reader, error);
+        // Each HMGET is its key, then the same fields.
+        let mut fields = Vec::new();
+        for field in reader.fields {
+            bulk(&mut fields, &[field.as_bytes()]);
+        }
+        for symbol in symbols {
+            array(&mut self.output, reader.fields.len() + 2);
+            bulk(&mut self.output, &[b"HMGET"]);
+            bulk(&mut self.output, &[&reader.prefix, symbol]);
+            self.output.extend_from_slice(&fields);
+        }
+        if let Some((cursor, pattern)) = scan {
+            let cursor = cursor.to_string();
+            let count = super::SCAN_COUNT.to_string();
+            command(
+                &mut self.output,
+                &[
+                    b"SCAN",
+                    cursor.as_bytes(),
+                    b"MATCH",
+                    pattern,
+                    b"COUNT",
+                    count.as_bytes(),
+                ],
+            );
+        }
+        self.send().await.map_err(io_error)?;
+        for symbol in symbols {
+            let frame = self.next_frame().await.map_err(io_error)?;
+            take_read(reader, symbol, frame, fetched)?;
+        }
+        let page = match scan {
+            Some(_) => Some(scan_page(
+                reader,
+                self.next_frame().await.map_err(io_error)?,
+            )?),
+            None => None,
+        };
+        fetched.commands += symbols.len() + usize::from(scan.is_some());
+        fetched.round_trips += 1;
+        Ok(page)
+    }
+}
+
+/// An HMGET reply into `fetched`: packed, absent, of the wrong type, or a failure.
+fn take_read(
+    reader: &Reader,
+    symbol: &[u8],
+    frame: Frame<'_>,
+    fetched: &mut Fetched,
+) -> Result<(), FetchError> {
+    let items = match frame {
+        Frame::Array(items) => items,
+        Frame::Error(error) => {
+            return match server_error(error) {
+                Value::ServerError(error) if error.code() == "WRONGTYPE" => {
+                    fetched.wrong_type += 1;
+                    Ok(())
+                }
+                Value::ServerError(error) => {
+                    Err(reader.classify(redis::RedisError::from(error), false))
+                }
+                _ => Err(reader.unexpected("HMGET")),
+            };
+        }
+        _ => return Err(reader.unexpected("HMGET")),
+    };
+    let mut values: [Option<&[u8]>; MAX_FIELDS] = [None; MAX_FIELDS];
+    let mut count = 0;
+    for item in items {
+        let slot = values
+            .get_mut(count)
+            .ok_or_else(|| reader.unexpected("HMGET"))?;
+        *slot = match item {
+            Frame::Bytes(bytes) => Some(bytes),
+            Frame::Nil => None,
+            _ => return Err(reader.unexpected("HMGET")),
+        };
+        count += 1;
+    }
+    if count != reader.fields.len() {
+        return Err(reader.unexpected("HMGET"));
+    }
+    let values = &values[..count];
+    if values.iter().all(Option::is_none) {
+        fetched.absent.push(symbol.to_vec());
+    } else {
+        fetched.hashes.push(RawHash::new(symbol.to_vec(), values));
+    }
+    Ok(())
+}
+
+/// A SCAN reply: the next cursor and the page's keys.
+fn scan_page(reader: &Reader, frame: Frame<'_>) -> Result<(u64, Vec<Vec<u8>>), FetchError> {
+    let unexpected = || reader.unexpected("SCAN");
+    let mut parts = match frame {
+        Frame::Array(parts) => parts,
+        Frame::Error(error) => {
+            return match server_error(error) {
+                Value::ServerError(error) => {
+                    Err(reader.classify(redis::RedisError::from(error), false))
+                }
+                _ => Err(unexpected()),
+            };
+        }
+        _ => return Err(unexpected()),
+    };
+    let cursor = match parts.next() {
+        Some(Frame::Bytes(cursor)) => std::str::from_utf8(cursor)
+            .ok()
+            .and_then(|cursor| cursor.parse().ok())
+            .ok_or_else(unexpected)?,
+        _ => return Err(unexpected()),
+    };
+    let keys = match parts.next() {
+        Some(Frame::Array(keys)) => keys
+            .map(|key| match key {
+                Frame::Bytes(key) => Ok(key.to_vec()),
+                _ => Err(unexpected()),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(unexpected()),
+    };
+    Ok((cursor, keys))
+}
+
+/// An error reply as the crate sees it, so that it is classified as the crate's are.
+fn server_error(line: &[u8]) -> Value {
+    let mut frame = Vec::with_capacity(line.len() + 3);
+    frame.push(b'-');
+    frame.extend_from_slice(line);
+    frame.extend_from_slice(b"\r\n");
+    redis::parse_redis_value(&frame).unwrap_or(Value::Nil)
+}
+
+fn wire_error(reader: &Reader, error: io::Error) -> FetchError {
+    reader.classify(redis::RedisError::from(error), false)
+}
+
+/// Appends a command as a RESP array of bulk strings.
+fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    array(out, args.len());
+    for arg in args {
+        bulk(out, &[arg]);
+    }
+}
+
+fn array(out: &mut Vec<u8>, len: usize) {
+    write!(out, "*{len}\r\n").expect("writing to a Vec cannot fail");
+}
+
+/// Appends one bulk string made of `parts`.
+fn bulk(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    write!(out, "${len}\r\n").expect("writing to a Vec cannot fail");
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A reply, borrowed from the buffer it was read into.
+#[derive(Debug)]
+enum Frame<'a> {
+    Nil,
+    /// A bulk or simple string.
+    Bytes(&'a [u8]),
+    /// An error's line, without its leading '-'.
+    Error(&'a [u8]),
+    /// An integer, which none of the commands sent here answers with.
+    Integer,
+    Array(Items<'a>),
+}
+
+/// An array's elements, parsed as they are taken; the whole array was checked complete first.
+#[derive(Clone, Debug)]
+struct Items<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Frame<'a>;
+
+    fn next(&mut self) -> Option<Frame<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        let (frame, used) = parse(self.rest, 1).ok().flatten()?;
+        self.rest = &self.rest[used..];
+        self.left -= 1;
+        Some(frame)
+    }
+}
+
+/// The reply at the start of `input` and the bytes it takes; `None` while it is incomplete.
+/// RESP2 only, as the crate's connections speak it.
+fn parse(input: &[u8], depth: usize) -> io::Result<Option<(Frame<'_>, usize)>> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    let Some(end) = input.iter().position(|byte| *byte == b'\r') else {
+        return Ok(None);
+    };
+    match input.get(end + 1) {
+        None => return Ok(None),
+        Some(b'\n') => {}
+        Some(_) => return Err(invalid("reply line without its line end")),
+    }
+    let (kind, line) = match input[..end].split_first() {
+        Some((kind, line)) => (*kind, line),
+        None => return Err(invalid("empty reply line")),
+    };
+    let header = end + 2;
+    let number = || number(line).ok_or_else(|| invalid("bad number in reply"));
+    let parsed = match kind {
+        b'+' => (Frame::Bytes(line), header),
+        b'-' => (Frame::Error(line), header),
+        b':' => {
+            number()?;
+            (Frame::Integer, header)
+        }
+        b'$' => match usize::try_from(number()?) {
+            Err(_) => (Frame::Nil, header),
+            Ok(len) => {
+                let Some(body) = input.get(header..header + len + 2) else {
+                    return Ok(None);
+                };
+                if !body.ends_with(b"\r\n") {
+                    return Err(invalid("bulk string without its line end"));
+                }
+                (Frame::Bytes(&body[..len]), header + len + 2)
+            }
+        },
+        b'*' => match usize::try_from(number()?) {
+            Err(_) => (Frame::Nil, header),
+            Ok(_) if depth >= MAX_DEPTH => return Err(invalid("arrays nested too deep")),
+            Ok(count) => {
+                let mut used = header;
+                for _ in 0..count {
+                    match parse(&input[used..], depth + 1)? {
+                        Some((_, taken)) => used += taken,
+                        None => return Ok(None),
+                    }
+                }
+                (items(&input[header..used], count), used)
+            }
+        },
+        _ => return Err(invalid("unknown reply type")),
+    };
+    Ok(Some(parsed))
+}
+
+/// The reply that is `whole`, which [`parse`] found complete: an array's elements are not
+/// walked again until they are taken.
+fn frame_of(whole: &[u8]) -> io::Result<Frame<'_>> {
+    if let Some((b'*', rest)) = whole.split_first()
+        && let Some(end) = rest.iter().position(|byte| *byte == b'\r')
+        && let Some(Ok(count)) = number(&rest[..end]).map(usize::try_from)
+    {
+        return Ok(items(&rest[end + 2..], count));
+    }
+    let (frame, _) = parse(whole, 0)?.expect("found complete");
+    Ok(frame)
+}
+
+fn items(elements: &[u8], count: usize) -> Frame<'_> {
+    Frame::Array(Items {
+        rest: elements,
+        left: count,
+    })
+}
+
+/// A length or an integer: hand-parsed, as it precedes every value read.
+fn number(line: &[u8]) -> Option<i64> {
+    let (negative, digits) = match line.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, line),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(digit - b'0');
+    }
+    Some(if negative { -value } else { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(input: &[u8]) -> Frame<'_> {
+        let (frame, used) = parse(input, 0).unwrap().expect("complete");
+        assert_eq!(used, input.len());
+        frame
+    }
+
+    #[test]
+    fn replies_parse_when_whole_and_wait_for_more_otherwise() {
+        let reply = b"*3\r\n$3\r\n0.5\r\n$-1\r\n$0\r\n\r\n";
+        let Frame::Array(items) = whole(reply) else {
+            panic!("an array");
+        };
+        let items: Vec<Option<&[u8]>> = items
+            .map(|item| match item {
+                Frame::Bytes(bytes) => Some(bytes),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(items, [Some(&b"0.5"[..]), None, Some(&b""[..])]);
+        for cut in 0..reply.len() {
+            assert!(parse(&reply[..cut], 0).unwrap().is_none(), "{cut}");
+        }
+        let followed = [&reply[..], b"+OK\r\n"].concat();
+        assert_eq!(parse(&followed, 0).unwrap().unwrap().1, reply.len());
+    }
+
+    #[test]
+    fn scan_pages_errors_and_integers() {
+        let page = b"*2\r\n$2\r\n17\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n";
+        let Frame::Array(mut parts) = whole(page) else {
+            panic!("an array");
+        };
+        assert!(matches!(parts.next(), Some(Frame::Bytes(b"17"))));
+        assert!(matches!(parts.next(), Some(Frame::Array(keys)) if keys.clone().count() == 2));
+        assert!(matches!(
+            whole(b"-WRONGTYPE no\r\n"),
+            Frame::Error(b"WRONGTYPE no")
+        ));
+        assert!(matches!(whole(b":42\r\n"), Frame::Integer));
+        assert!(matches!(whole(b"*-1\r\n"), Frame::Nil));
+        match server_error(b"WRONGTYPE Operation against a key") {
+            Value::ServerError(error) => assert_eq!(error.code(), "WRONGTYPE"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for garbage in [
+            &b"?what\r\n"[..],
+            b"$abc\r\n",
+            b"$3\r\nabcde\r\n",
+            b"\r\n",
+            b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
+            b"$1\rx",
+            b":12a\r\n",
+            b"*99999999999999999999\r\n",
+        ] {
+            assert!(parse(garbage, 0).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn commands_are_arrays_of_bulk_strings() {
+        let mut out = Vec::new();
+        command(&mut out, &[b"HMGET", b"k", b""]);
+        assert_eq!(out, b"*3\r\n$5\r\nHMGET\r\n$1\r\nk\r\n$0\r\n\r\n");
+    }
+}
