@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::published::Published;
 use crate::segments::Ages;
 use crate::snapshot::Snapshot;
-use crate::source::{Announcements, FetchError, Fetched, Notifications, Source};
+use crate::source::{Announcements, ChangeReader, FetchError, Fetched, Notifications, Source};
 /// First retry delay after a failed refresh; it doubles up to the poll interval.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Longest wait for more changes once one is announced. The wait is as long as applying the
@@ -153,53 +154,57 @@ impl Refresher {
         window: &mut Duration,
     ) -> bool {
         let started = Instant::now();
-        let mut changes = notifications
-            .as_ref()
-            .and_then(|_| self.source.change_reader());
-        let mut changed = HashSet::new();
-        let max_symbols = self.max_symbols;
-        let result = {
-            let fetch = self.source.fetch();
-            tokio::pin!(fetch);
-            loop {
-                tokio::select! {
-                    result = &mut fetch => break result,
-                    batch = next_batch(notifications, *window), if changes.is_some() => {
-                        let applied = match (batch, changes.as_mut()) {
-                            (Some(symbols), Some(reader)) => {
-                                let applying = Instant::now();
-                                changed.extend(symbols.iter().map(|s| String::from_utf8_lossy(s).into_owned()));
-                                let result = reader.read(symbols).await;
-                                self.publisher.apply_changes(result, max_symbols, applying, window).await
-                            }
-                            // The subscription ended: the full read covers what it missed.
-                            _ => false,
-                        };
-                        if !applied {
-                            *notifications = None;
-                            changes = None;
-                        }
-                    }
-                }
-            }
+        let mut changes = Changes {
+            reader: notifications
+                .as_ref()
+                .and_then(|_| self.source.change_reader()),
+            notifications,
+            applied: HashSet::new(),
+            window,
+            max_symbols: self.max_symbols,
         };
+        let result = changes
+            .applied_during(self.source.fetch(), &mut self.publisher)
+            .await;
         self.log_transition(&result);
         let ok = result.is_ok();
         let events = self.events;
-        let notifications_up = notifications.is_some();
-        self.publisher
-            .publish(Ages::Renewed, move |previous| {
-                let mut next = match result {
-                    Ok(fetched) => previous
-                        .after_fetch(fetched, max_symbols, started, unix_now())
-                        .keeping_changes(previous, &changed, max_symbols),
-                    Err(error) => previous.after_failure(&error),
-                };
-                next.notifications_up = events.then_some(notifications_up && ok);
-                next.refresh_duration = started.elapsed();
-                next
-            })
-            .await;
+        let notifications_up = changes.notifications.is_some();
+        let max_symbols = self.max_symbols;
+        let during_read = std::mem::take(&mut changes.applied);
+        let building = self.publisher.build(Ages::Renewed, move |previous| {
+            let mut next = match result {
+                Ok(fetched) => previous
+                    .after_fetch(fetched, max_symbols, started, unix_now())
+                    .keeping_changes(previous, &during_read, max_symbols),
+                Err(error) => previous.after_failure(&error),
+            };
+            next.notifications_up = events.then_some(notifications_up && ok);
+            next.refresh_duration = started.elapsed();
+            next
+        });
+        let built = changes.applied_during(building, &mut self.publisher).await;
+        let Some(mut published) = joined(built) else {
+            return ok;
+        };
+        let still_up = changes.notifications.is_some();
+        if !changes.applied.is_empty() || still_up != notifications_up {
+            // Changes were applied to the publication this one replaces while it was built, or
+            // their subscription ended: both hold for this one too.
+            let mut next = Snapshot::clone(&published.snapshot).keeping_changes(
+                &self.publisher.current,
+                &changes.applied,
+                max_symbols,
+            );
+            next.notifications_up = events.then_some(still_up && ok);
+            let rebuilding =
+                tokio::task::spawn_blocking(move || published.next(next, unix_now(), Ages::Kept));
+            let Some(rebuilt) = joined(rebuilding.await) else {
+                return ok;
+            };
+            published = rebuilt;
+        }
+        self.publisher.send(published);
         release_freed_memory();
         ok
     }
@@ -286,18 +291,80 @@ impl Publisher {
         ages: Ages,
         build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static,
     ) {
+        if let Some(published) = joined(self.build(ages, build).await) {
+            self.send(published);
+        }
+    }
+
+    /// The next publication, built from the current one on a blocking thread.
+    fn build(
+        &self,
+        ages: Ages,
+        build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static,
+    ) -> JoinHandle<Published> {
         let previous = Arc::clone(&self.sender.borrow());
-        let building = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             previous.next(build(&previous.snapshot), unix_now(), ages)
-        });
-        let published = match building.await {
-            Ok(published) => published,
-            // The runtime is shutting down: there is no one left to publish to.
-            Err(error) if error.is_cancelled() => return,
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
-        };
+        })
+    }
+
+    fn send(&mut self, published: Published) {
         self.current = Arc::clone(&published.snapshot);
         self.sender.send_replace(Arc::new(published));
+    }
+}
+
+/// Announced changes applied while a full refresh runs, over a reader of their own.
+struct Changes<'a> {
+    reader: Option<ChangeReader>,
+    notifications: &'a mut Option<Notifications>,
+    /// The symbols applied so far, whose full read may be older.
+    applied: HashSet<String>,
+    window: &'a mut Duration,
+    max_symbols: usize,
+}
+
+impl Changes<'_> {
+    /// Runs `work` to its end, applying the changes announced meanwhile. Without a reader (no
+    /// subscription, or a read of changes failed) they wait for the next loop.
+    async fn applied_during<T>(
+        &mut self,
+        work: impl Future<Output = T>,
+        publisher: &mut Publisher,
+    ) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                batch = next_batch(self.notifications, *self.window), if self.reader.is_some() => {
+                    let applied = match (batch, self.reader.as_mut()) {
+                        (Some(symbols), Some(reader)) => {
+                            let applying = Instant::now();
+                            let names = symbols.iter().map(|s| String::from_utf8_lossy(s).into_owned());
+                            self.applied.extend(names);
+                            let result = reader.read(symbols).await;
+                            publisher.apply_changes(result, self.max_symbols, applying, self.window).await
+                        }
+                        // The subscription ended: the full read covers what it missed.
+                        _ => false,
+                    };
+                    if !applied {
+                        *self.notifications = None;
+                        self.reader = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A publication built on a blocking thread; `None` when the runtime is shutting down, and
+/// there is no one left to publish to.
+fn joined(built: Result<Published, JoinError>) -> Option<Published> {
+    match built {
+        Ok(published) => Some(published),
+        Err(error) if error.is_cancelled() => None,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
 }
 

@@ -41,6 +41,8 @@ impl Source {
             messages: futures_util::stream::select_all(streams),
             channel_prefix,
             nodes,
+            pending: Vec::new(),
+            deadline: None,
         })
     }
 
@@ -123,6 +125,9 @@ pub(crate) struct Notifications {
     channel_prefix: Vec<u8>,
     /// The nodes subscribed to.
     nodes: Vec<String>,
+    /// The batch being taken, and when its window closes.
+    pending: Vec<Vec<u8>>,
+    deadline: Option<tokio::time::Instant>,
 }
 
 /// Changed symbols taken in one batch at most, so that a flood still yields regular updates.
@@ -131,26 +136,37 @@ const MAX_BATCH: usize = 10_000;
 impl Notifications {
     /// Waits for a change, then takes the changes that come within `window`: the symbols,
     /// sorted and unique. `None` when the subscription has ended (connection lost or killed).
-    /// Cancelled while collecting, it loses what it took; the refresh loop cancels it only to
-    /// read everything, which covers those changes.
+    /// Cancel-safe: what a cancelled call took waits for the next one, whose window ends when
+    /// the cancelled one's would have. The refresh loop cancels it whenever a full read or its
+    /// publication ends, and that read may predate the changes taken.
     pub(crate) async fn next_batch(&mut self, window: Duration) -> Option<Vec<Vec<u8>>> {
         use futures_util::StreamExt as _;
-        // A subscription that ended (`None` from one node) ends the batch and the whole.
-        let first = self.messages.next().await??;
-        let mut symbols: Vec<Vec<u8>> = self.symbol_of(&first).into_iter().collect();
-        let deadline = tokio::time::Instant::now() + window;
+        let deadline = match self.deadline {
+            Some(deadline) => deadline,
+            None => {
+                // A subscription that ended (`None` from one node) ends the batch and the whole.
+                let first = self.messages.next().await??;
+                self.pending.extend(self.symbol_of(&first));
+                *self.deadline.insert(tokio::time::Instant::now() + window)
+            }
+        };
         // The deadline is checked before each message: a steady flood never leaves the
         // stream idle long enough for the timer to win.
-        while symbols.len() < MAX_BATCH && tokio::time::Instant::now() < deadline {
+        while self.pending.len() < MAX_BATCH && tokio::time::Instant::now() < deadline {
             tokio::select! {
                 biased;
                 message = self.messages.next() => match message {
-                    Some(Some(message)) => symbols.extend(self.symbol_of(&message)),
+                    Some(Some(message)) => {
+                        let symbol = self.symbol_of(&message);
+                        self.pending.extend(symbol);
+                    }
                     Some(None) | None => return None,
                 },
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
+        self.deadline = None;
+        let mut symbols = std::mem::take(&mut self.pending);
         symbols.sort_unstable();
         symbols.dedup();
         Some(symbols)
@@ -161,5 +177,59 @@ impl Notifications {
         channel
             .strip_prefix(self.channel_prefix.as_slice())
             .map(<[u8]>::to_vec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::StreamExt as _;
+    use redis::Value;
+
+    use super::*;
+
+    fn message(symbol: &str) -> Option<redis::Msg> {
+        let channel = format!("__keyspace@0__:p:{symbol}");
+        redis::Msg::from_owned_value(Value::Array(vec![
+            Value::BulkString(b"pmessage".to_vec()),
+            Value::BulkString(b"__keyspace@0__:p:*".to_vec()),
+            Value::BulkString(channel.into_bytes()),
+            Value::BulkString(b"hset".to_vec()),
+        ]))
+    }
+
+    /// A batch cancelled while its window is open keeps what it took for the next call, which
+    /// closes at the same time: the refresh loop cancels batches whenever a full read ends.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_batch_loses_nothing() {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let stream = tokio_stream_of(receiver);
+        let mut notifications = Notifications {
+            messages: futures_util::stream::select_all([stream]),
+            channel_prefix: b"__keyspace@0__:p:".to_vec(),
+            nodes: Vec::new(),
+            pending: Vec::new(),
+            deadline: None,
+        };
+        sender.send(message("AAA")).unwrap();
+        let window = Duration::from_millis(100);
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(40), notifications.next_batch(window));
+        assert!(cancelled.await.is_err(), "cancelled inside its window");
+        sender.send(message("BBB")).unwrap();
+        let started = tokio::time::Instant::now();
+        let batch = notifications.next_batch(window).await.unwrap();
+        assert_eq!(batch, [b"AAA".to_vec(), b"BBB".to_vec()]);
+        assert_eq!(started.elapsed(), Duration::from_millis(60));
+        sender.send(message("CCC")).unwrap();
+        let batch = notifications.next_batch(window).await.unwrap();
+        assert_eq!(batch, [b"CCC".to_vec()]);
+    }
+
+    fn tokio_stream_of(
+        mut receiver: tokio::sync::mpsc::UnboundedReceiver<Option<redis::Msg>>,
+    ) -> futures_util::stream::BoxStream<'static, Option<redis::Msg>> {
+        futures_util::stream::poll_fn(move |context| receiver.poll_recv(context)).boxed()
     }
 }
