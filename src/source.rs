@@ -283,22 +283,13 @@ impl Source {
         &mut self,
         mut symbols: Vec<Vec<u8>>,
     ) -> Result<Fetched, FetchError> {
-        if let Some(fixed) = &self.fixed {
-            symbols.retain(|symbol| fixed.contains(symbol));
-        }
+        keep_configured(self.fixed.as_deref(), &mut symbols);
         let mut link = self.link().await?;
         let mut fetched = Fetched::default();
         match &mut link {
             Link::Node(connection) => {
                 self.reader
-                    .read_hashes(
-                        &mut Multiplexed {
-                            connection,
-                            redirects: false,
-                        },
-                        &symbols,
-                        &mut fetched,
-                    )
+                    .read_on(connection, &symbols, &mut fetched)
                     .await?
             }
             Link::Cluster(connection) => {
@@ -469,6 +460,20 @@ impl Pipe for Multiplexed<'_> {
 }
 
 impl Reader {
+    /// [`Reader::read_hashes`] over the crate's connection to one node.
+    pub(super) async fn read_on(
+        &self,
+        connection: &mut MultiplexedConnection,
+        symbols: &[Vec<u8>],
+        fetched: &mut Fetched,
+    ) -> Result<(), FetchError> {
+        let mut pipe = Multiplexed {
+            connection,
+            redirects: false,
+        };
+        self.read_hashes(&mut pipe, symbols, fetched).await
+    }
+
     /// HMGET of the fields for each symbol, pipelined in batches; fills hashes, absent keys
     /// (those with none of the fields) and wrong types.
     pub(super) async fn read_hashes(
@@ -597,6 +602,13 @@ impl Reader {
             addr: self.addr.to_string(),
             command,
         }
+    }
+}
+
+/// Drops the symbols outside `fixed`, the configured ones, if any.
+fn keep_configured(fixed: Option<&HashSet<Vec<u8>>>, symbols: &mut Vec<Vec<u8>>) {
+    if let Some(fixed) = fixed {
+        symbols.retain(|symbol| fixed.contains(symbol));
     }
 }
 

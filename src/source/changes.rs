@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{FetchError, Fetched, Link, Multiplexed, Placement, Reader, cluster, lossy_names};
+use super::{FetchError, Fetched, Link, Placement, Reader, cluster, keep_configured, lossy_names};
 
 pub(crate) struct ChangeReader {
     pub(super) reader: Reader,
@@ -21,21 +21,12 @@ impl ChangeReader {
     /// connection's pipeline with the full read's, and wait at most for one of its batches; in
     /// a cluster they go key by key through the crate, which routes each to its slot's owner.
     pub(crate) async fn read(&mut self, mut symbols: Vec<Vec<u8>>) -> Result<Fetched, FetchError> {
-        if let Some(fixed) = &self.fixed {
-            symbols.retain(|symbol| fixed.contains(symbol));
-        }
+        keep_configured(self.fixed.as_deref(), &mut symbols);
         let mut fetched = Fetched::default();
         match &mut self.link {
             Link::Node(connection) => {
                 self.reader
-                    .read_hashes(
-                        &mut Multiplexed {
-                            connection,
-                            redirects: false,
-                        },
-                        &symbols,
-                        &mut fetched,
-                    )
+                    .read_on(connection, &symbols, &mut fetched)
                     .await?;
             }
             Link::Cluster(connection) => {
