@@ -14,6 +14,25 @@ use crate::proposal::Proposal;
 use crate::segments::{Ages, Segments};
 use crate::snapshot::Snapshot;
 
+/// Plain bodies up to this size are sent as one chunk, copied together once per publication:
+/// a small body in dozens of pieces costs a scrape more than the copy (some 10% of the
+/// scrapes per second at 100 symbols). Larger ones stay in their pieces, which the next
+/// publication shares, for memory's sake.
+const ONE_CHUNK: usize = 2 * 1024 * 1024;
+
+/// One format's plain pieces, copied into one chunk when the body is small.
+fn plain_chunks(segments: &Segments, format: Format) -> Arc<[Bytes]> {
+    let size: usize = segments.plain(format).map(Bytes::len).sum();
+    if size > ONE_CHUNK {
+        return segments.plain(format).cloned().collect();
+    }
+    let mut chunk = Vec::with_capacity(size);
+    for piece in segments.plain(format) {
+        chunk.extend_from_slice(piece);
+    }
+    Arc::new([Bytes::from(chunk)])
+}
+
 #[derive(Debug)]
 pub struct Published {
     pub snapshot: Arc<Snapshot>,
@@ -61,7 +80,7 @@ impl Published {
     ) -> Published {
         let segments = previous.next(rendered, &snapshot, now_unix, ages);
         let body = |format| Body {
-            plain: segments.plain(format).cloned().collect(),
+            plain: plain_chunks(&segments, format),
             gzip: GzipHead::new(segments.deflated(format).cloned()),
         };
         Published {
@@ -156,5 +175,7 @@ mod tests {
             "{shared} of {} pieces shared",
             after.len()
         );
+        // A body this small goes out as one chunk.
+        assert_eq!(second.text.plain.len(), 1);
     }
 }
