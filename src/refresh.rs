@@ -122,7 +122,9 @@ impl Refresher {
                         Some(symbols) => {
                             let applying = Instant::now();
                             let result = self.source.fetch_changed(symbols).await;
-                            if !self.publisher.apply_changes(result, self.max_symbols, applying, &mut window).await {
+                            let publisher = &mut self.publisher;
+                            let max = self.max_symbols;
+                            if !publisher.apply_changes(result, max, applying, &mut window).await {
                                 notifications = None;
                             }
                         }
@@ -340,10 +342,11 @@ impl Changes<'_> {
                     let applied = match (batch, self.reader.as_mut()) {
                         (Some(symbols), Some(reader)) => {
                             let applying = Instant::now();
-                            let names = symbols.iter().map(|s| String::from_utf8_lossy(s).into_owned());
-                            self.applied.extend(names);
+                            let names = symbols.iter().map(|s| String::from_utf8_lossy(s));
+                            self.applied.extend(names.map(String::from));
                             let result = reader.read(symbols).await;
-                            publisher.apply_changes(result, self.max_symbols, applying, self.window).await
+                            let max = self.max_symbols;
+                            publisher.apply_changes(result, max, applying, self.window).await
                         }
                         // The subscription ended: the full read covers what it missed.
                         _ => false,
