@@ -342,11 +342,17 @@ impl Changes<'_> {
                     let applied = match (batch, self.reader.as_mut()) {
                         (Some(symbols), Some(reader)) => {
                             let applying = Instant::now();
-                            let names = symbols.iter().map(|s| String::from_utf8_lossy(s));
-                            self.applied.extend(names.map(String::from));
+                            let names: Vec<String> =
+                                symbols.iter().map(|s| String::from_utf8_lossy(s).into()).collect();
                             let result = reader.read(symbols).await;
                             let max = self.max_symbols;
-                            publisher.apply_changes(result, max, applying, self.window).await
+                            let window = &mut *self.window;
+                            let applied = publisher.apply_changes(result, max, applying, window).await;
+                            // A failed read applied nothing that a full read should keep.
+                            if applied {
+                                self.applied.extend(names);
+                            }
+                            applied
                         }
                         // The subscription ended: the full read covers what it missed.
                         _ => false,
