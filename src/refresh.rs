@@ -1,7 +1,7 @@
 //! The refresh loop: on every poll interval it fetches from Redis, parses, renders, and publishes
 //! the result for the HTTP server through a watch channel; in event mode it also re-reads the
-//! keys Redis announces as changed between two full refreshes. It owns the counters that live
-//! across refreshes and the reconnect backoff; it does not serve HTTP.
+//! keys Redis announces as changed, between two full refreshes and during one. It owns the
+//! counters that live across refreshes and the reconnect backoff; it does not serve HTTP.
 
 use std::collections::HashSet;
 use std::sync::Arc;
