@@ -680,6 +680,41 @@ fn redis_password_from_the_environment() {
     right.wait_metrics("redis_up 1 with the right password", WAIT, redis_up);
 }
 
+/// An ACL user and a database other than 0 in the URL: the bulk reads' own connection signs in
+/// and selects the database as the crate's connection does.
+#[test]
+fn an_acl_user_and_a_database_in_the_url() {
+    let redis = Redis::start();
+    redis.run(&[
+        "ACL", "SETUSER", "harvest", "on", ">pw", "~*", "&*", "+@all",
+    ]);
+    let mut db2 = redis::Client::open(format!("redis://127.0.0.1:{}/2", redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("HSET")
+        .arg("quantum:harvest:proposal:DBTWOUSDT")
+        .arg(&[("kill_score", "0.42")])
+        .query::<()>(&mut db2)
+        .unwrap();
+    redis.hset("DBZEROUSDT", &[("kill_score", "0.5")]);
+    // No one reads without signing in.
+    redis.run(&["ACL", "SETUSER", "default", "resetpass", ">admin"]);
+    let url = format!("redis://harvest:pw@127.0.0.1:{}/2", redis.port);
+    let exporter = Exporter::start_raw(&["--redis.addr", &url], &[]);
+    let body = exporter.wait_metrics("the symbol of database 2", WAIT, |b| {
+        sample(b, "quantum_harvest_kill_score{symbol=\"DBTWOUSDT\"}") == Some(0.42)
+    });
+    assert_eq!(
+        sample(&body, "quantum_harvest_kill_score{symbol=\"DBZEROUSDT\"}"),
+        None
+    );
+    assert_eq!(
+        sample(&body, "quantum_harvest_exporter_redis_up"),
+        Some(1.0)
+    );
+}
+
 #[test]
 fn simulator_publishes_what_the_exporter_reads_cleanly() {
     let redis = Redis::start();
