@@ -81,20 +81,15 @@ impl Wire {
         let settings = info.redis_settings();
         let mut commands = 0;
         if let Some(password) = settings.password() {
-            match settings.username() {
-                Some(user) => command(
-                    &mut self.output,
-                    &[b"AUTH", user.as_bytes(), password.as_bytes()],
-                ),
-                None => command(&mut self.output, &[b"AUTH", password.as_bytes()]),
-            }
+            let mut auth = redis::cmd("AUTH");
+            auth.arg(settings.username()).arg(password);
+            auth.write_packed_command(&mut self.output);
             commands += 1;
         }
         if settings.db() != 0 {
-            command(
-                &mut self.output,
-                &[b"SELECT", settings.db().to_string().as_bytes()],
-            );
+            redis::cmd("SELECT")
+                .arg(settings.db())
+                .write_packed_command(&mut self.output);
             commands += 1;
         }
         self.send().await?;
@@ -172,19 +167,13 @@ impl Pipe for Wire {
             self.output.extend_from_slice(&fields);
         }
         if let Some((cursor, pattern)) = scan {
-            let cursor = cursor.to_string();
-            let count = super::SCAN_COUNT.to_string();
-            command(
-                &mut self.output,
-                &[
-                    b"SCAN",
-                    cursor.as_bytes(),
-                    b"MATCH",
-                    pattern,
-                    b"COUNT",
-                    count.as_bytes(),
-                ],
-            );
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(super::SCAN_COUNT)
+                .write_packed_command(&mut self.output);
         }
         self.send().await.map_err(io_error)?;
         for symbol in symbols {
@@ -299,14 +288,8 @@ fn wire_error(reader: &Reader, error: io::Error) -> FetchError {
     reader.classify(redis::RedisError::from(error), false)
 }
 
-/// Appends a command as a RESP array of bulk strings.
-fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    array(out, args.len());
-    for arg in args {
-        bulk(out, &[arg]);
-    }
-}
-
+/// The header of a command of `len` arguments. Only the HMGETs, one per symbol, are written by
+/// hand (their key from two parts, their fields encoded once); the crate encodes the others.
 fn array(out: &mut Vec<u8>, len: usize) {
     write!(out, "*{len}\r\n").expect("writing to a Vec cannot fail");
 }
@@ -519,7 +502,14 @@ mod tests {
     #[test]
     fn commands_are_arrays_of_bulk_strings() {
         let mut out = Vec::new();
-        command(&mut out, &[b"HMGET", b"k", b""]);
+        array(&mut out, 3);
+        bulk(&mut out, &[b"HMGET"]);
+        bulk(&mut out, &[b"k"]);
+        bulk(&mut out, &[b""]);
         assert_eq!(out, b"*3\r\n$5\r\nHMGET\r\n$1\r\nk\r\n$0\r\n\r\n");
+        assert_eq!(
+            out,
+            redis::cmd("HMGET").arg("k").arg("").get_packed_command()
+        );
     }
 }
