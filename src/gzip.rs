@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flate2::{Compression, write::DeflateEncoder};
+use flate2::{Compression, Decompress, FlushDecompress, write::DeflateEncoder};
 
 /// Deflate data of one piece of a body: blocks that refer to nothing before them and end on a
 /// byte boundary without the final bit, so that any such pieces, one after another, are one
@@ -23,6 +23,11 @@ impl Deflated {
     /// The compressed bytes, sent as they are.
     pub(crate) fn bytes(&self) -> &Bytes {
         &self.bytes
+    }
+
+    /// How many bytes they inflate to.
+    pub(crate) fn plain_len(&self) -> u64 {
+        self.len
     }
 
     /// These pieces, one after another, as one piece: their bytes copied together, their
@@ -126,6 +131,16 @@ impl GzipHead {
         }
     }
 
+    /// The head's deflate data inflated back, a chunk at a time.
+    pub(crate) fn inflating(&self) -> Inflating {
+        Inflating {
+            chunks: Arc::clone(&self.chunks),
+            next: 0,
+            inflater: Decompress::new(false),
+            remaining: self.len,
+        }
+    }
+
     /// The rest of the member when nothing comes between the head and `tail`.
     #[cfg(test)]
     pub(crate) fn finish(&self, tail: &[u8]) -> Vec<u8> {
@@ -138,6 +153,49 @@ impl GzipHead {
         let mut crc = self.crc.clone();
         crc.combine(&middle.crc);
         trailer(crc, self.len + middle.len, tail)
+    }
+}
+
+/// A [`GzipHead`]'s body inflated back, one chunk of it at a time, for a client that does not
+/// take gzip when the plain body is not held (see `segments`); as nginx's gunzip filter does
+/// for a body stored compressed. Holds one inflated chunk at a time.
+pub(crate) struct Inflating {
+    chunks: Arc<[Bytes]>,
+    next: usize,
+    inflater: Decompress,
+    remaining: u64,
+}
+
+impl Inflating {
+    /// Bytes not yet inflated.
+    pub(crate) fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// The next compressed chunk inflated; `None` after the last.
+    pub(crate) fn next_chunk(&mut self) -> Option<Bytes> {
+        while let Some(chunk) = self.chunks.get(self.next) {
+            let input = match self.next {
+                0 => &chunk[GzipHead::HEADER.len()..],
+                _ => &chunk[..],
+            };
+            self.next += 1;
+            let mut plain = Vec::with_capacity(input.len() * 8);
+            let mut taken = 0;
+            while taken < input.len() || plain.len() == plain.capacity() {
+                plain.reserve(input.len() * 4 + 1024);
+                let before = self.inflater.total_in();
+                self.inflater
+                    .decompress_vec(&input[taken..], &mut plain, FlushDecompress::None)
+                    .expect("a body compressed by `Deflater` inflates");
+                taken += (self.inflater.total_in() - before) as usize;
+            }
+            if !plain.is_empty() {
+                self.remaining -= plain.len() as u64;
+                return Some(plain.into());
+            }
+        }
+        None
     }
 }
 
@@ -176,6 +234,28 @@ mod tests {
             .read_to_string(&mut decoded)
             .unwrap();
         decoded
+    }
+
+    #[test]
+    fn the_head_inflates_back_chunk_by_chunk() {
+        let mut rng = fastrand::Rng::with_seed(2);
+        let noise: String = (0..40_000).map(|_| rng.alphanumeric()).collect();
+        let text = "a{symbol=\"X\"} 1.0\n".repeat(20_000);
+        let mut deflater = Deflater::new();
+        let pieces = ["a 1\n", noise.as_str(), text.as_str(), "", "b 2\n"]
+            .map(|data| deflater.deflate(data.as_bytes()));
+        let head = GzipHead::new(pieces);
+        assert!(head.chunks.len() > 2, "{} chunks", head.chunks.len());
+        let expected = format!("a 1\n{noise}{text}b 2\n");
+        let mut inflating = head.inflating();
+        assert_eq!(inflating.remaining(), expected.len() as u64);
+        let mut plain = Vec::new();
+        while let Some(chunk) = inflating.next_chunk() {
+            assert!(!chunk.is_empty());
+            plain.extend_from_slice(&chunk);
+        }
+        assert_eq!(inflating.remaining(), 0);
+        assert_eq!(String::from_utf8(plain).unwrap(), expected);
     }
 
     #[test]

@@ -20,17 +20,18 @@ use crate::snapshot::Snapshot;
 /// publication shares, for memory's sake.
 const ONE_CHUNK: usize = 2 * 1024 * 1024;
 
-/// One format's plain pieces, copied into one chunk when the body is small.
-fn plain_chunks(segments: &Segments, format: Format) -> Arc<[Bytes]> {
-    let size: usize = segments.plain(format).map(Bytes::len).sum();
+/// One format's plain pieces, copied into one chunk when the body is small; `None` when the
+/// body is held compressed only.
+fn plain_chunks(segments: &Segments, format: Format) -> Option<Arc<[Bytes]>> {
+    let size: usize = segments.plain(format)?.map(Bytes::len).sum();
     if size > ONE_CHUNK {
-        return segments.plain(format).cloned().collect();
+        return Some(segments.plain(format)?.cloned().collect());
     }
     let mut chunk = Vec::with_capacity(size);
-    for piece in segments.plain(format) {
+    for piece in segments.plain(format)? {
         chunk.extend_from_slice(piece);
     }
-    Arc::new([Bytes::from(chunk)])
+    Some(Arc::new([Bytes::from(chunk)]))
 }
 
 #[derive(Debug)]
@@ -48,10 +49,11 @@ pub struct Published {
 }
 
 /// One format's body, which a scrape sends before its tail: the plain bytes and the gzip head,
-/// both in reference-counted chunks.
+/// both in reference-counted chunks; a large body is held compressed only, and a plain scrape
+/// of it inflates the gzip head's chunks.
 #[derive(Debug)]
 pub(crate) struct Body {
-    pub plain: Arc<[Bytes]>,
+    pub plain: Option<Arc<[Bytes]>>,
     pub gzip: GzipHead,
 }
 
@@ -145,7 +147,8 @@ mod tests {
             (Format::OpenMetrics, body.assembled(Format::OpenMetrics, 0)),
         ] {
             let served = published.body(format);
-            assert_eq!(served.plain.concat(), expected, "{format:?}");
+            let plain = served.plain.as_ref().expect("a small body is held plain");
+            assert_eq!(plain.concat(), expected, "{format:?}");
             assert_eq!(
                 decoded(served, b"tail\n"),
                 [expected.as_slice(), b"tail\n"].concat()
@@ -165,6 +168,7 @@ mod tests {
             published
                 .segments
                 .plain(Format::Text)
+                .unwrap()
                 .map(|piece| piece.as_ptr())
                 .collect()
         };
@@ -176,6 +180,29 @@ mod tests {
             after.len()
         );
         // A body this small goes out as one chunk.
-        assert_eq!(second.text.plain.len(), 1);
+        assert_eq!(second.text.plain.as_ref().unwrap().len(), 1);
+    }
+
+    /// Past the size whose plain text is held, a body is held compressed only, and inflates to
+    /// what a whole render writes.
+    #[test]
+    fn a_large_body_is_held_compressed_only() {
+        let count = crate::segments::PLAIN_HELD_UP_TO + 1;
+        let names: Vec<String> = (0..count).map(|i| format!("SYM{i:05}")).collect();
+        let fields: &[(&str, &str)] = &[("kill_score", "0.5")];
+        let hashes: Vec<(&str, &[(&str, &str)])> =
+            names.iter().map(|n| (n.as_str(), fields)).collect();
+        let snapshot = Snapshot::of_hashes(&hashes, 1_769_130_510.0);
+        let published = Published::new(snapshot.clone(), 1_769_130_510.0);
+        let expected = crate::render::render(&snapshot, 1_769_130_510.0).text;
+        let body = published.body(Format::Text);
+        assert!(body.plain.is_none());
+        let mut inflating = body.gzip.inflating();
+        assert_eq!(inflating.remaining(), expected.len() as u64);
+        let mut plain = Vec::new();
+        while let Some(chunk) = inflating.next_chunk() {
+            plain.extend_from_slice(&chunk);
+        }
+        assert_eq!(plain, expected);
     }
 }

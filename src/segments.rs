@@ -20,6 +20,12 @@ use crate::snapshot::Snapshot;
 /// the gzip body is 3.5% larger than compressed whole (2% at 512, for twice the cost of a change).
 const BLOCK: usize = 256;
 
+/// Snapshots of more symbols than this are held compressed only (at this size some 3 MiB of
+/// text, eight times its compressed size): a scrape that does not take gzip inflates the body as
+/// it is sent. Prometheus takes gzip, so at ten thousand symbols the text would be 15 MiB held
+/// for the odd `curl`.
+pub(crate) const PLAIN_HELD_UP_TO: usize = 2_000;
+
 /// Blocks whose compressed samples of a family are sent as one chunk (some 30 KiB): a block's
 /// compress to a couple of kilobytes, and a scrape takes a write per handful of chunks. A change
 /// copies its group again, in each family.
@@ -29,7 +35,8 @@ const GROUP: usize = 16;
 /// each format's own runs: below it, a separate chunk costs more than the copy.
 const MIN_SHARED: usize = 16 * 1024;
 
-/// A run of a body, plain and compressed on its own (see [`Deflated`]).
+/// A run of a body, compressed on its own (see [`Deflated`]), and plain unless the body is held
+/// compressed only.
 #[derive(Clone, Debug, Default)]
 struct Piece {
     plain: Bytes,
@@ -38,11 +45,17 @@ struct Piece {
 
 impl Piece {
     /// Nothing to send for no bytes, not even an empty deflate block.
-    fn new(mut plain: Vec<u8>, deflater: &mut Deflater) -> Piece {
+    fn new(mut plain: Vec<u8>, deflater: &mut Deflater, hold_plain: bool) -> Piece {
         if plain.is_empty() {
             return Piece::default();
         }
         let deflated = deflater.deflate(&plain);
+        if !hold_plain {
+            return Piece {
+                plain: Bytes::new(),
+                deflated,
+            };
+        }
         // The buffer grew by doubling, and a block's pieces are held until its symbols change.
         plain.shrink_to_fit();
         Piece {
@@ -52,7 +65,12 @@ impl Piece {
     }
 
     fn is_empty(&self) -> bool {
-        self.plain.is_empty()
+        self.deflated.plain_len() == 0
+    }
+
+    /// Whether the plain text is held, or is to be for `hold_plain`.
+    fn holds_plain(&self, hold_plain: bool) -> bool {
+        !hold_plain || self.is_empty() || !self.plain.is_empty()
     }
 }
 
@@ -78,7 +96,7 @@ static HEADERS: LazyLock<Vec<Both>> = LazyLock::new(|| {
     let mut header = |family: &SymbolFamily, format| {
         let mut writer = Writer::new(format, 256);
         writer.family(&family.family);
-        Piece::new(writer.into_bytes(), &mut deflater)
+        Piece::new(writer.into_bytes(), &mut deflater, true)
     };
     SYMBOL_FAMILIES
         .iter()
@@ -105,6 +123,10 @@ pub(crate) enum Ages {
 pub(crate) struct Segments {
     /// Symbols per block (tests use small blocks to have many).
     block: usize,
+    /// The most symbols whose plain text is held (tests hold none, or every).
+    plain_up_to: usize,
+    /// Whether these pieces hold their plain text.
+    hold_plain: bool,
     /// Runs of the snapshot's proposals, in order, that together hold them all.
     blocks: Vec<Block>,
     /// Each family's compressed samples, the blocks' pieces [`GROUP`] blocks at a time copied
@@ -129,12 +151,14 @@ struct Block {
 impl Segments {
     /// Before any snapshot: nothing to start from.
     pub(crate) fn new() -> Segments {
-        Segments::with_block(BLOCK)
+        Segments::with_sizes(BLOCK, PLAIN_HELD_UP_TO)
     }
 
-    fn with_block(block: usize) -> Segments {
+    fn with_sizes(block: usize, plain_up_to: usize) -> Segments {
         Segments {
             block,
+            plain_up_to,
+            hold_plain: true,
             blocks: Vec::new(),
             groups: Default::default(),
             now_unix: f64::NAN,
@@ -157,15 +181,17 @@ impl Segments {
         let proposals = &snapshot.proposals;
         let mut deflater = Deflater::new();
         let renew = ages == Ages::Renewed && now_unix.to_bits() != self.now_unix.to_bits();
+        let hold_plain = proposals.len() <= self.plain_up_to;
         let mut next = Segments {
+            hold_plain,
             blocks: Vec::with_capacity(proposals.len() / self.block + 1),
             now_unix: if ages == Ages::Renewed || self.blocks.is_empty() {
                 now_unix
             } else {
                 self.now_unix
             },
-            exporter: exporter_pieces(snapshot, &mut deflater),
-            ..Segments::with_block(self.block)
+            exporter: exporter_pieces(snapshot, &mut deflater, hold_plain),
+            ..Segments::with_sizes(self.block, self.plain_up_to)
         };
         // Where the proposals not yet in a block, which are to be rendered, start.
         let mut changed_from: Option<usize> = None;
@@ -185,6 +211,10 @@ impl Segments {
             // Equal proposals render alike: their numbers are finite and never -0 (see
             // `values::parse_number`), the only floats that `==` takes for others printed apart.
             let same = old.len() == new.len()
+                && block
+                    .pieces
+                    .iter()
+                    .all(|piece| piece.holds_plain(hold_plain))
                 && old
                     .iter()
                     .zip(new)
@@ -195,7 +225,8 @@ impl Segments {
                 if let Some(from) = changed_from.take() {
                     next.render_run(&proposals[from..new_at], now_unix, &mut deflater);
                 }
-                let kept = Self::kept(block, new, renew.then_some(now_unix), &mut deflater);
+                let renewed_at = renew.then_some(now_unix);
+                let kept = next.kept(block, new, renewed_at, &mut deflater);
                 next.blocks.push(kept);
             } else {
                 changed_from.get_or_insert(new_at);
@@ -217,7 +248,8 @@ impl Segments {
     /// the same, the others copied together anew.
     fn next_groups(&self, blocks: &[Block], family: usize) -> Vec<Deflated> {
         let same = |a: &Piece, b: &Piece| {
-            a.plain.len() == b.plain.len() && (a.is_empty() || a.plain.as_ptr() == b.plain.as_ptr())
+            let (a, b) = (a.deflated.bytes(), b.deflated.bytes());
+            a.len() == b.len() && (a.is_empty() || a.as_ptr() == b.as_ptr())
         };
         blocks
             .chunks(GROUP)
@@ -243,20 +275,25 @@ impl Segments {
     }
 
     /// `block`, whose proposals are now `proposals` and render as before, with its data ages
-    /// rendered again at `renewed_at` if given.
+    /// rendered again at `renewed_at` if given, and without its plain text unless held.
     fn kept(
+        &self,
         block: &Block,
         proposals: &[Arc<Proposal>],
         renewed_at: Option<f64>,
         deflater: &mut Deflater,
     ) -> Block {
         let mut kept = block.clone();
-        if let Some(now_unix) = renewed_at {
-            for (family, piece) in SYMBOL_FAMILIES.iter().zip(&mut kept.pieces) {
-                if family.changes_with_time() && !piece.is_empty() {
-                    let symbols = escaped(proposals);
-                    *piece = render_piece(family, proposals, &symbols, now_unix, deflater);
-                }
+        for (family, piece) in SYMBOL_FAMILIES.iter().zip(&mut kept.pieces) {
+            if !self.hold_plain {
+                piece.plain = Bytes::new();
+            }
+            if let Some(now_unix) = renewed_at
+                && family.changes_with_time()
+                && !piece.is_empty()
+            {
+                let symbols = escaped(proposals);
+                *piece = self.render_piece(family, proposals, &symbols, now_unix, deflater);
             }
         }
         kept
@@ -273,7 +310,7 @@ impl Segments {
             }
             let symbols = escaped(run);
             let pieces = std::array::from_fn(|family| {
-                render_piece(&SYMBOL_FAMILIES[family], run, &symbols, now_unix, deflater)
+                self.render_piece(&SYMBOL_FAMILIES[family], run, &symbols, now_unix, deflater)
             });
             self.blocks.push(Block {
                 len: run.len(),
@@ -294,17 +331,37 @@ impl Segments {
             .map(|(family, _)| family)
     }
 
+    /// The samples of `family` for `proposals`, labelled by `symbols`, their escaped symbols.
+    fn render_piece(
+        &self,
+        family: &SymbolFamily,
+        proposals: &[Arc<Proposal>],
+        symbols: &[EscapedLabel],
+        now_unix: f64,
+        deflater: &mut Deflater,
+    ) -> Piece {
+        let mut writer = Writer::new(Format::Text, proposals.len() * 64);
+        let mut samples = writer.samples(&family.family);
+        for (proposal, symbol) in proposals.iter().zip(symbols) {
+            family.write(&mut samples, proposal, symbol, now_unix);
+        }
+        Piece::new(writer.into_bytes(), deflater, self.hold_plain)
+    }
+
     /// One format's body, in order, as a scrape sends it plain before its tail: each announced
-    /// family's header and its blocks' samples, then the exporter's refresh metrics.
-    pub(crate) fn plain(&self, format: Format) -> impl Iterator<Item = &Bytes> {
-        self.announced()
+    /// family's header and its blocks' samples, then the exporter's refresh metrics; `None`
+    /// when the body is held compressed only.
+    pub(crate) fn plain(&self, format: Format) -> Option<impl Iterator<Item = &Bytes>> {
+        let pieces = self
+            .announced()
             .flat_map(move |family| {
                 let samples = self.blocks.iter().map(move |b| &b.pieces[family]);
                 iter::once(HEADERS[family].get(format)).chain(samples)
             })
             .chain(self.exporter.iter().map(move |run| run.get(format)))
             .map(|piece| &piece.plain)
-            .filter(|plain| !plain.is_empty())
+            .filter(|plain| !plain.is_empty());
+        self.hold_plain.then_some(pieces)
     }
 
     /// The same body compressed, the blocks' samples a group at a time.
@@ -329,24 +386,8 @@ fn escaped(proposals: &[Arc<Proposal>]) -> Vec<EscapedLabel> {
         .collect()
 }
 
-/// The samples of `family` for `proposals`, labelled by `symbols`, their escaped symbols.
-fn render_piece(
-    family: &SymbolFamily,
-    proposals: &[Arc<Proposal>],
-    symbols: &[EscapedLabel],
-    now_unix: f64,
-    deflater: &mut Deflater,
-) -> Piece {
-    let mut writer = Writer::new(Format::Text, proposals.len() * 64);
-    let mut samples = writer.samples(&family.family);
-    for (proposal, symbol) in proposals.iter().zip(symbols) {
-        family.write(&mut samples, proposal, symbol, now_unix);
-    }
-    Piece::new(writer.into_bytes(), deflater)
-}
-
 /// The exporter's refresh metrics in each format, the runs they share compressed once.
-fn exporter_pieces(snapshot: &Snapshot, deflater: &mut Deflater) -> Vec<Both> {
+fn exporter_pieces(snapshot: &Snapshot, deflater: &mut Deflater, hold_plain: bool) -> Vec<Both> {
     let body = render::exporter_metrics(snapshot);
     let segments = body.segments(MIN_SHARED);
     let text = body.text;
@@ -354,15 +395,15 @@ fn exporter_pieces(snapshot: &Snapshot, deflater: &mut Deflater) -> Vec<Both> {
         .into_iter()
         .map(|segment| match segment {
             Segment::Shared(range) => {
-                let piece = Piece::new(text[range].to_vec(), deflater);
+                let piece = Piece::new(text[range].to_vec(), deflater, hold_plain);
                 Both {
                     text: piece.clone(),
                     open_metrics: piece,
                 }
             }
             Segment::Own { text, open_metrics } => Both {
-                text: Piece::new(text, deflater),
-                open_metrics: Piece::new(open_metrics, deflater),
+                text: Piece::new(text, deflater, hold_plain),
+                open_metrics: Piece::new(open_metrics, deflater, hold_plain),
             },
         })
         .collect()

@@ -447,6 +447,50 @@ fn gzip_is_one_member_with_the_same_metrics() {
     assert_eq!(families(&decoded), families(&plain));
 }
 
+/// A body of more symbols than the exporter holds as text is held compressed; a scrape without
+/// gzip gets it inflated, with its exact length announced, line for line the gzip body.
+#[test]
+fn a_large_body_scraped_without_gzip_is_inflated_whole() {
+    let redis = Redis::start();
+    let symbols: Vec<String> = (0..2_500).map(|i| format!("SYM{i:05}USDT")).collect();
+    redis.fill(&symbols, &[("kill_score", "0.5"), ("R_net", "1.25")]);
+    let exporter = Exporter::start(&redis, &["--harvest.poll-interval", "300"]);
+    exporter.wait_metrics("the first refresh", WAIT, redis_up);
+    let plain = exporter.get("/metrics");
+    let length: usize = plain.header("content-length").unwrap().parse().unwrap();
+    assert_eq!(length, plain.body.len());
+    let plain = plain.text();
+    promtool_check_metrics(&plain);
+    let gzip = http_get(exporter.port, "/metrics", &[("Accept-Encoding", "gzip")]).unwrap();
+    let mut decoded = String::new();
+    flate2::read::GzDecoder::new(gzip.body.as_slice())
+        .read_to_string(&mut decoded)
+        .expect("a single valid gzip member");
+    // The scrape-time tail differs from scrape to scrape; the proposals' lines do not.
+    let proposals = |body: &str| -> Vec<String> {
+        body.lines()
+            .filter(|l| l.contains("symbol=\""))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(proposals(&plain), proposals(&decoded));
+    assert_eq!(
+        sample(&plain, &gauge("kill_score", "SYM02499USDT")),
+        Some(0.5)
+    );
+    let head = http_request(
+        exporter.port,
+        b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let announced: usize = head.header("content-length").unwrap().parse().unwrap();
+    assert!(head.body.is_empty());
+    assert!(
+        announced.abs_diff(length) < 200,
+        "{announced} against {length}"
+    );
+}
+
 /// What Prometheus 2.42 asks for: OpenMetrics first, then the text format.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
     application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";

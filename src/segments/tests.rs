@@ -45,8 +45,14 @@ fn hashes(count: usize, kill_score: &str) -> Hashes {
         .collect()
 }
 
+/// Segments of blocks of `block` symbols that hold the plain text at any size.
+fn with_block(block: usize) -> Segments {
+    Segments::with_sizes(block, usize::MAX)
+}
+
 fn served(segments: &Segments, format: Format) -> Vec<u8> {
-    segments.plain(format).flat_map(|p| p.to_vec()).collect()
+    let pieces = segments.plain(format).expect("the plain text is held");
+    pieces.flat_map(|p| p.to_vec()).collect()
 }
 
 fn inflated(segments: &Segments, format: Format) -> Vec<u8> {
@@ -75,7 +81,7 @@ fn chunk_addresses(segments: &Segments) -> Vec<*const u8> {
         .iter()
         .flat_map(|b| &b.pieces)
         .filter(|p| !p.is_empty())
-        .map(|p| p.plain.as_ptr())
+        .map(|p| p.deflated.bytes().as_ptr())
         .collect()
 }
 
@@ -92,7 +98,7 @@ fn new_pieces(previous: &Segments, next: &Segments) -> usize {
 fn the_golden_snapshot_is_served_as_rendered() {
     let snapshot = golden_snapshot();
     for block in [1, 2, BLOCK] {
-        let segments = Segments::with_block(block).next(&[], &snapshot, NOW, Ages::Renewed);
+        let segments = with_block(block).next(&[], &snapshot, NOW, Ages::Renewed);
         for (format, expected) in rendered(&snapshot, NOW) {
             assert_eq!(served(&segments, format), expected, "{format:?}");
             assert_eq!(inflated(&segments, format), expected, "{format:?}");
@@ -103,7 +109,7 @@ fn the_golden_snapshot_is_served_as_rendered() {
 #[test]
 fn a_change_renders_only_its_block_and_time_only_the_data_ages() {
     let before = snapshot_of(&hashes(100, "0.5"));
-    let first = Segments::with_block(10).next(&[], &before, NOW, Ages::Renewed);
+    let first = with_block(10).next(&[], &before, NOW, Ages::Renewed);
     assert_eq!(first.blocks.len(), 10);
 
     let mut changed = hashes(100, "0.5");
@@ -130,7 +136,7 @@ fn a_change_renders_only_its_block_and_time_only_the_data_ages() {
 #[test]
 fn changes_between_full_refreshes_keep_the_other_blocks_data_ages() {
     let before = snapshot_of(&hashes(100, "0.5"));
-    let first = Segments::with_block(10).next(&[], &before, NOW, Ages::Renewed);
+    let first = with_block(10).next(&[], &before, NOW, Ages::Renewed);
     let mut changed = hashes(100, "0.5");
     changed.get_mut("S0042").unwrap()[0].1 = b"0.9".to_vec();
     let after = snapshot_of(&changed);
@@ -173,7 +179,7 @@ fn changes_between_full_refreshes_keep_the_other_blocks_data_ages() {
 #[test]
 fn a_change_copies_only_its_group_of_compressed_blocks() {
     let before = snapshot_of(&hashes(100, "0.5"));
-    let first = Segments::with_block(2).next(&[], &before, NOW, Ages::Renewed);
+    let first = with_block(2).next(&[], &before, NOW, Ages::Renewed);
     assert_eq!(first.groups[0].len(), 4, "50 blocks");
     let mut changed = hashes(100, "0.5");
     changed.get_mut("S0042").unwrap()[0].1 = b"0.9".to_vec();
@@ -201,7 +207,7 @@ fn a_change_copies_only_its_group_of_compressed_blocks() {
 fn blocks_stay_near_their_size_as_symbols_come_and_go() {
     let mut hashes = hashes(40, "0.5");
     let mut snapshot = snapshot_of(&hashes);
-    let mut segments = Segments::with_block(8).next(&[], &snapshot, NOW, Ages::Renewed);
+    let mut segments = with_block(8).next(&[], &snapshot, NOW, Ages::Renewed);
     for i in 0..200 {
         // Symbols that sort between the others, then most of them gone again.
         if i < 100 {
@@ -231,7 +237,7 @@ fn proposals_out_of_order_are_still_served_as_rendered() {
     let sorted = snapshot_of(&hashes(50, "0.5"));
     let mut reversed = snapshot_of(&hashes(50, "0.5"));
     reversed.proposals.reverse();
-    let first = Segments::with_block(4).next(&[], &sorted, NOW, Ages::Renewed);
+    let first = with_block(4).next(&[], &sorted, NOW, Ages::Renewed);
     let second = first.next(&sorted.proposals, &reversed, NOW, Ages::Renewed);
     let third = second.next(&reversed.proposals, &sorted, NOW, Ages::Renewed);
     assert_eq!(served(&second, Format::Text), rendered(&reversed, NOW)[0].1);
@@ -318,11 +324,13 @@ proptest! {
             1..6,
         ),
         block in 1..6_usize,
+        plain_up_to in 0..40_usize,
     ) {
         let mut hashes = initial;
         let mut now = NOW;
         let mut snapshot = snapshot_of(&hashes);
-        let mut segments = Segments::with_block(block).next(&[], &snapshot, now, Ages::Renewed);
+        let first = Segments::with_sizes(block, plain_up_to);
+        let mut segments = first.next(&[], &snapshot, now, Ages::Renewed);
         for (changes, seconds) in steps {
             for change in changes {
                 match change {
@@ -350,8 +358,11 @@ proptest! {
             let lens: Vec<usize> = segments.blocks.iter().map(|b| b.len).collect();
             prop_assert_eq!(lens.iter().sum::<usize>(), snapshot.proposals.len());
             for (format, expected) in rendered(&snapshot, now) {
-                let body = served(&segments, format);
-                prop_assert_eq!(&body, &expected, "{:?}", format);
+                let held = snapshot.proposals.len() <= plain_up_to;
+                prop_assert_eq!(segments.plain(format).is_some(), held);
+                if held {
+                    prop_assert_eq!(&served(&segments, format), &expected, "{:?}", format);
+                }
                 prop_assert_eq!(&inflated(&segments, format), &expected, "{:?}", format);
             }
         }
@@ -455,7 +466,10 @@ fn publishing_costs() {
         let first = Published::new(before.clone(), NOW);
         let text = first.body(Format::Text);
         let pieces_gzip: usize = text.gzip.chunks.iter().map(Bytes::len).sum();
-        let chunks = (text.plain.len(), text.gzip.chunks.len());
+        let chunks = (
+            text.plain.as_ref().map_or(0, |plain| plain.len()),
+            text.gzip.chunks.len(),
+        );
         hashes.get_mut("SYM000042USDT").unwrap()[0].1 = b"0.99".to_vec();
         let one_changed = snapshot_of(&hashes);
         for fields in hashes.values_mut() {

@@ -17,6 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::apply::ApplyPublication;
 use crate::exposition::{Family, Format, Writer};
+use crate::gzip::Inflating;
 use crate::page;
 use crate::process::{self, ProcessStats};
 use crate::published::Published;
@@ -152,8 +153,11 @@ fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
             vec![apply.bytes().clone(), tail.into()],
         )
     } else {
-        let apply = answer.apply.metrics(format).clone();
-        Payload::new(Arc::clone(&body.plain), vec![apply, tail.into()])
+        let own = vec![answer.apply.metrics(format).clone(), tail.into()];
+        match &body.plain {
+            Some(plain) => Payload::new(Arc::clone(plain), own),
+            None => Payload::inflated(body.gzip.inflating(), own),
+        }
     };
     let mut response = Response::new(payload);
     let headers = response.headers_mut();
@@ -295,32 +299,31 @@ fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
 /// body in thousands of pieces copies no list of them. Hand-written: the body crates offer one
 /// chunk (`Full`) or a stream of frames, and `bytes` chains two buffers, not a list.
 pub(super) struct Payload {
+    /// A body held compressed only, inflated a frame at a time before `chunks` are sent.
+    inflating: Option<Inflating>,
     chunks: Option<Chunks>,
 }
 
 impl Payload {
     /// The chunks of `shared`, then those of `own`; empty chunks are skipped.
     fn new(shared: Arc<[Bytes]>, own: Vec<Bytes>) -> Payload {
-        let mut chunks = Chunks {
-            runs: VecDeque::from([shared, own.into()]),
-            index: 0,
-            sent: 0,
-            remaining: 0,
-        };
-        chunks.remaining = chunks
-            .runs
-            .iter()
-            .flat_map(|run| run.iter())
-            .map(Bytes::len)
-            .sum();
-        chunks.settle();
+        let chunks = Chunks::new(VecDeque::from([shared, own.into()]));
         Payload {
+            inflating: None,
             chunks: (chunks.remaining > 0).then_some(chunks),
         }
     }
 
     fn own(chunks: Vec<Bytes>) -> Payload {
         Payload::new(Arc::new([]), chunks)
+    }
+
+    /// What `inflating` inflates, then the chunks of `own`.
+    fn inflated(inflating: Inflating, own: Vec<Bytes>) -> Payload {
+        Payload {
+            inflating: (inflating.remaining() > 0).then_some(inflating),
+            ..Payload::own(own)
+        }
     }
 }
 
@@ -332,15 +335,24 @@ impl Body for Payload {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Chunks>, Infallible>>> {
+        if let Some(inflating) = &mut self.inflating {
+            if let Some(chunk) = inflating.next_chunk() {
+                let chunks = Chunks::new(VecDeque::from([Arc::from([chunk])]));
+                return Poll::Ready(Some(Ok(Frame::data(chunks))));
+            }
+            self.inflating = None;
+        }
         Poll::Ready(self.chunks.take().map(|chunks| Ok(Frame::data(chunks))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_none()
+        self.inflating.is_none() && self.chunks.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.chunks.as_ref().map_or(0, |c| c.remaining) as u64)
+        let inflating = self.inflating.as_ref().map_or(0, Inflating::remaining);
+        let chunks = self.chunks.as_ref().map_or(0, |c| c.remaining) as u64;
+        SizeHint::with_exact(inflating + chunks)
     }
 }
 
@@ -356,6 +368,18 @@ pub(super) struct Chunks {
 }
 
 impl Chunks {
+    fn new(runs: VecDeque<Arc<[Bytes]>>) -> Chunks {
+        let remaining = runs.iter().flat_map(|run| run.iter()).map(Bytes::len).sum();
+        let mut chunks = Chunks {
+            runs,
+            index: 0,
+            sent: 0,
+            remaining,
+        };
+        chunks.settle();
+        chunks
+    }
+
     /// Moves past sent and empty chunks, and past runs with none left.
     fn settle(&mut self) {
         while let Some(run) = self.runs.front() {
