@@ -12,7 +12,7 @@ mod settings;
 mod switches;
 mod wire;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -356,10 +356,7 @@ impl Source {
         match &mut self.wire {
             Some(wire) => read_all(reader, wire, symbols, fetched).await,
             None => {
-                let mut pipe = Multiplexed {
-                    connection,
-                    redirects: false,
-                };
+                let mut pipe = Multiplexed::new(connection, false);
                 read_all(reader, &mut pipe, symbols, fetched).await
             }
         }
@@ -397,37 +394,83 @@ pub(crate) struct Reader {
     addr: std::sync::Arc<str>,
 }
 
-/// One pipelined round trip: the HMGETs of some symbols and, when given, a SCAN from a cursor.
+/// Pipelined rounds, each a SCAN from a cursor (when given) followed by the HMGETs of some
+/// symbols. A round may be sent before the replies of the one before it are taken, so that Redis
+/// answers it while the exporter parses those; replies are taken in the order rounds were sent.
 pub(super) trait Pipe {
-    /// Fills `fetched` from the HMGETs, and returns the SCAN's next cursor (0 at the end) and
-    /// the keys of its page.
-    async fn round_trip(
+    /// Sends a round, counted in `fetched`.
+    async fn send(
         &mut self,
         reader: &Reader,
         symbols: &[Vec<u8>],
         scan: Option<(u64, &[u8])>,
         fetched: &mut Fetched,
-    ) -> Result<Option<(u64, Vec<Vec<u8>>)>, FetchError>;
+    ) -> Result<(), FetchError>;
+
+    /// The oldest round's SCAN reply (the round had one): the next cursor (0 at the end) and
+    /// the keys of its page.
+    async fn take_page(&mut self, reader: &Reader) -> Result<(u64, Vec<Vec<u8>>), FetchError>;
+
+    /// The oldest round's HMGET replies, of `symbols`, into `fetched`; the round is then done.
+    async fn take_reads(
+        &mut self,
+        reader: &Reader,
+        symbols: &[Vec<u8>],
+        fetched: &mut Fetched,
+    ) -> Result<(), FetchError>;
 }
 
-/// The crate's connection as a [`Pipe`]. `redirects`: a cluster node's, whose keys may move to
-/// another node meanwhile; those are left in `fetched.redirected`.
+/// The crate's connection as a [`Pipe`]: a round is sent as one pipeline when its replies are
+/// first taken, so rounds do not overlap here. `redirects`: a cluster node's, whose keys may
+/// move to another node meanwhile; those are left in `fetched.redirected`.
 pub(super) struct Multiplexed<'a> {
-    pub connection: &'a mut MultiplexedConnection,
-    pub redirects: bool,
+    connection: &'a mut MultiplexedConnection,
+    redirects: bool,
+    /// Rounds sent and not yet taken, the oldest first; its replies once it went out.
+    rounds: VecDeque<redis::Pipeline>,
+    replies: Option<std::vec::IntoIter<Value>>,
+}
+
+impl<'a> Multiplexed<'a> {
+    pub(super) fn new(connection: &'a mut MultiplexedConnection, redirects: bool) -> Self {
+        Multiplexed {
+            connection,
+            redirects,
+            rounds: VecDeque::new(),
+            replies: None,
+        }
+    }
+
+    /// The replies of the oldest round, which goes out now if it has not yet.
+    async fn replies(
+        &mut self,
+        reader: &Reader,
+    ) -> Result<&mut std::vec::IntoIter<Value>, FetchError> {
+        if self.replies.is_none() {
+            let round = self
+                .rounds
+                .pop_front()
+                .ok_or_else(|| reader.unexpected("HMGET"))?;
+            let replies: Vec<Value> = round
+                .query_async(self.connection)
+                .await
+                .map_err(|source| reader.classify(source, false))?;
+            self.replies = Some(replies.into_iter());
+        }
+        Ok(self.replies.as_mut().expect("set above"))
+    }
 }
 
 impl Pipe for Multiplexed<'_> {
-    async fn round_trip(
+    async fn send(
         &mut self,
         reader: &Reader,
         symbols: &[Vec<u8>],
         scan: Option<(u64, &[u8])>,
         fetched: &mut Fetched,
-    ) -> Result<Option<(u64, Vec<Vec<u8>>)>, FetchError> {
+    ) -> Result<(), FetchError> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        reader.add_reads(&mut pipe, symbols);
         if let Some((cursor, pattern)) = scan {
             pipe.cmd("SCAN")
                 .arg(cursor)
@@ -436,26 +479,34 @@ impl Pipe for Multiplexed<'_> {
                 .arg("COUNT")
                 .arg(SCAN_COUNT);
         }
-        let mut replies: Vec<Value> = pipe
-            .query_async(self.connection)
-            .await
-            .map_err(|source| reader.classify(source, false))?;
-        fetched.commands += replies.len();
+        reader.add_reads(&mut pipe, symbols);
+        self.rounds.push_back(pipe);
+        fetched.commands += symbols.len() + usize::from(scan.is_some());
         fetched.round_trips += 1;
-        let page = match scan {
-            Some(_) => {
-                let reply = replies.pop().ok_or_else(|| reader.unexpected("SCAN"))?;
-                if let Value::ServerError(error) = reply {
-                    return Err(reader.classify(redis::RedisError::from(error), false));
-                }
-                let page: (u64, Vec<Vec<u8>>) =
-                    redis::from_redis_value(reply).map_err(|_| reader.unexpected("SCAN"))?;
-                Some(page)
-            }
-            None => None,
-        };
-        reader.take_reads(symbols, replies, fetched, self.redirects)?;
-        Ok(page)
+        Ok(())
+    }
+
+    async fn take_page(&mut self, reader: &Reader) -> Result<(u64, Vec<Vec<u8>>), FetchError> {
+        let reply = self
+            .replies(reader)
+            .await?
+            .next()
+            .ok_or_else(|| reader.unexpected("SCAN"))?;
+        if let Value::ServerError(error) = reply {
+            return Err(reader.classify(redis::RedisError::from(error), false));
+        }
+        redis::from_redis_value(reply).map_err(|_| reader.unexpected("SCAN"))
+    }
+
+    async fn take_reads(
+        &mut self,
+        reader: &Reader,
+        symbols: &[Vec<u8>],
+        fetched: &mut Fetched,
+    ) -> Result<(), FetchError> {
+        let replies: Vec<Value> = self.replies(reader).await?.collect();
+        self.replies = None;
+        reader.take_reads(symbols, replies, fetched, self.redirects)
     }
 }
 
@@ -467,31 +518,42 @@ impl Reader {
         symbols: &[Vec<u8>],
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
-        let mut pipe = Multiplexed {
-            connection,
-            redirects: false,
-        };
+        let mut pipe = Multiplexed::new(connection, false);
         self.read_hashes(&mut pipe, symbols, fetched).await
     }
 
-    /// HMGET of the fields for each symbol, pipelined in batches; fills hashes, absent keys
-    /// (those with none of the fields) and wrong types.
+    /// HMGET of the fields for each symbol, pipelined in batches, each sent before the one
+    /// before it is parsed; fills hashes, absent keys (those with none of the fields) and wrong
+    /// types.
     pub(super) async fn read_hashes(
         &self,
         pipe: &mut impl Pipe,
         symbols: &[Vec<u8>],
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
-        for batch in symbols.chunks(FETCH_BATCH) {
-            pipe.round_trip(self, batch, None, fetched).await?;
+        let mut batches = symbols.chunks(FETCH_BATCH);
+        let Some(mut in_flight) = batches.next() else {
+            return Ok(());
+        };
+        pipe.send(self, in_flight, None, fetched).await?;
+        loop {
+            let next = batches.next();
+            if let Some(next) = next {
+                pipe.send(self, next, None, fetched).await?;
+            }
+            pipe.take_reads(self, in_flight, fetched).await?;
+            match next {
+                Some(next) => in_flight = next,
+                None => return Ok(()),
+            }
         }
-        Ok(())
     }
 
-    /// Every hash under the prefix on one node. Each round trip carries the HMGETs of the keys
-    /// that the previous SCAN page found along with the next SCAN, so a refresh costs one
-    /// round trip per page plus one, and the SCAN COUNT bounds the size of every reply.
-    /// `seen` holds the symbols already read, for SCAN may return a key twice.
+    /// Every hash under the prefix on one node. Each round carries the next SCAN and the HMGETs
+    /// of the keys the SCAN before it found, and is sent as soon as that SCAN's reply is in,
+    /// before the HMGET replies ahead of it are parsed: Redis answers one round while the
+    /// exporter parses the one before. `seen` holds the symbols already read, for SCAN may
+    /// return a key twice.
     pub(super) async fn discover(
         &self,
         pipe: &mut impl Pipe,
@@ -499,24 +561,33 @@ impl Reader {
         seen: &mut HashSet<Vec<u8>>,
     ) -> Result<(), FetchError> {
         let pattern = [glob_escape(&self.prefix), b"*".to_vec()].concat();
-        let mut found: Vec<Vec<u8>> = Vec::new();
-        let mut cursor = Some(0u64);
-        while cursor.is_some() || !found.is_empty() {
-            let scan = cursor.map(|cursor| (cursor, pattern.as_slice()));
-            let page = match pipe.round_trip(self, &found, scan, fetched).await? {
-                Some((next, keys)) => {
-                    cursor = (next != 0).then_some(next);
-                    keys
-                }
-                None => Vec::new(),
-            };
-            found = page
-                .into_iter()
-                .filter_map(|key| key.strip_prefix(&self.prefix[..]).map(<[u8]>::to_vec))
-                .filter(|symbol| seen.insert(symbol.clone()))
-                .collect();
+        pipe.send(self, &[], Some((0, &pattern)), fetched).await?;
+        // The symbols whose HMGETs the oldest round in flight carries, and whether it scans.
+        let mut in_flight: Vec<Vec<u8>> = Vec::new();
+        let mut scanning = true;
+        loop {
+            let (mut cursor, mut found) = (None, Vec::new());
+            if scanning {
+                let (next, keys) = pipe.take_page(self).await?;
+                cursor = (next != 0).then_some(next);
+                found = keys
+                    .into_iter()
+                    .filter_map(|key| key.strip_prefix(&self.prefix[..]).map(<[u8]>::to_vec))
+                    .filter(|symbol| seen.insert(symbol.clone()))
+                    .collect();
+            }
+            let more = cursor.is_some() || !found.is_empty();
+            if more {
+                let scan = cursor.map(|cursor| (cursor, pattern.as_slice()));
+                pipe.send(self, &found, scan, fetched).await?;
+            }
+            pipe.take_reads(self, &in_flight, fetched).await?;
+            if !more {
+                return Ok(());
+            }
+            in_flight = found;
+            scanning = cursor.is_some();
         }
-        Ok(())
     }
 
     pub(super) fn add_reads(&self, pipe: &mut redis::Pipeline, symbols: &[Vec<u8>]) {
@@ -650,6 +721,109 @@ fn glob_escape(prefix: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node whose SCAN pages are given, which records each round sent and each reply taken.
+    struct Recorder {
+        pages: Vec<Vec<&'static str>>,
+        scanned: usize,
+        events: Vec<String>,
+    }
+
+    fn names(symbols: &[Vec<u8>]) -> String {
+        let names: Vec<_> = symbols.iter().map(|s| String::from_utf8_lossy(s)).collect();
+        names.join(",")
+    }
+
+    impl Pipe for Recorder {
+        async fn send(
+            &mut self,
+            _: &Reader,
+            symbols: &[Vec<u8>],
+            scan: Option<(u64, &[u8])>,
+            _: &mut Fetched,
+        ) -> Result<(), FetchError> {
+            let scan = scan.map(|(cursor, _)| cursor);
+            self.events
+                .push(format!("send [{}] scan {scan:?}", names(symbols)));
+            Ok(())
+        }
+
+        async fn take_page(&mut self, reader: &Reader) -> Result<(u64, Vec<Vec<u8>>), FetchError> {
+            let page = self.scanned;
+            self.scanned += 1;
+            self.events.push(format!("page {page}"));
+            let keys = self.pages[page]
+                .iter()
+                .map(|symbol| [&reader.prefix[..], symbol.as_bytes()].concat())
+                .collect();
+            let next = if self.scanned < self.pages.len() {
+                self.scanned
+            } else {
+                0
+            };
+            Ok((next as u64, keys))
+        }
+
+        async fn take_reads(
+            &mut self,
+            _: &Reader,
+            symbols: &[Vec<u8>],
+            _: &mut Fetched,
+        ) -> Result<(), FetchError> {
+            self.events.push(format!("reads [{}]", names(symbols)));
+            Ok(())
+        }
+    }
+
+    /// Each round goes out as soon as the SCAN reply before it is in, before the HMGET replies
+    /// ahead of it are taken, so that Redis answers one round while the other is parsed.
+    #[tokio::test]
+    async fn a_round_is_sent_before_the_replies_ahead_of_it_are_parsed() {
+        let reader = Reader {
+            prefix: Arc::from(&b"p:"[..]),
+            fields: &["kill_score"],
+            addr: Arc::from("127.0.0.1:6379"),
+        };
+        let mut node = Recorder {
+            pages: vec![vec!["A", "B"], vec!["C", "A"], vec!["D"]],
+            scanned: 0,
+            events: Vec::new(),
+        };
+        let mut seen = HashSet::new();
+        let mut fetched = Fetched::default();
+        reader
+            .discover(&mut node, &mut fetched, &mut seen)
+            .await
+            .unwrap();
+        assert_eq!(
+            node.events,
+            [
+                "send [] scan Some(0)",
+                "page 0",
+                "send [A,B] scan Some(1)",
+                "reads []",
+                "page 1",
+                "send [C] scan Some(2)",
+                "reads [A,B]",
+                "page 2",
+                "send [D] scan None",
+                "reads [C]",
+                "reads [D]",
+            ]
+        );
+        let symbols: Vec<Vec<u8>> = (0..2_500).map(|i| format!("S{i}").into_bytes()).collect();
+        node.events.clear();
+        reader
+            .read_hashes(&mut node, &symbols, &mut fetched)
+            .await
+            .unwrap();
+        let rounds: Vec<String> = node
+            .events
+            .iter()
+            .map(|event| event.split(" [").next().unwrap().to_owned())
+            .collect();
+        assert_eq!(rounds, ["send", "send", "reads", "send", "reads", "reads"]);
+    }
 
     #[test]
     fn glob_characters_in_the_prefix_are_literal() {

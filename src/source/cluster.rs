@@ -132,10 +132,7 @@ pub(super) async fn discover(
             let mut part = Fetched::default();
             reader
                 .discover(
-                    &mut Multiplexed {
-                        connection: &mut connection,
-                        redirects: true,
-                    },
+                    &mut Multiplexed::new(&mut connection, true),
                     &mut part,
                     &mut HashSet::new(),
                 )
@@ -227,10 +224,7 @@ async fn read_grouped(
                 let mut part = Fetched::default();
                 reader
                     .read_hashes(
-                        &mut Multiplexed {
-                            connection: &mut connection,
-                            redirects: true,
-                        },
+                        &mut Multiplexed::new(&mut connection, true),
                         &share,
                         &mut part,
                     )

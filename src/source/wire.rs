@@ -145,16 +145,25 @@ impl Wire {
     }
 }
 
-/// HMGET replies are packed as `Reader::take_reads` packs the crate's.
+/// HMGET replies are packed as `Reader::take_reads` packs the crate's. A round is written at
+/// once; Redis answers it while the replies before it are parsed.
 impl Pipe for Wire {
-    async fn round_trip(
+    async fn send(
         &mut self,
         reader: &Reader,
         symbols: &[Vec<u8>],
         scan: Option<(u64, &[u8])>,
         fetched: &mut Fetched,
-    ) -> Result<Option<(u64, Vec<Vec<u8>>)>, FetchError> {
-        let io_error = |error: io::Error| wire_error(reader, error);
+    ) -> Result<(), FetchError> {
+        if let Some((cursor, pattern)) = scan {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(super::SCAN_COUNT)
+                .write_packed_command(&mut self.output);
+        }
         // Each HMGET is its key, then the same fields.
         let mut fields = Vec::new();
         for field in reader.fields {
@@ -166,30 +175,35 @@ impl Pipe for Wire {
             bulk(&mut self.output, &[&reader.prefix, symbol]);
             self.output.extend_from_slice(&fields);
         }
-        if let Some((cursor, pattern)) = scan {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(super::SCAN_COUNT)
-                .write_packed_command(&mut self.output);
-        }
-        self.send().await.map_err(io_error)?;
-        for symbol in symbols {
-            let frame = self.next_frame().await.map_err(io_error)?;
-            take_read(reader, symbol, frame, fetched)?;
-        }
-        let page = match scan {
-            Some(_) => Some(scan_page(
-                reader,
-                self.next_frame().await.map_err(io_error)?,
-            )?),
-            None => None,
-        };
+        self.send()
+            .await
+            .map_err(|error| wire_error(reader, error))?;
         fetched.commands += symbols.len() + usize::from(scan.is_some());
         fetched.round_trips += 1;
-        Ok(page)
+        Ok(())
+    }
+
+    async fn take_page(&mut self, reader: &Reader) -> Result<(u64, Vec<Vec<u8>>), FetchError> {
+        let frame = self.next_frame().await;
+        scan_page(reader, frame.map_err(|error| wire_error(reader, error))?)
+    }
+
+    async fn take_reads(
+        &mut self,
+        reader: &Reader,
+        symbols: &[Vec<u8>],
+        fetched: &mut Fetched,
+    ) -> Result<(), FetchError> {
+        for symbol in symbols {
+            let frame = self.next_frame().await;
+            take_read(
+                reader,
+                symbol,
+                frame.map_err(|error| wire_error(reader, error))?,
+                fetched,
+            )?;
+        }
+        Ok(())
     }
 }
 
