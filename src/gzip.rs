@@ -136,6 +136,7 @@ impl GzipHead {
         Inflating {
             chunks: Arc::clone(&self.chunks),
             next: 0,
+            taken: Self::HEADER.len(),
             inflater: Decompress::new(false),
             remaining: self.len,
         }
@@ -156,46 +157,48 @@ impl GzipHead {
     }
 }
 
-/// A [`GzipHead`]'s body inflated back, one chunk of it at a time, for a client that does not
-/// take gzip when the plain body is not held (see `segments`); as nginx's gunzip filter does
-/// for a body stored compressed. Holds one inflated chunk at a time.
+/// A [`GzipHead`]'s body inflated back, a frame at a time, for a client that does not take gzip
+/// when the plain body is not held (see `segments`), as nginx's gunzip filter does for a body
+/// stored compressed. A scrape holds one frame and the inflater's window, whatever the body.
 pub(crate) struct Inflating {
     chunks: Arc<[Bytes]>,
+    /// The chunk being inflated, and how much of it was taken.
     next: usize,
+    taken: usize,
     inflater: Decompress,
     remaining: u64,
 }
 
 impl Inflating {
+    /// Plain bytes per frame: what hyper writes at once (its `max_buf_size`), so that sixteen
+    /// plain scrapes at a time hold some 1 MiB, inflater windows included.
+    const FRAME: usize = 16 * 1024;
+
     /// Bytes not yet inflated.
     pub(crate) fn remaining(&self) -> u64 {
         self.remaining
     }
 
-    /// The next compressed chunk inflated; `None` after the last.
+    /// The next frame of the plain body; `None` after the last.
     pub(crate) fn next_chunk(&mut self) -> Option<Bytes> {
-        while let Some(chunk) = self.chunks.get(self.next) {
-            let input = match self.next {
-                0 => &chunk[GzipHead::HEADER.len()..],
-                _ => &chunk[..],
+        let mut plain = Vec::with_capacity(Self::FRAME);
+        while plain.len() < Self::FRAME {
+            let Some(chunk) = self.chunks.get(self.next) else {
+                break;
             };
-            self.next += 1;
-            let mut plain = Vec::with_capacity(input.len() * 8);
-            let mut taken = 0;
-            while taken < input.len() || plain.len() == plain.capacity() {
-                plain.reserve(input.len() * 4 + 1024);
-                let before = self.inflater.total_in();
-                self.inflater
-                    .decompress_vec(&input[taken..], &mut plain, FlushDecompress::None)
-                    .expect("a body compressed by `Deflater` inflates");
-                taken += (self.inflater.total_in() - before) as usize;
-            }
-            if !plain.is_empty() {
-                self.remaining -= plain.len() as u64;
-                return Some(plain.into());
+            let (taken, made) = (self.inflater.total_in(), plain.len());
+            self.inflater
+                .decompress_vec(&chunk[self.taken..], &mut plain, FlushDecompress::None)
+                .expect("a body compressed by `Deflater` inflates");
+            self.taken += (self.inflater.total_in() - taken) as usize;
+            // No progress: this chunk is used up, and nothing of it is held back.
+            if self.inflater.total_in() == taken && plain.len() == made {
+                self.next += 1;
+                self.taken = 0;
             }
         }
-        None
+        self.remaining -= plain.len() as u64;
+        (!plain.is_empty()).then(|| plain.into())
     }
 }
 
@@ -251,7 +254,7 @@ mod tests {
         assert_eq!(inflating.remaining(), expected.len() as u64);
         let mut plain = Vec::new();
         while let Some(chunk) = inflating.next_chunk() {
-            assert!(!chunk.is_empty());
+            assert!(!chunk.is_empty() && chunk.len() <= Inflating::FRAME);
             plain.extend_from_slice(&chunk);
         }
         assert_eq!(inflating.remaining(), 0);
