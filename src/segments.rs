@@ -210,6 +210,7 @@ impl Segments {
             let new = &proposals[new_at..new_end];
             // Equal proposals render alike: their numbers are finite and never -0 (see
             // `values::parse_number`), the only floats that `==` takes for others printed apart.
+            // A block without its text is rendered again once the body's text is to be held.
             let same = old.len() == new.len()
                 && block
                     .pieces

@@ -504,7 +504,7 @@ fn render(r: &Results) -> String {
 
     let _ = writeln!(
         out,
-        "## Throughput under load\n\nRequests per second of {} of wrk with 2 threads and 16 keep-alive connections for {} s, one server at a time, harvest-exporter's and nginx's runs alternating (harvest-exporter is paused with SIGSTOP during nginx's; the peer has one run). `gzip` runs send `Accept-Encoding: gzip`. Errors are socket errors, timeouts and non-2xx answers, over all runs.\n",
+        "## Throughput under load\n\nRequests per second of {} of wrk with 2 threads and 16 keep-alive connections for {} s, one server at a time, harvest-exporter's and nginx's runs alternating (harvest-exporter is paused with SIGSTOP during nginx's; the peer has one run). `gzip` runs send `Accept-Encoding: gzip`. Above 2,000 symbols harvest-exporter holds its body compressed only, so its plain runs at those sizes inflate the body on every scrape, where nginx sends a file. Errors are socket errors, timeouts and non-2xx answers, over all runs.\n",
         match r.meta("repeat") {
             "1" => "one run".to_owned(),
             repeat => format!("the best of {repeat} runs"),
@@ -687,7 +687,7 @@ fn render(r: &Results) -> String {
         rows,
     );
 
-    out.push_str("## CPU per scrape under load\n\nMicroseconds of CPU (user + system, from /proc in 10 ms ticks) per request answered, over all the wrk runs. The peer's work happens partly in Redis, whose CPU is added in its own column. harvest-exporter refreshes at its default 5 s interval; as it is paused during nginx's runs, the refresh it owes runs when it resumes, before its next run starts, so most of its runs fall between two refreshes. The refreshes that did fall in its runs are counted from Redis and taken out at their cost measured alone (Refresh cost, below) to leave the scrape path. The user share of the scrape path grows with the body because a large body takes many partial socket writes, each a trip through hyper and tokio; it is not copying (the Memory table shows no growth while scraping).\n\n");
+    out.push_str("## CPU per scrape under load\n\nMicroseconds of CPU (user + system, from /proc in 10 ms ticks) per request answered, over all the wrk runs. The peer's work happens partly in Redis, whose CPU is added in its own column. harvest-exporter refreshes at its default 5 s interval; as it is paused during nginx's runs, the refresh it owes runs when it resumes, before its next run starts, so most of its runs fall between two refreshes. The refreshes that did fall in its runs are counted from Redis and taken out at their cost measured alone (Refresh cost, below) to leave the scrape path. The user share of the scrape path grows with the body because a large body takes many partial socket writes, each a trip through hyper and tokio; it is not copying (the Memory table shows no growth while scraping). Above 2,000 symbols a plain scrape also inflates the body, which is held compressed only.\n\n");
     let mut rows = Vec::new();
     for n in sizes {
         for enc in encodings {
