@@ -106,15 +106,19 @@ impl Sentinels {
     /// Starts the data nodes, then the sentinels, and waits until every sentinel knows the
     /// primary, both replicas and the other two sentinels.
     pub fn start_with(options: SentinelOptions) -> Sentinels {
-        let ports = free_ports(6);
+        on_free_ports(6, |ports| Sentinels::start_on(ports, &options))
+    }
+
+    /// [`Sentinels::start_with`] on these ports; `None` when another process took one.
+    fn start_on(ports: &[u16], options: &SentinelOptions) -> Option<Sentinels> {
         let (node_ports, sentinel_ports) = ports.split_at(3);
         let password = options.data_password.as_deref();
         let tls = options.tls.as_ref();
         let primary = node_ports[0];
-        let mut nodes = vec![data_node(primary, password, tls, &[])];
+        let mut nodes = vec![data_node(primary, password, tls, &[])?];
         for &port in &node_ports[1..] {
             let replicaof = args(&["--replicaof", "127.0.0.1", &primary.to_string()]);
-            nodes.push(data_node(port, password, tls, &replicaof));
+            nodes.push(data_node(port, password, tls, &replicaof)?);
         }
         // A sentinel reads the replicas from the primary's INFO at once, and then only every
         // 10 s: replicas linked before the sentinels start are known without that delay.
@@ -127,8 +131,8 @@ impl Sentinels {
         }
         let sentinels = sentinel_ports
             .iter()
-            .map(|&port| sentinel(port, primary, &options))
-            .collect();
+            .map(|&port| sentinel(port, primary, options))
+            .collect::<Option<_>>()?;
         let topology = Sentinels { nodes, sentinels };
         wait_for(
             "every sentinel to see the primary, two replicas and two other sentinels",
@@ -150,7 +154,7 @@ impl Sentinels {
                     .then_some(())
             },
         );
-        topology
+        Some(topology)
     }
 
     /// Every sentinel's address, killed ones included, as an operator would configure them.
@@ -275,7 +279,7 @@ impl Sentinels {
     }
 }
 
-fn sentinel(port: u16, primary: u16, options: &SentinelOptions) -> Server {
+fn sentinel(port: u16, primary: u16, options: &SentinelOptions) -> Option<Server> {
     let dir = TempDir::new("sentinel");
     let mut conf = format!(
         "bind 127.0.0.1\n\
@@ -363,7 +367,12 @@ impl Cluster {
     /// `cluster_state:ok`, three primaries serving slots and three replicas in sync.
     pub fn start() -> Cluster {
         require_tool("redis-cli", "redis-tools");
-        let ports = free_ports(12);
+        on_free_ports(12, Cluster::start_on)
+    }
+
+    /// [`Cluster::start`] on these ports, six for data and six for the bus; `None` when
+    /// another process took one.
+    fn start_on(ports: &[u16]) -> Option<Cluster> {
         let (data_ports, bus_ports) = ports.split_at(6);
         let node_timeout = CLUSTER_NODE_TIMEOUT.as_millis().to_string();
         let servers: Vec<Server> = data_ports
@@ -387,7 +396,7 @@ impl Cluster {
                 ]);
                 data_node(port, None, None, &cluster_args)
             })
-            .collect();
+            .collect::<Option<_>>()?;
         let mut create = args(&["--cluster", "create"]);
         create.extend(data_ports.iter().map(|port| format!("127.0.0.1:{port}")));
         create.extend(args(&["--cluster-replicas", "1", "--cluster-yes"]));
@@ -417,7 +426,7 @@ impl Cluster {
                     .then_some(())
             },
         );
-        cluster
+        Some(cluster)
     }
 
     /// Every node's address, comma separated, as an operator would list the seeds.
@@ -864,14 +873,16 @@ enum State {
 }
 
 impl Server {
-    /// Runs `redis-server args` in `dir` and waits until it answers PING.
+    /// Runs `redis-server args` in `dir` and waits until it answers PING; `None` when another
+    /// process answers on `port`: it took the port after it was found free, and this server,
+    /// unable to listen, is gone.
     fn spawn(
         port: u16,
         password: Option<&str>,
         tls: Option<&TlsFiles>,
         dir: TempDir,
         args: &[String],
-    ) -> Server {
+    ) -> Option<Server> {
         require_tool("redis-server", "redis-server");
         let child = Command::new("redis-server")
             .args(args)
@@ -888,19 +899,21 @@ impl Server {
             state: State::Running,
             _dir: dir,
         };
-        wait_for(
-            &format!("redis-server on port {port} to answer PING"),
+        let answering: u32 = wait_for(
+            &format!("redis-server on port {port} to answer"),
             SETTLE,
             || {
                 if let Ok(Some(status)) = server.child.try_wait() {
                     panic!("redis-server on port {port} exited with {status}");
                 }
-                redis::cmd("PING")
-                    .query::<String>(&mut server.connection().ok()?)
-                    .ok()
+                let info: String = redis::cmd("INFO")
+                    .arg("server")
+                    .query(&mut server.connection().ok()?)
+                    .ok()?;
+                field(&info, "process_id")?.parse().ok()
             },
         );
-        server
+        (answering == server.child.id()).then_some(server)
     }
 
     fn connection(&self) -> redis::RedisResult<redis::Connection> {
@@ -984,7 +997,7 @@ fn data_node(
     password: Option<&str>,
     tls: Option<&TlsFiles>,
     extra: &[String],
-) -> Server {
+) -> Option<Server> {
     let dir = TempDir::new("node");
     let mut all = args(&["--bind", "127.0.0.1"]);
     match tls {
@@ -1024,6 +1037,18 @@ fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
         .map(str::trim)
+}
+
+/// What `start` makes on `n` free ports, tried again on others when a port was taken by another
+/// process (another test's server) between being found free and being listened on.
+fn on_free_ports<T>(n: usize, start: impl Fn(&[u16]) -> Option<T>) -> T {
+    const ATTEMPTS: usize = 3;
+    for _ in 0..ATTEMPTS {
+        if let Some(started) = start(&free_ports(n)) {
+            return started;
+        }
+    }
+    panic!("{ATTEMPTS} times another process took one of the {n} free ports first");
 }
 
 /// `n` distinct ports that nothing listens on: all held at once, so no two coincide.
