@@ -472,12 +472,7 @@ impl Pipe for Multiplexed<'_> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         if let Some((cursor, pattern)) = scan {
-            pipe.cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT);
+            pipe.add_command(scan_command(cursor, pattern));
         }
         reader.add_reads(&mut pipe, symbols);
         self.rounds.push_back(pipe);
@@ -639,9 +634,6 @@ impl Reader {
         let Value::Array(items) = reply else {
             return Err(self.unexpected("HMGET"));
         };
-        if items.len() != self.fields.len() {
-            return Err(self.unexpected("HMGET"));
-        }
         let mut values = Vec::with_capacity(items.len());
         for item in &items {
             values.push(match item {
@@ -651,10 +643,23 @@ impl Reader {
                 _ => return Err(self.unexpected("HMGET")),
             });
         }
+        self.pack(symbol, &values)
+    }
+
+    /// The values of one HMGET reply, in the order of the fields asked for, as a [`RawHash`];
+    /// `None` when the key has none of the fields.
+    pub(super) fn pack(
+        &self,
+        symbol: &[u8],
+        values: &[Option<&[u8]>],
+    ) -> Result<Option<RawHash>, FetchError> {
+        if values.len() != self.fields.len() {
+            return Err(self.unexpected("HMGET"));
+        }
         if values.iter().all(Option::is_none) {
             return Ok(None);
         }
-        Ok(Some(RawHash::new(symbol.to_vec(), &values)))
+        Ok(Some(RawHash::new(symbol.to_vec(), values)))
     }
 
     pub(super) fn classify(&self, source: redis::RedisError, connecting: bool) -> FetchError {
@@ -674,6 +679,17 @@ impl Reader {
             command,
         }
     }
+}
+
+/// SCAN of the keys matching `pattern`, from `cursor`, a page of [`SCAN_COUNT`].
+fn scan_command(cursor: u64, pattern: &[u8]) -> redis::Cmd {
+    let mut scan = redis::cmd("SCAN");
+    scan.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(SCAN_COUNT);
+    scan
 }
 
 /// Drops the symbols outside `fixed`, the configured ones, if any.

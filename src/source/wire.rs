@@ -1,7 +1,8 @@
 //! A connection of its own for a node's bulk reads: pipelined SCAN and HMGET commands written,
 //! and their replies read, by hand in buffers kept from one refresh to the next, each HMGET reply
-//! packed straight from the buffer into a [`RawHash`]. Plain TCP and Unix sockets only; TLS,
-//! the sentinels, notifications and clusters stay with the crate, as does everything else sent.
+//! packed straight from the buffer into a [`RawHash`](super::RawHash). Plain TCP and Unix
+//! sockets only; TLS, the sentinels, notifications and clusters stay with the crate, as does
+//! everything else sent.
 //!
 //! Hand-written because the crate parses every reply into owned values, an allocation per field
 //! (some 25 per symbol): with the parsing, that was most of a refresh's CPU.
@@ -13,7 +14,7 @@ use redis::{ConnectionAddr, ConnectionInfo, Value};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::{FetchError, Fetched, Pipe, RawHash, Reader};
+use super::{FetchError, Fetched, Pipe, Reader, scan_command};
 
 /// The most a reply may take in the buffer: far above any HMGET or SCAN page, it bounds what a
 /// broken or hostile server can make the exporter hold.
@@ -156,13 +157,7 @@ impl Pipe for Wire {
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
         if let Some((cursor, pattern)) = scan {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(super::SCAN_COUNT)
-                .write_packed_command(&mut self.output);
+            scan_command(cursor, pattern).write_packed_command(&mut self.output);
         }
         // Each HMGET is its key, then the same fields.
         let mut fields = Vec::new();
@@ -243,14 +238,9 @@ fn take_read(
         };
         count += 1;
     }
-    if count != reader.fields.len() {
-        return Err(reader.unexpected("HMGET"));
-    }
-    let values = &values[..count];
-    if values.iter().all(Option::is_none) {
-        fetched.absent.push(symbol.to_vec());
-    } else {
-        fetched.hashes.push(RawHash::new(symbol.to_vec(), values));
+    match reader.pack(symbol, &values[..count])? {
+        Some(hash) => fetched.hashes.push(hash),
+        None => fetched.absent.push(symbol.to_vec()),
     }
     Ok(())
 }
