@@ -4,7 +4,7 @@
 //! tail. Knows nothing of what the bytes mean.
 
 use std::io::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use flate2::{Compression, Decompress, FlushDecompress, write::DeflateEncoder};
@@ -45,29 +45,41 @@ impl Deflated {
     }
 }
 
-/// Compresses pieces, reusing the compressor's state (some hundred kilobytes) between them.
+/// Compresses pieces, reusing the compressor's state (some hundred kilobytes) between them, and
+/// between compressors: a dropped one leaves its state for the next, which the allocator would
+/// otherwise hand out, fault in and clear again on every publication.
 pub(crate) struct Deflater {
-    encoder: DeflateEncoder<Vec<u8>>,
+    /// `None` only once dropped.
+    encoder: Option<DeflateEncoder<Vec<u8>>>,
 }
+
+/// States left by dropped compressors, each reset and ready.
+static KEPT: Mutex<Vec<DeflateEncoder<Vec<u8>>>> = Mutex::new(Vec::new());
+/// As many as are used at once: the refresh loop's and the apply follower's.
+const KEEP_AT_MOST: usize = 2;
 
 impl Deflater {
     pub(crate) fn new() -> Deflater {
+        let kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner).pop();
         Deflater {
-            encoder: DeflateEncoder::new(Vec::new(), Compression::fast()),
+            encoder: Some(
+                kept.unwrap_or_else(|| DeflateEncoder::new(Vec::new(), Compression::fast())),
+            ),
         }
     }
 
     pub(crate) fn deflate(&mut self, data: &[u8]) -> Deflated {
-        self.encoder.get_mut().reserve(data.len() / 8 + 64);
-        self.encoder
+        let encoder = self.encoder.as_mut().expect("present until dropped");
+        encoder.get_mut().reserve(data.len() / 8 + 64);
+        encoder
             .write_all(data)
             .expect("writing to a Vec cannot fail");
         // Write::flush is a sync flush: it ends the block and aligns to a byte, without BFINAL.
-        self.encoder.flush().expect("writing to a Vec cannot fail");
-        let bytes = std::mem::take(self.encoder.get_mut());
+        encoder.flush().expect("writing to a Vec cannot fail");
+        let bytes = std::mem::take(encoder.get_mut());
         // Forgets the dictionary, so that the next piece refers to nothing in this one. Resetting
         // first ends the stream in the (now empty) buffer, which is thrown away.
-        self.encoder
+        encoder
             .reset(Vec::new())
             .expect("writing to a Vec cannot fail");
         let mut crc = crc32fast::Hasher::new();
@@ -76,6 +88,20 @@ impl Deflater {
             bytes: bytes.into(),
             crc,
             len: data.len() as u64,
+        }
+    }
+}
+
+impl Drop for Deflater {
+    fn drop(&mut self) {
+        // A piece left unfinished (by a panic) would run into the next one's.
+        let clean = self
+            .encoder
+            .take()
+            .filter(|encoder| encoder.total_in() == 0);
+        let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() < KEEP_AT_MOST {
+            kept.extend(clean);
         }
     }
 }
@@ -237,6 +263,22 @@ mod tests {
             .read_to_string(&mut decoded)
             .unwrap();
         decoded
+    }
+
+    /// A compressor's state, left by one dropped mid-piece, compresses the next one's pieces
+    /// as a new state would.
+    #[test]
+    fn a_kept_state_compresses_as_a_new_one() {
+        let text = "a{symbol=\"X\"} 1.0\n".repeat(1_000);
+        let fresh = Deflater::new().deflate(text.as_bytes());
+        for _ in 0..2 * KEEP_AT_MOST {
+            let mut deflater = Deflater::new();
+            assert_eq!(deflater.deflate(text.as_bytes()).bytes(), fresh.bytes());
+            let encoder = deflater.encoder.as_mut().unwrap();
+            encoder.write_all(b"left unfinished").unwrap();
+        }
+        let again = Deflater::new().deflate(text.as_bytes());
+        assert_eq!(again.bytes(), fresh.bytes());
     }
 
     #[test]
