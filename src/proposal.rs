@@ -183,6 +183,19 @@ pub struct Proposal {
     pub reason_codes: String,
     /// Fields that were missing or unparseable; their values above are 0.0.
     pub invalid_fields: Vec<Field>,
+    pub(crate) read_from: ReadDigest,
+}
+
+/// The digest of the raw values a proposal was parsed from, by which a full read that finds the
+/// same values again keeps the proposal without parsing them again; `None` when the proposal
+/// no longer says what they say. Not part of a proposal's value: any two compare equal.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ReadDigest(pub(crate) Option<u64>);
+
+impl PartialEq for ReadDigest {
+    fn eq(&self, _: &ReadDigest) -> bool {
+        true
+    }
 }
 
 impl Proposal {
@@ -307,6 +320,7 @@ pub(crate) fn parse(symbol: String, values: &[Option<&[u8]>; SLOTS]) -> Proposal
         position_side,
         reason_codes,
         invalid_fields,
+        read_from: ReadDigest::default(),
     }
 }
 
@@ -438,6 +452,7 @@ pub(crate) fn bound_unknown_actions(proposals: &mut [Arc<Proposal>], limit: usiz
     }
     for (index, action, calibrated) in renamed {
         let proposal = Arc::make_mut(&mut proposals[index]);
+        proposal.read_from = ReadDigest(None);
         if !action {
             proposal.action = Action::Unknown(OTHER_ACTION.to_owned());
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use enum_map::{Enum, EnumMap};
 
-use crate::proposal::{self, Field, Proposal};
+use crate::proposal::{self, Field, Proposal, ReadDigest};
 use crate::source::{ErrorKind, FetchError, Fetched, Placement, RawHash};
 
 /// Distinct unknown action values kept as their own label before they become `OTHER`.
@@ -261,9 +261,9 @@ impl Snapshot {
     }
 
     /// Parses each hash, counting its invalid fields, and bounds the unknown action labels. A
-    /// proposal equal to one of `previous` (sorted by symbol, as `named` is) is that one,
-    /// shared: a full read of unchanged data holds no second copy, and compares as unchanged
-    /// at a glance.
+    /// hash whose values are those that one of `previous` (sorted by symbol, as `named` is) was
+    /// parsed from is that proposal, shared: a full read of unchanged data parses nothing
+    /// again, holds no second copy, and compares as unchanged at a glance.
     fn parse_counted(
         &mut self,
         named: Vec<(String, RawHash)>,
@@ -273,16 +273,22 @@ impl Snapshot {
         let mut proposals: Vec<Arc<Proposal>> = named
             .into_iter()
             .map(|(symbol, hash)| {
+                while before.next_if(|p| p.symbol < symbol).is_some() {}
+                let same = before.next_if(|p| p.symbol == symbol);
+                let read_from = ReadDigest(Some(hash.digest()));
+                if let Some(same) = same
+                    && same.read_from.0 == read_from.0
+                {
+                    return Arc::clone(same);
+                }
                 let mut values = [None; proposal::SLOTS];
-                for (index, value) in values.iter_mut().enumerate() {
-                    *value = hash.value(index);
+                for (slot, value) in values.iter_mut().zip(hash.values()) {
+                    *slot = value;
                 }
-                let parsed = proposal::parse(symbol, &values);
-                while before.next_if(|p| p.symbol < parsed.symbol).is_some() {}
-                match before.next_if(|p| p.symbol == parsed.symbol) {
-                    Some(same) if **same == parsed => Arc::clone(same),
-                    _ => Arc::new(parsed),
-                }
+                Arc::new(Proposal {
+                    read_from,
+                    ..proposal::parse(symbol, &values)
+                })
             })
             .collect();
         proposal::bound_unknown_actions(&mut proposals, UNKNOWN_ACTION_LIMIT);
@@ -459,6 +465,36 @@ mod tests {
             .collect();
         assert_eq!(shared, [true, false, true]);
         assert_eq!(second.proposals[1].kill_score, 0.7);
+    }
+
+    /// A proposal read unchanged is not parsed again, unless the bound on unknown actions
+    /// renamed its action: once fewer actions are unknown, it gets its own back.
+    #[test]
+    fn an_action_renamed_by_the_bound_is_named_again_when_room_is_made() {
+        let start = Instant::now();
+        let unknown = |count: usize| Fetched {
+            hashes: (0..count)
+                .map(|i| {
+                    let (symbol, action) = (format!("S{i:02}"), format!("NEW_{i:02}"));
+                    raw(symbol.as_bytes(), &[("harvest_action", &action)])
+                })
+                .collect(),
+            ..Fetched::default()
+        };
+        let over = UNKNOWN_ACTION_LIMIT + 1;
+        let first = Snapshot::empty(Duration::from_secs(5), start).after_fetch(
+            unknown(over),
+            100,
+            start,
+            1.0,
+        );
+        let last = |snapshot: &Snapshot| snapshot.proposals[over - 1].action.to_string();
+        assert_eq!(last(&first), proposal::OTHER_ACTION);
+        let mut fewer = unknown(over);
+        fewer.hashes.remove(0);
+        let second = first.after_fetch(fewer, 100, start, 2.0);
+        assert_eq!(second.proposals[over - 2].action.to_string(), "NEW_16");
+        assert!(Arc::ptr_eq(&first.proposals[1], &second.proposals[0]));
     }
 
     fn raw(symbol: &[u8], pairs: &[(&str, &str)]) -> RawHash {

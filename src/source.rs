@@ -13,7 +13,8 @@ mod switches;
 mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::hash::{BuildHasher as _, RandomState};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use enum_map::Enum;
@@ -114,9 +115,15 @@ pub(crate) struct RawHash {
     data: Vec<u8>,
     /// End offset of each value in `data`, or [`ABSENT`].
     ends: Vec<u32>,
+    /// Of the values, so that a hash read again unchanged need not be parsed again.
+    digest: u64,
 }
 
 const ABSENT: u32 = u32::MAX;
+
+/// The digests' keys, drawn once per process: no value written to Redis can be chosen to
+/// collide with another.
+static DIGEST_KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
 
 impl RawHash {
     /// Packs the values of the requested fields, in request order; `None` where absent.
@@ -131,23 +138,33 @@ impl RawHash {
                 }
                 None => ABSENT,
             })
-            .collect();
-        RawHash { symbol, data, ends }
+            .collect::<Vec<_>>();
+        let digest = DIGEST_KEYS.hash_one((&data, &ends));
+        RawHash {
+            symbol,
+            data,
+            ends,
+            digest,
+        }
     }
 
-    /// The value of the `index`-th requested field.
-    pub(crate) fn value(&self, index: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(index)?;
-        if end == ABSENT {
-            return None;
-        }
-        let start = self.ends[..index]
-            .iter()
-            .rev()
-            .find(|e| **e != ABSENT)
-            .copied()
-            .unwrap_or(0);
-        Some(&self.data[start as usize..end as usize])
+    /// A 64-bit digest of the values: equal for equal values, and for different ones as likely
+    /// equal as two random numbers.
+    pub(crate) fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The values of the requested fields, in request order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = Option<&[u8]>> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            if end == ABSENT {
+                return None;
+            }
+            let value = &self.data[start as usize..end as usize];
+            start = end;
+            Some(value)
+        })
     }
 }
 
@@ -547,13 +564,12 @@ impl Reader {
     /// Every hash under the prefix on one node. Each round carries the next SCAN and the HMGETs
     /// of the keys the SCAN before it found, and is sent as soon as that SCAN's reply is in,
     /// before the HMGET replies ahead of it are parsed: Redis answers one round while the
-    /// exporter parses the one before. `seen` holds the symbols already read, for SCAN may
-    /// return a key twice.
+    /// exporter parses the one before. A key SCAN returns twice is read twice; the snapshot
+    /// keeps one.
     pub(super) async fn discover(
         &self,
         pipe: &mut impl Pipe,
         fetched: &mut Fetched,
-        seen: &mut HashSet<Vec<u8>>,
     ) -> Result<(), FetchError> {
         let pattern = [glob_escape(&self.prefix), b"*".to_vec()].concat();
         pipe.send(self, &[], Some((0, &pattern)), fetched).await?;
@@ -565,11 +581,11 @@ impl Reader {
             if scanning {
                 let (next, keys) = pipe.take_page(self).await?;
                 cursor = (next != 0).then_some(next);
-                found = keys
-                    .into_iter()
-                    .filter_map(|key| key.strip_prefix(&self.prefix[..]).map(<[u8]>::to_vec))
-                    .filter(|symbol| seen.insert(symbol.clone()))
-                    .collect();
+                found = keys;
+                found.retain(|key| key.starts_with(&self.prefix));
+                for key in &mut found {
+                    key.drain(..self.prefix.len());
+                }
             }
             let more = cursor.is_some() || !found.is_empty();
             if more {
@@ -711,7 +727,7 @@ async fn read_all(
             let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
             reader.read_hashes(pipe, &symbols, fetched).await
         }
-        Symbols::Discover => reader.discover(pipe, fetched, &mut HashSet::new()).await,
+        Symbols::Discover => reader.discover(pipe, fetched).await,
     }
 }
 
@@ -805,12 +821,8 @@ mod tests {
             scanned: 0,
             events: Vec::new(),
         };
-        let mut seen = HashSet::new();
         let mut fetched = Fetched::default();
-        reader
-            .discover(&mut node, &mut fetched, &mut seen)
-            .await
-            .unwrap();
+        reader.discover(&mut node, &mut fetched).await.unwrap();
         assert_eq!(
             node.events,
             [
@@ -819,11 +831,11 @@ mod tests {
                 "send [A,B] scan Some(1)",
                 "reads []",
                 "page 1",
-                "send [C] scan Some(2)",
+                "send [C,A] scan Some(2)",
                 "reads [A,B]",
                 "page 2",
                 "send [D] scan None",
-                "reads [C]",
+                "reads [C,A]",
                 "reads [D]",
             ]
         );
@@ -856,12 +868,17 @@ mod tests {
             b"X".to_vec(),
             &[Some(b"0.5"), None, Some(b""), Some(b"PARTIAL_75"), None],
         );
-        assert_eq!(hash.value(0), Some(&b"0.5"[..]));
-        assert_eq!(hash.value(1), None);
-        assert_eq!(hash.value(2), Some(&b""[..]));
-        assert_eq!(hash.value(3), Some(&b"PARTIAL_75"[..]));
-        assert_eq!(hash.value(4), None);
-        assert_eq!(hash.value(5), None);
+        let values: Vec<_> = hash.values().collect();
+        assert_eq!(
+            values,
+            [
+                Some(&b"0.5"[..]),
+                None,
+                Some(b""),
+                Some(b"PARTIAL_75"),
+                None
+            ]
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! the HMGETs of the keys its slots hold. Keys whose slot moved meanwhile are read again by key
 //! through the crate's cluster connection, which follows MOVED and ASK.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use futures_util::future::join_all;
 use redis::Value;
@@ -131,11 +131,7 @@ pub(super) async fn discover(
         tokio::spawn(async move {
             let mut part = Fetched::default();
             reader
-                .discover(
-                    &mut Multiplexed::new(&mut connection, true),
-                    &mut part,
-                    &mut HashSet::new(),
-                )
+                .discover(&mut Multiplexed::new(&mut connection, true), &mut part)
                 .await?;
             Ok(part)
         })
