@@ -190,16 +190,92 @@ impl Pipe for Wire {
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
         for symbol in symbols {
-            let frame = self.next_frame().await;
-            take_read(
-                reader,
-                symbol,
-                frame.map_err(|error| wire_error(reader, error))?,
-                fetched,
-            )?;
+            loop {
+                let mut slots = [None; MAX_FIELDS];
+                let input = &self.input[self.start..];
+                match hmget_values(input, &mut slots).map_err(|e| wire_error(reader, e))? {
+                    Some(Values::Whole { count, used }) => {
+                        keep(reader, symbol, &slots[..count], fetched)?;
+                        self.start += used;
+                    }
+                    Some(Values::Other) => {
+                        let frame = self.next_frame().await;
+                        let frame = frame.map_err(|error| wire_error(reader, error))?;
+                        take_read(reader, symbol, frame, fetched)?;
+                    }
+                    None => {
+                        let more = self.read_more().await;
+                        more.map_err(|error| wire_error(reader, error))?;
+                        continue;
+                    }
+                }
+                break;
+            }
         }
         Ok(())
     }
+}
+
+/// What [`hmget_values`] found at the start of the input.
+enum Values {
+    /// An array of `count` values, now in the slots given, that took `used` bytes.
+    Whole { count: usize, used: usize },
+    /// A reply of another shape, left to [`parse`] and [`take_read`].
+    Other,
+}
+
+/// The values of the HMGET reply at the start of `input`, in one pass: most replies are an
+/// array of bulk strings and nils, which [`parse`] would walk twice, once to find its end and
+/// once for its items. `None` while the reply is incomplete.
+fn hmget_values<'a>(
+    input: &'a [u8],
+    slots: &mut [Option<&'a [u8]>; MAX_FIELDS],
+) -> io::Result<Option<Values>> {
+    let Some((kind, text, mut used)) = line(input)? else {
+        return Ok(None);
+    };
+    let count = match (kind, number(text).map(usize::try_from)) {
+        (b'*', Some(Ok(count))) if count <= MAX_FIELDS => count,
+        _ => return Ok(Some(Values::Other)),
+    };
+    for slot in &mut slots[..count] {
+        let Some((kind, text, header)) = line(&input[used..])? else {
+            return Ok(None);
+        };
+        let start = used + header;
+        *slot = match (kind, number(text)) {
+            (b'$', Some(len)) if len < 0 => {
+                used = start;
+                continue;
+            }
+            (b'$', Some(len)) => {
+                let Some(body) = input.get(start..start + len as usize + 2) else {
+                    return Ok(None);
+                };
+                used = start + body.len();
+                match body.strip_suffix(b"\r\n") {
+                    Some(value) => Some(value),
+                    None => return Ok(Some(Values::Other)),
+                }
+            }
+            _ => return Ok(Some(Values::Other)),
+        };
+    }
+    Ok(Some(Values::Whole { count, used }))
+}
+
+/// Packs one hash's values into `fetched`, or notes its key absent.
+fn keep(
+    reader: &Reader,
+    symbol: &[u8],
+    values: &[Option<&[u8]>],
+    fetched: &mut Fetched,
+) -> Result<(), FetchError> {
+    match reader.pack(symbol, values)? {
+        Some(hash) => fetched.hashes.push(hash),
+        None => fetched.absent.push(symbol.to_vec()),
+    }
+    Ok(())
 }
 
 /// An HMGET reply into `fetched`: packed, absent, of the wrong type, or a failure.
@@ -238,11 +314,7 @@ fn take_read(
         };
         count += 1;
     }
-    match reader.pack(symbol, &values[..count])? {
-        Some(hash) => fetched.hashes.push(hash),
-        None => fetched.absent.push(symbol.to_vec()),
-    }
-    Ok(())
+    keep(reader, symbol, &values[..count], fetched)
 }
 
 /// A SCAN reply: the next cursor and the page's keys.
@@ -345,20 +417,9 @@ impl<'a> Iterator for Items<'a> {
 /// The reply at the start of `input` and the bytes it takes; `None` while it is incomplete.
 /// RESP2 only, as the crate's connections speak it.
 fn parse(input: &[u8], depth: usize) -> io::Result<Option<(Frame<'_>, usize)>> {
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    let Some(end) = input.iter().position(|byte| *byte == b'\r') else {
+    let Some((kind, line, header)) = line(input)? else {
         return Ok(None);
     };
-    match input.get(end + 1) {
-        None => return Ok(None),
-        Some(b'\n') => {}
-        Some(_) => return Err(invalid("reply line without its line end")),
-    }
-    let (kind, line) = match input[..end].split_first() {
-        Some((kind, line)) => (*kind, line),
-        None => return Err(invalid("empty reply line")),
-    };
-    let header = end + 2;
     let number = || number(line).ok_or_else(|| invalid("bad number in reply"));
     let parsed = match kind {
         b'+' => (Frame::Bytes(line), header),
@@ -396,6 +457,27 @@ fn parse(input: &[u8], depth: usize) -> io::Result<Option<(Frame<'_>, usize)>> {
         _ => return Err(invalid("unknown reply type")),
     };
     Ok(Some(parsed))
+}
+
+/// The line at the start of `input`: its type byte, the rest of it, and the bytes it takes with
+/// its line end; `None` while incomplete.
+fn line(input: &[u8]) -> io::Result<Option<(u8, &[u8], usize)>> {
+    let Some(end) = input.iter().position(|byte| *byte == b'\r') else {
+        return Ok(None);
+    };
+    match input.get(end + 1) {
+        None => return Ok(None),
+        Some(b'\n') => {}
+        Some(_) => return Err(invalid("reply line without its line end")),
+    }
+    match input[..end].split_first() {
+        Some((kind, line)) => Ok(Some((*kind, line, end + 2))),
+        None => Err(invalid("empty reply line")),
+    }
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
 }
 
 /// The reply that is `whole`, which [`parse`] found complete: an array's elements are not
@@ -465,6 +547,63 @@ mod tests {
         }
         let followed = [&reply[..], b"+OK\r\n"].concat();
         assert_eq!(parse(&followed, 0).unwrap().unwrap().1, reply.len());
+    }
+
+    /// The one-pass read of an HMGET reply agrees with `parse` on every reply, whole or cut
+    /// short: the same values, incomplete where it is, or the reply left to `parse` when it is
+    /// not an array of bulk strings and nils.
+    #[test]
+    fn hmget_values_agree_with_parse() {
+        let values = |input| {
+            let mut slots = [None; MAX_FIELDS];
+            match hmget_values(input, &mut slots) {
+                Ok(Some(Values::Whole { count, used })) => {
+                    Ok(Some(Some((slots[..count].to_vec(), used))))
+                }
+                Ok(Some(Values::Other)) => Ok(Some(None)),
+                Ok(None) => Ok(None),
+                Err(error) => Err(error),
+            }
+        };
+        let parsed = |input| match parse(input, 0) {
+            Ok(Some((Frame::Array(items), used))) => {
+                let items: Option<Vec<_>> = items
+                    .map(|item| match item {
+                        Frame::Bytes(bytes) => Some(Some(bytes)),
+                        Frame::Nil => Some(None),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(Some(items.map(|items| (items, used))))
+            }
+            Ok(Some(_)) => Ok(Some(None)),
+            Ok(None) => Ok(None),
+            Err(error) => Err(error),
+        };
+        for reply in [
+            &b"*3\r\n$3\r\n0.5\r\n$-1\r\n$0\r\n\r\n+OK\r\n"[..],
+            b"*0\r\n",
+            b"*-1\r\n",
+            b"-WRONGTYPE no\r\n",
+            b"*2\r\n$1\r\na\r\n:1\r\n",
+            b"*1\r\n*1\r\n$1\r\na\r\n",
+            b"*1\r\n$3\r\nabcde\r\n",
+            b"*1\r\n$-2\r\n",
+            b"*1\r\n$x\r\n",
+            b"*1\r\n$1\rx",
+        ] {
+            for cut in 0..=reply.len() {
+                let input = &reply[..cut];
+                match (values(input), parsed(input)) {
+                    (Ok(Some(Some(ours))), Ok(Some(Some(theirs)))) => assert_eq!(ours, theirs),
+                    // Left to `parse`, which may also find it incomplete.
+                    (Ok(Some(None)), Ok(Some(None) | None) | Err(_)) => {}
+                    (Ok(None), Ok(None)) => {}
+                    (Err(_), Err(_)) => {}
+                    (ours, theirs) => panic!("{input:?}: {ours:?} against {theirs:?}"),
+                }
+            }
+        }
     }
 
     #[test]
