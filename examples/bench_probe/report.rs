@@ -733,7 +733,7 @@ fn render(r: &Results) -> String {
         rows,
     );
 
-    out.push_str("## Refresh cost\n\nharvest-exporter alone, over a window of whole refreshes (it starts and ends when the exporter is idle and Redis has served a whole number of refreshes), with no scrapes. The poll interval is 0.5 s, or twice the refresh time when that is longer, so that refreshes do not run back to back. Wall time: median of the `quantum_harvest_exporter_refresh_duration_seconds` gauge over 5 scrapes. CPU: all threads' schedstat time. Redis CPU: redis-server's CPU over the window minus what it spends idle over the same time (measured for 1 s with no client just before). Round trips: harvest-exporter's own `quantum_harvest_exporter_redis_round_trips_total` per refresh (each SCAN page travels with the HMGETs of the keys the page before found); the commands columns come from Redis's `INFO commandstats`. Growth: how much the CPU per refresh grew over the previous size, against how much N grew.\n\n");
+    out.push_str("## Refresh cost\n\nharvest-exporter alone, over a window of whole refreshes (it starts and ends when the exporter is idle and Redis has served a whole number of refreshes), with no scrapes. The poll interval is 0.5 s, or twice the refresh time when that is longer, so that refreshes do not run back to back. Wall time: median of the `quantum_harvest_exporter_refresh_duration_seconds` gauge over 5 scrapes. CPU: all threads' schedstat time. Redis CPU: redis-server's CPU over the window minus what it spends idle over the same time (measured for 1 s with no client just before). Round trips: harvest-exporter's own `quantum_harvest_exporter_redis_round_trips_total` per refresh (each SCAN page travels with the HMGETs of the keys the page before found); the commands columns come from Redis's `INFO commandstats`. Growth: how much the CPU per refresh grew over the previous size, against how much N grew. Nothing writes to Redis meanwhile, so each refresh finds every hash as the one before left it: it parses none of them again and renders only their data ages (the publisher rewrites each hash every 10 s, so at the default 5 s poll about every other refresh finds it so). The table after this one has every hash rewritten.\n\n");
     let mut rows = Vec::new();
     let mut previous: Option<(f64, f64)> = None;
     for n in sizes {
@@ -782,6 +782,7 @@ fn render(r: &Results) -> String {
         ],
         rows,
     );
+    rewritten_refresh_cost(&mut out, r);
 
     out.push_str("## Redis cost: harvest-exporter per refresh, the peer per scrape\n\nharvest-exporter reads Redis once per poll interval whatever the number of scrapers; the peer runs its script (SCAN and HMGET inside Redis, blocking it meanwhile) on every scrape of every Prometheus, plus its own INFO and CONFIG reads. Peer figures come from its single scrapes; Redis CPU is again above idle.\n\n");
     let rows = sizes
@@ -1169,6 +1170,18 @@ fn check(name: String, measured: Option<f64>, target: String, pass: impl Fn(f64)
     }
 }
 
+/// A refresh's wall time with the CPU Redis spent answering it, which bounds it from below.
+fn redis_alone(mut goal: Goal, redis_ms: Option<f64>) -> Goal {
+    if let Some(redis_ms) = redis_ms {
+        goal.measured = format!(
+            "{} (Redis's CPU per refresh: {})",
+            goal.measured,
+            sig(redis_ms)
+        );
+    }
+    goal
+}
+
 /// At `n` symbols with `enc`: throughput at least `least` times nginx's, and p99 under load at
 /// most twice nginx's.
 fn against_nginx(goals: &mut Vec<Goal>, r: &Results, n: &str, enc: &str, least: f64) {
@@ -1215,11 +1228,14 @@ fn goals(out: &mut String, r: &Results) {
         }
     }
     let ten = "10000";
-    goals.push(check(
-        "refresh wall time at 10,000 (ms)".into(),
-        r.refresh_ms(ten),
-        "< 60".into(),
-        |v| v < 60.0,
+    goals.push(redis_alone(
+        check(
+            "refresh wall time at 10,000 (ms)".into(),
+            r.refresh_ms(ten),
+            "< 60".into(),
+            |v| v < 60.0,
+        ),
+        r.redis_per_refresh_ms(ten),
     ));
     goals.push(check(
         "refresh CPU at 10,000 (ms)".into(),
@@ -1227,6 +1243,14 @@ fn goals(out: &mut String, r: &Results) {
         "< 50".into(),
         |v| v < 50.0,
     ));
+    if let Some(cpu) = r.get(ten, "ours", "rewritten_cpu_ms") {
+        goals.push(check(
+            "refresh CPU at 10,000, every hash rewritten (ms)".into(),
+            Some(cpu),
+            "reported".into(),
+            |_| true,
+        ));
+    }
     let idle = ["rss_idle_bytes", "rss_settled_bytes"]
         .iter()
         .filter_map(|key| r.get(ten, "ours", key))
@@ -1260,11 +1284,14 @@ fn goals(out: &mut String, r: &Results) {
         "100,000".into(),
         |v| v == 100_000.0,
     ));
-    goals.push(check(
-        "refresh wall time at 100,000 (ms)".into(),
-        r.refresh_ms(hundred),
-        "< 600".into(),
-        |v| v < 600.0,
+    goals.push(redis_alone(
+        check(
+            "refresh wall time at 100,000 (ms)".into(),
+            r.refresh_ms(hundred),
+            "< 600".into(),
+            |v| v < 600.0,
+        ),
+        r.redis_per_refresh_ms(hundred),
     ));
     goals.push(check(
         "RSS at 100,000, peak under load or refreshing (MiB)".into(),
@@ -1416,6 +1443,43 @@ fn machine_lines(out: &mut String, r: &Results, note: &str) {
         "- Load average (1, 5, 15 min) when each size started: {}; at the end: {}. {note}",
         loads.join("; "),
         r.meta("loadavg_end")
+    );
+}
+
+/// The refresh cost again, with a writer rewriting every hash between two refreshes.
+fn rewritten_refresh_cost(out: &mut String, r: &Results) {
+    let sizes: Vec<&str> = (r.sizes.iter().map(String::as_str))
+        .filter(|n| r.get(n, "ours", "rewritten_cpu_ms").is_some())
+        .collect();
+    if sizes.is_empty() {
+        return;
+    }
+    out.push_str("**Every hash rewritten.** The same exporter and window, while the simulator writes its next values into every hash, over and over (a pass takes less than a refresh and its pause), so that each refresh finds every hash changed: it parses every one again, and renders and compresses the whole body. Redis's CPU is left out: it holds the writes too.\n\n");
+    let rows = sizes
+        .iter()
+        .map(|n| {
+            let cpu = r.get(n, "ours", "rewritten_cpu_ms");
+            vec![
+                size(n),
+                or_dash(r.get(n, "ours", "rewritten_refreshes"), count),
+                or_dash(r.get(n, "ours", "rewritten_wall_seconds"), |s| sig(s * 1e3)),
+                or_dash(cpu, sig),
+                ratio(cpu, r.get(n, "ours", "refresh_cpu_ms")),
+                or_dash(r.get(n, "ours", "rewritten_rss_peak_bytes"), bytes),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "N",
+            "refreshes",
+            "wall (ms)",
+            "exporter CPU (ms)",
+            "CPU / unchanged",
+            "RSS peak",
+        ],
+        rows,
     );
 }
 
