@@ -251,7 +251,7 @@ impl ApplyState {
         // Checked as bytes, as the proposal keys are: a symbol that is not UTF-8 is no symbol.
         let symbol = entry
             .raw("symbol")
-            .and_then(|s| proposal::parse_symbol(s.trim_ascii()).ok());
+            .and_then(|s| proposal::parse_symbol(s.trim_ascii().to_vec()).ok());
         match symbol {
             Some(symbol) => Some(self.symbols.admit(symbol)),
             None => {

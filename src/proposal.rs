@@ -217,19 +217,20 @@ pub(crate) enum SymbolError {
     ControlCharacter,
 }
 
-/// Checks a symbol (the key after the prefix) for use as a label value.
-pub(crate) fn parse_symbol(raw: &[u8]) -> Result<String, SymbolError> {
+/// Checks a symbol (the key after the prefix) for use as a label value, and makes it one in
+/// place; the bytes come back with the error.
+pub(crate) fn parse_symbol(raw: Vec<u8>) -> Result<String, (SymbolError, Vec<u8>)> {
     if raw.is_empty() {
-        return Err(SymbolError::Empty);
+        return Err((SymbolError::Empty, raw));
     }
     if raw.len() > MAX_SYMBOL_LEN {
-        return Err(SymbolError::TooLong);
+        return Err((SymbolError::TooLong, raw));
     }
-    let symbol = std::str::from_utf8(raw).map_err(|_| SymbolError::NotUtf8)?;
+    let symbol = String::from_utf8(raw).map_err(|e| (SymbolError::NotUtf8, e.into_bytes()))?;
     if symbol.chars().any(char::is_control) {
-        return Err(SymbolError::ControlCharacter);
+        return Err((SymbolError::ControlCharacter, symbol.into_bytes()));
     }
-    Ok(symbol.to_owned())
+    Ok(symbol)
 }
 
 /// Hash fields read besides those in [`Field`]; they are not counted as parse errors.
@@ -678,15 +679,18 @@ mod tests {
 
     #[test]
     fn symbols_are_checked() {
-        assert_eq!(parse_symbol(b"BTCUSDT"), Ok("BTCUSDT".into()));
-        assert_eq!(parse_symbol("é\"{}=\\".as_bytes()), Ok("é\"{}=\\".into()));
-        assert_eq!(parse_symbol(b""), Err(SymbolError::Empty));
-        assert_eq!(parse_symbol(&[b'A'; 65]), Err(SymbolError::TooLong));
-        assert_eq!(parse_symbol(b"\xff\xfe"), Err(SymbolError::NotUtf8));
-        assert_eq!(
-            parse_symbol(b"BTC\nUSDT"),
-            Err(SymbolError::ControlCharacter)
-        );
+        let parsed = |raw: &[u8]| {
+            parse_symbol(raw.to_vec()).map_err(|(error, back)| {
+                assert_eq!(back, raw, "the bytes come back");
+                error
+            })
+        };
+        assert_eq!(parsed(b"BTCUSDT"), Ok("BTCUSDT".into()));
+        assert_eq!(parsed("é\"{}=\\".as_bytes()), Ok("é\"{}=\\".into()));
+        assert_eq!(parsed(b""), Err(SymbolError::Empty));
+        assert_eq!(parsed(&[b'A'; 65]), Err(SymbolError::TooLong));
+        assert_eq!(parsed(b"\xff\xfe"), Err(SymbolError::NotUtf8));
+        assert_eq!(parsed(b"BTC\nUSDT"), Err(SymbolError::ControlCharacter));
     }
 
     #[test]

@@ -246,12 +246,12 @@ impl Snapshot {
     /// Symbols that can be label values, sorted and unique; the others are counted as dropped.
     fn named_hashes(&mut self, hashes: Vec<RawHash>) -> Vec<(String, RawHash)> {
         let mut named = Vec::with_capacity(hashes.len());
-        for hash in hashes {
-            match proposal::parse_symbol(&hash.symbol) {
+        for mut hash in hashes {
+            match proposal::parse_symbol(std::mem::take(&mut hash.symbol)) {
                 Ok(symbol) => named.push((symbol, hash)),
-                Err(error) => {
+                Err((error, raw)) => {
                     self.dropped[DropReason::InvalidName] += 1;
-                    tracing::debug!(symbol = %String::from_utf8_lossy(&hash.symbol), "key dropped: {error}");
+                    tracing::debug!(symbol = %String::from_utf8_lossy(&raw), "key dropped: {error}");
                 }
             }
         }

@@ -212,6 +212,8 @@ pub struct Source {
     /// In a cluster, the replicas the last full read found: one of them that becomes a primary
     /// is a failover.
     replicas_seen: HashSet<String>,
+    /// How many hashes the last full read found, room for which the next makes at once.
+    hashes_last: usize,
     /// In a cluster, a connection to each node scanned, by address. The crate's cluster
     /// connection redirects a whole pipeline when one of its replies is MOVED, which during a
     /// resharding fails every batch; on a plain connection each redirected key is re-read alone.
@@ -250,6 +252,7 @@ impl Source {
             known: Vec::new(),
             layout: None,
             replicas_seen: HashSet::new(),
+            hashes_last: 0,
             node_connections: HashMap::new(),
         })
     }
@@ -276,6 +279,7 @@ impl Source {
     pub(crate) async fn fetch(&mut self) -> Result<Fetched, FetchError> {
         let mut link = self.link().await?;
         let mut fetched = Fetched::default();
+        fetched.hashes.reserve(self.hashes_last);
         let result = match &mut link {
             Link::Node(connection) => self.fetch_node(connection, &mut fetched).await,
             Link::Cluster(connection) => self.fetch_cluster(connection, &mut fetched).await,
@@ -284,6 +288,7 @@ impl Source {
             self.wire = None;
         }
         result?;
+        self.hashes_last = fetched.hashes.len();
         if let Symbols::Fixed(_) = &self.symbols {
             fetched.missing = lossy_names(&fetched.absent);
         }
@@ -432,7 +437,7 @@ pub(super) trait Pipe {
     async fn take_reads(
         &mut self,
         reader: &Reader,
-        symbols: &[Vec<u8>],
+        symbols: Vec<Vec<u8>>,
         fetched: &mut Fetched,
     ) -> Result<(), FetchError>;
 }
@@ -513,7 +518,7 @@ impl Pipe for Multiplexed<'_> {
     async fn take_reads(
         &mut self,
         reader: &Reader,
-        symbols: &[Vec<u8>],
+        symbols: Vec<Vec<u8>>,
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
         let replies: Vec<Value> = self.replies(reader).await?.collect();
@@ -553,7 +558,7 @@ impl Reader {
             if let Some(next) = next {
                 pipe.send(self, next, None, fetched).await?;
             }
-            pipe.take_reads(self, in_flight, fetched).await?;
+            pipe.take_reads(self, in_flight.to_vec(), fetched).await?;
             match next {
                 Some(next) => in_flight = next,
                 None => return Ok(()),
@@ -592,7 +597,8 @@ impl Reader {
                 let scan = cursor.map(|cursor| (cursor, pattern.as_slice()));
                 pipe.send(self, &found, scan, fetched).await?;
             }
-            pipe.take_reads(self, &in_flight, fetched).await?;
+            pipe.take_reads(self, std::mem::take(&mut in_flight), fetched)
+                .await?;
             if !more {
                 return Ok(());
             }
@@ -613,7 +619,7 @@ impl Reader {
     /// cluster node's redirection (the slot moved) into `redirected` when `redirects`.
     pub(super) fn take_reads(
         &self,
-        symbols: &[Vec<u8>],
+        symbols: Vec<Vec<u8>>,
         replies: Vec<Value>,
         fetched: &mut Fetched,
         redirects: bool,
@@ -621,32 +627,30 @@ impl Reader {
         if replies.len() != symbols.len() {
             return Err(self.unexpected("HMGET"));
         }
-        for (symbol, reply) in symbols.iter().zip(replies) {
+        for (symbol, reply) in symbols.into_iter().zip(replies) {
             match reply {
                 Value::ServerError(error) if error.code() == "WRONGTYPE" => fetched.wrong_type += 1,
                 Value::ServerError(error)
                     if redirects && matches!(error.code(), "MOVED" | "ASK" | "TRYAGAIN") =>
                 {
-                    fetched.redirected.push(symbol.clone());
+                    fetched.redirected.push(symbol);
                 }
                 Value::ServerError(error) => {
                     return Err(self.classify(redis::RedisError::from(error), false));
                 }
-                reply => match self.packed(symbol, reply)? {
-                    Some(hash) => fetched.hashes.push(hash),
-                    None => fetched.absent.push(symbol.clone()),
-                },
+                reply => self.packed(symbol, reply, fetched)?,
             }
         }
         Ok(())
     }
 
-    /// HMGET's reply packed as a [`RawHash`]; `None` when the key has none of the fields.
+    /// HMGET's reply into `fetched`, as [`Reader::keep`] keeps it.
     pub(super) fn packed(
         &self,
-        symbol: &[u8],
+        symbol: Vec<u8>,
         reply: Value,
-    ) -> Result<Option<RawHash>, FetchError> {
+        fetched: &mut Fetched,
+    ) -> Result<(), FetchError> {
         let Value::Array(items) = reply else {
             return Err(self.unexpected("HMGET"));
         };
@@ -659,23 +663,26 @@ impl Reader {
                 _ => return Err(self.unexpected("HMGET")),
             });
         }
-        self.pack(symbol, &values)
+        self.keep(symbol, &values, fetched)
     }
 
-    /// The values of one HMGET reply, in the order of the fields asked for, as a [`RawHash`];
-    /// `None` when the key has none of the fields.
-    pub(super) fn pack(
+    /// The values of one HMGET reply, in the order of the fields asked for, into `fetched`: as
+    /// a [`RawHash`], or the symbol as absent when the key has none of the fields.
+    pub(super) fn keep(
         &self,
-        symbol: &[u8],
+        symbol: Vec<u8>,
         values: &[Option<&[u8]>],
-    ) -> Result<Option<RawHash>, FetchError> {
+        fetched: &mut Fetched,
+    ) -> Result<(), FetchError> {
         if values.len() != self.fields.len() {
             return Err(self.unexpected("HMGET"));
         }
         if values.iter().all(Option::is_none) {
-            return Ok(None);
+            fetched.absent.push(symbol);
+        } else {
+            fetched.hashes.push(RawHash::new(symbol, values));
         }
-        Ok(Some(RawHash::new(symbol.to_vec(), values)))
+        Ok(())
     }
 
     pub(super) fn classify(&self, source: redis::RedisError, connecting: bool) -> FetchError {
@@ -799,10 +806,10 @@ mod tests {
         async fn take_reads(
             &mut self,
             _: &Reader,
-            symbols: &[Vec<u8>],
+            symbols: Vec<Vec<u8>>,
             _: &mut Fetched,
         ) -> Result<(), FetchError> {
-            self.events.push(format!("reads [{}]", names(symbols)));
+            self.events.push(format!("reads [{}]", names(&symbols)));
             Ok(())
         }
     }

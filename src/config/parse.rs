@@ -169,7 +169,8 @@ pub(super) fn symbol_list(raw: &str) -> Result<SymbolList, String> {
     }
     let mut symbols = Vec::new();
     for symbol in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        proposal::parse_symbol(symbol.as_bytes()).map_err(|e| format!("{symbol:?}: {e}"))?;
+        proposal::parse_symbol(symbol.as_bytes().to_vec())
+            .map_err(|(e, _)| format!("{symbol:?}: {e}"))?;
         if !symbols.iter().any(|s| s == symbol) {
             symbols.push(symbol.to_owned());
         }

@@ -314,7 +314,7 @@ proptest! {
         snapshot.proposals = hashes
             .iter()
             .filter_map(|(symbol, fields)| {
-                proposal::parse_symbol(symbol)
+                proposal::parse_symbol(symbol.to_vec())
                     .ok()
                     .map(|s| std::sync::Arc::new(proposal::parse_pairs(s, fields)))
             })

@@ -261,7 +261,7 @@ fn symbol() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => "[A-D][0-9]{0,2}",
         1 => symbol_bytes().prop_filter_map("not a valid symbol", |bytes| {
-            proposal::parse_symbol(&bytes).ok()
+            proposal::parse_symbol(bytes).ok()
         }),
     ]
 }

@@ -335,7 +335,7 @@ pub(super) async fn read_by_key(
         for (symbol, reply) in batch.iter().zip(join_all(reads).await) {
             match reply {
                 Ok(value) => {
-                    reader.take_reads(std::slice::from_ref(symbol), vec![value], fetched, false)?
+                    reader.take_reads(vec![symbol.clone()], vec![value], fetched, false)?
                 }
                 Err(error) if error.code() == Some("WRONGTYPE") => fetched.wrong_type += 1,
                 Err(error) => return Err(reader.classify(error, false)),

@@ -186,7 +186,7 @@ impl Pipe for Wire {
     async fn take_reads(
         &mut self,
         reader: &Reader,
-        symbols: &[Vec<u8>],
+        symbols: Vec<Vec<u8>>,
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
         for symbol in symbols {
@@ -195,7 +195,7 @@ impl Pipe for Wire {
                 let input = &self.input[self.start..];
                 match hmget_values(input, &mut slots).map_err(|e| wire_error(reader, e))? {
                     Some(Values::Whole { count, used }) => {
-                        keep(reader, symbol, &slots[..count], fetched)?;
+                        reader.keep(symbol, &slots[..count], fetched)?;
                         self.start += used;
                     }
                     Some(Values::Other) => {
@@ -264,24 +264,10 @@ fn hmget_values<'a>(
     Ok(Some(Values::Whole { count, used }))
 }
 
-/// Packs one hash's values into `fetched`, or notes its key absent.
-fn keep(
-    reader: &Reader,
-    symbol: &[u8],
-    values: &[Option<&[u8]>],
-    fetched: &mut Fetched,
-) -> Result<(), FetchError> {
-    match reader.pack(symbol, values)? {
-        Some(hash) => fetched.hashes.push(hash),
-        None => fetched.absent.push(symbol.to_vec()),
-    }
-    Ok(())
-}
-
 /// An HMGET reply into `fetched`: packed, absent, of the wrong type, or a failure.
 fn take_read(
     reader: &Reader,
-    symbol: &[u8],
+    symbol: Vec<u8>,
     frame: Frame<'_>,
     fetched: &mut Fetched,
 ) -> Result<(), FetchError> {
@@ -314,7 +300,7 @@ fn take_read(
         };
         count += 1;
     }
-    keep(reader, symbol, &values[..count], fetched)
+    reader.keep(symbol, &values[..count], fetched)
 }
 
 /// A SCAN reply: the next cursor and the page's keys.
