@@ -163,7 +163,7 @@ impl GzipHead {
             chunks: Arc::clone(&self.chunks),
             next: 0,
             taken: Self::HEADER.len(),
-            inflater: Decompress::new(false),
+            inflater: None,
             remaining: self.len,
         }
     }
@@ -191,13 +191,13 @@ pub(crate) struct Inflating {
     /// The chunk being inflated, and how much of it was taken.
     next: usize,
     taken: usize,
-    inflater: Decompress,
+    /// Made at the first frame, so that a scrape waiting to start holds none.
+    inflater: Option<Decompress>,
     remaining: u64,
 }
 
 impl Inflating {
-    /// Plain bytes per frame: what hyper writes at once (its `max_buf_size`), so that sixteen
-    /// plain scrapes at a time hold some 1 MiB, inflater windows included.
+    /// Plain bytes per frame: what hyper writes at once (its `max_buf_size`).
     const FRAME: usize = 16 * 1024;
 
     /// Bytes not yet inflated.
@@ -208,17 +208,18 @@ impl Inflating {
     /// The next frame of the plain body; `None` after the last.
     pub(crate) fn next_chunk(&mut self) -> Option<Bytes> {
         let mut plain = Vec::with_capacity(Self::FRAME);
+        let inflater = self.inflater.get_or_insert_with(|| Decompress::new(false));
         while plain.len() < Self::FRAME {
             let Some(chunk) = self.chunks.get(self.next) else {
                 break;
             };
-            let (taken, made) = (self.inflater.total_in(), plain.len());
-            self.inflater
+            let (taken, made) = (inflater.total_in(), plain.len());
+            inflater
                 .decompress_vec(&chunk[self.taken..], &mut plain, FlushDecompress::None)
                 .expect("a body compressed by `Deflater` inflates");
-            self.taken += (self.inflater.total_in() - taken) as usize;
+            self.taken += (inflater.total_in() - taken) as usize;
             // No progress: this chunk is used up, and nothing of it is held back.
-            if self.inflater.total_in() == taken && plain.len() == made {
+            if inflater.total_in() == taken && plain.len() == made {
                 self.next += 1;
                 self.taken = 0;
             }

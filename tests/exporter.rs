@@ -489,6 +489,16 @@ fn a_large_body_scraped_without_gzip_is_inflated_whole() {
         announced.abs_diff(length) < 200,
         "{announced} against {length}"
     );
+    // More plain scrapes at once than the exporter inflates at once: each waits for its turn.
+    let port = exporter.port;
+    let scrapes: Vec<_> = (0..10)
+        .map(|_| std::thread::spawn(move || http_get(port, "/metrics", &[]).unwrap()))
+        .collect();
+    for scrape in scrapes {
+        let reply = scrape.join().unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(proposals(&reply.text()), proposals(&plain));
+    }
 }
 
 /// What Prometheus 2.42 asks for: OpenMetrics first, then the text format.

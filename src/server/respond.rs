@@ -4,9 +4,10 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::apply::ApplyPublication;
 use crate::exposition::{Family, Format, Writer};
@@ -292,6 +294,22 @@ fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
     gzip > 0.0 && gzip >= identity
 }
 
+/// A body held compressed is inflated for as many plain scrapes at once as there are cores (at
+/// least two); the others wait for a turn. Inflating is CPU work, which more at once would not
+/// finish sooner, and each holds an inflater and its frames (some 300 KiB with the allocator's
+/// slack, measured): however many plain scrapes come, they hold that many of those.
+static TURNS: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    Semaphore::new(cores.max(2))
+});
+/// The longest a plain scrape waits for a turn before it inflates without one: a client that
+/// stops reading keeps its turn until its connection closes, and must not hold up the others
+/// for longer than this.
+const TURN_WAIT: Duration = Duration::from_secs(5);
+
+/// A turn to inflate, waited for: `None` once [`TURN_WAIT`] has passed without one.
+type Waiting = Pin<Box<dyn Future<Output = Option<SemaphorePermit<'static>>> + Send>>;
+
 /// A response body of shared byte chunks, sent without copying, all of them as one frame.
 /// Hyper flushes its write queue once it holds 16 KiB (`max_buf_size`), so a frame per chunk
 /// would cost a `writev` per chunk; one frame of many chunks goes out 64 of them per `writev`.
@@ -301,6 +319,9 @@ fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
 pub(super) struct Payload {
     /// A body held compressed only, inflated a frame at a time before `chunks` are sent.
     inflating: Option<Inflating>,
+    /// The turn `inflating` waits for before its first frame, then holds until it is done.
+    waiting: Option<Waiting>,
+    turn: Option<SemaphorePermit<'static>>,
     chunks: Option<Chunks>,
 }
 
@@ -310,6 +331,8 @@ impl Payload {
         let chunks = Chunks::new(VecDeque::from([shared, own.into()]));
         Payload {
             inflating: None,
+            waiting: None,
+            turn: None,
             chunks: (chunks.remaining > 0).then_some(chunks),
         }
     }
@@ -318,10 +341,22 @@ impl Payload {
         Payload::new(Arc::new([]), chunks)
     }
 
-    /// What `inflating` inflates, then the chunks of `own`.
+    /// What `inflating` inflates, once it has a turn, then the chunks of `own`.
     fn inflated(inflating: Inflating, own: Vec<Bytes>) -> Payload {
+        let (turn, waiting) = match TURNS.try_acquire() {
+            Ok(turn) => (Some(turn), None),
+            Err(_) => {
+                let waiting: Waiting = Box::pin(async {
+                    let turn = tokio::time::timeout(TURN_WAIT, TURNS.acquire()).await;
+                    turn.ok()?.ok()
+                });
+                (None, Some(waiting))
+            }
+        };
         Payload {
             inflating: (inflating.remaining() > 0).then_some(inflating),
+            waiting,
+            turn,
             ..Payload::own(own)
         }
     }
@@ -332,17 +367,23 @@ impl Body for Payload {
     type Error = Infallible;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Chunks>, Infallible>>> {
-        if let Some(inflating) = &mut self.inflating {
+        let this = self.get_mut();
+        if let Some(inflating) = &mut this.inflating {
+            if let Some(waiting) = &mut this.waiting {
+                this.turn = std::task::ready!(waiting.as_mut().poll(context));
+                this.waiting = None;
+            }
             if let Some(chunk) = inflating.next_chunk() {
                 let chunks = Chunks::new(VecDeque::from([Arc::from([chunk])]));
                 return Poll::Ready(Some(Ok(Frame::data(chunks))));
             }
-            self.inflating = None;
+            this.inflating = None;
+            this.turn = None;
         }
-        Poll::Ready(self.chunks.take().map(|chunks| Ok(Frame::data(chunks))))
+        Poll::Ready(this.chunks.take().map(|chunks| Ok(Frame::data(chunks))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -446,6 +487,43 @@ impl Buf for Chunks {
 mod tests {
     use super::*;
     use crate::exposition_check::{assert_golden, check_open_metrics};
+
+    /// Plain scrapes of a body held compressed inflate it a few at a time: the next waits for
+    /// a turn, and inflates without one once it has waited too long.
+    #[tokio::test(start_paused = true)]
+    async fn plain_scrapes_of_a_compressed_body_take_turns() {
+        use crate::gzip::{Deflater, GzipHead};
+        let text = "a{symbol=\"X\"} 1.0\n".repeat(5_000);
+        let head = GzipHead::new([Deflater::new().deflate(text.as_bytes())]);
+        let mut context = Context::from_waker(std::task::Waker::noop());
+        // Whether the scrape sent a frame (or ended) rather than waited.
+        let mut poll = |payload: &mut Payload| {
+            let polled = Pin::new(payload).poll_frame(&mut context);
+            polled.map(|frame| frame.map(|frame| frame.unwrap().into_data().unwrap().remaining()))
+        };
+        let mut scrapes: Vec<Payload> = (0..TURNS.available_permits())
+            .map(|_| Payload::inflated(head.inflating(), Vec::new()))
+            .collect();
+        for scrape in &mut scrapes {
+            assert!(poll(scrape).is_ready(), "a turn each");
+        }
+        let mut next = Payload::inflated(head.inflating(), Vec::new());
+        assert!(poll(&mut next).is_pending(), "waits");
+        let mut sent = 0;
+        while let Poll::Ready(Some(len)) = poll(&mut scrapes[0]) {
+            sent += len;
+        }
+        assert_eq!(
+            sent + 16 * 1024,
+            text.len(),
+            "the rest of the body, then the end"
+        );
+        let mut last = Payload::inflated(head.inflating(), Vec::new());
+        assert!(poll(&mut next).is_ready(), "the turn of the one that ended");
+        assert!(poll(&mut last).is_pending(), "waits");
+        tokio::time::advance(TURN_WAIT).await;
+        assert!(poll(&mut last).is_ready(), "without a turn");
+    }
 
     #[test]
     fn tail_has_cache_age_and_process_metrics() {
