@@ -112,9 +112,10 @@ pub(crate) enum SubscribeError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RawHash {
     pub symbol: Vec<u8>,
-    data: Vec<u8>,
-    /// End offset of each value in `data`, or [`ABSENT`].
-    ends: Vec<u32>,
+    /// The values one after another, then the end of each in them (or [`ABSENT`]) as four
+    /// native-endian bytes: one buffer per hash, not one for values and one for ends.
+    packed: Vec<u8>,
+    fields: usize,
     /// Of the values, so that a hash read again unchanged need not be parsed again.
     digest: u64,
 }
@@ -128,22 +129,27 @@ static DIGEST_KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
 impl RawHash {
     /// Packs the values of the requested fields, in request order; `None` where absent.
     pub(crate) fn new(symbol: Vec<u8>, values: &[Option<&[u8]>]) -> RawHash {
-        let mut data = Vec::with_capacity(values.iter().flatten().map(|v| v.len()).sum());
-        let ends = values
-            .iter()
-            .map(|value| match value {
+        let size: usize = values.iter().flatten().map(|v| v.len()).sum();
+        let mut packed = Vec::with_capacity(size + 4 * values.len());
+        for value in values.iter().flatten() {
+            packed.extend_from_slice(value);
+        }
+        let mut end = 0;
+        for value in values {
+            let at = match value {
                 Some(value) => {
-                    data.extend_from_slice(value);
-                    data.len() as u32
+                    end += value.len() as u32;
+                    end
                 }
                 None => ABSENT,
-            })
-            .collect::<Vec<_>>();
-        let digest = DIGEST_KEYS.hash_one((&data, &ends));
+            };
+            packed.extend_from_slice(&at.to_ne_bytes());
+        }
+        let digest = DIGEST_KEYS.hash_one(&packed);
         RawHash {
             symbol,
-            data,
-            ends,
+            packed,
+            fields: values.len(),
             digest,
         }
     }
@@ -156,12 +162,14 @@ impl RawHash {
 
     /// The values of the requested fields, in request order.
     pub(crate) fn values(&self) -> impl Iterator<Item = Option<&[u8]>> {
+        let (data, ends) = self.packed.split_at(self.packed.len() - 4 * self.fields);
         let mut start = 0;
-        self.ends.iter().map(move |&end| {
+        ends.as_chunks::<4>().0.iter().map(move |end| {
+            let end = u32::from_ne_bytes(*end);
             if end == ABSENT {
                 return None;
             }
-            let value = &self.data[start as usize..end as usize];
+            let value = &data[start as usize..end as usize];
             start = end;
             Some(value)
         })
