@@ -874,8 +874,8 @@ enum State {
 
 impl Server {
     /// Runs `redis-server args` in `dir` and waits until it answers PING; `None` when another
-    /// process answers on `port`: it took the port after it was found free, and this server,
-    /// unable to listen, is gone.
+    /// process took `port` after it was found free, and this server, unable to listen, is gone
+    /// (or another server answers there).
     fn spawn(
         port: u16,
         password: Option<&str>,
@@ -884,11 +884,13 @@ impl Server {
         args: &[String],
     ) -> Option<Server> {
         require_tool("redis-server", "redis-server");
+        let log_path = dir.0.join("server.log");
+        let log = File::create(&log_path).expect("redis-server log file");
         let child = Command::new("redis-server")
             .args(args)
             .current_dir(&dir.0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("redis-server log file"))
+            .stderr(log)
             .spawn()
             .expect("start redis-server");
         let mut server = Server {
@@ -899,21 +901,27 @@ impl Server {
             state: State::Running,
             _dir: dir,
         };
-        let answering: u32 = wait_for(
+        // The process answering, or `None` when the port was taken: another process's socket
+        // (a listener, or the local end of an outgoing connection) got it first.
+        let answering: Option<u32> = wait_for(
             &format!("redis-server on port {port} to answer"),
             SETTLE,
             || {
                 if let Ok(Some(status)) = server.child.try_wait() {
-                    panic!("redis-server on port {port} exited with {status}");
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    if log.contains("Address already in use") {
+                        return Some(None);
+                    }
+                    panic!("redis-server on port {port} exited with {status}:\n{log}");
                 }
                 let info: String = redis::cmd("INFO")
                     .arg("server")
                     .query(&mut server.connection().ok()?)
                     .ok()?;
-                field(&info, "process_id")?.parse().ok()
+                field(&info, "process_id")?.parse().ok().map(Some)
             },
         );
-        (answering == server.child.id()).then_some(server)
+        (answering == Some(server.child.id())).then_some(server)
     }
 
     fn connection(&self) -> redis::RedisResult<redis::Connection> {
