@@ -343,20 +343,13 @@ impl Payload {
 
     /// What `inflating` inflates, once it has a turn, then the chunks of `own`.
     fn inflated(inflating: Inflating, own: Vec<Bytes>) -> Payload {
-        let (turn, waiting) = match TURNS.try_acquire() {
-            Ok(turn) => (Some(turn), None),
-            Err(_) => {
-                let waiting: Waiting = Box::pin(async {
-                    let turn = tokio::time::timeout(TURN_WAIT, TURNS.acquire()).await;
-                    turn.ok()?.ok()
-                });
-                (None, Some(waiting))
-            }
-        };
+        let waiting: Waiting = Box::pin(async {
+            let turn = tokio::time::timeout(TURN_WAIT, TURNS.acquire()).await;
+            turn.ok()?.ok()
+        });
         Payload {
             inflating: (inflating.remaining() > 0).then_some(inflating),
-            waiting,
-            turn,
+            waiting: Some(waiting),
             ..Payload::own(own)
         }
     }
