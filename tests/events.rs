@@ -162,7 +162,7 @@ fn changes_show_while_a_full_read_runs_and_outlive_it() {
     );
     exporter.wait_metrics("the subscription", WAIT, notifications_up);
     let refreshes = |body: &str| sample(body, "quantum_harvest_exporter_refreshes_total").unwrap();
-    let trials = 6;
+    let trials = 8;
     let mut during_one_read = 0;
     for trial in 1..=trials {
         // Writes land at every point of a full read: before and after it reads the key.
@@ -188,10 +188,12 @@ fn changes_show_while_a_full_read_runs_and_outlive_it() {
             "the full read that ended after the change put back what it read before it"
         );
     }
-    // Queued behind the full read, a change shows only once a refresh has ended; applied at
-    // once, only when a refresh happens to end within the few milliseconds it takes.
+    // Queued behind the full read, a change would show only once a refresh has ended: none of
+    // the trials would count. Applied at once, a trial misses only when a refresh ends between
+    // the count read before the write and the scrape that shows it, a window of a few
+    // milliseconds that a busy machine stretches; so a majority, not all, is asked for.
     assert!(
-        during_one_read >= trials - 1,
+        during_one_read > trials / 2,
         "{during_one_read} of {trials} changes showed before the full read they met ended"
     );
     promtool_check_metrics(&exporter.metrics());
