@@ -402,14 +402,19 @@ async fn next_switch(switches: &mut Option<Announcements>) -> String {
     std::future::pending().await
 }
 
-/// Gives the system back the pages a full refresh freed. Its reads and the previous body leave
-/// free chunks spread through the heap, which glibc keeps resident; trimming after each full
-/// refresh (some milliseconds) keeps the resident set near the live data.
+/// Gives the system back the pages a full refresh freed, when there are many. Its reads and the
+/// previous body leave free chunks spread through the heap, which glibc keeps resident (39 MiB
+/// at 100,000, 3 MiB at 10,000 symbols). The 1 MiB left at 1,000 is not worth it: trimming it
+/// and faulting the same pages in again at the next refresh cost a fifth of the refresh.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the system; it is thread-safe.
+    // SAFETY: mallinfo2 only reads the allocator's counters and malloc_trim only returns free
+    // memory to the system; both are thread-safe.
     unsafe {
-        libc::malloc_trim(0);
+        const WORTH_TRIMMING: usize = 2 << 20;
+        if libc::mallinfo2().fordblks > WORTH_TRIMMING {
+            libc::malloc_trim(0);
+        }
     }
 }
 
