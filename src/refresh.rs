@@ -21,6 +21,9 @@ const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// it moves) is applied in batches, at most half the time spent re-rendering.
 const MAX_BATCH_WINDOW: Duration = Duration::from_millis(250);
 
+/// How often at most the heap is trimmed after a full refresh (see [`release_freed_memory`]).
+const TRIM_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
 pub struct Refresher {
     source: Source,
     poll_interval: Duration,
@@ -29,6 +32,8 @@ pub struct Refresher {
     publisher: Publisher,
     /// New primaries as the sentinels announce them.
     switches: Option<Announcements>,
+    /// When freed memory was last given back to the system.
+    trimmed_at: Option<Instant>,
 }
 
 /// The watch channel the HTTP server reads, and the snapshot last sent on it.
@@ -58,6 +63,7 @@ impl Refresher {
             events,
             publisher: Publisher { sender, current },
             switches: None,
+            trimmed_at: None,
         };
         (refresher, receiver)
     }
@@ -207,7 +213,7 @@ impl Refresher {
             published = rebuilt;
         }
         self.publisher.send(published);
-        release_freed_memory();
+        release_freed_memory(&mut self.trimmed_at);
         ok
     }
 
@@ -402,11 +408,16 @@ async fn next_switch(switches: &mut Option<Announcements>) -> String {
     std::future::pending().await
 }
 
-/// Gives the system back the pages a full refresh freed, when there are many. Its reads and the
-/// previous body leave free chunks spread through the heap, which glibc keeps resident (39 MiB
-/// at 100,000, 3 MiB at 10,000 symbols). The 1 MiB left at 1,000 is not worth it: trimming it
-/// and faulting the same pages in again at the next refresh cost a fifth of the refresh.
-fn release_freed_memory() {
+/// Gives the system back the pages full refreshes freed, when there are many, at most every
+/// [`TRIM_AT_MOST_EVERY`]. A refresh's reads and the previous body leave free chunks spread
+/// through the heap, which glibc keeps resident: 39 MiB at 100,000 symbols, 3 MiB at 10,000. The
+/// next refresh faults the pages it needs back in, so trimming after every refresh cost 15% of
+/// one at 100,000, and at 1,000 (1 MiB free) a fifth; once in a while is enough to bring the
+/// resident set back down after the symbols shrink.
+fn release_freed_memory(trimmed_at: &mut Option<Instant>) {
+    if trimmed_at.is_some_and(|at| at.elapsed() < TRIM_AT_MOST_EVERY) {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallinfo2 only reads the allocator's counters and malloc_trim only returns free
     // memory to the system; both are thread-safe.
@@ -414,6 +425,7 @@ fn release_freed_memory() {
         const WORTH_TRIMMING: usize = 2 << 20;
         if libc::mallinfo2().fordblks > WORTH_TRIMMING {
             libc::malloc_trim(0);
+            *trimmed_at = Some(Instant::now());
         }
     }
 }
@@ -424,4 +436,36 @@ pub fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    /// Frees `kib` KiB in 1 KiB chunks that stay in the heap: every other chunk is kept, so
+    /// that the free ones cannot join the top of the heap, which glibc would give back by itself.
+    fn leave_free_chunks(kib: usize) -> Vec<Vec<u8>> {
+        let chunks: Vec<Vec<u8>> = (0..2 * kib).map(|_| vec![1; 1024]).collect();
+        chunks.into_iter().skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn much_freed_memory_is_given_back_then_not_again_within_the_period() {
+        let _above = leave_free_chunks(8 * 1024);
+        let mut trimmed_at = None;
+        release_freed_memory(&mut trimmed_at);
+        let first = trimmed_at.expect("8 MiB free is worth trimming");
+
+        let _above_again = leave_free_chunks(8 * 1024);
+        release_freed_memory(&mut trimmed_at);
+        assert_eq!(trimmed_at, Some(first), "trimmed again within the period");
+
+        let long_ago = Instant::now().checked_sub(TRIM_AT_MOST_EVERY);
+        let mut trimmed_at = long_ago;
+        release_freed_memory(&mut trimmed_at);
+        assert!(
+            trimmed_at > long_ago,
+            "not trimmed once the period was over"
+        );
+    }
 }
