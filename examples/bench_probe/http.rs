@@ -99,12 +99,14 @@ fn is_timeout(error: &std::io::Error) -> bool {
 }
 
 /// Reads unlabelled samples (`name value`) from `--samples` scrapes `--every` seconds apart and
-/// prints the median of each, so that one unlucky refresh does not decide a figure.
+/// prints the median of each, so that one unlucky refresh does not decide a figure; with
+/// `--max`, the largest too (`name_max=`).
 pub fn values(options: &Options) -> Result<(), String> {
     let port: u16 = options.number("port", None)?;
     let names: Vec<&str> = options.text("names")?.split(',').collect();
     let samples: usize = options.number("samples", Some(1))?;
     let every = options.seconds("every", Some(0.0))?;
+    let with_max = options.flag("max");
     let mut seen: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for sample in 0..samples {
         if sample > 0 {
@@ -139,7 +141,14 @@ pub fn values(options: &Options) -> Result<(), String> {
         .zip(seen)
         .map(|(name, values)| match values.len() {
             0 => format!("{name}=nan"),
-            _ => format!("{name}={}", percentile(&sorted(values), 50.0)),
+            _ => {
+                let values = sorted(values);
+                let median = format!("{name}={}", percentile(&values, 50.0));
+                match values.last() {
+                    Some(max) if with_max => format!("{median} {name}_max={max}"),
+                    _ => median,
+                }
+            }
         })
         .collect();
     println!("{}", fields.join(" "));

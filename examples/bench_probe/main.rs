@@ -22,7 +22,7 @@ use harvest_exporter::source::{ReadFrom, RedisSettings, Topology};
 const USAGE: &str = "usage: bench_probe COMMAND --key value ...
   fill    --redis-port P --symbols N
   scrape  --port P [--gzip] [--count K] [--secs S] [--timeout S]
-  values  --port P --names a,b [--samples K] [--every S]
+  values  --port P --names a,b [--samples K] [--every S] [--max]
   fresh   --redis-port P --port P --symbol SYM --trials K --budget S --pace S --timeout S
   cost    --pid P --redis-pid P[,P...] --redis-port P[,P...] --symbols N --interval S --refreshes K --max-secs S
   cluster-copy    --redis-port P --cluster-nodes HOST:PORT,...
