@@ -10,6 +10,50 @@ use crate::{Options, percentile, sorted};
 /// Clock ticks of /proc/<pid>/stat (USER_HZ, fixed by the Linux ABI).
 const TICK_US: f64 = 10_000.0;
 const MIB: f64 = 1024.0 * 1024.0;
+/// The load runs repeated at 3 symbols with wrk on a core of its own, when the run made them.
+fn split_cores(out: &mut String, r: &Results, sizes: &[String], encodings: &[&str]) {
+    let mut rows = Vec::new();
+    for n in sizes {
+        for enc in encodings {
+            let (ours, nginx) = (r.rps(n, "ours_split", enc), r.rps(n, "nginx_split", enc));
+            if ours.is_none() && nginx.is_none() {
+                continue;
+            }
+            let ms = |t: &str, p: &str| r.load_ms(n, t, enc, p);
+            rows.push(vec![
+                size(n),
+                (*enc).into(),
+                or_dash(ours, sig),
+                or_dash(nginx, sig),
+                or_dash(ms("ours_split", "p50"), sig),
+                or_dash(ms("ours_split", "p99"), sig),
+                or_dash(ms("nginx_split", "p50"), sig),
+                or_dash(ms("nginx_split", "p99"), sig),
+                ratio(ms("ours_split", "p99"), ms("nginx_split", "p99")),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("**With wrk on a core of its own.** On two cores, wrk's two threads share them with the server's: a server that answers faster than wrk takes the answers keeps wrk's threads busy, and they take turns on the cores while their connections wait, which wrk counts in the latency. The same runs again, alternating as above, with wrk as one thread on core 0 and each server's threads on core 1; latencies are the median of the runs, requests per second the best.\n\n");
+    table(
+        out,
+        &[
+            "N",
+            "encoding",
+            "ours req/s",
+            "nginx req/s",
+            "ours p50",
+            "ours p99",
+            "nginx p50",
+            "nginx p99",
+            "p99 ours / nginx",
+        ],
+        rows,
+    );
+}
+
 /// How many wrk runs the best throughput is taken from, as the run recorded them.
 fn runs_text(repeat: &str, repeat_small: &str) -> String {
     let runs = match repeat {
@@ -613,6 +657,7 @@ fn render(r: &Results) -> String {
         ],
         rows,
     );
+    split_cores(&mut out, r, sizes, &encodings);
 
     out.push_str("## Single-scrape latency\n\nMilliseconds, median of sequential scrapes on an otherwise idle server, each on a new connection and read to the end (the latency one Prometheus sees); the number of scrapes is in parentheses.\n\n");
     let mut rows = Vec::new();
@@ -1597,5 +1642,20 @@ mod tests {
                 "| p99 latency under load at 3 (plain), ours / nginx | 1.50 | ≤ 2 | pass |"
             )
         );
+    }
+
+    #[test]
+    fn the_split_core_runs_get_a_table_when_made() {
+        let plain = "-\tmeta\tsizes\t3\n";
+        assert!(!render(&Results::parse(plain)).contains("With wrk on a core of its own"));
+        let mut tsv = plain.to_owned();
+        for (target, p99) in [("ours_split", 500), ("nginx_split", 1000)] {
+            tsv += &format!(
+                "3\t{target}\tload_plain_requests\t1000\n3\t{target}\tload_plain_duration_us\t1000000\n3\t{target}\tload_plain_p99_us\t{p99}\n"
+            );
+        }
+        let markdown = render(&Results::parse(&tsv));
+        assert!(markdown.contains("With wrk on a core of its own"));
+        assert!(markdown.contains("| 3 | plain | 1,000 | 1,000 | – | 0.500 | – | 1.00 | 0.500× |"));
     }
 }
