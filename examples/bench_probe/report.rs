@@ -10,7 +10,7 @@ use crate::{Options, percentile, sorted};
 /// Clock ticks of /proc/<pid>/stat (USER_HZ, fixed by the Linux ABI).
 const TICK_US: f64 = 10_000.0;
 const MIB: f64 = 1024.0 * 1024.0;
-/// The load runs repeated at 3 symbols with wrk on a core of its own, when the run made them.
+/// The load runs repeated with wrk on a core of its own (at 100 symbols and fewer), when made.
 fn split_cores(out: &mut String, r: &Results, sizes: &[String], encodings: &[&str]) {
     let mut rows = Vec::new();
     for n in sizes {
