@@ -451,12 +451,12 @@ mod tests {
 
     #[test]
     fn much_freed_memory_is_given_back_then_not_again_within_the_period() {
-        let _above = leave_free_chunks(8 * 1024);
+        let _kept = leave_free_chunks(8 * 1024);
         let mut trimmed_at = None;
         release_freed_memory(&mut trimmed_at);
         let first = trimmed_at.expect("8 MiB free is worth trimming");
 
-        let _above_again = leave_free_chunks(8 * 1024);
+        let _kept_too = leave_free_chunks(8 * 1024);
         release_freed_memory(&mut trimmed_at);
         assert_eq!(trimmed_at, Some(first), "trimmed again within the period");
 
