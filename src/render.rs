@@ -52,7 +52,7 @@ impl SymbolFamily {
         &self,
         samples: &mut Samples<'_>,
         proposal: &Proposal,
-        symbol: &EscapedLabel,
+        symbol: &EscapedLabel<'_>,
         now_unix: f64,
     ) {
         match self.samples {
@@ -312,7 +312,7 @@ const PARSE_ERRORS: Family = Family::counter(
 pub(crate) fn render(snapshot: &Snapshot, now_unix: f64) -> DualBody {
     let proposals = &snapshot.proposals;
     let mut w = DualWriter::with_capacity(64 + proposals.len() * 1_800);
-    let symbols: Vec<EscapedLabel> = proposals
+    let symbols: Vec<EscapedLabel<'_>> = proposals
         .iter()
         .map(|p| EscapedLabel::new(&p.symbol))
         .collect();
@@ -336,7 +336,7 @@ pub(crate) fn exporter_metrics(snapshot: &Snapshot) -> DualBody {
 }
 
 /// Writes the five known actions, 1 for the current one, plus the current one when unknown.
-fn one_hot(samples: &mut Samples<'_>, symbol: &EscapedLabel, action: &Action) {
+fn one_hot(samples: &mut Samples<'_>, symbol: &EscapedLabel<'_>, action: &Action) {
     let current = action.label();
     for known in KNOWN_ACTIONS {
         let value = if current == Some(known) { 1.0 } else { 0.0 };

@@ -337,7 +337,7 @@ impl Segments {
         &self,
         family: &SymbolFamily,
         proposals: &[Arc<Proposal>],
-        symbols: &[EscapedLabel],
+        symbols: &[EscapedLabel<'_>],
         now_unix: f64,
         deflater: &mut Deflater,
     ) -> Piece {
@@ -380,7 +380,7 @@ impl Segments {
     }
 }
 
-fn escaped(proposals: &[Arc<Proposal>]) -> Vec<EscapedLabel> {
+fn escaped(proposals: &[Arc<Proposal>]) -> Vec<EscapedLabel<'_>> {
     proposals
         .iter()
         .map(|p| EscapedLabel::new(&p.symbol))
