@@ -2,6 +2,7 @@
 //! Plain data and the readiness rule; no I/O, so both the renderer and the HTTP server can read it
 //! without knowing where it came from.
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -248,16 +249,21 @@ impl Snapshot {
         let mut named = Vec::with_capacity(hashes.len());
         for mut hash in hashes {
             match proposal::parse_symbol(std::mem::take(&mut hash.symbol)) {
-                Ok(symbol) => named.push((symbol, hash)),
+                Ok(symbol) => named.push((sort_key(&symbol), symbol, hash)),
                 Err((error, raw)) => {
                     self.dropped[DropReason::InvalidName] += 1;
                     tracing::debug!(symbol = %String::from_utf8_lossy(&raw), "key dropped: {error}");
                 }
             }
         }
-        named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        named.dedup_by(|a, b| a.0 == b.0);
+        // The key settles most comparisons without reading the symbols, which a large read
+        // has scattered over the heap.
+        named.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        named.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         named
+            .into_iter()
+            .map(|(_, symbol, hash)| (symbol, hash))
+            .collect()
     }
 
     /// Parses each hash, counting its invalid fields, and bounds the unknown action labels. A
@@ -273,8 +279,16 @@ impl Snapshot {
         let mut proposals: Vec<Arc<Proposal>> = named
             .into_iter()
             .map(|(symbol, hash)| {
-                while before.next_if(|p| p.symbol < symbol).is_some() {}
-                let same = before.next_if(|p| p.symbol == symbol);
+                // One comparison per step: the symbols compared are mostly equal, to their end.
+                let same = loop {
+                    match before.peek().map(|p| p.symbol.as_str().cmp(&symbol)) {
+                        Some(Ordering::Less) => {
+                            before.next();
+                        }
+                        Some(Ordering::Equal) => break before.next(),
+                        Some(Ordering::Greater) | None => break None,
+                    }
+                };
                 let read_from = ReadDigest(Some(hash.digest()));
                 if let Some(same) = same
                     && same.read_from.0 == read_from.0
@@ -343,6 +357,17 @@ impl Snapshot {
     }
 }
 
+/// The first 16 bytes of a symbol, in two numbers that order as the symbols do, or tie: a
+/// shorter symbol is padded with zeros, which sort first, as its end does. Two words, not a
+/// `u128`, so that the pairs keep their alignment and the last step needs no new vector.
+fn sort_key(symbol: &str) -> (u64, u64) {
+    let mut key = [0; 16];
+    let len = symbol.len().min(key.len());
+    key[..len].copy_from_slice(&symbol.as_bytes()[..len]);
+    let key = u128::from_be_bytes(key);
+    ((key >> 64) as u64, key as u64)
+}
+
 /// A successful refresh that read these hashes (symbol, field-value pairs), for tests.
 #[cfg(test)]
 impl Snapshot {
@@ -365,6 +390,8 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     /// A full read that began before a change was applied must not undo it: the changed
@@ -443,6 +470,32 @@ mod tests {
                 "configured symbols without a proposal: SOLUSDT".to_owned()
             ])
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever order SCAN gave, a full read holds each valid symbol once, in string order:
+        /// symbols that share their first 16 bytes, or are the start of another, included.
+        #[test]
+        fn a_full_read_sorts_its_symbols_and_holds_each_once(
+            symbols in proptest::collection::vec("[AB\u{e9}]{0,2}(_SIXTEEN_BYTES__)?[AB\u{e9}]{0,3}", 0..40)
+        ) {
+            let start = Instant::now();
+            let fetched = Fetched {
+                hashes: symbols
+                    .iter()
+                    .map(|symbol| raw(symbol.as_bytes(), &[("kill_score", "0.5")]))
+                    .collect(),
+                ..Fetched::default()
+            };
+            let read = Snapshot::empty(Duration::from_secs(5), start)
+                .after_fetch(fetched, 100, start, 1.0);
+            let held: Vec<&str> = read.proposals.iter().map(|p| p.symbol.as_str()).collect();
+            let valid: BTreeSet<&str> =
+                symbols.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
+            proptest::prop_assert_eq!(held, valid.into_iter().collect::<Vec<_>>());
+            let empty = symbols.iter().filter(|s| s.is_empty()).count() as u64;
+            proptest::prop_assert_eq!(read.dropped[DropReason::InvalidName], empty);
+        }
     }
 
     /// A full read of unchanged hashes shares the proposals it already holds.
