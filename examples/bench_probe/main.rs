@@ -7,6 +7,7 @@
 mod apply_streams;
 mod cluster;
 mod http;
+mod paced;
 mod procfs;
 mod redis_stats;
 mod report;
@@ -23,6 +24,7 @@ const USAGE: &str = "usage: bench_probe COMMAND --key value ...
   fill    --redis-port P --symbols N
   scrape  --port P [--gzip] [--count K] [--secs S] [--timeout S]
   values  --port P --names a,b [--samples K] [--every S] [--max]
+  paced   --port P [--gzip] --rate R [--secs S] [--connections C]
   fresh   --redis-port P --port P --symbol SYM --trials K --budget S --pace S --timeout S
   cost    --pid P --redis-pid P[,P...] --redis-port P[,P...] --symbols N --interval S --refreshes K --max-secs S
   cluster-copy    --redis-port P --cluster-nodes HOST:PORT,...
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         "fill" => fill(&options),
         "scrape" => http::scrape(&options),
         "values" => http::values(&options),
+        "paced" => paced::paced(&options),
         "fresh" => http::fresh(&options),
         "cost" => redis_stats::cost(&options),
         "apply-fresh" => apply_streams::fresh(&options),

@@ -10,44 +10,49 @@ use crate::{Options, percentile, sorted};
 /// Clock ticks of /proc/<pid>/stat (USER_HZ, fixed by the Linux ABI).
 const TICK_US: f64 = 10_000.0;
 const MIB: f64 = 1024.0 * 1024.0;
-/// The load runs repeated with wrk on a core of its own (at 100 symbols and fewer), when made.
-fn split_cores(out: &mut String, r: &Results, sizes: &[String], encodings: &[&str]) {
+/// The same servers with requests due on a clock (`bench_probe paced`), when those runs were made.
+fn fixed_rate(out: &mut String, r: &Results, sizes: &[String], encodings: &[&str]) {
     let mut rows = Vec::new();
     for n in sizes {
         for enc in encodings {
-            let (ours, nginx) = (r.rps(n, "ours_split", enc), r.rps(n, "nginx_split", enc));
-            if ours.is_none() && nginx.is_none() {
+            let rate = r
+                .all(n, "ours", &format!("paced_{enc}_rate"))
+                .first()
+                .copied();
+            let Some(rate) = rate else {
                 continue;
-            }
-            let ms = |t: &str, p: &str| r.load_ms(n, t, enc, p);
+            };
+            let ms = |t: &str, p: &str| r.paced_ms(n, t, enc, p);
             rows.push(vec![
                 size(n),
                 (*enc).into(),
-                or_dash(ours, sig),
-                or_dash(nginx, sig),
-                or_dash(ms("ours_split", "p50"), sig),
-                or_dash(ms("ours_split", "p99"), sig),
-                or_dash(ms("nginx_split", "p50"), sig),
-                or_dash(ms("nginx_split", "p99"), sig),
-                ratio(ms("ours_split", "p99"), ms("nginx_split", "p99")),
+                thousands(rate as i64),
+                or_dash(ms("ours", "p50"), sig),
+                or_dash(ms("ours", "p99"), sig),
+                or_dash(ms("ours", "max"), sig),
+                or_dash(ms("nginx", "p50"), sig),
+                or_dash(ms("nginx", "p99"), sig),
+                or_dash(ms("nginx", "max"), sig),
+                ratio(ms("ours", "p99"), ms("nginx", "p99")),
             ]);
         }
     }
     if rows.is_empty() {
         return;
     }
-    out.push_str("**With wrk on a core of its own.** On two cores, wrk's two threads share them with the server's: a server that answers faster than wrk takes the answers keeps wrk's threads busy, and they take turns on the cores while their connections wait, which wrk counts in the latency. The same runs again, alternating as above, with wrk as one thread on core 0 and each server's threads on core 1; latencies are the median of the runs, requests per second the best.\n\n");
+    out.push_str("**At a fixed rate.** wrk sends a connection's next request when the last answer arrives. On two cores that wrk shares with the server, the slower side sets the pace and the faster side's threads wait their turn for a core, about 4 ms (a scheduler tick), which wrk counts as latency whenever it is wrk that waits: a server that answers faster than wrk reads pushes wrk's p99 up to that tick. Here the requests are due on a clock instead, a quarter of nginx's best rate above for both servers, on 4 keep-alive connections with a thread each, and each is timed from when it was due, so that a late answer also delays, and counts in, the requests after it. A stall on a server's scrape path shows here at any rate. Milliseconds, the median of the runs; the runs alternate as above.\n\n");
     table(
         out,
         &[
             "N",
             "encoding",
-            "ours req/s",
-            "nginx req/s",
+            "requests/s",
             "ours p50",
             "ours p99",
+            "ours max",
             "nginx p50",
             "nginx p99",
+            "nginx max",
             "p99 ours / nginx",
         ],
         rows,
@@ -154,6 +159,12 @@ impl Results {
             .filter(|(r, _)| **r > 0.0)
             .map(|(_, us)| us / 1e3)
             .collect();
+        (!runs.is_empty()).then(|| percentile(&sorted(runs), 50.0))
+    }
+
+    /// The median over the fixed-rate runs of one server and encoding of a latency, in ms.
+    fn paced_ms(&self, n: &str, target: &str, enc: &str, p: &str) -> Option<f64> {
+        let runs = self.all(n, target, &format!("paced_{enc}_{p}_ms"));
         (!runs.is_empty()).then(|| percentile(&sorted(runs), 50.0))
     }
 
@@ -657,7 +668,7 @@ fn render(r: &Results) -> String {
         ],
         rows,
     );
-    split_cores(&mut out, r, sizes, &encodings);
+    fixed_rate(&mut out, r, sizes, &encodings);
 
     out.push_str("## Single-scrape latency\n\nMilliseconds, median of sequential scrapes on an otherwise idle server, each on a new connection and read to the end (the latency one Prometheus sees); the number of scrapes is in parentheses.\n\n");
     let mut rows = Vec::new();
@@ -1264,6 +1275,20 @@ fn against_nginx(goals: &mut Vec<Goal>, r: &Results, n: &str, enc: &str, least: 
         "≤ 2".into(),
         |v| v <= 2.0,
     ));
+    let paced = r
+        .paced_ms(n, "ours", enc, "p99")
+        .zip(r.paced_ms(n, "nginx", enc, "p99"));
+    if paced.is_some() {
+        goals.push(check(
+            format!(
+                "p99 latency at a fixed rate at {} ({enc}), ours / nginx",
+                size(n)
+            ),
+            paced.map(|(a, b)| a / b),
+            "≤ 2".into(),
+            |v| v <= 2.0,
+        ));
+    }
 }
 
 fn goals(out: &mut String, r: &Results) {
@@ -1645,17 +1670,26 @@ mod tests {
     }
 
     #[test]
-    fn the_split_core_runs_get_a_table_when_made() {
+    fn the_fixed_rate_runs_get_a_table_and_goals_when_made() {
         let plain = "-\tmeta\tsizes\t3\n";
-        assert!(!render(&Results::parse(plain)).contains("With wrk on a core of its own"));
+        let markdown = render(&Results::parse(plain));
+        assert!(!markdown.contains("At a fixed rate"));
+        assert!(!markdown.contains("at a fixed rate at 3"));
         let mut tsv = plain.to_owned();
-        for (target, p99) in [("ours_split", 500), ("nginx_split", 1000)] {
-            tsv += &format!(
-                "3\t{target}\tload_plain_requests\t1000\n3\t{target}\tload_plain_duration_us\t1000000\n3\t{target}\tload_plain_p99_us\t{p99}\n"
-            );
+        for (target, runs) in [("ours", [0.2, 0.3, 9.0]), ("nginx", [0.4, 0.5, 0.6])] {
+            for p99 in runs {
+                tsv += &format!(
+                    "3\t{target}\tpaced_plain_rate\t12000\n3\t{target}\tpaced_plain_p50_ms\t0.1\n3\t{target}\tpaced_plain_p99_ms\t{p99}\n3\t{target}\tpaced_plain_max_ms\t{p99}\n"
+                );
+            }
         }
         let markdown = render(&Results::parse(&tsv));
-        assert!(markdown.contains("With wrk on a core of its own"));
-        assert!(markdown.contains("| 3 | plain | 1,000 | 1,000 | – | 0.500 | – | 1.00 | 0.500× |"));
+        assert!(markdown.contains("At a fixed rate"));
+        assert!(markdown.contains(
+            "| 3 | plain | 12,000 | 0.100 | 0.300 | 0.300 | 0.100 | 0.500 | 0.500 | 0.600× |"
+        ));
+        assert!(markdown.contains(
+            "| p99 latency at a fixed rate at 3 (plain), ours / nginx | 0.600 | ≤ 2 | pass |"
+        ));
     }
 }
