@@ -30,6 +30,14 @@ pub fn send(port: u16, gzip: bool, timeout: Duration) -> std::io::Result<TcpStre
 /// Reads a whole response and returns its status and the bytes after the head.
 fn drain(stream: TcpStream) -> std::io::Result<(u16, u64)> {
     let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let (status, _) = read_head(&mut reader)?;
+    let body = std::io::copy(&mut reader, &mut std::io::sink())?;
+    Ok((status, body))
+}
+
+/// Reads a response's head, up to its blank line or the end of the stream: the status, and the
+/// `Content-Length` when there is one.
+pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<(u16, Option<u64>)> {
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
     let status = status_line
@@ -37,15 +45,22 @@ fn drain(stream: TcpStream) -> std::io::Result<(u16, u64)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad status line: {status_line:?}")))?;
+    let mut length = None;
     let mut line = Vec::new();
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 || line == b"\r\n" {
             break;
         }
+        if let Some((name, value)) = std::str::from_utf8(&line)
+            .ok()
+            .and_then(|line| line.split_once(':'))
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok();
+        }
     }
-    let body = std::io::copy(&mut reader, &mut std::io::sink())?;
-    Ok((status, body))
+    Ok((status, length))
 }
 
 /// Scrapes one after another, each on an otherwise idle server: the latency one Prometheus sees.

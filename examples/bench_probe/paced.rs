@@ -4,11 +4,12 @@
 //! Here requests are due on a clock, on keep-alive connections (one thread each), and each is
 //! timed from when it was due, so that a stall of the server shows however short it is.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::http::read_head;
 use crate::{Options, latency_summary};
 
 /// `--rate` requests a second in all, for `--secs`, over `--connections` connections whose
@@ -85,25 +86,9 @@ fn requests(
 /// Reads one `200` response framed by `Content-Length`, as both servers frame `/metrics`.
 fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<()> {
     let unexpected = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    if !line.starts_with("HTTP/1.1 200 ") {
-        return Err(unexpected(format!("status line {line:?}")));
-    }
-    let mut length = None;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse::<u64>().ok();
-        }
+    let (status, length) = read_head(reader)?;
+    if status != 200 {
+        return Err(unexpected(format!("HTTP status {status}")));
     }
     let length = length.ok_or_else(|| unexpected("no Content-Length".into()))?;
     if std::io::copy(&mut reader.by_ref().take(length), &mut std::io::sink())? != length {
