@@ -10,68 +10,6 @@ use crate::{Options, percentile, sorted};
 /// Clock ticks of /proc/<pid>/stat (USER_HZ, fixed by the Linux ABI).
 const TICK_US: f64 = 10_000.0;
 const MIB: f64 = 1024.0 * 1024.0;
-/// The same servers with requests due on a clock (`bench_probe paced`), when those runs were made.
-fn fixed_rate(out: &mut String, r: &Results, sizes: &[String], encodings: &[&str]) {
-    let mut rows = Vec::new();
-    for n in sizes {
-        for enc in encodings {
-            let rate = r
-                .all(n, "ours", &format!("paced_{enc}_rate"))
-                .first()
-                .copied();
-            let Some(rate) = rate else {
-                continue;
-            };
-            let ms = |t: &str, p: &str| r.paced_ms(n, t, enc, p);
-            rows.push(vec![
-                size(n),
-                (*enc).into(),
-                thousands(rate as i64),
-                or_dash(ms("ours", "p50"), sig),
-                or_dash(ms("ours", "p99"), sig),
-                or_dash(ms("ours", "max"), sig),
-                or_dash(ms("nginx", "p50"), sig),
-                or_dash(ms("nginx", "p99"), sig),
-                or_dash(ms("nginx", "max"), sig),
-                ratio(ms("ours", "p99"), ms("nginx", "p99")),
-            ]);
-        }
-    }
-    if rows.is_empty() {
-        return;
-    }
-    out.push_str("**At a fixed rate.** wrk sends a connection's next request when the last answer arrives. On two cores that wrk shares with the server, the slower side sets the pace and the faster side's threads wait their turn for a core, about 4 ms (a scheduler tick), which wrk counts as latency whenever it is wrk that waits: a server that answers faster than wrk reads pushes wrk's p99 up to that tick. Here the requests are due on a clock instead, a quarter of nginx's best rate above for both servers, on 4 keep-alive connections with a thread each, and each is timed from when it was due, so that a late answer also delays, and counts in, the requests after it. A stall on a server's scrape path shows here at any rate. Milliseconds, the median of the runs; the runs alternate as above.\n\n");
-    table(
-        out,
-        &[
-            "N",
-            "encoding",
-            "requests/s",
-            "ours p50",
-            "ours p99",
-            "ours max",
-            "nginx p50",
-            "nginx p99",
-            "nginx max",
-            "p99 ours / nginx",
-        ],
-        rows,
-    );
-}
-
-/// How many wrk runs the best throughput is taken from, as the run recorded them.
-fn runs_text(repeat: &str, repeat_small: &str) -> String {
-    let runs = match repeat {
-        "1" => "one run".to_owned(),
-        count => format!("the best of {count} runs"),
-    };
-    match repeat_small {
-        "?" => runs,
-        small if small == repeat => runs,
-        small => format!("{runs} ({small} at 100 symbols and fewer)"),
-    }
-}
-
 /// How long the freshness probe waits between two reads of the body (`fresh --gap`'s default).
 const PROBE_GAP_MS: f64 = 1.0;
 
@@ -153,19 +91,19 @@ impl Results {
     fn load_ms(&self, n: &str, target: &str, enc: &str, p: &str) -> Option<f64> {
         let requests = self.all(n, target, &format!("load_{enc}_requests"));
         let latencies = self.all(n, target, &format!("load_{enc}_{p}_us"));
-        let runs: Vec<f64> = requests
-            .iter()
-            .zip(&latencies)
-            .filter(|(r, _)| **r > 0.0)
-            .map(|(_, us)| us / 1e3)
-            .collect();
-        (!runs.is_empty()).then(|| percentile(&sorted(runs), 50.0))
+        median(
+            requests
+                .iter()
+                .zip(&latencies)
+                .filter(|(r, _)| **r > 0.0)
+                .map(|(_, us)| us / 1e3)
+                .collect(),
+        )
     }
 
     /// The median over the fixed-rate runs of one server and encoding of a latency, in ms.
     fn paced_ms(&self, n: &str, target: &str, enc: &str, p: &str) -> Option<f64> {
-        let runs = self.all(n, target, &format!("paced_{enc}_{p}_ms"));
-        (!runs.is_empty()).then(|| percentile(&sorted(runs), 50.0))
+        median(self.all(n, target, &format!("paced_{enc}_{p}_ms")))
     }
 
     /// CPU microseconds per request over all load runs: (user, user + system).
@@ -248,6 +186,11 @@ impl Results {
         let idle = self.get(n, "meta", "redis_idle_cpu_ms_per_s")? * secs;
         Some((total - idle).max(0.0))
     }
+}
+
+/// The median of runs (the lower middle one of an even number); none without a run.
+fn median(runs: Vec<f64>) -> Option<f64> {
+    (!runs.is_empty()).then(|| percentile(&sorted(runs), 50.0))
 }
 
 fn sig(value: f64) -> String {
@@ -931,6 +874,68 @@ fn render(r: &Results) -> String {
     apply_streams(&mut out, r);
     goals(&mut out, r);
     out
+}
+
+/// How many wrk runs the best throughput is taken from, as the run recorded them.
+fn runs_text(repeat: &str, repeat_small: &str) -> String {
+    let runs = match repeat {
+        "1" => "one run".to_owned(),
+        count => format!("the best of {count} runs"),
+    };
+    match repeat_small {
+        "?" => runs,
+        small if small == repeat => runs,
+        small => format!("{runs} ({small} at 100 symbols and fewer)"),
+    }
+}
+
+/// The same servers with requests due on a clock (`bench_probe paced`), when those runs were made.
+fn fixed_rate(out: &mut String, r: &Results, sizes: &[String], encodings: &[&str]) {
+    let mut rows = Vec::new();
+    for n in sizes {
+        for enc in encodings {
+            let rate = r
+                .all(n, "ours", &format!("paced_{enc}_rate"))
+                .first()
+                .copied();
+            let Some(rate) = rate else {
+                continue;
+            };
+            let ms = |t: &str, p: &str| r.paced_ms(n, t, enc, p);
+            rows.push(vec![
+                size(n),
+                (*enc).into(),
+                thousands(rate as i64),
+                or_dash(ms("ours", "p50"), sig),
+                or_dash(ms("ours", "p99"), sig),
+                or_dash(ms("ours", "max"), sig),
+                or_dash(ms("nginx", "p50"), sig),
+                or_dash(ms("nginx", "p99"), sig),
+                or_dash(ms("nginx", "max"), sig),
+                ratio(ms("ours", "p99"), ms("nginx", "p99")),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("**At a fixed rate.** wrk sends a connection's next request when the last answer arrives. On two cores that wrk shares with the server, the slower side sets the pace and the faster side's threads wait their turn for a core, about 4 ms (a scheduler tick), which wrk counts as latency whenever it is wrk that waits: a server that answers faster than wrk reads pushes wrk's p99 up to that tick. Here the requests are due on a clock instead, a quarter of nginx's best rate above for both servers, on 4 keep-alive connections with a thread each, and each is timed from when it was due, so that a late answer also delays, and counts in, the requests after it. A stall on a server's scrape path shows here at any rate. Milliseconds, the median of the runs; the runs alternate as above.\n\n");
+    table(
+        out,
+        &[
+            "N",
+            "encoding",
+            "requests/s",
+            "ours p50",
+            "ours p99",
+            "ours max",
+            "nginx p50",
+            "nginx p99",
+            "nginx max",
+            "p99 ours / nginx",
+        ],
+        rows,
+    );
 }
 
 /// The sizes at which the apply streams were measured.
