@@ -1,7 +1,7 @@
 //! Tests of the deployment kit in `deploy/`: the systemd unit, the env file, the Prometheus
 //! scrape job and rules, the Grafana dashboard and provisioning, the install script, the Debian
-//! package, and an end-to-end run of redis-server, the simulator, the exporter and a real
-//! Prometheus.
+//! package, the dependency installer the README's commands run, and an end-to-end run of
+//! redis-server, the simulator, the exporter and a real Prometheus.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -11,6 +11,7 @@ mod dashboard;
 mod deb;
 mod e2e;
 mod install;
+mod install_deps;
 mod prometheus;
 mod rules_lint;
 mod systemd;
