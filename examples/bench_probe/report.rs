@@ -872,6 +872,7 @@ fn render(r: &Results) -> String {
     );
 
     apply_streams(&mut out, r);
+    reader(&mut out, r);
     goals(&mut out, r);
     out
 }
@@ -1296,6 +1297,41 @@ fn against_nginx(goals: &mut Vec<Goal>, r: &Results, n: &str, enc: &str, least: 
     }
 }
 
+/// The hand-written RESP reader of `src/source/wire.rs` against the crate's parser, measured
+/// alone by the library's `reader_against_the_crate` benchmark.
+fn reader(out: &mut String, r: &Results) {
+    let get = |key: &str| r.get("-", "reader", key);
+    let Some(symbols) = get("symbols") else {
+        return;
+    };
+    let _ = write!(
+        out,
+        "## The RESP reader\n\nThe replies of a {}-symbol refresh ({} in {}: ten SCAN pages, then an HMGET of every proposal field per symbol with the seed's example values), read from one buffer by the exporter's own reader (`src/source/wire.rs`) and by the redis crate's parser, as it reads them from its connections. CPU: the lowest of 20 reads, this thread's CPU time; allocations: of one read. Parsing only: both then pack the same bytes the same way.\n\n",
+        count(symbols),
+        or_dash(get("values"), count),
+        or_dash(get("reply_bytes"), bytes),
+    );
+    let cpu = |key: &str| get(key).map(|ns| ns / 1e6);
+    table(
+        out,
+        &["reader", "CPU (ms)", "allocations", "CPU, crate / ours"],
+        vec![
+            vec![
+                "harvest-exporter's".into(),
+                or_dash(cpu("wire_cpu_ns"), sig),
+                or_dash(get("wire_allocations"), count),
+                ratio(cpu("crate_cpu_ns"), cpu("wire_cpu_ns")),
+            ],
+            vec![
+                "the redis crate's".into(),
+                or_dash(cpu("crate_cpu_ns"), sig),
+                or_dash(get("crate_allocations"), count),
+                "1×".into(),
+            ],
+        ],
+    );
+}
+
 fn goals(out: &mut String, r: &Results) {
     out.push_str("## Goals\n\nThe goals of the performance issues, judged on the figures above. RSS limits are read in MiB.\n\n");
     let mut goals = Vec::new();
@@ -1611,6 +1647,20 @@ mod tests {
         assert!(markdown.contains(
             "| apply streams: XADD to /metrics, p99 (ms) | not measured | < 50 | not measured |"
         ));
+    }
+
+    #[test]
+    fn the_reader_is_set_against_the_crate() {
+        let tsv = "-\tmeta\tsizes\t3\n-\treader\tsymbols\t10000\n-\treader\tvalues\t240010\n\
+-\treader\treply_bytes\t6320210\n-\treader\twire_cpu_ns\t2650000\n-\treader\twire_allocations\t0\n\
+-\treader\tcrate_cpu_ns\t37840000\n-\treader\tcrate_allocations\t252313\n";
+        let markdown = render(&Results::parse(tsv));
+        assert!(
+            markdown.contains("| harvest-exporter's | 2.65 | 0 | 14.3× |"),
+            "{markdown}"
+        );
+        assert!(markdown.contains("| the redis crate's | 37.8 | 252,313 | 1× |"));
+        assert!(!render(&Results::parse("-\tmeta\tsizes\t3\n")).contains("## The RESP reader"));
     }
 
     #[test]

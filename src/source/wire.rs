@@ -5,7 +5,9 @@
 //! everything else sent.
 //!
 //! Hand-written because the crate parses every reply into owned values, an allocation per field
-//! (some 25 per symbol): with the parsing, that was most of a refresh's CPU.
+//! (some 25 per symbol): with the parsing, that was most of a refresh's CPU. Property tests hold
+//! it to the crate's parser on arbitrary replies delivered in arbitrary pieces, and
+//! `scripts/bench` measures the two side by side (`tests::reader_against_the_crate`).
 
 use std::io::{self, Write as _};
 use std::time::Duration;
@@ -408,6 +410,10 @@ fn parse(input: &[u8], depth: usize) -> io::Result<Option<(Frame<'_>, usize)>> {
     };
     let number = || number(line).ok_or_else(|| invalid("bad number in reply"));
     let parsed = match kind {
+        // Simple strings and errors are text, as the crate reads them.
+        b'+' | b'-' if std::str::from_utf8(line).is_err() => {
+            return Err(invalid("reply line is not UTF-8"));
+        }
         b'+' => (Frame::Bytes(line), header),
         b'-' => (Frame::Error(line), header),
         b':' => {
@@ -506,139 +512,4 @@ fn number(line: &[u8]) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn whole(input: &[u8]) -> Frame<'_> {
-        let (frame, used) = parse(input, 0).unwrap().expect("complete");
-        assert_eq!(used, input.len());
-        frame
-    }
-
-    #[test]
-    fn replies_parse_when_whole_and_wait_for_more_otherwise() {
-        let reply = b"*3\r\n$3\r\n0.5\r\n$-1\r\n$0\r\n\r\n";
-        let Frame::Array(items) = whole(reply) else {
-            panic!("an array");
-        };
-        let items: Vec<Option<&[u8]>> = items
-            .map(|item| match item {
-                Frame::Bytes(bytes) => Some(bytes),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(items, [Some(&b"0.5"[..]), None, Some(&b""[..])]);
-        for cut in 0..reply.len() {
-            assert!(parse(&reply[..cut], 0).unwrap().is_none(), "{cut}");
-        }
-        let followed = [&reply[..], b"+OK\r\n"].concat();
-        assert_eq!(parse(&followed, 0).unwrap().unwrap().1, reply.len());
-    }
-
-    /// The one-pass read of an HMGET reply agrees with `parse` on every reply, whole or cut
-    /// short: the same values, incomplete where it is, or the reply left to `parse` when it is
-    /// not an array of bulk strings and nils.
-    #[test]
-    fn hmget_values_agree_with_parse() {
-        let values = |input| {
-            let mut slots = [None; MAX_FIELDS];
-            match hmget_values(input, &mut slots) {
-                Ok(Some(Values::Whole { count, used })) => {
-                    Ok(Some(Some((slots[..count].to_vec(), used))))
-                }
-                Ok(Some(Values::Other)) => Ok(Some(None)),
-                Ok(None) => Ok(None),
-                Err(error) => Err(error),
-            }
-        };
-        let parsed = |input| match parse(input, 0) {
-            Ok(Some((Frame::Array(items), used))) => {
-                let items: Option<Vec<_>> = items
-                    .map(|item| match item {
-                        Frame::Bytes(bytes) => Some(Some(bytes)),
-                        Frame::Nil => Some(None),
-                        _ => None,
-                    })
-                    .collect();
-                Ok(Some(items.map(|items| (items, used))))
-            }
-            Ok(Some(_)) => Ok(Some(None)),
-            Ok(None) => Ok(None),
-            Err(error) => Err(error),
-        };
-        for reply in [
-            &b"*3\r\n$3\r\n0.5\r\n$-1\r\n$0\r\n\r\n+OK\r\n"[..],
-            b"*0\r\n",
-            b"*-1\r\n",
-            b"-WRONGTYPE no\r\n",
-            b"*2\r\n$1\r\na\r\n:1\r\n",
-            b"*1\r\n*1\r\n$1\r\na\r\n",
-            b"*1\r\n$3\r\nabcde\r\n",
-            b"*1\r\n$-2\r\n",
-            b"*1\r\n$x\r\n",
-            b"*1\r\n$1\rx",
-        ] {
-            for cut in 0..=reply.len() {
-                let input = &reply[..cut];
-                match (values(input), parsed(input)) {
-                    (Ok(Some(Some(ours))), Ok(Some(Some(theirs)))) => assert_eq!(ours, theirs),
-                    // Left to `parse`, which may also find it incomplete.
-                    (Ok(Some(None)), Ok(Some(None) | None) | Err(_)) => {}
-                    (Ok(None), Ok(None)) => {}
-                    (Err(_), Err(_)) => {}
-                    (ours, theirs) => panic!("{input:?}: {ours:?} against {theirs:?}"),
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn scan_pages_errors_and_integers() {
-        let page = b"*2\r\n$2\r\n17\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n";
-        let Frame::Array(mut parts) = whole(page) else {
-            panic!("an array");
-        };
-        assert!(matches!(parts.next(), Some(Frame::Bytes(b"17"))));
-        assert!(matches!(parts.next(), Some(Frame::Array(keys)) if keys.clone().count() == 2));
-        assert!(matches!(
-            whole(b"-WRONGTYPE no\r\n"),
-            Frame::Error(b"WRONGTYPE no")
-        ));
-        assert!(matches!(whole(b":42\r\n"), Frame::Integer));
-        assert!(matches!(whole(b"*-1\r\n"), Frame::Nil));
-        match server_error(b"WRONGTYPE Operation against a key") {
-            Value::ServerError(error) => assert_eq!(error.code(), "WRONGTYPE"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn garbage_is_an_error_not_a_panic() {
-        for garbage in [
-            &b"?what\r\n"[..],
-            b"$abc\r\n",
-            b"$3\r\nabcde\r\n",
-            b"\r\n",
-            b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
-            b"$1\rx",
-            b":12a\r\n",
-            b"*99999999999999999999\r\n",
-        ] {
-            assert!(parse(garbage, 0).is_err(), "{garbage:?}");
-        }
-    }
-
-    #[test]
-    fn commands_are_arrays_of_bulk_strings() {
-        let mut out = Vec::new();
-        array(&mut out, 3);
-        bulk(&mut out, &[b"HMGET"]);
-        bulk(&mut out, &[b"k"]);
-        bulk(&mut out, &[b""]);
-        assert_eq!(out, b"*3\r\n$5\r\nHMGET\r\n$1\r\nk\r\n$0\r\n\r\n");
-        assert_eq!(
-            out,
-            redis::cmd("HMGET").arg("k").arg("").get_packed_command()
-        );
-    }
-}
+mod tests;
