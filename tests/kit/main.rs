@@ -12,6 +12,7 @@ mod deb;
 mod e2e;
 mod install;
 mod install_deps;
+mod mixin;
 mod prometheus;
 mod rules_lint;
 mod systemd;
