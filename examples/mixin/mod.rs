@@ -9,8 +9,9 @@ const ALERTS: &str = include_str!("alerts.yml.in");
 /// The recording rules, likewise.
 const RECORDING: &str = include_str!("recording.yml.in");
 
-/// The configuration's values as the templates take them: each key of the file, and for each
-/// duration (a key ending in `_for` or `_window`) `<key>_text`, the duration in words.
+/// The configuration's values as the templates take them: each key of the file, for each
+/// duration (a key ending in `_for` or `_window`) `<key>_text`, the duration in words, and the
+/// expressions made of them (`source_down`).
 pub struct Config {
     values: BTreeMap<String, String>,
 }
@@ -43,6 +44,13 @@ impl Config {
             .sum::<Option<u64>>()
             .ok_or("apply_stalled_window and apply_stalled_for are needed")?;
         values.insert("apply_stalled_total_text".to_owned(), in_words(stalled));
+        let selector = values.get("selector").ok_or("selector is needed")?;
+        // The exporters whose source is down, which the alerts about the data leave out: their
+        // series are missing or frozen, and HarvestExporterDown or HarvestRedisDown says why.
+        let source_down = format!(
+            "(up{{{selector}}} == 0 or quantum_harvest_exporter_redis_up{{{selector}}} == 0)"
+        );
+        values.insert("source_down".to_owned(), source_down);
         Ok(Config { values })
     }
 
