@@ -318,7 +318,7 @@ fn yaml_files_pass_yamllint() {
 
 /// The README's failure table, one row per failure: (failure, what fires, severity, what is
 /// suppressed), the cells as written.
-fn failure_table() -> Vec<[String; 4]> {
+pub fn failure_table() -> Vec<[String; 4]> {
     let readme = read("README.md");
     let section = readme
         .split("\n## Failures and what pages\n")
@@ -345,7 +345,7 @@ fn failure_table() -> Vec<[String; 4]> {
 }
 
 /// The alert names a table cell mentions.
-fn alert_names(cell: &str) -> BTreeSet<String> {
+pub fn alert_names(cell: &str) -> BTreeSet<String> {
     cell.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| w.starts_with("Harvest") && w.len() > "Harvest".len())
         .map(str::to_owned)
