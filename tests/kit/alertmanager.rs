@@ -3,7 +3,7 @@
 //! end with redis-server, the simulator, the exporter, a real Prometheus and a real
 //! Alertmanager sending to a webhook receiver in the test, Redis going down is one
 //! notification, for the cause, with no per-symbol page, and its resolve arrives once Redis is
-//! back.
+//! back; the apply streams unreadable while the proposals are read pages once as well.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -282,66 +282,110 @@ fn example_for(receiver: &Receiver) -> String {
 }
 
 /// The rules with the kit's settings, but durations short enough for a test: stale after 5 s
-/// (the simulator writes every second), Redis down after 2 s; the kill score alerts kept out
-/// of the way, since the simulator's scores wander.
+/// (the simulator writes every second), Redis down and the streams unread after 2 s; the kill
+/// score alerts kept out of the way, since the simulator's scores wander.
 const TEST_SETTINGS: &str = "stale_seconds: 5
 stale_for: 3s
 redis_down_for: 2s
 exporter_down_for: 2s
+apply_streams_down_for: 2s
 kill_score_high_for: 1h
 kill_score_critical_for: 1h
 ";
 
+/// What turns an exporter's series into notifications: a webhook receiver, Alertmanager with
+/// the example, and Prometheus scraping `exporter` every second and evaluating the rules
+/// generated with [`TEST_SETTINGS`] every second.
+struct Alerting {
+    receiver: Receiver,
+    alertmanager: Alertmanager,
+    prometheus: Prometheus,
+    _rules: TempDir,
+}
+
+impl Alerting {
+    fn start(exporter: &Exporter) -> Alerting {
+        require_tool("prometheus", "prometheus");
+        let receiver = Receiver::start();
+        let alertmanager = Alertmanager::start(&example_for(&receiver));
+        let rules = TempDir::new("rules");
+        let alerts = rules.0.join("alerts.yml");
+        let config = crate::mixin::config(TEST_SETTINGS);
+        std::fs::write(&alerts, config.alerts().unwrap()).unwrap();
+        let prometheus = Prometheus::start(&format!(
+            "global:\n  evaluation_interval: 1s\nalerting:\n  alertmanagers:\n    - static_configs:\n        \
+             - targets: ['127.0.0.1:{}']\nrule_files:\n  - {}\n{}",
+            alertmanager.port,
+            alerts.display(),
+            scrape_job_for(&format!("127.0.0.1:{}", exporter.port))
+        ));
+        let fresh = format!("max(time() - quantum_harvest_last_update_epoch{{job=\"{JOB}\"}}) < 5");
+        wait_for("fresh proposals in Prometheus", WAIT, || {
+            (!prometheus.query(&fresh).is_empty()).then_some(())
+        });
+        Alerting {
+            receiver,
+            alertmanager,
+            prometheus,
+            _rules: rules,
+        }
+    }
+
+    /// Waits for the first notification of the group of `alertname` with `status`.
+    fn wait_notification(&self, alertname: &str, status: &str) -> (String, Value) {
+        wait_for(
+            &format!("a {status} notification of {alertname}"),
+            WAIT,
+            || {
+                self.receiver.notifications().into_iter().find(|(_, body)| {
+                    body["groupLabels"]["alertname"] == alertname && body["status"] == status
+                })
+            },
+        )
+    }
+
+    /// Every notification so far was about `alertname`, in one group: the one of `page`.
+    fn only_notified(&self, alertname: &str, page: &Value) {
+        let notifications = self.receiver.notifications();
+        assert!(
+            notifications
+                .iter()
+                .all(|(_, body)| body["groupKey"] == page["groupKey"]
+                    && body["groupLabels"]["alertname"] == alertname),
+            "{notifications:#?}"
+        );
+    }
+}
+
+/// A page for the cause alone: to the paging receiver, firing, one critical alert of the job.
+fn assert_one_page(alertname: &str, (path, page): &(String, Value)) {
+    assert_eq!(path, "/harvest-pages", "critical pages: {page}");
+    assert_eq!(page["groupLabels"]["job"], JOB, "{page}");
+    let alerts = page["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "one alert for the job: {page}");
+    assert_eq!(alerts[0]["labels"]["alertname"], alertname, "{page}");
+    assert_eq!(alerts[0]["labels"]["severity"], "critical", "{page}");
+}
+
 #[test]
 fn redis_down_is_one_notification_for_the_cause_and_resolves() {
-    require_tool("prometheus", "prometheus");
     let mut redis = Redis::start();
     let mut publisher = simulator(&redis, "1");
     let exporter = Exporter::start(&redis, &["--harvest.symbols", SEED_SYMBOLS]);
     metrics_with_seed_symbols(&exporter);
-
-    let receiver = Receiver::start();
-    let alertmanager = Alertmanager::start(&example_for(&receiver));
-    let rules = TempDir::new("rules");
-    let alerts = rules.0.join("alerts.yml");
-    let config = crate::mixin::config(TEST_SETTINGS);
-    std::fs::write(&alerts, config.alerts().unwrap()).unwrap();
-    let prometheus = Prometheus::start(&format!(
-        "global:\n  evaluation_interval: 1s\nalerting:\n  alertmanagers:\n    - static_configs:\n        \
-         - targets: ['127.0.0.1:{}']\nrule_files:\n  - {}\n{}",
-        alertmanager.port,
-        alerts.display(),
-        scrape_job_for(&format!("127.0.0.1:{}", exporter.port))
-    ));
-    let job = format!("job=\"{JOB}\"");
-    let fresh = format!("max(time() - quantum_harvest_last_update_epoch{{{job}}}) < 5");
-    wait_for("fresh proposals in Prometheus", WAIT, || {
-        (!prometheus.query(&fresh).is_empty()).then_some(())
-    });
-    assert!(
-        receiver.notifications().is_empty(),
-        "{:?}",
-        receiver.notifications()
-    );
+    let alerting = Alerting::start(&exporter);
+    let prometheus = &alerting.prometheus;
+    assert!(alerting.receiver.notifications().is_empty());
 
     // Redis goes away, and the publisher with it.
     redis.kill();
     publisher.stop();
-    let is_cause =
-        |(_, body): &(String, Value)| body["groupLabels"]["alertname"] == "HarvestRedisDown";
-    let (path, page) = wait_for("the HarvestRedisDown notification", WAIT, || {
-        receiver.notifications().into_iter().find(is_cause)
-    });
-    assert_eq!(path, "/harvest-pages", "critical pages: {page}");
-    assert_eq!(page["status"], "firing", "{page}");
-    assert_eq!(page["groupLabels"]["job"], JOB, "{page}");
-    let alerts = page["alerts"].as_array().unwrap();
-    assert_eq!(alerts.len(), 1, "one alert for the job: {page}");
-    assert_eq!(alerts[0]["labels"]["severity"], "critical", "{page}");
+    let page = alerting.wait_notification("HarvestRedisDown", "firing");
+    assert_one_page("HarvestRedisDown", &page);
 
     // The data ages past the stale threshold and its for: (5 s and 3 s, with a margin), and
     // yet HarvestDataStale never even goes pending: the rules leave the exporter out.
-    let aged = format!("min(time() - quantum_harvest_last_update_epoch{{{job}}}) > 12");
+    let aged = format!("min(time() - quantum_harvest_last_update_epoch{{job=\"{JOB}\"}}) > 12");
     wait_for(
         "the served proposals to age past the stale alert",
         WAIT,
@@ -350,29 +394,70 @@ fn redis_down_is_one_notification_for_the_cause_and_resolves() {
     let stale_ever = "count_over_time(ALERTS{alertname=\"HarvestDataStale\"}[10m])";
     assert!(prometheus.query(stale_ever).is_empty());
     assert!(prometheus.alerts("HarvestDataStale").is_empty());
-    let held = alertmanager.alert_names();
+    let held = alerting.alertmanager.alert_names();
     assert!(
         held.iter().all(|name| name == "HarvestRedisDown"),
         "{held:?}"
     );
-    let notifications = receiver.notifications();
-    assert!(notifications.iter().all(is_cause), "{notifications:#?}");
-    let groups: BTreeSet<&str> = notifications
-        .iter()
-        .map(|(_, body)| body["groupKey"].as_str().unwrap())
-        .collect();
-    assert_eq!(groups.len(), 1, "{notifications:#?}");
+    alerting.only_notified("HarvestRedisDown", &page.1);
 
     // Redis is back, and the publisher: the resolve arrives.
     redis.restart();
     let _publisher = simulator(&redis, "1");
-    let (_, resolved) = wait_for("the resolve of HarvestRedisDown", WAIT, || {
-        receiver
-            .notifications()
-            .into_iter()
-            .find(|n| is_cause(n) && n.1["status"] == "resolved")
-    });
-    assert_eq!(resolved["groupKey"], page["groupKey"], "{resolved}");
-    let notifications = receiver.notifications();
-    assert!(notifications.iter().all(is_cause), "{notifications:#?}");
+    alerting.wait_notification("HarvestRedisDown", "resolved");
+    alerting.only_notified("HarvestRedisDown", &page.1);
+}
+
+/// The exporter reads the proposals as a Redis user whose ACL lacks the stream commands, as
+/// the execution side going dark looks from outside: its own alert pages, and resolves once
+/// the user may read the streams.
+#[test]
+fn apply_streams_unreadable_pages_once_and_resolves() {
+    let redis = Redis::start();
+    let _publisher = simulator(&redis, "1");
+    redis.run(&[
+        "ACL",
+        "SETUSER",
+        "harvest",
+        "on",
+        ">secret",
+        "resetkeys",
+        "~quantum:harvest:proposal:*",
+        "resetchannels",
+        "-@all",
+        "+scan",
+        "+hmget",
+        "+ping",
+        "+hello",
+        "+type",
+    ]);
+    let url = format!("redis://harvest:secret@127.0.0.1:{}/0", redis.port);
+    let exporter = Exporter::start_raw(
+        &["--redis.addr", &url, "--harvest.symbols", SEED_SYMBOLS],
+        &[("POLL_INTERVAL_SEC", "0.2")],
+    );
+    let body = metrics_with_seed_symbols(&exporter);
+    assert!(
+        body.contains("quantum_harvest_exporter_redis_up 1"),
+        "{body}"
+    );
+    let alerting = Alerting::start(&exporter);
+
+    let page = alerting.wait_notification("HarvestApplyStreamsDown", "firing");
+    assert_one_page("HarvestApplyStreamsDown", &page);
+    alerting.only_notified("HarvestApplyStreamsDown", &page.1);
+
+    // The stream part of the ACL the exporter's README gives.
+    redis.run(&[
+        "ACL",
+        "SETUSER",
+        "harvest",
+        "%R~quantum:stream:apply.*",
+        "+xread",
+        "+xrevrange",
+        "+xinfo|stream",
+        "+xinfo|groups",
+    ]);
+    alerting.wait_notification("HarvestApplyStreamsDown", "resolved");
+    alerting.only_notified("HarvestApplyStreamsDown", &page.1);
 }
