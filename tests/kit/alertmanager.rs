@@ -3,7 +3,8 @@
 //! end with redis-server, the simulator, the exporter, a real Prometheus and a real
 //! Alertmanager sending to a webhook receiver in the test, Redis going down is one
 //! notification, for the cause, with no per-symbol page, and its resolve arrives once Redis is
-//! back; the apply streams unreadable while the proposals are read pages once as well.
+//! back; the apply streams unreadable while the proposals are read pages once as well, and
+//! symbols dropped by MAX_SYMBOLS are one warning.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -289,6 +290,7 @@ stale_for: 3s
 redis_down_for: 2s
 exporter_down_for: 2s
 apply_streams_down_for: 2s
+max_symbols_for: 2s
 kill_score_high_for: 1h
 kill_score_critical_for: 1h
 ";
@@ -460,4 +462,25 @@ fn apply_streams_unreadable_pages_once_and_resolves() {
     ]);
     alerting.wait_notification("HarvestApplyStreamsDown", "resolved");
     alerting.only_notified("HarvestApplyStreamsDown", &page.1);
+}
+
+/// More symbols in Redis than MAX_SYMBOLS: the dropped ones are reported, once for the job, to
+/// the ticket receiver (a warning).
+#[test]
+fn max_symbols_reached_files_one_warning() {
+    let redis = Redis::start();
+    let _publisher = simulator(&redis, "1");
+    let exporter = Exporter::start(&redis, &["--harvest.max-symbols", "2"]);
+    exporter.wait_metrics("a symbol dropped by the cap", WAIT, |body| {
+        body.contains("quantum_harvest_exporter_symbols_dropped{reason=\"cap\"} 1")
+    });
+    let alerting = Alerting::start(&exporter);
+    let (path, ticket) = alerting.wait_notification("HarvestMaxSymbolsReached", "firing");
+    assert_eq!(path, "/harvest-tickets", "warnings are filed: {ticket}");
+    let alerts = ticket["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{ticket}");
+    assert_eq!(alerts[0]["labels"]["severity"], "warning", "{ticket}");
+    let description = alerts[0]["annotations"]["description"].as_str().unwrap();
+    assert!(description.contains("beyond it (1 now)"), "{ticket}");
+    alerting.only_notified("HarvestMaxSymbolsReached", &ticket);
 }
