@@ -74,7 +74,7 @@ fn overrides_change_the_rules_where_their_settings_are_used() {
     );
     let alerts = config.alerts().unwrap();
     assert!(!alerts.contains("quantum-harvest-exporter"), "{alerts}");
-    assert!(alerts.contains("quantum_harvest_kill_score{job=\"harvest-canary\"} unless"));
+    assert!(alerts.contains("quantum_harvest_kill_score{job=\"harvest-canary\"}\n"));
     assert!(alerts.contains(") >= 0.65\n"));
     assert!(alerts.contains("for: 90s"));
     assert!(
