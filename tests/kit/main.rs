@@ -1,17 +1,19 @@
 //! Tests of the deployment kit in `deploy/`: the systemd unit, the env file, the Prometheus
 //! scrape job and rules, the Grafana dashboard and provisioning, the install script, the Debian
 //! package, the dependency installer the README's commands run, and an end-to-end run of
-//! redis-server, the simulator, the exporter and a real Prometheus.
+//! redis-server, the simulator, the exporter and a real Prometheus (and Alertmanager).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alertmanager;
 mod config;
 mod dashboard;
 mod deb;
 mod e2e;
 mod install;
 mod install_deps;
+mod mixin;
 mod prometheus;
 mod rules_lint;
 mod systemd;

@@ -7,13 +7,21 @@ use std::process::Command;
 use crate::common::TempDir;
 use crate::{JOB, deploy, read, require_tool, run_ok, yaml_values};
 
+/// The promtool unit tests of the alerts: every alert's own, and one per row of the README's
+/// failure table.
+const ALERT_TESTS: [&str; 2] = ["tests/alerts.test.yml", "tests/failures.test.yml"];
+
 /// The alerts the issue asks for; alerts.yml may hold more, but not fewer.
-const REQUIRED_ALERTS: [&str; 12] = [
+const REQUIRED_ALERTS: [&str; 16] = [
     "HarvestKillScoreHigh",
     "HarvestKillScoreCritical",
     "HarvestDataStale",
     "HarvestExporterDown",
     "HarvestRedisDown",
+    "HarvestExporterRedisDown",
+    "HarvestRedisSlow",
+    "HarvestMaxSymbolsReached",
+    "HarvestApplyStreamsDown",
     "HarvestProposalsMissing",
     "HarvestParseErrors",
     "HarvestApplyExecutionErrors",
@@ -105,13 +113,10 @@ fn rules_pass_promtool_check_and_lint() {
 
 #[test]
 fn rule_unit_tests_pass() {
-    let out = promtool(&[
-        "test",
-        "rules",
-        "tests/alerts.test.yml",
-        "tests/recording.test.yml",
-    ]);
-    assert_eq!(out.matches("SUCCESS").count(), 2, "{out}");
+    let mut args = vec!["test", "rules", "tests/recording.test.yml"];
+    args.extend(ALERT_TESTS);
+    let out = promtool(&args);
+    assert_eq!(out.matches("SUCCESS").count(), 3, "{out}");
 }
 
 /// Every alert has a unit test where it fires and one where it does not, and every recording
@@ -122,7 +127,10 @@ fn every_rule_is_unit_tested() {
         .into_iter()
         .map(|(name, _)| name)
         .collect();
-    let tests = read("prometheus/tests/alerts.test.yml");
+    let tests: String = ALERT_TESTS
+        .iter()
+        .map(|file| read(&format!("prometheus/{file}")))
+        .collect();
     let (mut firing, mut quiet) = (BTreeSet::new(), BTreeSet::new());
     for (_, case) in split_blocks(&tests, "- eval_time:") {
         let name = yaml_values(&case, "alertname")
@@ -214,16 +222,8 @@ fn alerts_are_named_labelled_and_documented() {
         );
     }
     for (name, for_, threshold) in [
-        (
-            "HarvestKillScoreHigh",
-            "2m",
-            "max by (symbol) (quantum_harvest_kill_score{job=\"quantum-harvest-exporter\"}) >= 0.6",
-        ),
-        (
-            "HarvestKillScoreCritical",
-            "1m",
-            "max by (symbol) (quantum_harvest_kill_score{job=\"quantum-harvest-exporter\"}) >= 0.8",
-        ),
+        ("HarvestKillScoreHigh", "2m", ") >= 0.6\n"),
+        ("HarvestKillScoreCritical", "1m", ") >= 0.8\n"),
         ("HarvestDataStale", "1m", "> 60"),
         (
             "HarvestParseErrors",
@@ -315,4 +315,97 @@ fn yaml_files_pass_yamllint() {
             ])
             .arg(deploy("")),
     );
+}
+
+/// The README's failure table, one row per failure: (failure, what fires, severity, what is
+/// suppressed), the cells as written.
+pub fn failure_table() -> Vec<[String; 4]> {
+    let readme = read("README.md");
+    let section = readme
+        .split("\n## Failures and what pages\n")
+        .nth(1)
+        .expect("the README's Failures and what pages section");
+    let rows: Vec<[String; 4]> = section
+        .lines()
+        .skip_while(|l| !l.starts_with("| failure |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<String> = l
+                .trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_owned())
+                .collect();
+            cells
+                .try_into()
+                .unwrap_or_else(|c| panic!("not 4 cells: {c:?}"))
+        })
+        .collect();
+    assert!(rows.len() >= 10, "{rows:?}");
+    rows
+}
+
+/// The alert names a table cell mentions.
+pub fn alert_names(cell: &str) -> BTreeSet<String> {
+    cell.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.starts_with("Harvest") && w.len() > "Harvest".len())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every row of the failure table has its promtool test, named after the row, in which the
+/// alerts the row says fire are expected firing at the row's severity, and those it says are
+/// suppressed are expected quiet; "nothing" fires nothing, and a healthy pair nothing at all.
+#[test]
+fn every_row_of_the_failure_table_is_a_rule_test() {
+    let shipped: BTreeSet<String> = alert_blocks(&read("prometheus/alerts.yml"))
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let tests = read("prometheus/tests/failures.test.yml");
+    let cases = split_blocks(&tests, "- name:");
+    for [failure, fires, severity, suppressed] in failure_table() {
+        let (_, case) = cases
+            .iter()
+            .find(|(name, _)| name.trim_matches('\'') == failure)
+            .unwrap_or_else(|| panic!("failures.test.yml has no test named {failure:?}"));
+        let (mut firing, mut quiet) = (BTreeSet::new(), BTreeSet::new());
+        for (_, check) in split_blocks(case, "- eval_time:") {
+            let alert = yaml_values(&check, "alertname").pop().unwrap();
+            if yaml_values(&check, "exp_alerts").pop().as_deref() == Some("[]") {
+                quiet.insert(alert);
+            } else {
+                assert_eq!(
+                    yaml_values(&check, "severity")
+                        .iter()
+                        .collect::<BTreeSet<_>>(),
+                    BTreeSet::from([&severity]),
+                    "{failure}: {alert}'s severity"
+                );
+                firing.insert(alert);
+            }
+        }
+        assert_eq!(firing, alert_names(&fires), "{failure}: what fires");
+        assert_eq!(
+            fires == "nothing",
+            severity == "none",
+            "{failure}: severity"
+        );
+        let expected_quiet = if suppressed == "every alert stays quiet." {
+            shipped.clone()
+        } else {
+            alert_names(&suppressed)
+        };
+        assert!(
+            !expected_quiet.is_empty() || suppressed.starts_with("nothing"),
+            "{failure}: suppresses nothing the test checks"
+        );
+        for alert in &expected_quiet {
+            assert!(shipped.contains(alert), "{failure}: no alert {alert}");
+            assert!(
+                quiet.contains(alert),
+                "{failure}: no check that {alert} stays quiet"
+            );
+        }
+    }
 }
