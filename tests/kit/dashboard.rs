@@ -71,6 +71,15 @@ const SYNTHETIC: [&str; 7] = [
     "ALERTS_FOR_STATE",
 ];
 
+/// Series the Apply Layer dashboard shows that the exporter does not export yet: the result
+/// counters split into first results' skip/block reasons and repeated results. Known to the
+/// static check and left out of the end-to-end queries until the exporter exports them; remove
+/// each name here once it does.
+pub const PENDING: [&str; 2] = [
+    "quantum_apply_result_reasons_seen_total",
+    "quantum_apply_result_repeats_total",
+];
+
 /// The Harvest Control (P2.7) dashboard.
 pub fn load() -> Value {
     load_file(DASHBOARD_FILE)
@@ -428,6 +437,7 @@ fn known_metrics() -> BTreeSet<String> {
     );
     known.extend(record_names(&read("prometheus/recording.yml")));
     known.extend(SYNTHETIC.map(str::to_owned));
+    known.extend(PENDING.map(str::to_owned));
     known
 }
 
@@ -973,6 +983,66 @@ fn dashboard_has_the_seed_panels_and_thresholds() {
         "quantum_harvest_exporter_refresh_errors_total",
     );
     panel_querying(&d, "timeseries", "scrape_duration_seconds");
+}
+
+/// The apply side's panels say which results they count: execution errors (first results of
+/// plans that failed), skip/block reasons, and the repeats of unchanged plans, each apart.
+#[test]
+fn apply_panels_tell_execution_errors_from_reasons_and_repeats() {
+    let mut files = vec![
+        "quantum_trader_overview.json",
+        "quantum_apply_layer_p3.json",
+    ];
+    for file in &files {
+        let d = load_file(file);
+        let errors = panel_querying(&d, "timeseries", "quantum_apply_result_errors_seen_total");
+        assert_eq!(errors["title"], "Execution errors by class", "{file}");
+        let stat = panel_querying(&d, "stat", "quantum_apply_results_seen_total");
+        assert_eq!(stat["title"], "Execution errors", "{file}");
+        for panel in [errors, stat] {
+            let description = panel["description"].as_str().unwrap();
+            assert!(
+                description.contains("plans that failed to execute")
+                    && description.contains("reasons")
+                    && description.contains("not"),
+                "{file}: {description}"
+            );
+        }
+    }
+    let d = load_file(files.pop().unwrap());
+    for (metric, title, label) in [
+        (
+            "quantum_apply_result_reasons_seen_total",
+            "Skip/block reasons by class",
+            "class",
+        ),
+        (
+            "quantum_apply_result_repeats_total",
+            "Repeated results per minute by symbol",
+            "symbol",
+        ),
+    ] {
+        let panel = panel_querying(&d, "timeseries", metric);
+        assert_eq!(panel["title"], title);
+        assert_eq!(panel["fieldConfig"]["defaults"]["unit"], "cpm");
+        let expr = panel["targets"][0]["expr"].as_str().unwrap();
+        assert!(
+            expr.starts_with(&format!("max by ({label}) (rate({metric}{{")),
+            "{expr}"
+        );
+        assert_eq!(
+            panel["targets"][0]["legendFormat"],
+            format!("{{{{{label}}}}}")
+        );
+    }
+    let reasons = panel_querying(&d, "timeseries", "quantum_apply_result_reasons_seen_total");
+    assert!(
+        reasons["description"]
+            .as_str()
+            .unwrap()
+            .contains("not failures"),
+        "{reasons}"
+    );
 }
 
 #[test]
