@@ -1060,8 +1060,12 @@ fn provisioning_points_at_the_dashboard_and_its_datasource() {
             .as_str()
             .unwrap()]
     );
-    // $__rate_interval relies on the scrape interval, which the datasource declares.
-    assert_eq!(yaml_values(&datasources, "timeInterval"), ["10s"]);
+    // $__rate_interval relies on the scrape interval, which the datasource declares: the
+    // shipped scrape job's.
+    assert_eq!(
+        yaml_values(&datasources, "timeInterval"),
+        yaml_values(&read("prometheus/scrape-job.yml"), "scrape_interval")
+    );
     assert_eq!(yaml_values(&providers, "type"), ["file"]);
     assert_eq!(yaml_values(&providers, "path"), [DASHBOARD_DIR]);
     // install.sh copies every dashboard of deploy/grafana/ there (tests/kit/install.rs runs it).
