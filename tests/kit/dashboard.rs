@@ -60,6 +60,16 @@ pub const DASHBOARDS: [Kit; 3] = [
         ],
     },
 ];
+/// The Grafana unit ids the dashboards may use: a misspelt id shows the raw number.
+const UNITS: [&str; 7] = [
+    "none",
+    "short",
+    "s",
+    "ms",
+    "cpm",
+    "percentunit",
+    "dateTimeAsIso",
+];
 /// Series Prometheus itself adds to every scrape and rule evaluation.
 const SYNTHETIC: [&str; 7] = [
     "up",
@@ -654,12 +664,26 @@ pub fn lint(dashboard: &Value) -> Vec<String> {
         {
             problems.push(format!("panel {title:?}: no description"));
         }
-        if !matches!(panel["type"].as_str(), Some("row" | "text"))
-            && panel["fieldConfig"]["defaults"]["unit"]
-                .as_str()
-                .is_none_or(|u| u.trim().is_empty())
-        {
-            problems.push(format!("panel {title:?}: no unit"));
+        if !matches!(panel["type"].as_str(), Some("row" | "text")) {
+            let overrides = panel["fieldConfig"]["overrides"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|o| o["properties"].as_array().into_iter().flatten())
+                .filter(|p| p["id"] == "unit")
+                .map(|p| &p["value"]);
+            match &panel["fieldConfig"]["defaults"]["unit"] {
+                Value::Null => problems.push(format!("panel {title:?}: no unit")),
+                default => {
+                    for unit in std::iter::once(default).chain(overrides) {
+                        if !unit.as_str().is_some_and(|u| UNITS.contains(&u)) {
+                            problems.push(format!(
+                                "panel {title:?}: unit {unit} is not one of {UNITS:?}"
+                            ));
+                        }
+                    }
+                }
+            }
         }
         for target in panel["targets"].as_array().into_iter().flatten() {
             let expr = target["expr"].as_str().unwrap_or("");
@@ -771,6 +795,7 @@ fn lint_catches_a_violating_dashboard() {
         .as_object_mut()
         .unwrap()
         .remove("unit");
+    panels[gauge + 2]["fieldConfig"]["defaults"]["unit"] = "secs".into();
     panels[gauge + 2]["targets"][0]["expr"] =
         "job_symbol:quantum_harvest_kill_score:max{job=~\"$job\"} + job_band:x:count \
          + symbol:y:sum{job=~\"$job\"}"
@@ -811,6 +836,7 @@ fn lint_catches_a_violating_dashboard() {
         "panel \"New SL\": job_band:x:count lacks job=~\"$job\"",
         "panel \"New SL\": symbol:y:sum has no job label to match",
         "panel \"R_net\": no unit",
+        "panel \"New SL\": unit \"secs\" is not one of",
         "panel \"Data age\": range [$__range] is not [$__rate_interval] in",
         "panel \"Refresh errors\": range [5m] is not [$__rate_interval] in",
         "variable job: defaults to [\"$__all\"], not the kit's job quantum-harvest-exporter",
