@@ -1,5 +1,6 @@
-//! The README's tables agree with `--help` and with what the exporter really exports, and every
-//! setting rejects a bad value with a message naming its flag and environment variable.
+//! The README's tables agree with `--help` and with what the exporter really exports, the sizing
+//! guide with the committed benchmark run, and every setting rejects a bad value with a message
+//! naming its flag and environment variable.
 
 mod common;
 
@@ -220,4 +221,93 @@ fn a_busy_port_is_a_clear_start_up_error() {
         stderr.contains("cannot listen on") && stderr.contains("METRICS_PORT"),
         "{stderr}"
     );
+}
+
+/// docs/sizing.md cites the committed benchmark run (its date and revision), every figure of
+/// its "measured at" columns is one of that run's, every setting it names is a real one, and
+/// the README links it.
+#[test]
+fn sizing_cites_the_committed_benchmark_and_real_settings() {
+    let read = |path: &str| {
+        std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let sizing = read("docs/sizing.md");
+    let performance = read("docs/performance.md");
+    let field = |prefix: &str| {
+        let start = performance.find(prefix).unwrap() + prefix.len();
+        performance[start..]
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    for cited in [field("- Date: "), field("(revision ")] {
+        assert!(
+            sizing.contains(&cited),
+            "docs/sizing.md does not cite {cited}"
+        );
+    }
+
+    let is_number_char = |c: char| c.is_ascii_digit() || c == '.' || c == ',';
+    // A figure as a whole number in the run's report: not part of a longer one.
+    let occurs = |number: &str| {
+        performance.match_indices(number).any(|(i, _)| {
+            let before = performance[..i].chars().next_back();
+            let rest = &performance[i + number.len()..];
+            let continues = rest.starts_with(|c: char| c.is_ascii_digit() || c == ',')
+                || rest
+                    .strip_prefix('.')
+                    .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+            !before.is_some_and(is_number_char) && !continues
+        })
+    };
+    let mut measured = 0;
+    let mut column = None;
+    for line in sizing.lines() {
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        if !line.starts_with('|') {
+            column = None;
+        } else if let Some(i) = cells.iter().position(|c| c.starts_with("measured at")) {
+            column = Some(i);
+        } else if let Some(cell) = column.and_then(|i| cells.get(i)) {
+            for number in cell
+                .split(|c: char| !is_number_char(c))
+                .map(|n| n.trim_matches(|c| c == '.' || c == ','))
+                .filter(|n| !n.is_empty())
+                .filter(|n| !["1,000", "10,000", "100,000"].contains(n))
+            {
+                assert!(
+                    occurs(number),
+                    "{number} ({cell}) is not in docs/performance.md"
+                );
+                measured += 1;
+            }
+        }
+    }
+    assert!(measured >= 40, "{measured} measured figures");
+
+    let settings: BTreeSet<String> = table_rows(&readme_section("Configuration"))
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect();
+    // Upper-case words in backticks that are not settings: Redis commands and a label value.
+    let not_settings = ["HMGET", "SCAN", "OTHER"];
+    for word in sizing.split('`').skip(1).step_by(2) {
+        let name = word.split('=').next().unwrap();
+        if name.len() > 3
+            && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            && !not_settings.contains(&name)
+        {
+            assert!(
+                settings.contains(name),
+                "docs/sizing.md names no setting {name}"
+            );
+        }
+    }
+    assert!(read("README.md").contains("](docs/sizing.md)"));
 }

@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::common::{Exporter, Redis};
 use crate::prometheus::record_names;
 use crate::{
-    deploy, metric_families, metrics_with_seed_symbols, publish_apply_entries, publish_once, read,
-    yaml_values,
+    JOB, deploy, metric_families, metrics_with_seed_symbols, publish_apply_entries, publish_once,
+    read, yaml_values,
 };
 
 pub const UID: &str = "quantum-harvest-p27";
@@ -60,6 +60,16 @@ pub const DASHBOARDS: [Kit; 3] = [
         ],
     },
 ];
+/// The Grafana unit ids the dashboards may use: a misspelt id shows the raw number.
+const UNITS: [&str; 7] = [
+    "none",
+    "short",
+    "s",
+    "ms",
+    "cpm",
+    "percentunit",
+    "dateTimeAsIso",
+];
 /// Series Prometheus itself adds to every scrape and rule evaluation.
 const SYNTHETIC: [&str; 7] = [
     "up",
@@ -69,6 +79,15 @@ const SYNTHETIC: [&str; 7] = [
     "scrape_series_added",
     "ALERTS",
     "ALERTS_FOR_STATE",
+];
+
+/// Series the Apply Layer dashboard shows that the exporter does not export yet: the result
+/// counters split into first results' skip/block reasons and repeated results. Known to the
+/// static check and left out of the end-to-end queries until the exporter exports them; remove
+/// each name here once it does.
+pub const PENDING: [&str; 2] = [
+    "quantum_apply_result_reasons_seen_total",
+    "quantum_apply_result_repeats_total",
 ];
 
 /// The Harvest Control (P2.7) dashboard.
@@ -428,6 +447,7 @@ fn known_metrics() -> BTreeSet<String> {
     );
     known.extend(record_names(&read("prometheus/recording.yml")));
     known.extend(SYNTHETIC.map(str::to_owned));
+    known.extend(PENDING.map(str::to_owned));
     known
 }
 
@@ -473,6 +493,12 @@ fn metric_names_are_found_in_promql() {
         ]
     );
     assert!(found[0].has("job", "=", "x") && !found[0].has("job", "=~", "x"));
+    assert_eq!(
+        range_selectors(
+            "rate(a{le=~\"[0-9]\"}[$__rate_interval]) + max_over_time(b[1h:5m]) + c{d='\\'['}[$__range]"
+        ),
+        ["$__rate_interval", "1h:5m", "$__range"]
+    );
 }
 
 #[test]
@@ -551,11 +577,13 @@ pub fn dashboard_files() -> Vec<std::path::PathBuf> {
 
 /// What grafana's dashboard-linter (not packaged here) and the kit's conventions ask of every
 /// dashboard: `job` and `instance` query variables from `label_values` on an exporter metric
-/// (instance multi-select with All), the `job=~"$job"` and `instance=~"$instance"` matchers on
-/// every selector of every query, not editable (they are provisioned), a link to the other
-/// dashboards tagged `quantum`, and a description on every panel. A series the kit's rules
-/// record (its name has a `:`) needs only `job=~"$job"`: the rules combine the exporters of an
-/// HA pair, so the series has no instance.
+/// (job defaulting to the kit's job, instance multi-select with All), the `job=~"$job"` and
+/// `instance=~"$instance"` matchers on every selector of every query, rates over
+/// `$__rate_interval`, a unit on every panel that shows values, not editable (they are
+/// provisioned), a link to the other dashboards tagged `quantum`, and a description on every
+/// panel. A series the kit's rules record keeps only the labels its level names
+/// (`job_band:...` keeps `job`, `symbol:...` neither): the rules combine the exporters of an
+/// HA pair, so it has no instance, and a matcher on a label it lacks would match nothing.
 pub fn lint(dashboard: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let list = dashboard["templating"]["list"]
@@ -586,6 +614,14 @@ pub fn lint(dashboard: &Value) -> Vec<String> {
                 var["query"]
             )),
         }
+    }
+    if let Some(job) = list.iter().find(|v| v["name"] == "job")
+        && job["current"]["value"] != serde_json::json!([JOB])
+    {
+        problems.push(format!(
+            "variable job: defaults to {}, not the kit's job {JOB}",
+            job["current"]["value"]
+        ));
     }
     if let Some(instance) = list.iter().find(|v| v["name"] == "instance")
         && !(instance["multi"] == true
@@ -628,22 +664,92 @@ pub fn lint(dashboard: &Value) -> Vec<String> {
         {
             problems.push(format!("panel {title:?}: no description"));
         }
+        if !matches!(panel["type"].as_str(), Some("row" | "text")) {
+            let overrides = panel["fieldConfig"]["overrides"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|o| o["properties"].as_array().into_iter().flatten())
+                .filter(|p| p["id"] == "unit")
+                .map(|p| &p["value"]);
+            match &panel["fieldConfig"]["defaults"]["unit"] {
+                Value::Null => problems.push(format!("panel {title:?}: no unit")),
+                default => {
+                    for unit in std::iter::once(default).chain(overrides) {
+                        if !unit.as_str().is_some_and(|u| UNITS.contains(&u)) {
+                            problems.push(format!(
+                                "panel {title:?}: unit {unit} is not one of {UNITS:?}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
         for target in panel["targets"].as_array().into_iter().flatten() {
             let expr = target["expr"].as_str().unwrap_or("");
             for selector in selectors(expr) {
                 for (label, value) in [("job", "$job"), ("instance", "$instance")] {
-                    let exempt = label == "instance" && selector.metric.contains(':');
-                    if !exempt && !selector.has(label, "=~", value) {
+                    let kept = match selector.metric.split_once(':') {
+                        Some((level, _)) => level.split('_').any(|l| l == label),
+                        None => true,
+                    };
+                    let has = selector.has(label, "=~", value);
+                    if kept && !has {
                         problems.push(format!(
                             "panel {title:?}: {} lacks {label}=~\"{value}\" in {expr:?}",
+                            selector.metric
+                        ));
+                    } else if !kept && selector.matchers.iter().any(|m| m.0 == label) {
+                        problems.push(format!(
+                            "panel {title:?}: {} has no {label} label to match in {expr:?}",
                             selector.metric
                         ));
                     }
                 }
             }
+            // A total over the dashboard's time range is an instant query over $__range;
+            // anything else is a rate, over an interval that spans enough scrapes at any zoom.
+            let instant = target["range"] == false;
+            for range in range_selectors(expr) {
+                let allowed = range == "$__rate_interval" || (instant && range == "$__range");
+                if !allowed {
+                    problems.push(format!(
+                        "panel {title:?}: range [{range}] is not [$__rate_interval]{} in {expr:?}",
+                        if instant { " or [$__range]" } else { "" }
+                    ));
+                }
+            }
         }
     }
     problems
+}
+
+/// The insides of a PromQL expression's brackets: range selectors and subqueries.
+pub fn range_selectors(expr: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut quote = None;
+    let mut current: Option<String> = None;
+    let mut escaped = false;
+    for c in expr.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match (c, current.as_mut()) {
+            ('"' | '\'' | '`', _) => quote = Some(c),
+            ('[', None) => current = Some(String::new()),
+            (']', Some(_)) => found.extend(current.take()),
+            (_, Some(inside)) => inside.push(c),
+            _ => {}
+        }
+    }
+    found
 }
 
 #[test]
@@ -685,9 +791,38 @@ fn lint_catches_a_violating_dashboard() {
     panels[gauge]["targets"][0]["expr"] =
         "quantum_harvest_kill_score{job=~\"$job\", symbol=~\"$symbol\"}".into();
     panels[gauge + 1]["targets"][0]["expr"] = "max(quantum_harvest_r_net)".into();
+    panels[gauge + 1]["fieldConfig"]["defaults"]
+        .as_object_mut()
+        .unwrap()
+        .remove("unit");
+    panels[gauge + 2]["fieldConfig"]["defaults"]["unit"] = "secs".into();
     panels[gauge + 2]["targets"][0]["expr"] =
-        "job_symbol:quantum_harvest_kill_score:max{job=~\"$job\"} + job_band:x:count".into();
+        "job_symbol:quantum_harvest_kill_score:max{job=~\"$job\"} + job_band:x:count \
+         + symbol:y:sum{job=~\"$job\"}"
+            .into();
+    let selected = "{job=~\"$job\", instance=~\"$instance\"}";
+    let age = panels
+        .iter()
+        .position(|p| p["title"] == "Data age")
+        .unwrap();
+    panels[age]["targets"][0]["expr"] = format!("increase(a_total{selected}[$__range])").into();
+    let errors = panels
+        .iter()
+        .position(|p| p["title"] == "Refresh errors")
+        .unwrap();
+    panels[errors]["targets"][0]["expr"] = format!("rate(b_total{selected}[5m])").into();
     let found = lint(&d).join("\n");
+    assert!(found.contains("no $job variable"), "{found}");
+    let list = d["templating"]["list"].as_array_mut().unwrap();
+    list.push(serde_json::json!({
+        "name": "job",
+        "type": "query",
+        "label": "job",
+        "datasource": {"type": "prometheus", "uid": DATASOURCE},
+        "query": {"query": "label_values(quantum_harvest_exporter_build_info, job)"},
+        "current": {"text": ["All"], "value": ["$__all"]},
+    }));
+    let found = found + "\n" + &lint(&d).join("\n");
     for expected in [
         "no $job variable",
         "variable instance: not label_values(<exporter metric>, instance)",
@@ -699,6 +834,12 @@ fn lint_catches_a_violating_dashboard() {
         "panel \"R_net\": quantum_harvest_r_net lacks job=~\"$job\"",
         "panel \"R_net\": quantum_harvest_r_net lacks instance=~\"$instance\"",
         "panel \"New SL\": job_band:x:count lacks job=~\"$job\"",
+        "panel \"New SL\": symbol:y:sum has no job label to match",
+        "panel \"R_net\": no unit",
+        "panel \"New SL\": unit \"secs\" is not one of",
+        "panel \"Data age\": range [$__range] is not [$__rate_interval] in",
+        "panel \"Refresh errors\": range [5m] is not [$__rate_interval] in",
+        "variable job: defaults to [\"$__all\"], not the kit's job quantum-harvest-exporter",
     ] {
         assert!(found.contains(expected), "{expected:?} not in:\n{found}");
     }
@@ -714,6 +855,7 @@ fn lint_catches_a_violating_dashboard() {
         !found.contains("job_band:x:count lacks instance"),
         "{found}"
     );
+    assert!(!found.contains("symbol:y:sum lacks"), "{found}");
 }
 
 fn steps(panel: &Value) -> Vec<(String, Option<f64>)> {
@@ -869,6 +1011,66 @@ fn dashboard_has_the_seed_panels_and_thresholds() {
     panel_querying(&d, "timeseries", "scrape_duration_seconds");
 }
 
+/// The apply side's panels say which results they count: execution errors (first results of
+/// plans that failed), skip/block reasons, and the repeats of unchanged plans, each apart.
+#[test]
+fn apply_panels_tell_execution_errors_from_reasons_and_repeats() {
+    let mut files = vec![
+        "quantum_trader_overview.json",
+        "quantum_apply_layer_p3.json",
+    ];
+    for file in &files {
+        let d = load_file(file);
+        let errors = panel_querying(&d, "timeseries", "quantum_apply_result_errors_seen_total");
+        assert_eq!(errors["title"], "Execution errors by class", "{file}");
+        let stat = panel_querying(&d, "stat", "quantum_apply_results_seen_total");
+        assert_eq!(stat["title"], "Execution errors", "{file}");
+        for panel in [errors, stat] {
+            let description = panel["description"].as_str().unwrap();
+            assert!(
+                description.contains("plans that failed to execute")
+                    && description.contains("reasons")
+                    && description.contains("not"),
+                "{file}: {description}"
+            );
+        }
+    }
+    let d = load_file(files.pop().unwrap());
+    for (metric, title, label) in [
+        (
+            "quantum_apply_result_reasons_seen_total",
+            "Skip/block reasons by class",
+            "class",
+        ),
+        (
+            "quantum_apply_result_repeats_total",
+            "Repeated results per minute by symbol",
+            "symbol",
+        ),
+    ] {
+        let panel = panel_querying(&d, "timeseries", metric);
+        assert_eq!(panel["title"], title);
+        assert_eq!(panel["fieldConfig"]["defaults"]["unit"], "cpm");
+        let expr = panel["targets"][0]["expr"].as_str().unwrap();
+        assert!(
+            expr.starts_with(&format!("max by ({label}) (rate({metric}{{")),
+            "{expr}"
+        );
+        assert_eq!(
+            panel["targets"][0]["legendFormat"],
+            format!("{{{{{label}}}}}")
+        );
+    }
+    let reasons = panel_querying(&d, "timeseries", "quantum_apply_result_reasons_seen_total");
+    assert!(
+        reasons["description"]
+            .as_str()
+            .unwrap()
+            .contains("not failures"),
+        "{reasons}"
+    );
+}
+
 #[test]
 fn provisioning_points_at_the_dashboard_and_its_datasource() {
     let dashboard = load();
@@ -884,8 +1086,12 @@ fn provisioning_points_at_the_dashboard_and_its_datasource() {
             .as_str()
             .unwrap()]
     );
-    // $__rate_interval relies on the scrape interval, which the datasource declares.
-    assert_eq!(yaml_values(&datasources, "timeInterval"), ["10s"]);
+    // $__rate_interval relies on the scrape interval, which the datasource declares: the
+    // shipped scrape job's.
+    assert_eq!(
+        yaml_values(&datasources, "timeInterval"),
+        yaml_values(&read("prometheus/scrape-job.yml"), "scrape_interval")
+    );
     assert_eq!(yaml_values(&providers, "type"), ["file"]);
     assert_eq!(yaml_values(&providers, "path"), [DASHBOARD_DIR]);
     // install.sh copies every dashboard of deploy/grafana/ there (tests/kit/install.rs runs it).

@@ -1,6 +1,7 @@
 //! The Debian package, built by scripts/package-deb from the test build's binary and installed
 //! on this host with dpkg: its files, owners and modes, the system user, the unit, the man
-//! pages and completions; an upgrade that keeps the operator's edit of the env file (a
+//! pages and completions, the monitoring kit under /usr/share/harvest-exporter (listed in the
+//! deployment guide); an upgrade that keeps the operator's edit of the env file (a
 //! conffile); removal, which keeps it; and a purge, which leaves nothing behind. systemd is not
 //! PID 1 here, so the maintainer scripts must do without it.
 
@@ -18,6 +19,11 @@ const BINARY: &str = "/usr/bin/harvest-exporter";
 const UNIT: &str = "/lib/systemd/system/quantum-harvest-metrics-exporter.service";
 const ENV_FILE: &str = "/etc/quantum/harvest-metrics-exporter.env";
 const DOC_DIR: &str = "/usr/share/doc/harvest-exporter";
+/// The kit's Prometheus, Alertmanager and Grafana files, each under the directory of deploy/ it
+/// comes from.
+const SHARE_DIR: &str = "/usr/share/harvest-exporter";
+/// Where the shipped rules' runbook_url points (deploy/install.sh's documentation directory).
+const KIT_RUNBOOKS: &str = "file:///usr/local/share/doc/harvest-exporter/runbooks/";
 const MAN_PAGES: [&str; 3] = [
     "/usr/share/man/man1/harvest-exporter.1.gz",
     "/usr/share/man/man1/harvest-exporter-simulate.1.gz",
@@ -260,6 +266,129 @@ fn check_installed(version: &str, gid: u32) {
         same_file(&format!("{DOC_DIR}/runbooks/{name}"), &runbook);
     }
     assert!(read(&format!("{DOC_DIR}/copyright")).contains("License: MIT"));
+
+    check_monitoring_kit();
+}
+
+/// Every file of a directory of the kit, at any depth, relative to it; none when it does not
+/// exist.
+fn kit_files(dir: &str) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&deploy(dir), &deploy(dir), &mut out);
+    out.sort();
+    out
+}
+
+/// The rules and scrape job, the Alertmanager example and the dashboards with their
+/// provisioning files, root's and readable by all: each as in deploy/, but for the alerts'
+/// runbook_url, which points at the runbooks the package installs.
+fn check_monitoring_kit() {
+    let prometheus: Vec<PathBuf> = kit_files("prometheus")
+        .into_iter()
+        .filter(|f| f.parent() == Some(Path::new("")) && f.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    let names: Vec<String> = prometheus
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    for rules in ["alerts.yml", "recording.yml"] {
+        assert!(names.iter().any(|n| n == rules), "{names:?}");
+    }
+    let mut runbook_urls = 0;
+    for file in &prometheus {
+        let installed = format!("{SHARE_DIR}/prometheus/{}", file.display());
+        let kit = std::fs::read_to_string(deploy("prometheus").join(file)).unwrap();
+        let packaged_base = format!("file://{DOC_DIR}/runbooks/");
+        let expected: String = kit
+            .split_inclusive('\n')
+            .map(|line| match line.split_once("runbook_url: ") {
+                Some((indent, url)) if indent.trim().is_empty() => format!(
+                    "{indent}runbook_url: {}",
+                    url.replacen(KIT_RUNBOOKS, &packaged_base, 1)
+                ),
+                _ => line.to_owned(),
+            })
+            .collect();
+        assert_eq!(read(&installed), expected, "{installed}");
+        assert_eq!(mode_owner_group(&installed), (0o644, 0, 0));
+        for url in expected
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("runbook_url: "))
+        {
+            let runbook = url.strip_prefix("file://").unwrap_or(url);
+            assert!(
+                Path::new(runbook).is_file(),
+                "{installed}: {url} is not installed"
+            );
+            runbook_urls += 1;
+        }
+    }
+    assert!(runbook_urls >= 7, "{runbook_urls} runbook_url annotations");
+
+    let dashboards = kit_files("grafana");
+    assert!(dashboards.len() >= 5, "{dashboards:?}");
+    for (dir, files) in [
+        ("grafana", dashboards),
+        ("alertmanager", kit_files("alertmanager")),
+    ] {
+        for file in files {
+            let installed = format!("{SHARE_DIR}/{dir}/{}", file.display());
+            same_file(&installed, &deploy(dir).join(&file));
+            assert_eq!(mode_owner_group(&installed), (0o644, 0, 0));
+        }
+    }
+}
+
+/// The deployment guide names every file the package puts under /usr/share/harvest-exporter:
+/// its path there, or, for a directory the package copies whole, that directory as "every
+/// file of `deploy/<dir>/`".
+#[test]
+fn deployment_guide_lists_the_packaged_monitoring_kit() {
+    for (tool, package) in [("dpkg-deb", "dpkg"), ("strip", "binutils")] {
+        require_tool(tool, package);
+    }
+    let out = TempDir::new("deb-contents");
+    let deb = build(1, &out.0);
+    let listing = run_ok(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    let prefix = format!(".{SHARE_DIR}/");
+    let files: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| l.split_whitespace().last())
+        .filter_map(|path| path.strip_prefix(&prefix))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        files.iter().any(|f| f == "prometheus/alerts.yml")
+            && files
+                .iter()
+                .any(|f| f == "grafana/quantum_trader_overview.json"),
+        "{files:?}"
+    );
+    let guide = std::fs::read_to_string(deploy("README.md")).unwrap();
+    assert!(guide.contains(&format!("`{SHARE_DIR}/`")));
+    let missing: Vec<&String> = files
+        .iter()
+        .filter(|f| {
+            let top = f.split('/').next().unwrap();
+            !guide.contains(&format!("`{f}`"))
+                && !guide.contains(&format!("every file of `deploy/{top}/`"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "deploy/README.md does not list what the package installs in {SHARE_DIR}: {missing:?}"
+    );
 }
 
 #[test]
@@ -364,6 +493,7 @@ fn debian_package_installs_upgrades_and_purges() {
         ZSH_COMPLETION,
         FISH_COMPLETION,
         ENABLED_LINK,
+        SHARE_DIR,
     ];
     left.extend(MAN_PAGES);
     left.retain(|p| std::fs::symlink_metadata(p).is_ok());
