@@ -109,12 +109,18 @@ fn plans_and_results_are_counted_within_a_second() {
             "quantum_apply_results_seen_total{symbol=\"ETHUSDT\",outcome=\"skipped\"}",
             1.0,
         ),
+        // On a skip the error field holds the reason, no failure.
         (
-            "quantum_apply_result_errors_seen_total{class=\"position_limit_reached\"}",
+            "quantum_apply_result_reasons_seen_total{class=\"position_limit_reached\"}",
             1.0,
         ),
+        (
+            "quantum_apply_result_errors_seen_total{class=\"position_limit_reached\"}",
+            0.0,
+        ),
         ("quantum_apply_plan_to_result_seconds_count", 1.0),
-        ("quantum_apply_results_unmatched_total", 1.0),
+        // p0's plan may still come: unmatched only after the grace period.
+        ("quantum_apply_results_unmatched_total", 0.0),
         (
             "quantum_apply_last_plan_decision{symbol=\"BTCUSDT\",decision=\"EXECUTE\"}",
             1.0,
@@ -376,13 +382,14 @@ fn a_burst_of_ten_thousand_entries_is_counted_exactly() {
     });
     let took = started.elapsed();
     promtool_check_metrics(&body);
-    assert_eq!(
-        value(
-            &body,
-            "quantum_apply_result_errors_seen_total{class=\"execution_failed\"}"
-        ),
-        10_000.0
-    );
+    // The error field is an execution error on FAIL, a reason on SKIP, nothing otherwise.
+    for (family, count) in [
+        ("quantum_apply_result_errors_seen_total", 2_500.0),
+        ("quantum_apply_result_reasons_seen_total", 2_500.0),
+    ] {
+        let series = format!("{family}{{class=\"execution_failed\"}}");
+        assert_eq!(value(&body, &series), count, "{series}");
+    }
     // S0 to S499 keep their names; S500 to S699, 14 results each, count under OTHER.
     assert_eq!(
         value(
@@ -495,10 +502,7 @@ fn the_page_and_status_show_what_became_of_each_proposal() {
         "kill_score_close_blocked"
     );
     let html = exporter.get("/").text();
-    assert!(
-        html.contains("plan BLOCKED \u{b7} result blocked"),
-        "{html}"
-    );
+    assert!(html.contains("plan BLOCKED \u{b7} blocked"), "{html}");
 
     // status reads the streams once, as it reads the hashes.
     let output = run_exporter(&["--redis.addr", &redis.url(), "status"], &[]);
@@ -508,7 +512,7 @@ fn the_page_and_status_show_what_became_of_each_proposal() {
         "{table}"
     );
     assert!(
-        table.contains("ETHUSDT  plan BLOCKED \u{b7} result blocked"),
+        table.contains("ETHUSDT  plan BLOCKED \u{b7} blocked"),
         "{table}"
     );
     assert!(
