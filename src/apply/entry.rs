@@ -146,6 +146,8 @@ impl Outcome {
             .as_deref()
         {
             Some("EXECUTE" | "EXECUTED" | "EXEC") if dry_run => Outcome::DryRun,
+            // Meant to execute, did not, and not for a dry run: the execution failed.
+            Some("EXECUTE" | "EXECUTED" | "EXEC") if executed == Some(false) => Outcome::Error,
             Some("EXECUTE" | "EXECUTED" | "EXEC") => Outcome::Executed,
             Some("SKIP" | "SKIPPED") => Outcome::Skipped,
             Some("BLOCKED" | "BLOCK") => Outcome::Blocked,
@@ -290,6 +292,15 @@ pub(super) mod tests {
                 Outcome::Executed,
             ),
             (vec![("decision", "EXEC")], Outcome::Executed),
+            (
+                vec![
+                    ("decision", "EXECUTE"),
+                    ("executed", "False"),
+                    ("would_execute", "False"),
+                    ("error", "no_position"),
+                ],
+                Outcome::Error,
+            ),
             (
                 vec![
                     ("decision", "EXECUTE"),
