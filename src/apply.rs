@@ -26,10 +26,14 @@ const ACTION_CAP: usize = 24;
 const REASON_CAP: usize = 64;
 const ERROR_CLASS_CAP: usize = 64;
 const GROUP_CAP: usize = 32;
-/// Entries kept for the page's list of the latest plans and results.
+/// Entries kept for the page's list of the latest plans and outcomes (repeats are left out: one
+/// a cycle per symbol, they would crowd out everything else).
 const RECENT: usize = 12;
 /// Longest detail (action, error class) shown for a recent entry.
 const MAX_DETAIL: usize = 64;
+/// Longest `plan_id` kept: the apply layer's are hashes of 16 to 64 characters, and the join
+/// holds tens of thousands of them.
+const MAX_PLAN_ID: usize = 128;
 
 /// Plan-to-result latency buckets, in seconds: a dry-run skip answers in milliseconds, an order
 /// on an exchange in seconds.
@@ -75,7 +79,7 @@ pub(crate) struct StreamInfo {
     pub(crate) groups: Vec<Group>,
 }
 
-/// One of the latest plans or results, as the page and `status` list them.
+/// One of the latest plans or outcomes, as the page and `status` list them.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Recent {
     pub(crate) stream: &'static str,
@@ -284,7 +288,7 @@ impl ApplyState {
 
     fn observe_plan(&mut self, entry: &Entry, now: f64, count: bool) {
         let kind = StreamKind::Plan;
-        let plan_id = entry.get("plan_id");
+        let plan_id = plan_id(entry);
         if let Some(plan_id) = &plan_id {
             self.join.plan_seen(plan_id, entry.id, now);
         }
@@ -330,7 +334,7 @@ impl ApplyState {
         let outcome = Outcome::of(entry);
         let time = self.time(kind, entry, count);
         let symbol = self.symbol(kind, entry, count);
-        let plan_id = entry.get("plan_id");
+        let plan_id = plan_id(entry);
         let joined = match &plan_id {
             Some(plan_id) if count => self.join.result_seen(plan_id, outcome, now),
             Some(plan_id) => self.join.result_recalled(plan_id, outcome, now),
@@ -456,6 +460,19 @@ impl ApplyState {
     pub(crate) fn stream_reset(&mut self, kind: StreamKind) {
         self.resets[kind] += 1;
     }
+}
+
+/// The entry's `plan_id`, cut to [`MAX_PLAN_ID`] characters.
+fn plan_id(entry: &Entry) -> Option<String> {
+    let raw = entry.raw("plan_id")?;
+    // Read no further than a kept id reaches: a field may hold a megabyte.
+    let head = &raw[..raw.len().min(MAX_PLAN_ID * 4)];
+    let id: String = String::from_utf8_lossy(head)
+        .trim()
+        .chars()
+        .take(MAX_PLAN_ID)
+        .collect();
+    Some(id).filter(|id| !id.is_empty())
 }
 
 #[cfg(test)]
@@ -699,6 +716,16 @@ mod tests {
         bad.fields
             .push((b"error".to_vec(), b"\"quoted\" \\ back".to_vec()));
         observe(&mut state, StreamKind::Result, &bad);
+        let long_plan = format!("{huge}-p");
+        observe(
+            &mut state,
+            StreamKind::Plan,
+            &entry(2, &[("plan_id", &long_plan), ("decision", "SKIP")]),
+        );
+        assert!(
+            state.join.story(&huge[..MAX_PLAN_ID]).is_some(),
+            "kept cut short"
+        );
         let text = text(&state);
         assert!(text.contains("quantum_apply_label_values_dropped_total{label=\"symbol\"} 50\n"));
         assert!(text.contains("decision=\"UNKNOWN\""));

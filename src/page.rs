@@ -201,7 +201,7 @@ fn table_row(out: &mut String, row: &Row) {
     );
 }
 
-/// The apply layer's latest plans and results, newest first.
+/// The apply layer's latest plans and outcomes (repeats left out), newest first.
 fn apply_section(out: &mut String, apply: &ApplySide) {
     let _ = write!(
         out,

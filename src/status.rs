@@ -40,7 +40,7 @@ async fn apply_view(options: &Options) -> ApplyView {
     })
 }
 
-/// The latest plans and results listed under the table.
+/// The latest plans and outcomes listed under the table.
 const RECENT_LINES: usize = 6;
 
 /// What the command reads and how it prints it: the exporter's settings and the command's flags.

@@ -135,7 +135,7 @@ pub struct View {
 pub struct ApplySide {
     /// Whether the exporter is reading the streams now.
     pub following: bool,
-    /// The latest plans and results, newest first.
+    /// The latest plans and outcomes (repeats left out), newest first.
     pub recent: Vec<RecentEntry>,
 }
 
@@ -150,7 +150,7 @@ impl ApplySide {
     }
 }
 
-/// One of the latest plans or results.
+/// One of the latest plans or outcomes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecentEntry {
     /// `plan` or `result`.
