@@ -324,6 +324,7 @@ impl Follower {
 
     /// The entries of an XREAD reply past each stream's position; returns how many.
     fn take_entries(&mut self, reply: &Value, readable: &[StreamKind]) -> usize {
+        let now = self.now();
         let mut read = 0;
         for stream in items(reply) {
             let parts = items(stream);
@@ -340,8 +341,7 @@ impl Follower {
                 }
                 position.last = Some(entry.id);
                 position.read += 1;
-                self.state
-                    .observe(kind, &entry, self.started.elapsed().as_secs_f64());
+                self.state.observe(kind, &entry, now);
                 read += 1;
             }
         }

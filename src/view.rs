@@ -431,6 +431,46 @@ mod tests {
     }
 
     #[test]
+    fn the_apply_note_tells_the_newest_plan_its_outcome_and_repeats() {
+        use crate::apply::{Decision, Newest, Outcome};
+        let note = |decision, outcome, repeats| {
+            let apply = ApplyView {
+                enabled: true,
+                newest: [(
+                    "BTCUSDT".to_owned(),
+                    Newest {
+                        decision,
+                        outcome,
+                        repeats,
+                    },
+                )]
+                .into(),
+                ..ApplyView::default()
+            };
+            let view = View::new(&snapshot(&[("BTCUSDT", &[])]), NOW, &apply);
+            view.proposals[0].apply_note()
+        };
+        let (execute, dry_run) = (Some(Decision::Execute), Some(Outcome::DryRun));
+        assert_eq!(
+            note(execute, dry_run, 41).as_deref(),
+            Some("plan EXECUTE \u{b7} dry run \u{b7} 41 repeats")
+        );
+        assert_eq!(
+            note(execute, dry_run, 1).as_deref(),
+            Some("plan EXECUTE \u{b7} dry run \u{b7} 1 repeat")
+        );
+        assert_eq!(
+            note(execute, None, 0).as_deref(),
+            Some("plan EXECUTE \u{b7} no result yet")
+        );
+        assert_eq!(
+            note(None, Some(Outcome::Skipped), 3).as_deref(),
+            Some("plan \u{2014} \u{b7} skipped \u{b7} 3 repeats")
+        );
+        assert_eq!(note(None, None, 0), None);
+    }
+
+    #[test]
     fn rows_are_sorted_by_kill_score_then_symbol() {
         let view = View::new(
             &snapshot(&[
