@@ -289,10 +289,10 @@ impl ApplyState {
     fn observe_plan(&mut self, entry: &Entry, now: f64, count: bool) {
         let kind = StreamKind::Plan;
         let plan_id = plan_id(entry);
-        if let Some(plan_id) = &plan_id {
-            self.join.plan_seen(plan_id, entry.id, now);
-        }
         let decision = Decision::parse(entry.get("decision").as_deref());
+        if let Some(plan_id) = &plan_id {
+            self.join.plan_seen(plan_id, entry.id, decision, now);
+        }
         let time = self.time(kind, entry, count);
         let symbol = self.symbol(kind, entry, count);
         if count {
@@ -331,10 +331,13 @@ impl ApplyState {
 
     fn observe_result(&mut self, entry: &Entry, now: f64, count: bool) {
         let kind = StreamKind::Result;
-        let outcome = Outcome::of(entry);
+        let plan_id = plan_id(entry);
+        let planned = plan_id
+            .as_deref()
+            .and_then(|id| self.join.story(id)?.decision);
+        let outcome = Outcome::of(entry, planned);
         let time = self.time(kind, entry, count);
         let symbol = self.symbol(kind, entry, count);
-        let plan_id = plan_id(entry);
         let joined = match &plan_id {
             Some(plan_id) if count => self.join.result_seen(plan_id, outcome, now),
             Some(plan_id) => self.join.result_recalled(plan_id, outcome, now),
@@ -646,6 +649,39 @@ mod tests {
             recent,
             ["error", "EXECUTE", "skipped", "SKIP", "dry_run", "EXECUTE"],
             "repeats are not listed among the latest entries"
+        );
+    }
+
+    #[test]
+    fn a_result_without_a_decision_is_told_by_its_plans() {
+        let mut state = ApplyState::default();
+        let plan = entry(
+            1,
+            &[
+                ("plan_id", "p1"),
+                ("symbol", "XRPUSDT"),
+                ("decision", "BLOCKED"),
+            ],
+        );
+        observe(&mut state, StreamKind::Plan, &plan);
+        let result = [
+            ("plan_id", "p1"),
+            ("symbol", "XRPUSDT"),
+            ("executed", "False"),
+            ("would_execute", "False"),
+            ("error", "kill_score_close_blocked"),
+        ];
+        observe(&mut state, StreamKind::Result, &entry(2, &result));
+        let text = text(&state);
+        for line in [
+            "quantum_apply_results_seen_total{symbol=\"XRPUSDT\",outcome=\"blocked\"} 1\n",
+            "quantum_apply_result_reasons_seen_total{class=\"kill_score_close_blocked\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains("quantum_apply_result_errors_seen_total{"),
+            "{text}"
         );
     }
 

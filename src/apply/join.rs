@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::{EntryId, Outcome};
+use super::{Decision, EntryId, Outcome};
 
 /// The producer writes a plan entry again at most 300 s after the last: three times that covers
 /// a plan between two of its entries, with room for a slow cycle.
@@ -30,8 +30,9 @@ pub(crate) enum Joined {
 /// One plan as its entries and results told it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Story {
-    /// The plan's newest entry, once seen.
+    /// The plan's newest entry and its decision, once seen.
     pub(crate) plan: Option<EntryId>,
+    pub(crate) decision: Option<Decision>,
     /// The first result since that entry.
     pub(crate) outcome: Option<Outcome>,
     /// Results after the first.
@@ -79,7 +80,13 @@ impl Join {
 
     /// A plan entry at `now` (seconds, never decreasing). A plan written again starts anew: the
     /// producer writes it when it plans it anew, so the result that follows is an outcome again.
-    pub(crate) fn plan_seen(&mut self, plan_id: &str, entry: EntryId, now: f64) {
+    pub(crate) fn plan_seen(
+        &mut self,
+        plan_id: &str,
+        entry: EntryId,
+        decision: Decision,
+        now: f64,
+    ) {
         match self.stories.get_mut(plan_id) {
             Some(story) => {
                 if story.plan.is_some() {
@@ -87,8 +94,9 @@ impl Join {
                     story.repeats = 0;
                 }
                 story.plan = Some(entry);
+                story.decision = Some(decision);
             }
-            None => self.insert(plan_id, Some(entry), None, now),
+            None => self.insert(plan_id, Some((entry, decision)), None, now),
         }
         self.touch(plan_id, now);
         self.forget(now);
@@ -158,9 +166,16 @@ impl Join {
         self.stories.get(plan_id)
     }
 
-    fn insert(&mut self, plan_id: &str, plan: Option<EntryId>, outcome: Option<Outcome>, now: f64) {
+    fn insert(
+        &mut self,
+        plan_id: &str,
+        plan: Option<(EntryId, Decision)>,
+        outcome: Option<Outcome>,
+        now: f64,
+    ) {
         let story = Story {
-            plan,
+            plan: plan.map(|(entry, _)| entry),
+            decision: plan.map(|(_, decision)| decision),
             outcome,
             repeats: 0,
             unmatched: false,
@@ -210,7 +225,7 @@ mod tests {
     #[test]
     fn the_first_result_is_the_outcome_and_the_rest_are_repeats() {
         let mut join = Join::default();
-        join.plan_seen("p1", id(1_000), 0.0);
+        join.plan_seen("p1", id(1_000), Decision::Execute, 0.0);
         assert_eq!(
             join.result_seen("p1", Outcome::DryRun, 0.1),
             Joined::Outcome(id(1_000))
@@ -235,10 +250,10 @@ mod tests {
     #[test]
     fn a_plan_written_again_starts_anew() {
         let mut join = Join::default();
-        join.plan_seen("p1", id(1), 0.0);
+        join.plan_seen("p1", id(1), Decision::Execute, 0.0);
         join.result_seen("p1", Outcome::DryRun, 0.0);
         join.result_seen("p1", Outcome::Skipped, 5.0);
-        join.plan_seen("p1", id(300_000), 300.0);
+        join.plan_seen("p1", id(300_000), Decision::Execute, 300.0);
         assert_eq!(join.story("p1").unwrap().repeats, 0);
         assert_eq!(
             join.result_seen("p1", Outcome::Executed, 300.0),
@@ -258,7 +273,7 @@ mod tests {
             join.result_seen("p1", Outcome::Skipped, 100.5),
             Joined::Repeat
         );
-        join.plan_seen("p1", id(1), 101.0);
+        join.plan_seen("p1", id(1), Decision::Execute, 101.0);
         assert_eq!(join.settle(100.0 + GRACE_SECONDS + 1.0), 0, "its plan came");
         assert_eq!(join.story("p1").unwrap().outcome, Some(Outcome::DryRun));
 
@@ -302,13 +317,13 @@ mod tests {
     #[test]
     fn plans_are_kept_the_republish_window_and_forgotten_after() {
         let mut join = Join::default();
-        join.plan_seen("p1", id(1), 0.0);
+        join.plan_seen("p1", id(1), Decision::Execute, 0.0);
         join.result_seen("p1", Outcome::DryRun, 0.0);
         // A repeat every cycle, the plan written again every 300 s: never forgotten.
         for cycle in 1..=720u32 {
             let now = f64::from(cycle) * 5.0;
             if cycle % 60 == 0 {
-                join.plan_seen("p1", id(u64::from(cycle)), now);
+                join.plan_seen("p1", id(u64::from(cycle)), Decision::Execute, now);
                 join.result_seen("p1", Outcome::DryRun, now);
             } else {
                 assert_eq!(
@@ -317,7 +332,7 @@ mod tests {
                 );
             }
         }
-        join.plan_seen("p2", id(2), 3_600.0);
+        join.plan_seen("p2", id(2), Decision::Skip, 3_600.0);
         join.settle(3_600.0 + KEEP_SECONDS + 1.0);
         assert!(join.story("p1").is_none() && join.story("p2").is_none());
     }
@@ -326,7 +341,7 @@ mod tests {
     fn memory_is_bounded_by_count_oldest_first() {
         let mut join = Join::new(KEEP_SECONDS, 100, GRACE_SECONDS);
         for i in 0..1_000u64 {
-            join.plan_seen(&format!("p{i}"), id(i), 0.0);
+            join.plan_seen(&format!("p{i}"), id(i), Decision::Execute, 0.0);
             join.result_seen(&format!("r{i}"), Outcome::Error, 0.0);
         }
         assert_eq!(join.stories.len(), 100);
