@@ -1,12 +1,14 @@
 //! The apply layer as the exporter observes it: plans and results read from its two Redis streams,
-//! counted, joined (result to plan, for the latency), and published as the `quantum_apply_*`
-//! families and a view. Pure: entries and stream facts come from `streams`; nothing here reads
-//! Redis or the clock. An entry's normalisation is in `entry`, the families in `encode`.
+//! counted, joined (a plan's outcome told from its repeats), and published as the `quantum_apply_*`
+//! families and a view. Pure: entries, stream facts and the time come from `streams`; nothing here
+//! reads Redis or the clock. An entry's normalisation is in `entry`, the join in `join`, the
+//! families in `encode`.
 
 mod encode;
 mod entry;
+mod join;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use enum_map::EnumMap;
 
@@ -16,6 +18,7 @@ use crate::proposal::{self, Action};
 
 use entry::{Bounded, Defect, OTHER, details_error, normalise_code};
 pub(crate) use entry::{Decision, Entry, EntryId, Outcome, StreamKind};
+use join::{Join, Joined};
 
 /// Distinct values kept per label before further ones become [`OTHER`].
 const SYMBOL_CAP: usize = 500;
@@ -23,43 +26,20 @@ const ACTION_CAP: usize = 24;
 const REASON_CAP: usize = 64;
 const ERROR_CLASS_CAP: usize = 64;
 const GROUP_CAP: usize = 32;
-/// Plans remembered for joining their results; the oldest are forgotten first.
-const PLAN_MEMORY: usize = 20_000;
-/// Entries kept for the page's list of the latest plans and results.
+/// Entries kept for the page's list of the latest plans and outcomes (repeats are left out: one
+/// a cycle per symbol, they would crowd out everything else).
 const RECENT: usize = 12;
 /// Longest detail (action, error class) shown for a recent entry.
 const MAX_DETAIL: usize = 64;
+/// Longest `plan_id` kept: the apply layer's are hashes of 16 to 64 characters, and the join
+/// holds tens of thousands of them.
+const MAX_PLAN_ID: usize = 128;
 
 /// Plan-to-result latency buckets, in seconds: a dry-run skip answers in milliseconds, an order
 /// on an exchange in seconds.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
-
-/// Plans by `plan_id`, for joining results to them; bounded, oldest forgotten first.
-#[derive(Debug, Default)]
-struct PlanMemory {
-    at: HashMap<String, EntryId>,
-    order: VecDeque<String>,
-}
-
-impl PlanMemory {
-    fn remember(&mut self, plan_id: String, id: EntryId) {
-        if self.at.insert(plan_id.clone(), id).is_none() {
-            self.order.push_back(plan_id);
-        }
-        while self.order.len() > PLAN_MEMORY {
-            if let Some(oldest) = self.order.pop_front() {
-                self.at.remove(&oldest);
-            }
-        }
-    }
-
-    fn take(&mut self, plan_id: &str) -> Option<EntryId> {
-        // The order queue keeps the id until it is evicted; a second result finds nothing.
-        self.at.remove(plan_id)
-    }
-}
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -99,7 +79,7 @@ pub(crate) struct StreamInfo {
     pub(crate) groups: Vec<Group>,
 }
 
-/// One of the latest plans or results, as the page and `status` list them.
+/// One of the latest plans or outcomes, as the page and `status` list them.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Recent {
     pub(crate) stream: &'static str,
@@ -112,14 +92,25 @@ pub(crate) struct Recent {
     pub(crate) detail: String,
 }
 
+/// What became of a symbol's newest plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Newest {
+    /// `None` when only results of the symbol were seen.
+    pub(crate) decision: Option<Decision>,
+    /// The plan's first result; `None` before it comes.
+    pub(crate) outcome: Option<Outcome>,
+    /// Results of the same plan after the first.
+    pub(crate) repeats: u64,
+}
+
 /// The apply side for the operator's view: what became of each symbol's latest proposal.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct ApplyView {
     /// Whether the streams are followed at all (`APPLY_STREAMS`).
     pub(crate) enabled: bool,
     pub(crate) following: bool,
-    /// The newest plan's decision and the newest result's outcome, by symbol.
-    pub(crate) newest: BTreeMap<String, (Option<Decision>, Option<Outcome>)>,
+    /// The newest plan, its outcome and repeats, by symbol.
+    pub(crate) newest: BTreeMap<String, Newest>,
     /// Newest first.
     pub(crate) recent: Vec<Recent>,
 }
@@ -181,12 +172,16 @@ pub(crate) struct ApplyState {
     plans_seen: BTreeMap<(String, Decision, String), u64>,
     reasons_seen: BTreeMap<String, u64>,
     results_seen: BTreeMap<(String, Outcome), u64>,
+    repeats_seen: BTreeMap<String, u64>,
     errors_seen: BTreeMap<String, u64>,
+    result_reasons_seen: BTreeMap<String, u64>,
     defects: EnumMap<StreamKind, EnumMap<Defect, u64>>,
     entries_seen: EnumMap<StreamKind, u64>,
-    last_plan: BTreeMap<String, (f64, Decision)>,
-    last_result: BTreeMap<String, (f64, Outcome)>,
-    plans: PlanMemory,
+    /// The newest plan's time, decision and `plan_id`, by symbol.
+    last_plan: BTreeMap<String, (f64, Decision, Option<String>)>,
+    /// The newest result's time, outcome and `plan_id`, by symbol.
+    last_result: BTreeMap<String, (f64, Outcome, Option<String>)>,
+    join: Join,
     latency: Histogram,
     unmatched_results: u64,
     pub(crate) info: EnumMap<StreamKind, StreamInfo>,
@@ -207,12 +202,14 @@ impl Default for ApplyState {
             plans_seen: BTreeMap::new(),
             reasons_seen: BTreeMap::new(),
             results_seen: BTreeMap::new(),
+            repeats_seen: BTreeMap::new(),
             errors_seen: BTreeMap::new(),
+            result_reasons_seen: BTreeMap::new(),
             defects: EnumMap::default(),
             entries_seen: EnumMap::default(),
             last_plan: BTreeMap::new(),
             last_result: BTreeMap::new(),
-            plans: PlanMemory::default(),
+            join: Join::default(),
             latency: Histogram::default(),
             unmatched_results: 0,
             info: EnumMap::default(),
@@ -225,26 +222,35 @@ impl Default for ApplyState {
 }
 
 impl ApplyState {
-    /// Counts a new entry of `kind` and updates the newest-per-symbol gauges.
-    pub(crate) fn observe(&mut self, kind: StreamKind, entry: &Entry) {
+    /// Counts a new entry of `kind` and updates the newest-per-symbol gauges. `now` is the
+    /// follower's clock in seconds, never decreasing: it ages the join's plans and grace periods.
+    pub(crate) fn observe(&mut self, kind: StreamKind, entry: &Entry, now: f64) {
         self.entries_seen[kind] += 1;
         // The stream exists, and this is its newest entry, until the next XINFO says more.
         let info = &mut self.info[kind];
         info.exists = true;
         info.last_entry = info.last_entry.max(Some(entry.id));
         match kind {
-            StreamKind::Plan => self.observe_plan(entry, true),
-            StreamKind::Result => self.observe_result(entry, true),
+            StreamKind::Plan => self.observe_plan(entry, now, true),
+            StreamKind::Result => self.observe_result(entry, now, true),
         }
     }
 
     /// Takes an entry that was already in the stream at start-up into the newest-per-symbol
-    /// gauges and the plan memory only: counters count what arrives while the exporter runs.
-    pub(crate) fn recall(&mut self, kind: StreamKind, entry: &Entry) {
+    /// gauges and the join only: counters count what arrives while the exporter runs.
+    pub(crate) fn recall(&mut self, kind: StreamKind, entry: &Entry, now: f64) {
         match kind {
-            StreamKind::Plan => self.observe_plan(entry, false),
-            StreamKind::Result => self.observe_result(entry, false),
+            StreamKind::Plan => self.observe_plan(entry, now, false),
+            StreamKind::Result => self.observe_result(entry, now, false),
         }
+    }
+
+    /// Counts the results whose plan did not come within the grace period, as of `now`;
+    /// whether any did (the families changed).
+    pub(crate) fn settle(&mut self, now: f64) -> bool {
+        let unmatched = self.join.settle(now);
+        self.unmatched_results += unmatched;
+        unmatched > 0
     }
 
     fn symbol(&mut self, kind: StreamKind, entry: &Entry, count: bool) -> Option<String> {
@@ -280,12 +286,13 @@ impl ApplyState {
         }
     }
 
-    fn observe_plan(&mut self, entry: &Entry, count: bool) {
+    fn observe_plan(&mut self, entry: &Entry, now: f64, count: bool) {
         let kind = StreamKind::Plan;
-        if let Some(plan_id) = entry.get("plan_id") {
-            self.plans.remember(plan_id, entry.id);
-        }
+        let plan_id = plan_id(entry);
         let decision = Decision::parse(entry.get("decision").as_deref());
+        if let Some(plan_id) = &plan_id {
+            self.join.plan_seen(plan_id, entry.id, decision, now);
+        }
         let time = self.time(kind, entry, count);
         let symbol = self.symbol(kind, entry, count);
         if count {
@@ -315,19 +322,28 @@ impl ApplyState {
             return;
         }
         if let Some(symbol) = symbol {
-            let newest = self.last_plan.get(&symbol).is_none_or(|(t, _)| *t <= time);
+            let newest = self.last_plan.get(&symbol).is_none_or(|(t, ..)| *t <= time);
             if newest {
-                self.last_plan.insert(symbol, (time, decision));
+                self.last_plan.insert(symbol, (time, decision, plan_id));
             }
         }
     }
 
-    fn observe_result(&mut self, entry: &Entry, count: bool) {
+    fn observe_result(&mut self, entry: &Entry, now: f64, count: bool) {
         let kind = StreamKind::Result;
-        let outcome = Outcome::of(entry);
+        let plan_id = plan_id(entry);
+        let planned = plan_id
+            .as_deref()
+            .and_then(|id| self.join.story(id)?.decision);
+        let outcome = Outcome::of(entry, planned);
         let time = self.time(kind, entry, count);
         let symbol = self.symbol(kind, entry, count);
-        let planned = entry.get("plan_id").and_then(|id| self.plans.take(&id));
+        let joined = match &plan_id {
+            Some(plan_id) if count => self.join.result_seen(plan_id, outcome, now),
+            Some(plan_id) => self.join.result_recalled(plan_id, outcome, now),
+            // Another service's entry: no plan to wait for, its own outcome.
+            None => Joined::Early,
+        };
         let class = entry
             .get("error")
             .or_else(|| details_error(entry))
@@ -338,24 +354,34 @@ impl ApplyState {
                 self.defects[kind][Defect::NoDecision] += 1;
             }
             let symbol_label = symbol.clone().unwrap_or_else(|| OTHER.to_owned());
-            *self
-                .results_seen
-                .entry((symbol_label, outcome))
-                .or_default() += 1;
-            if let Some(class) = &class {
-                let class = self.classes.admit(class.clone());
-                *self.errors_seen.entry(class).or_default() += 1;
-            }
-            match planned {
-                Some(plan) if plan <= entry.id => {
-                    self.latency
-                        .observe((entry.id.ms - plan.ms) as f64 / 1000.0);
+            if joined == Joined::Repeat {
+                *self.repeats_seen.entry(symbol_label).or_default() += 1;
+            } else {
+                *self
+                    .results_seen
+                    .entry((symbol_label, outcome))
+                    .or_default() += 1;
+                // On a skip or a block the producer puts the reason in `error`: no failure.
+                let codes = match outcome {
+                    Outcome::Error => Some(&mut self.errors_seen),
+                    Outcome::Skipped | Outcome::Blocked => Some(&mut self.result_reasons_seen),
+                    _ => None,
+                };
+                if let (Some(codes), Some(class)) = (codes, &class) {
+                    *codes.entry(self.classes.admit(class.clone())).or_default() += 1;
                 }
-                _ => self.unmatched_results += 1,
+            }
+            if let Joined::Outcome(plan) = joined
+                && plan <= entry.id
+            {
+                self.latency
+                    .observe((entry.id.ms - plan.ms) as f64 / 1000.0);
             }
         }
-        let detail = class.unwrap_or_default();
-        self.remember(kind, entry, symbol.as_deref(), outcome.label(), &detail);
+        if joined != Joined::Repeat {
+            let detail = class.unwrap_or_default();
+            self.remember(kind, entry, symbol.as_deref(), outcome.label(), &detail);
+        }
         if outcome == Outcome::Unknown {
             return;
         }
@@ -363,9 +389,9 @@ impl ApplyState {
             let newest = self
                 .last_result
                 .get(&symbol)
-                .is_none_or(|(t, _)| *t <= time);
+                .is_none_or(|(t, ..)| *t <= time);
             if newest {
-                self.last_result.insert(symbol, (time, outcome));
+                self.last_result.insert(symbol, (time, outcome, plan_id));
             }
         }
     }
@@ -390,12 +416,32 @@ impl ApplyState {
 
     /// The apply side for the page and `status`.
     pub(crate) fn view(&self) -> ApplyView {
-        let mut newest: BTreeMap<String, (Option<Decision>, Option<Outcome>)> = BTreeMap::new();
-        for (symbol, (_, decision)) in &self.last_plan {
-            newest.entry(symbol.clone()).or_default().0 = Some(*decision);
+        let story =
+            |plan_id: &Option<String>| plan_id.as_deref().and_then(|id| self.join.story(id));
+        let mut newest: BTreeMap<String, Newest> = BTreeMap::new();
+        for (symbol, (_, outcome, plan_id)) in &self.last_result {
+            // Only results of the symbol seen: the newest result's plan, as far as it is known.
+            let (outcome, repeats) =
+                story(plan_id).map_or((Some(*outcome), 0), |s| (s.outcome, s.repeats));
+            newest.insert(
+                symbol.clone(),
+                Newest {
+                    decision: None,
+                    outcome,
+                    repeats,
+                },
+            );
         }
-        for (symbol, (_, outcome)) in &self.last_result {
-            newest.entry(symbol.clone()).or_default().1 = Some(*outcome);
+        for (symbol, (_, decision, plan_id)) in &self.last_plan {
+            let story = story(plan_id);
+            newest.insert(
+                symbol.clone(),
+                Newest {
+                    decision: Some(*decision),
+                    outcome: story.and_then(|s| s.outcome),
+                    repeats: story.map_or(0, |s| s.repeats),
+                },
+            );
         }
         let mut recent: Vec<Recent> = self.recent.iter().cloned().collect();
         recent.sort_by(|a, b| b.at.total_cmp(&a.at));
@@ -419,11 +465,29 @@ impl ApplyState {
     }
 }
 
+/// The entry's `plan_id`, cut to [`MAX_PLAN_ID`] characters.
+fn plan_id(entry: &Entry) -> Option<String> {
+    let raw = entry.raw("plan_id")?;
+    // Read no further than a kept id reaches: a field may hold a megabyte.
+    let head = &raw[..raw.len().min(MAX_PLAN_ID * 4)];
+    let id: String = String::from_utf8_lossy(head)
+        .trim()
+        .chars()
+        .take(MAX_PLAN_ID)
+        .collect();
+    Some(id).filter(|id| !id.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::entry::tests::entry;
     use super::*;
     use crate::exposition_check::{check_exposition, check_open_metrics};
+
+    /// Observes an entry at the start of the follower's clock: these tests do not age the join.
+    fn observe(state: &mut ApplyState, kind: StreamKind, entry: &Entry) {
+        state.observe(kind, entry, 0.0);
+    }
 
     /// The families in the text format, after checking both formats strictly.
     fn text(state: &ApplyState) -> String {
@@ -438,7 +502,8 @@ mod tests {
     #[test]
     fn plans_and_results_are_counted_and_joined() {
         let mut state = ApplyState::default();
-        state.observe(
+        observe(
+            &mut state,
             StreamKind::Plan,
             &entry(
                 1_000,
@@ -452,7 +517,8 @@ mod tests {
                 ],
             ),
         );
-        state.observe(
+        observe(
+            &mut state,
             StreamKind::Result,
             &entry(
                 1_040,
@@ -463,7 +529,8 @@ mod tests {
                 ],
             ),
         );
-        state.observe(
+        observe(
+            &mut state,
             StreamKind::Result,
             &entry(
                 2_000,
@@ -474,6 +541,11 @@ mod tests {
                 ],
             ),
         );
+        assert!(
+            !state.settle(join::GRACE_SECONDS - 1.0),
+            "p9's plan may still come"
+        );
+        assert!(state.settle(join::GRACE_SECONDS));
         let text = text(&state);
         for line in [
             "quantum_apply_plans_seen_total{symbol=\"BTCUSDT\",decision=\"EXECUTE\",action=\"FULL_CLOSE_PROPOSED\"} 1\n",
@@ -494,6 +566,126 @@ mod tests {
     }
 
     #[test]
+    fn repeats_are_neither_outcomes_nor_unmatched_and_reasons_are_no_errors() {
+        let mut state = ApplyState::default();
+        let plan = |id: &str, ms: u64, decision: &str| {
+            entry(
+                ms,
+                &[
+                    ("plan_id", id),
+                    ("symbol", "BTCUSDT"),
+                    ("decision", decision),
+                    ("reason_codes", "kill_score_close_ok"),
+                ],
+            )
+        };
+        let result = |id: &str, ms: u64, fields: &[(&str, &str)]| {
+            let mut all = vec![("plan_id", id), ("symbol", "BTCUSDT")];
+            all.extend_from_slice(fields);
+            entry(ms, &all)
+        };
+        let repeat = [("decision", "SKIP"), ("error", "duplicate_plan")];
+        let dry_run = [
+            ("decision", "EXECUTE"),
+            ("executed", "False"),
+            ("would_execute", "True"),
+            ("error", ""),
+        ];
+        state.observe(StreamKind::Plan, &plan("p1", 1_000, "EXECUTE"), 0.0);
+        state.observe(StreamKind::Result, &result("p1", 1_010, &dry_run), 0.0);
+        for cycle in 1..=41u32 {
+            let ms = 1_010 + u64::from(cycle) * 5_000;
+            state.observe(
+                StreamKind::Result,
+                &result("p1", ms, &repeat),
+                f64::from(cycle) * 5.0,
+            );
+        }
+        assert!(!state.settle(300.0));
+        let newest = state.view().newest["BTCUSDT"];
+        assert_eq!(
+            newest,
+            Newest {
+                decision: Some(Decision::Execute),
+                outcome: Some(Outcome::DryRun),
+                repeats: 41
+            }
+        );
+        // The proposal changes: a new plan, skipped, whose reason is no error.
+        state.observe(StreamKind::Plan, &plan("p2", 300_000, "SKIP"), 300.0);
+        let skipped = [("decision", "SKIP"), ("error", "not_in_allowlist")];
+        state.observe(StreamKind::Result, &result("p2", 300_010, &skipped), 300.0);
+        state.observe(StreamKind::Result, &result("p2", 305_010, &repeat), 305.0);
+        // An execution that failed is an error.
+        state.observe(StreamKind::Plan, &plan("p3", 310_000, "EXECUTE"), 310.0);
+        let failed = [("executed", "False"), ("error", "no_position")];
+        state.observe(StreamKind::Result, &result("p3", 310_010, &failed), 310.0);
+        assert!(!state.settle(400.0));
+        let text = text(&state);
+        for line in [
+            "quantum_apply_results_seen_total{symbol=\"BTCUSDT\",outcome=\"dry_run\"} 1\n",
+            "quantum_apply_results_seen_total{symbol=\"BTCUSDT\",outcome=\"skipped\"} 1\n",
+            "quantum_apply_results_seen_total{symbol=\"BTCUSDT\",outcome=\"error\"} 1\n",
+            "quantum_apply_result_repeats_total{symbol=\"BTCUSDT\"} 42\n",
+            "quantum_apply_result_errors_seen_total{class=\"no_position\"} 1\n",
+            "quantum_apply_result_reasons_seen_total{class=\"not_in_allowlist\"} 1\n",
+            "quantum_apply_results_unmatched_total 0\n",
+            "quantum_apply_plan_to_result_seconds_count 3\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains("duplicate_plan"),
+            "a repeat's reason is not counted"
+        );
+        assert!(!text.contains("outcome=\"skipped\"} 4"), "{text}");
+        let newest = state.view().newest["BTCUSDT"];
+        assert_eq!(
+            (newest.decision, newest.outcome, newest.repeats),
+            (Some(Decision::Execute), Some(Outcome::Error), 0)
+        );
+        let recent: Vec<&str> = state.view().recent.iter().map(|r| r.what).collect();
+        assert_eq!(
+            recent,
+            ["error", "EXECUTE", "skipped", "SKIP", "dry_run", "EXECUTE"],
+            "repeats are not listed among the latest entries"
+        );
+    }
+
+    #[test]
+    fn a_result_without_a_decision_is_told_by_its_plans() {
+        let mut state = ApplyState::default();
+        let plan = entry(
+            1,
+            &[
+                ("plan_id", "p1"),
+                ("symbol", "XRPUSDT"),
+                ("decision", "BLOCKED"),
+            ],
+        );
+        observe(&mut state, StreamKind::Plan, &plan);
+        let result = [
+            ("plan_id", "p1"),
+            ("symbol", "XRPUSDT"),
+            ("executed", "False"),
+            ("would_execute", "False"),
+            ("error", "kill_score_close_blocked"),
+        ];
+        observe(&mut state, StreamKind::Result, &entry(2, &result));
+        let text = text(&state);
+        for line in [
+            "quantum_apply_results_seen_total{symbol=\"XRPUSDT\",outcome=\"blocked\"} 1\n",
+            "quantum_apply_result_reasons_seen_total{class=\"kill_score_close_blocked\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains("quantum_apply_result_errors_seen_total{"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn recalled_entries_fill_gauges_not_counters() {
         let mut state = ApplyState::default();
         let plan = entry(
@@ -504,7 +696,7 @@ mod tests {
                 ("decision", "SKIP"),
             ],
         );
-        state.recall(StreamKind::Plan, &plan);
+        state.recall(StreamKind::Plan, &plan, 0.0);
         let recalled = text(&state);
         assert!(recalled.contains(
             "quantum_apply_last_plan_decision{symbol=\"ETHUSDT\",decision=\"SKIP\"} 1.0"
@@ -512,7 +704,8 @@ mod tests {
         assert!(!recalled.contains("quantum_apply_plans_seen_total{"));
         assert!(recalled.contains("quantum_apply_stream_entries_seen_total{stream=\"plan\"} 0\n"));
         // A result for a plan recalled at start-up still gives a latency.
-        state.observe(
+        observe(
+            &mut state,
             StreamKind::Result,
             &entry(5_500, &[("plan_id", "p1"), ("decision", "SKIP")]),
         );
@@ -526,7 +719,8 @@ mod tests {
         for i in 0..(SYMBOL_CAP as u64 + 50) {
             let symbol = format!("S{i}");
             let reasons = format!("code_{i}x,reason_{i}");
-            state.observe(
+            observe(
+                &mut state,
                 StreamKind::Plan,
                 &entry(
                     i,
@@ -539,7 +733,8 @@ mod tests {
                 ),
             );
         }
-        state.observe(
+        observe(
+            &mut state,
             StreamKind::Plan,
             &entry(
                 1,
@@ -556,7 +751,17 @@ mod tests {
             .push((b"symbol".to_vec(), vec![0xff, 0xfe, b'"', b'\n']));
         bad.fields
             .push((b"error".to_vec(), b"\"quoted\" \\ back".to_vec()));
-        state.observe(StreamKind::Result, &bad);
+        observe(&mut state, StreamKind::Result, &bad);
+        let long_plan = format!("{huge}-p");
+        observe(
+            &mut state,
+            StreamKind::Plan,
+            &entry(2, &[("plan_id", &long_plan), ("decision", "SKIP")]),
+        );
+        assert!(
+            state.join.story(&huge[..MAX_PLAN_ID]).is_some(),
+            "kept cut short"
+        );
         let text = text(&state);
         assert!(text.contains("quantum_apply_label_values_dropped_total{label=\"symbol\"} 50\n"));
         assert!(text.contains("decision=\"UNKNOWN\""));
@@ -572,11 +777,13 @@ mod tests {
     #[test]
     fn other_services_entries_are_counted_but_are_not_the_newest_plan() {
         let mut state = ApplyState::default();
-        state.observe(
+        observe(
+            &mut state,
             StreamKind::Plan,
             &entry(1, &[("symbol", "BTCUSDT"), ("decision", "SKIP")]),
         );
-        state.observe(
+        observe(
+            &mut state,
             StreamKind::Plan,
             &entry(
                 2,

@@ -61,8 +61,11 @@
       act.append(el("small", "cal", "\u2192 " + p.calibrated_action + " (calibrated)"));
     }
     if (p.plan_decision || p.result_outcome) {
-      const part = (v) => v || "\u2014";
-      act.append(el("small", "apply", "plan " + part(p.plan_decision) + " \u00b7 result " + part(p.result_outcome)));
+      let note = "plan " + (p.plan_decision || "\u2014") + " \u00b7 " +
+        (p.result_outcome ? p.result_outcome.replace(/_/g, " ") : "no result yet");
+      const n = p.result_repeats || 0;
+      if (n > 0) note += " \u00b7 " + n + (n === 1 ? " repeat" : " repeats");
+      act.append(el("small", "apply", note));
     }
     const ageCell = cell("age", "Data age");
     ageCell.textContent = age(p.age_seconds);

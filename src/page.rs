@@ -201,7 +201,7 @@ fn table_row(out: &mut String, row: &Row) {
     );
 }
 
-/// The apply layer's latest plans and results, newest first.
+/// The apply layer's latest plans and outcomes (repeats left out), newest first.
 fn apply_section(out: &mut String, apply: &ApplySide) {
     let _ = write!(
         out,
@@ -457,13 +457,17 @@ mod tests {
 
     #[test]
     fn the_apply_side_beside_each_proposal_and_in_a_list() {
-        use crate::apply::{Decision, Outcome, Recent};
+        use crate::apply::{Decision, Newest, Outcome, Recent};
         let apply = ApplyView {
             enabled: true,
             following: true,
             newest: [(
                 "ETHUSDT".to_owned(),
-                (Some(Decision::Execute), Some(Outcome::Executed)),
+                Newest {
+                    decision: Some(Decision::Execute),
+                    outcome: Some(Outcome::DryRun),
+                    repeats: 41,
+                },
             )]
             .into(),
             recent: vec![Recent {
@@ -485,9 +489,9 @@ mod tests {
             .to_vec(),
         )
         .unwrap();
-        assert!(
-            html.contains("<small class=\"apply\">plan EXECUTE \u{b7} result executed</small>")
-        );
+        assert!(html.contains(
+            "<small class=\"apply\">plan EXECUTE \u{b7} dry run \u{b7} 41 repeats</small>"
+        ));
         assert!(
             html.contains(
                 "<small id=\"following\" class=\"up\">following the apply streams</small>"

@@ -43,7 +43,11 @@ pub struct ApplyOptions {
     pub allowlist: Option<Vec<String>>,
 }
 
-/// One position's state, walked randomly between publications.
+/// Chance per round that a position moves, changing its proposal: between moves the publisher
+/// writes the same proposal again (a new heartbeat), and the apply layer repeats its plan's result.
+const MOVE_CHANCE: f64 = 0.25;
+
+/// One position's state, walked randomly now and then between publications.
 struct Position {
     symbol: String,
     regime_flip: f64,
@@ -74,7 +78,9 @@ impl Position {
         }
     }
 
-    fn step(&mut self, rng: &mut fastrand::Rng, elapsed: f64) {
+    /// The market moves the position: a new proposal, so a new plan. Its age counts in the
+    /// kill score from the move on.
+    fn step(&mut self, rng: &mut fastrand::Rng) {
         let mut walk =
             |value: f64, step: f64, max: f64| (value + (rng.f64() - 0.5) * step).clamp(0.0, max);
         self.sigma_spike = walk(self.sigma_spike, 0.2, 2.0);
@@ -84,7 +90,6 @@ impl Position {
         if rng.f64() < 0.05 {
             self.regime_flip = 1.0 - self.regime_flip;
         }
-        self.age_sec += elapsed;
         self.age_penalty = (self.age_sec / 86_400.0).min(1.0);
     }
 
@@ -197,7 +202,7 @@ pub async fn run(
         .await?;
         if let Some(apply) = &mut apply {
             apply
-                .round(&mut connection, round, &hashes, options.interval / 2)
+                .round(&mut connection, &hashes, options.interval / 2)
                 .await?;
         }
         round += 1;
@@ -211,7 +216,10 @@ pub async fn run(
         }
         tokio::time::sleep_until(started + options.interval).await;
         for position in &mut positions {
-            position.step(&mut rng, options.interval.as_secs_f64());
+            position.age_sec += options.interval.as_secs_f64();
+            if rng.f64() < MOVE_CHANCE {
+                position.step(&mut rng);
+            }
         }
     }
 }
@@ -291,7 +299,8 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let mut position = Position::new("BTCUSDT", &mut rng);
         for _ in 0..200 {
-            position.step(&mut rng, 10.0);
+            position.age_sec += 10.0;
+            position.step(&mut rng);
             let fields: Vec<_> = position
                 .fields(&mut rng, SystemTime::now())
                 .into_iter()

@@ -40,7 +40,7 @@ async fn apply_view(options: &Options) -> ApplyView {
     })
 }
 
-/// The latest plans and results listed under the table.
+/// The latest plans and outcomes listed under the table.
 const RECENT_LINES: usize = 6;
 
 /// What the command reads and how it prints it: the exporter's settings and the command's flags.
@@ -250,7 +250,8 @@ fn grid(out: &mut String, view: &View, paint: Paint) {
     }
 }
 
-/// What the apply layer did: per symbol its newest plan and result, then the latest entries.
+/// What the apply layer did: per symbol its newest plan, its outcome and repeats, then the latest
+/// plans and outcomes.
 fn apply_lines(out: &mut String, view: &View, apply: &ApplySide, paint: Paint) {
     let colour = if apply.following { GREEN } else { YELLOW };
     out.push_str(&paint.apply(&format!("apply layer: {}\n", apply.state()), colour));

@@ -26,7 +26,7 @@ const READ_COUNT: usize = 1_000;
 /// Newest entries read at start-up for the per-symbol gauges; the real streams keep ~10,000.
 const RECALL: usize = 2_000;
 /// Between two XINFO rounds (length, trimming, consumer groups).
-const INFO_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const INFO_EVERY: Duration = Duration::from_secs(5);
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
@@ -51,6 +51,8 @@ pub struct Follower {
     positions: EnumMap<StreamKind, Position>,
     state: ApplyState,
     publisher: watch::Sender<Arc<ApplyPublication>>,
+    /// The clock the state's join ages plans by: monotonic, from the follower's start.
+    started: std::time::Instant,
 }
 
 /// A failed command; the follower reconnects and resumes from its positions.
@@ -89,6 +91,7 @@ impl Follower {
             positions: EnumMap::default(),
             state: ApplyState::default(),
             publisher,
+            started: std::time::Instant::now(),
         };
         Ok((follower, receiver))
     }
@@ -173,11 +176,15 @@ impl Follower {
                 self.publish();
                 next_info = Instant::now() + INFO_EVERY;
             }
-            match self.read(connection, blocking).await {
-                Ok(0) if !blocking => tokio::time::sleep(CLUSTER_POLL).await,
-                Ok(0) => {}
-                Ok(_) => self.publish(),
+            let read = match self.read(connection, blocking).await {
+                Ok(read) => read,
                 Err(error) => return Stop::Failed(error.to_string()),
+            };
+            let settled = self.state.settle(self.now());
+            if read > 0 || settled {
+                self.publish();
+            } else if !blocking {
+                tokio::time::sleep(CLUSTER_POLL).await;
             }
         }
     }
@@ -265,8 +272,9 @@ impl Follower {
             .await?;
         let mut entries: Vec<Entry> = items(&newest).iter().filter_map(entry).collect();
         entries.reverse();
+        let now = self.now();
         for entry in &entries {
-            self.state.recall(kind, entry);
+            self.state.recall(kind, entry, now);
         }
         Ok(())
     }
@@ -316,6 +324,7 @@ impl Follower {
 
     /// The entries of an XREAD reply past each stream's position; returns how many.
     fn take_entries(&mut self, reply: &Value, readable: &[StreamKind]) -> usize {
+        let now = self.now();
         let mut read = 0;
         for stream in items(reply) {
             let parts = items(stream);
@@ -332,11 +341,15 @@ impl Follower {
                 }
                 position.last = Some(entry.id);
                 position.read += 1;
-                self.state.observe(kind, &entry);
+                self.state.observe(kind, &entry, now);
                 read += 1;
             }
         }
         read
+    }
+
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
     }
 
     fn publish(&self) {

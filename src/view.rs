@@ -135,7 +135,7 @@ pub struct View {
 pub struct ApplySide {
     /// Whether the exporter is reading the streams now.
     pub following: bool,
-    /// The latest plans and results, newest first.
+    /// The latest plans and outcomes (repeats left out), newest first.
     pub recent: Vec<RecentEntry>,
 }
 
@@ -150,7 +150,7 @@ impl ApplySide {
     }
 }
 
-/// One of the latest plans or results.
+/// One of the latest plans or outcomes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecentEntry {
     /// `plan` or `result`.
@@ -199,9 +199,12 @@ pub struct Row {
     /// The decision of the newest plan for this symbol, when the apply streams are followed.
     #[serde(default)]
     pub plan_decision: Option<String>,
-    /// The outcome of the newest result for this symbol.
+    /// That plan's outcome: its first result (`executed`, `dry_run`, ...), not its repeats.
     #[serde(default)]
     pub result_outcome: Option<String>,
+    /// Results of that plan after its outcome (the producer writes one every cycle).
+    #[serde(default)]
+    pub result_repeats: u64,
 }
 
 impl View {
@@ -213,11 +216,10 @@ impl View {
             .iter()
             .map(|proposal| {
                 let mut row = Row::new(proposal, now_unix);
-                if let Some((decision, outcome)) =
-                    apply.and_then(|a| a.newest.get(&proposal.symbol))
-                {
-                    row.plan_decision = decision.map(|d| d.label().to_owned());
-                    row.result_outcome = outcome.map(|o| o.label().to_owned());
+                if let Some(newest) = apply.and_then(|a| a.newest.get(&proposal.symbol)) {
+                    row.plan_decision = newest.decision.map(|d| d.label().to_owned());
+                    row.result_outcome = newest.outcome.map(|o| o.label().to_owned());
+                    row.result_repeats = newest.repeats;
                 }
                 row
             })
@@ -309,6 +311,7 @@ impl Row {
                 .collect(),
             plan_decision: None,
             result_outcome: None,
+            result_repeats: 0,
         }
     }
 
@@ -322,18 +325,24 @@ impl Row {
         ]
     }
 
-    /// What the apply layer last did for this symbol, e.g. `plan EXECUTE · result executed`;
-    /// `None` when nothing of it was seen.
+    /// What the apply layer last did for this symbol, e.g. `plan EXECUTE · dry run · 41
+    /// repeats`; `None` when nothing of it was seen. The page's script writes the same.
     pub fn apply_note(&self) -> Option<String> {
         if self.plan_decision.is_none() && self.result_outcome.is_none() {
             return None;
         }
-        let part = |value: &Option<String>| value.clone().unwrap_or_else(|| "\u{2014}".to_owned());
-        Some(format!(
-            "plan {} \u{b7} result {}",
-            part(&self.plan_decision),
-            part(&self.result_outcome)
-        ))
+        let plan = self.plan_decision.as_deref().unwrap_or("\u{2014}");
+        let outcome = self
+            .result_outcome
+            .as_ref()
+            .map_or_else(|| "no result yet".to_owned(), |o| o.replace('_', " "));
+        let mut note = format!("plan {plan} \u{b7} {outcome}");
+        match self.result_repeats {
+            0 => {}
+            1 => note.push_str(" \u{b7} 1 repeat"),
+            n => note.push_str(&format!(" \u{b7} {n} repeats")),
+        }
+        Some(note)
     }
 
     /// What the heat gate made of the action; `None` when it did not calibrate this proposal.
@@ -419,6 +428,46 @@ mod tests {
 
     fn snapshot(hashes: &[(&str, &[(&str, &str)])]) -> Snapshot {
         Snapshot::of_hashes(hashes, NOW - 0.25)
+    }
+
+    #[test]
+    fn the_apply_note_tells_the_newest_plan_its_outcome_and_repeats() {
+        use crate::apply::{Decision, Newest, Outcome};
+        let note = |decision, outcome, repeats| {
+            let apply = ApplyView {
+                enabled: true,
+                newest: [(
+                    "BTCUSDT".to_owned(),
+                    Newest {
+                        decision,
+                        outcome,
+                        repeats,
+                    },
+                )]
+                .into(),
+                ..ApplyView::default()
+            };
+            let view = View::new(&snapshot(&[("BTCUSDT", &[])]), NOW, &apply);
+            view.proposals[0].apply_note()
+        };
+        let (execute, dry_run) = (Some(Decision::Execute), Some(Outcome::DryRun));
+        assert_eq!(
+            note(execute, dry_run, 41).as_deref(),
+            Some("plan EXECUTE \u{b7} dry run \u{b7} 41 repeats")
+        );
+        assert_eq!(
+            note(execute, dry_run, 1).as_deref(),
+            Some("plan EXECUTE \u{b7} dry run \u{b7} 1 repeat")
+        );
+        assert_eq!(
+            note(execute, None, 0).as_deref(),
+            Some("plan EXECUTE \u{b7} no result yet")
+        );
+        assert_eq!(
+            note(None, Some(Outcome::Skipped), 3).as_deref(),
+            Some("plan \u{2014} \u{b7} skipped \u{b7} 3 repeats")
+        );
+        assert_eq!(note(None, None, 0), None);
     }
 
     #[test]

@@ -109,12 +109,18 @@ fn plans_and_results_are_counted_within_a_second() {
             "quantum_apply_results_seen_total{symbol=\"ETHUSDT\",outcome=\"skipped\"}",
             1.0,
         ),
+        // On a skip the error field holds the reason, no failure.
         (
-            "quantum_apply_result_errors_seen_total{class=\"position_limit_reached\"}",
+            "quantum_apply_result_reasons_seen_total{class=\"position_limit_reached\"}",
             1.0,
         ),
+        (
+            "quantum_apply_result_errors_seen_total{class=\"position_limit_reached\"}",
+            0.0,
+        ),
         ("quantum_apply_plan_to_result_seconds_count", 1.0),
-        ("quantum_apply_results_unmatched_total", 1.0),
+        // p0's plan may still come: unmatched only after the grace period.
+        ("quantum_apply_results_unmatched_total", 0.0),
         (
             "quantum_apply_last_plan_decision{symbol=\"BTCUSDT\",decision=\"EXECUTE\"}",
             1.0,
@@ -376,13 +382,14 @@ fn a_burst_of_ten_thousand_entries_is_counted_exactly() {
     });
     let took = started.elapsed();
     promtool_check_metrics(&body);
-    assert_eq!(
-        value(
-            &body,
-            "quantum_apply_result_errors_seen_total{class=\"execution_failed\"}"
-        ),
-        10_000.0
-    );
+    // The error field is an execution error on FAIL, a reason on SKIP, nothing otherwise.
+    for (family, count) in [
+        ("quantum_apply_result_errors_seen_total", 2_500.0),
+        ("quantum_apply_result_reasons_seen_total", 2_500.0),
+    ] {
+        let series = format!("{family}{{class=\"execution_failed\"}}");
+        assert_eq!(value(&body, &series), count, "{series}");
+    }
     // S0 to S499 keep their names; S500 to S699, 14 results each, count under OTHER.
     assert_eq!(
         value(
@@ -495,10 +502,7 @@ fn the_page_and_status_show_what_became_of_each_proposal() {
         "kill_score_close_blocked"
     );
     let html = exporter.get("/").text();
-    assert!(
-        html.contains("plan BLOCKED \u{b7} result blocked"),
-        "{html}"
-    );
+    assert!(html.contains("plan BLOCKED \u{b7} blocked"), "{html}");
 
     // status reads the streams once, as it reads the hashes.
     let output = run_exporter(&["--redis.addr", &redis.url(), "status"], &[]);
@@ -508,12 +512,227 @@ fn the_page_and_status_show_what_became_of_each_proposal() {
         "{table}"
     );
     assert!(
-        table.contains("ETHUSDT  plan BLOCKED \u{b7} result blocked"),
+        table.contains("ETHUSDT  plan BLOCKED \u{b7} blocked"),
         "{table}"
     );
     assert!(
         table.contains(" result ETHUSDT blocked kill_score_close_blocked"),
         "{table}"
+    );
+}
+
+/// A result of the apply layer for a plan: its symbol, then the fields of the code path.
+fn result(redis: &Redis, plan_id: &str, symbol: &str, fields: &[(&str, &str)]) {
+    let mut all = vec![
+        ("plan_id", plan_id),
+        ("symbol", symbol),
+        ("source", "apply_layer"),
+    ];
+    all.extend_from_slice(fields);
+    xadd(redis, RESULTS, &all);
+}
+
+/// A later cycle's result for a plan that has its outcome, as the dedupe gate writes it.
+fn repeat(redis: &Redis, plan_id: &str, symbol: &str, reason: &str) {
+    let fields = [
+        ("decision", "SKIP"),
+        ("executed", "False"),
+        ("would_execute", "False"),
+        ("error", reason),
+    ];
+    result(redis, plan_id, symbol, &fields);
+}
+
+/// The symbol's row of /api/v1/proposals once `ready` holds for it.
+fn row_when(
+    exporter: &Exporter,
+    symbol: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_for(&format!("{symbol}'s row"), WAIT, || {
+        let json: serde_json::Value =
+            serde_json::from_str(&exporter.get("/api/v1/proposals").text()).ok()?;
+        let row = json["proposals"]
+            .as_array()?
+            .iter()
+            .find(|r| r["symbol"] == symbol)?
+            .clone();
+        ready(&row).then_some(row)
+    })
+}
+
+#[test]
+fn the_producers_rhythm_plan_once_outcome_then_repeats_each_cycle() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let exporter = Exporter::start(&redis, &[]);
+    exporter.wait_metrics("the streams looked at", WAIT, |b| {
+        value(b, "quantum_apply_streams_up") == 1.0
+    });
+    const CYCLES: usize = 6;
+    // BTCUSDT's proposal passes the gates; in dry run its outcome is "would execute", then a
+    // repeat every cycle, the first reason code being the kill-score gate's.
+    plan(&redis, "p1", "BTCUSDT", "EXECUTE");
+    let dry_run = [
+        ("decision", "EXECUTE"),
+        ("executed", "False"),
+        ("would_execute", "True"),
+        ("error", ""),
+    ];
+    result(&redis, "p1", "BTCUSDT", &dry_run);
+    // ETHUSDT is outside the allowlist: skipped, the reason in `error`, then duplicates.
+    plan(&redis, "e1", "ETHUSDT", "SKIP");
+    let not_allowed = [
+        ("decision", "SKIP"),
+        ("executed", "False"),
+        ("would_execute", "True"),
+        ("error", "not_in_allowlist"),
+    ];
+    result(&redis, "e1", "ETHUSDT", &not_allowed);
+    for _ in 1..CYCLES {
+        repeat(&redis, "p1", "BTCUSDT", "kill_score_close_ok");
+        repeat(&redis, "e1", "ETHUSDT", "duplicate_plan");
+    }
+    let body = exporter.wait_metrics("the first plans' results", WAIT, |b| {
+        value(
+            b,
+            "quantum_apply_stream_entries_seen_total{stream=\"result\"}",
+        ) == (2 * CYCLES) as f64
+    });
+    for (series, expected) in [
+        (
+            "quantum_apply_results_seen_total{symbol=\"BTCUSDT\",outcome=\"dry_run\"}",
+            1.0,
+        ),
+        (
+            "quantum_apply_results_seen_total{symbol=\"BTCUSDT\",outcome=\"skipped\"}",
+            0.0,
+        ),
+        (
+            "quantum_apply_results_seen_total{symbol=\"ETHUSDT\",outcome=\"skipped\"}",
+            1.0,
+        ),
+        (
+            "quantum_apply_result_repeats_total{symbol=\"BTCUSDT\"}",
+            (CYCLES - 1) as f64,
+        ),
+        (
+            "quantum_apply_result_repeats_total{symbol=\"ETHUSDT\"}",
+            (CYCLES - 1) as f64,
+        ),
+        (
+            "quantum_apply_result_reasons_seen_total{class=\"not_in_allowlist\"}",
+            1.0,
+        ),
+        ("quantum_apply_plan_to_result_seconds_count", 2.0),
+    ] {
+        assert_eq!(value(&body, series), expected, "{series}");
+    }
+    assert!(
+        !body.contains("quantum_apply_result_errors_seen_total{"),
+        "no execution failed: {body}"
+    );
+    let row = row_when(&exporter, "BTCUSDT", |r| {
+        r["result_repeats"] == CYCLES as u64 - 1
+    });
+    assert_eq!(
+        (&row["plan_decision"], &row["result_outcome"]),
+        (&"EXECUTE".into(), &"dry_run".into()),
+        "repeats do not overwrite the outcome: {row}"
+    );
+
+    // The proposal changes: a new plan, which fails to execute, then its repeats.
+    xadd(
+        &redis,
+        PLANS,
+        &[
+            ("plan_id", "p2"),
+            ("symbol", "BTCUSDT"),
+            ("action", "PARTIAL_50"),
+            ("decision", "EXECUTE"),
+            ("reason_codes", "kill_score_close_ok"),
+            ("source", "apply_layer"),
+            ("timestamp", "1769130600"),
+        ],
+    );
+    let failed = [
+        ("decision", "EXECUTE"),
+        ("executed", "False"),
+        ("would_execute", "False"),
+        ("error", "no_position"),
+    ];
+    result(&redis, "p2", "BTCUSDT", &failed);
+    repeat(&redis, "p2", "BTCUSDT", "duplicate_plan");
+    repeat(&redis, "p2", "BTCUSDT", "duplicate_plan");
+    // A result whose plan never comes, repeated: unmatched once, after the grace period.
+    result(&redis, "ghost", "SOLUSDT", &not_allowed);
+    repeat(&redis, "ghost", "SOLUSDT", "duplicate_plan");
+    repeat(&redis, "ghost", "SOLUSDT", "duplicate_plan");
+    let row = row_when(&exporter, "BTCUSDT", |r| r["result_repeats"] == 2);
+    assert_eq!(
+        (&row["plan_decision"], &row["result_outcome"]),
+        (&"EXECUTE".into(), &"error".into()),
+        "{row}"
+    );
+    let html = exporter.get("/").text();
+    assert!(
+        html.contains("plan EXECUTE \u{b7} error \u{b7} 2 repeats"),
+        "{html}"
+    );
+    let body = exporter.wait_metrics(
+        "the result whose plan never came",
+        Duration::from_secs(40),
+        |b| value(b, "quantum_apply_results_unmatched_total") > 0.0,
+    );
+    for (series, expected) in [
+        ("quantum_apply_results_unmatched_total", 1.0),
+        (
+            "quantum_apply_results_seen_total{symbol=\"BTCUSDT\",outcome=\"error\"}",
+            1.0,
+        ),
+        (
+            "quantum_apply_result_errors_seen_total{class=\"no_position\"}",
+            1.0,
+        ),
+        (
+            "quantum_apply_result_repeats_total{symbol=\"BTCUSDT\"}",
+            (CYCLES + 1) as f64,
+        ),
+        (
+            "quantum_apply_result_repeats_total{symbol=\"SOLUSDT\"}",
+            2.0,
+        ),
+        (
+            "quantum_apply_result_errors_seen_total{class=\"duplicate_plan\"}",
+            0.0,
+        ),
+        (
+            "quantum_apply_result_reasons_seen_total{class=\"duplicate_plan\"}",
+            0.0,
+        ),
+    ] {
+        assert_eq!(value(&body, series), expected, "{series}");
+    }
+
+    // status, which reads the streams once, tells the same story.
+    let output = run_exporter(&["--redis.addr", &redis.url(), "status"], &[]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("BTCUSDT  plan EXECUTE \u{b7} error \u{b7} 2 repeats"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!(
+            "ETHUSDT  plan SKIP \u{b7} skipped \u{b7} {} repeats",
+            CYCLES - 1
+        )),
+        "{table}"
+    );
+    report(
+        "Apply streams: the producer's rhythm",
+        "a plan once, its outcome, a repeat each cycle, then a changed proposal's plan; a result whose plan never comes",
+        "repeats counted apart (not outcomes, errors or unmatched); reasons apart from errors; the newest plan's outcome and repeats on the page, in the API and in status",
+        "unmatched: 1 of 3 results of the plan never seen, 0 of the others",
     );
 }
 

@@ -460,9 +460,48 @@ fn the_page_in_a_real_browser() {
         action,
         "FULL_CLOSE_PROPOSED\u{2192} FULL_CLOSE (calibrated)"
     );
-    assert!(apply.contains(" \u{b7} result "), "{apply}");
+    // The newest plan's decision, then its outcome (and its repeats, if any came yet).
+    let parts: Vec<&str> = apply.split(" \u{b7} ").collect();
+    assert!(
+        ["EXECUTE", "SKIP", "BLOCKED", "ERROR"].contains(&parts[0]) && parts.len() >= 2,
+        "{apply}"
+    );
     assert_eq!(browser.eval("window.loadedOnce"), json!("yes"), "no reload");
     check_page(&page, 7);
+    // A later cycle repeats ETHUSDT's plan: the script counts the repeat beside the outcome.
+    let plans: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(PLAN_STREAM)
+        .arg("-")
+        .arg("+")
+        .query(&mut redis.connection())
+        .expect("XRANGE");
+    let plan_id = plans
+        .iter()
+        .map(|(_, fields)| fields)
+        .filter(|fields| fields.contains(&("symbol".into(), "ETHUSDT".into())))
+        .find_map(|fields| fields.iter().find(|(k, _)| k == "plan_id"))
+        .map(|(_, id)| id.clone())
+        .expect("a plan for ETHUSDT");
+    xadd(
+        &redis,
+        RESULT_STREAM,
+        &[
+            ("plan_id", &plan_id),
+            ("symbol", "ETHUSDT"),
+            ("decision", "SKIP"),
+            ("executed", "False"),
+            ("error", "duplicate_plan"),
+        ],
+    );
+    let repeated = wait_for("the repeat on the page", WAIT, || {
+        let action = browser.page().row("ETHUSDT").action.clone();
+        action.ends_with(" \u{b7} 1 repeat").then_some(action)
+    });
+    assert!(
+        repeated.contains(&format!("plan {}", parts[0])),
+        "{repeated}"
+    );
+    assert_eq!(browser.eval("window.loadedOnce"), json!("yes"), "no reload");
     // The latest plans and results, kept live by the script as by the server.
     let recent = browser.eval("document.querySelectorAll('#recent li:not(.none)').length");
     assert!(

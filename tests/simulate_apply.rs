@@ -1,6 +1,6 @@
 //! The simulator playing the apply layer, against a real redis-server: what it writes to the two
-//! streams, read back with XRANGE as any consumer would, checked against the field sets and the
-//! dry-run gates the real system has.
+//! streams, read back with XRANGE as any consumer would, checked against the field sets, the
+//! dry-run gates and the rhythm (a plan once, a result every cycle) the real system has.
 
 mod common;
 
@@ -136,18 +136,24 @@ fn xinfo(redis: &Redis, stream: &str) -> HashMap<String, i64> {
         .collect()
 }
 
+/// Cycles the simulator runs; the symbols it plays.
+const ROUNDS: usize = 12;
+const SYMBOLS: [&str; 3] = ["A", "B", "C"];
+
 fn simulate(redis: &Redis, extra: &[&str]) {
     let url = redis.url();
+    let rounds = ROUNDS.to_string();
+    let symbols = SYMBOLS.join(",");
     let mut args = vec![
         "--redis.addr",
         &url,
         "simulate",
         "--rounds",
-        "5",
+        &rounds,
         "--seed",
         "7",
         "--symbols",
-        "A,B,C",
+        &symbols,
         "--interval",
         "0.05",
     ];
@@ -179,10 +185,14 @@ fn simulator_writes_plans_and_results_as_the_apply_layer_does() {
     let (plans, others): (Vec<&Entry>, Vec<&Entry>) =
         plan_stream.iter().partition(|e| e.written_by_apply_layer());
 
-    // A plan per symbol and round, plus the re-planned duplicates.
-    assert!(plans.len() >= 15, "{} plans", plans.len());
+    // A plan entry once per plan_id; a new plan only when a proposal changed.
     let ids: BTreeSet<&str> = plans.iter().map(|p| p.field("plan_id")).collect();
-    assert_eq!(ids.len(), 15, "one plan id per symbol and round");
+    assert_eq!(ids.len(), plans.len(), "each plan id written once");
+    assert!(
+        (SYMBOLS.len() + 1..ROUNDS * SYMBOLS.len()).contains(&plans.len()),
+        "{} plans: some proposals changed, not all every cycle",
+        plans.len()
+    );
     let mut first_plan: HashMap<&str, &Entry> = HashMap::new();
     for plan in &plans {
         let names = plan.names();
@@ -237,14 +247,10 @@ fn simulator_writes_plans_and_results_as_the_apply_layer_does() {
             "{decision}"
         );
 
-        // The dry-run gates: the allowlist defaults to the first symbol.
-        if reasons.contains(&"duplicate_plan") {
-            assert_eq!(decision, "SKIP");
-            assert!(
-                first_plan.contains_key(plan.field("plan_id")),
-                "a duplicate follows its plan"
-            );
-        } else if action == "NONE" {
+        // The dry-run gates: the allowlist defaults to the first symbol. The dedupe gate skips
+        // repeats in the results; no plan entry is a duplicate.
+        assert!(!reasons.contains(&"duplicate_plan"), "{plan:?}");
+        if action == "NONE" {
             assert_eq!(
                 (decision, reasons.as_slice()),
                 ("SKIP", &["action_hold"][..])
@@ -275,16 +281,32 @@ fn simulator_writes_plans_and_results_as_the_apply_layer_does() {
         );
     }
 
-    // A result per plan, each written after its plan.
+    // A result per symbol and cycle, each written after its plan: the plan's first result is its
+    // outcome, the following ones are repeats, until the next plan of the symbol.
     let results: Vec<&Entry> = result_stream
         .iter()
         .filter(|e| e.get("plan_id").is_some())
         .collect();
-    let mut planned: Vec<&str> = plans.iter().map(|p| p.field("plan_id")).collect();
-    let mut resulted: Vec<&str> = results.iter().map(|r| r.field("plan_id")).collect();
-    planned.sort_unstable();
-    resulted.sort_unstable();
-    assert_eq!(planned, resulted, "one result per plan");
+    let mut outcomes: HashMap<&str, &Entry> = HashMap::new();
+    let mut repeats = 0;
+    for symbol in SYMBOLS {
+        let of_symbol: Vec<&&Entry> = results
+            .iter()
+            .filter(|r| r.field("symbol") == symbol)
+            .collect();
+        assert_eq!(of_symbol.len(), ROUNDS, "{symbol}: a result every cycle");
+        let mut plan_ids: Vec<&str> = of_symbol.iter().map(|r| r.field("plan_id")).collect();
+        plan_ids.dedup();
+        let planned: Vec<&str> = plans
+            .iter()
+            .filter(|p| p.field("symbol") == symbol)
+            .map(|p| p.field("plan_id"))
+            .collect();
+        assert_eq!(
+            plan_ids, planned,
+            "{symbol}: results follow the plans in order"
+        );
+    }
     for result in &results {
         let names = result.names();
         for name in RESULT_REQUIRED {
@@ -305,20 +327,35 @@ fn simulator_writes_plans_and_results_as_the_apply_layer_does() {
         }
         let executed = result.field("executed");
         assert!(is_bool(executed), "{executed}");
-        let decisions: BTreeSet<&str> = plans
-            .iter()
-            .filter(|p| p.field("plan_id") == result.field("plan_id"))
-            .map(|p| p.field("decision"))
-            .collect();
-        if let Some(decision) = result.get("decision") {
-            let decision = canonical(decision);
+        if let Some(would_execute) = result.get("would_execute") {
+            assert!(is_bool(would_execute));
+        }
+        let steps: serde_json::Value =
+            serde_json::from_str(result.field("steps_results")).expect("steps_results");
+        assert!(steps.is_array());
+        if outcomes.contains_key(result.field("plan_id")) {
+            // A repeat: the dedupe gate (or an earlier one) skips it, nothing executes.
+            repeats += 1;
+            assert_eq!(result.field("decision"), "SKIP", "{result:?}");
+            assert!(executed.eq_ignore_ascii_case("false"), "{result:?}");
+            let first_reason = plan.field("reason_codes").split(',').next();
+            let error = result.field("error");
+            assert!(
+                error == "duplicate_plan" || Some(error) == first_reason,
+                "{result:?}"
+            );
+            continue;
+        }
+        outcomes.insert(result.field("plan_id"), result);
+        let decision = plan.field("decision");
+        if let Some(outcome) = result.get("decision") {
+            let outcome = canonical(outcome);
             // A failed execution reports an error for a plan that said EXECUTE.
-            let consistent = decisions.contains(decision)
-                || (decision == "ERROR" && decisions.contains("EXECUTE"));
-            assert!(consistent, "{decision} for plans {decisions:?}");
+            let consistent = outcome == decision || (outcome == "ERROR" && decision == "EXECUTE");
+            assert!(consistent, "{outcome} for a plan {decision}");
         }
         if executed.eq_ignore_ascii_case("true") {
-            assert!(decisions.contains("EXECUTE"));
+            assert_eq!(decision, "EXECUTE");
             assert!(CLOSE_FIELDS.iter().all(|f| names.contains(f)), "{result:?}");
             result
                 .field("filled_qty")
@@ -330,17 +367,14 @@ fn simulator_writes_plans_and_results_as_the_apply_layer_does() {
                 "{result:?}"
             );
         }
-        if let Some(would_execute) = result.get("would_execute") {
-            assert!(is_bool(would_execute));
-        }
         if let Some(details) = result.get("details") {
             let details: serde_json::Value = serde_json::from_str(details).expect("details");
             assert_eq!(details["error"].as_str(), Some(result.field("error")));
         }
-        let steps: serde_json::Value =
-            serde_json::from_str(result.field("steps_results")).expect("steps_results");
-        assert!(steps.is_array());
     }
+    assert_eq!(outcomes.len(), plans.len(), "an outcome per plan");
+    assert_eq!(repeats, results.len() - plans.len());
+    assert!(repeats > 0, "no proposal stayed the same for two cycles");
     for other in result_stream.iter().filter(|e| e.get("plan_id").is_none()) {
         assert!(
             other.names().iter().all(|n| OTHER_FIELDS.contains(n)),
@@ -432,7 +466,7 @@ fn stream_names_and_the_allowlist_are_flags() {
     assert!(xrange(&redis, PLAN_STREAM).is_empty());
     assert!(xrange(&redis, RESULT_STREAM).is_empty());
     let plans = xrange(&redis, "plans");
-    assert!(plans.len() >= 15);
+    assert!(plans.len() >= SYMBOLS.len());
     assert!(
         plans.iter().all(|p| !p
             .get("reason_codes")
@@ -445,7 +479,7 @@ fn stream_names_and_the_allowlist_are_flags() {
             .iter()
             .any(|p| p.get("decision") == Some("EXECUTE") && p.get("symbol") != Some("A"))
     );
-    assert!(xrange(&redis, "results").len() >= 15);
+    assert!(xrange(&redis, "results").len() >= ROUNDS * SYMBOLS.len());
 
     let output = run_exporter(&["simulate", "--apply.plan-stream", " "], &[]);
     assert_eq!(output.status.code(), Some(2));

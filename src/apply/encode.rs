@@ -34,8 +34,16 @@ impl ApplyState {
         for ((symbol, outcome), count) in &self.results_seen {
             samples.labelled(&[("symbol", symbol), ("outcome", outcome.label())], *count);
         }
+        let mut samples = w.family(&REPEATS_SEEN);
+        for (symbol, count) in &self.repeats_seen {
+            samples.labelled(&[("symbol", symbol)], *count);
+        }
         let mut samples = w.family(&ERRORS_SEEN);
         for (class, count) in &self.errors_seen {
+            samples.labelled(&[("class", class)], *count);
+        }
+        let mut samples = w.family(&RESULT_REASONS_SEEN);
+        for (class, count) in &self.result_reasons_seen {
             samples.labelled(&[("class", class)], *count);
         }
         let mut samples = w.family(&ENTRIES_SEEN);
@@ -64,18 +72,18 @@ impl ApplyState {
 
     fn encode_newest(&self, w: &mut Writer) {
         let mut samples = w.family(&LAST_PLAN_TIME);
-        for (symbol, (time, _)) in &self.last_plan {
+        for (symbol, (time, ..)) in &self.last_plan {
             samples.labelled(&[("symbol", symbol)], *time);
         }
         let mut samples = w.family(&LAST_PLAN_DECISION);
-        for (symbol, (_, current)) in &self.last_plan {
+        for (symbol, (_, current, _)) in &self.last_plan {
             for decision in (0..Decision::LENGTH).map(Decision::from_usize) {
                 let value = if decision == *current { 1.0 } else { 0.0 };
                 samples.labelled(&[("symbol", symbol), ("decision", decision.label())], value);
             }
         }
         let mut samples = w.family(&LAST_RESULT_TIME);
-        for (symbol, (time, _)) in &self.last_result {
+        for (symbol, (time, ..)) in &self.last_result {
             samples.labelled(&[("symbol", symbol)], *time);
         }
     }
@@ -149,11 +157,19 @@ const REASONS_SEEN: Family = Family::counter(
 );
 const RESULTS_SEEN: Family = Family::counter(
     "quantum_apply_results_seen_total",
-    "Results read from the apply layer's result stream since start-up, by symbol and outcome (executed, dry_run, skipped, blocked, error, unknown).",
+    "Outcomes read from the apply layer's result stream since start-up (a plan's first result, or a result whose plan is unknown), by symbol and outcome (executed, dry_run, skipped, blocked, error, unknown); error is an execution that failed.",
+);
+const REPEATS_SEEN: Family = Family::counter(
+    "quantum_apply_result_repeats_total",
+    "Results read since start-up that repeat an outcome already read for the same plan_id (the producer writes one every cycle until the proposal changes), by symbol.",
 );
 const ERRORS_SEEN: Family = Family::counter(
     "quantum_apply_result_errors_seen_total",
-    "Results read since start-up that carry an error, by error class (the error's code, free text folded).",
+    "Execution errors read since start-up (outcomes error), by error class (the error's code, free text folded).",
+);
+const RESULT_REASONS_SEEN: Family = Family::counter(
+    "quantum_apply_result_reasons_seen_total",
+    "Reasons given by skipped and blocked outcomes read since start-up (their error field, which is no failure), by class (the code, free text folded).",
 );
 const ENTRIES_SEEN: Family = Family::counter(
     "quantum_apply_stream_entries_seen_total",
@@ -181,11 +197,11 @@ const LAST_RESULT_TIME: Family = Family::gauge(
 );
 const PLAN_TO_RESULT: Family = Family::histogram(
     "quantum_apply_plan_to_result_seconds",
-    "Time from a plan's entry to its result's entry (joined on plan_id), for results read since start-up.",
+    "Time from a plan's entry to its outcome's entry (its first result, joined on plan_id), for outcomes read since start-up.",
 );
 const UNMATCHED_RESULTS: Family = Family::counter(
     "quantum_apply_results_unmatched_total",
-    "Results read since start-up whose plan_id matches no remembered plan (plan older than the memory, or never seen).",
+    "Results read since start-up whose plan was not seen within a grace period (counted once per plan_id, its repeats not again); plans are remembered 15 minutes, beyond the producer's 300 s republish window.",
 );
 const STREAMS_UP: Family = Family::gauge(
     "quantum_apply_streams_up",
@@ -201,7 +217,7 @@ const STREAM_WRONG_TYPE: Family = Family::gauge(
 );
 const STREAM_LENGTH: Family = Family::gauge(
     "quantum_apply_stream_length",
-    "Entries in the stream (XLEN).",
+    "Entries in the stream, from XINFO STREAM every 5 s: it can trail the entries read by up to that much.",
 );
 const STREAM_LAST_ENTRY: Family = Family::gauge(
     "quantum_apply_stream_last_entry_timestamp_seconds",
@@ -223,3 +239,29 @@ const GROUP_LAG: Family = Family::gauge(
     "quantum_apply_consumer_group_lag",
     "Entries not yet delivered to a consumer group (XINFO GROUPS lag, Redis 7 or later).",
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The figures the HELP texts give are the ones the code uses.
+    #[test]
+    fn help_texts_state_the_intervals_in_use() {
+        let info_every = crate::streams::INFO_EVERY.as_secs();
+        assert!(
+            STREAM_LENGTH
+                .help
+                .contains(&format!("every {info_every} s")),
+            "{}",
+            STREAM_LENGTH.help
+        );
+        let keep_minutes = super::super::join::KEEP_SECONDS / 60.0;
+        assert!(
+            UNMATCHED_RESULTS
+                .help
+                .contains(&format!("remembered {keep_minutes} minutes")),
+            "{}",
+            UNMATCHED_RESULTS.help
+        );
+    }
+}

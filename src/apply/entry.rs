@@ -130,9 +130,11 @@ impl Outcome {
         }
     }
 
-    /// The result's decision or one of its synonyms; without one, `executed`, `would_execute`
-    /// and `error` decide.
-    pub(super) fn of(entry: &Entry) -> Outcome {
+    /// The result's decision or one of its synonyms; without one (some code paths leave it out)
+    /// `executed` and `would_execute`, then the decision of its `plan`, when that was seen:
+    /// a skipped or blocked plan's `error` is its reason, an `EXECUTE` plan not executed
+    /// failed. Without a plan, an `error` is taken for a failure.
+    pub(super) fn of(entry: &Entry, plan: Option<Decision>) -> Outcome {
         let flag = |name: &str| {
             entry
                 .get(name)
@@ -146,6 +148,8 @@ impl Outcome {
             .as_deref()
         {
             Some("EXECUTE" | "EXECUTED" | "EXEC") if dry_run => Outcome::DryRun,
+            // Meant to execute, did not, and not for a dry run: the execution failed.
+            Some("EXECUTE" | "EXECUTED" | "EXEC") if executed == Some(false) => Outcome::Error,
             Some("EXECUTE" | "EXECUTED" | "EXEC") => Outcome::Executed,
             Some("SKIP" | "SKIPPED") => Outcome::Skipped,
             Some("BLOCKED" | "BLOCK") => Outcome::Blocked,
@@ -153,9 +157,24 @@ impl Outcome {
             Some(_) => Outcome::Unknown,
             None if executed == Some(true) => Outcome::Executed,
             None if dry_run => Outcome::DryRun,
-            None if entry.get("error").is_some() => Outcome::Error,
-            None if executed == Some(false) => Outcome::Skipped,
-            None => Outcome::Unknown,
+            None => match plan {
+                Some(Decision::Skip) => Outcome::Skipped,
+                Some(Decision::Blocked) => Outcome::Blocked,
+                Some(Decision::Error) => Outcome::Error,
+                Some(Decision::Execute) if executed == Some(false) => Outcome::Error,
+                _ => Outcome::unplanned(entry, executed),
+            },
+        }
+    }
+
+    /// A result without a decision, executed or dry-run flag, and no plan to tell it by.
+    fn unplanned(entry: &Entry, executed: Option<bool>) -> Outcome {
+        if entry.get("error").is_some() {
+            Outcome::Error
+        } else if executed == Some(false) {
+            Outcome::Skipped
+        } else {
+            Outcome::Unknown
         }
     }
 }
@@ -293,6 +312,15 @@ pub(super) mod tests {
             (
                 vec![
                     ("decision", "EXECUTE"),
+                    ("executed", "False"),
+                    ("would_execute", "False"),
+                    ("error", "no_position"),
+                ],
+                Outcome::Error,
+            ),
+            (
+                vec![
+                    ("decision", "EXECUTE"),
                     ("executed", "false"),
                     ("would_execute", "True"),
                 ],
@@ -314,8 +342,30 @@ pub(super) mod tests {
             (vec![("executed", "False")], Outcome::Skipped),
             (vec![], Outcome::Unknown),
         ] {
-            assert_eq!(Outcome::of(&entry(1, &fields)), outcome, "{fields:?}");
+            assert_eq!(Outcome::of(&entry(1, &fields), None), outcome, "{fields:?}");
         }
+        // Without a decision, the plan's tells a reason from a failure.
+        let reason = entry(1, &[("executed", "False"), ("error", "not_in_allowlist")]);
+        for (plan, outcome) in [
+            (Decision::Skip, Outcome::Skipped),
+            (Decision::Blocked, Outcome::Blocked),
+            (Decision::Error, Outcome::Error),
+            (Decision::Execute, Outcome::Error),
+            (Decision::Unknown, Outcome::Error),
+        ] {
+            assert_eq!(Outcome::of(&reason, Some(plan)), outcome, "{plan:?}");
+        }
+        let executed = entry(1, &[("executed", "True")]);
+        assert_eq!(
+            Outcome::of(&executed, Some(Decision::Skip)),
+            Outcome::Executed
+        );
+        let skip = entry(1, &[("decision", "SKIP"), ("error", "no_position")]);
+        assert_eq!(
+            Outcome::of(&skip, Some(Decision::Execute)),
+            Outcome::Skipped,
+            "a decision written wins"
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! The apply layer's side of `simulate`: a plan per proposal through the apply layer's gates,
-//! written to the plan stream, then each plan's result (its field sets are `results`') after a
-//! delay. Proposals themselves and the publishing loop are `simulate`'s.
+//! The apply layer's side of `simulate`, on the real one's rhythm: each cycle a symbol's proposal
+//! goes through the gates; a plan entry is written once per `plan_id` (again after the dedupe
+//! window), a result every cycle: the plan's outcome first, then repeats. Result field sets are
+//! `results`'; proposals themselves and the publishing loop are `simulate`'s.
 
 mod results;
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
@@ -11,23 +13,31 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{ApplyOptions, Hash, SimulateError};
-use results::{other_service_entry, result_fields};
+use results::{other_service_entry, repeat_fields, result_fields};
 
 /// The real writer trims both streams to about this many entries (`XADD ... MAXLEN ~`).
 const STREAM_MAXLEN: u64 = 10_000;
 /// Kill score from which the apply layer's gate refuses to close a position.
 const BLOCK_KILL_SCORE: f64 = 0.8;
+/// The kill-score gate's code for a close it lets through.
+const KILL_SCORE_OK: &str = "kill_score_close_ok";
 /// Size of every simulated position, from which plans and fills get their quantities.
 const POSITION_NOTIONAL_USDT: f64 = 1_000.0;
 /// Mixed into the seed for the apply layer's own generator.
 const APPLY_SEED_MIX: u64 = 0x9e37_79b9_7f4a_7c15;
-/// The apply layer's side of the simulation: a plan per proposal, then a result per plan. It
-/// behaves as the real one does in dry-run mode with an allowlist: plans of allowlisted symbols
-/// that pass the gates go down the close path (an order filled, or failing); every other plan
-/// gets a dry-run result saying whether it would have executed.
+/// The real apply layer's dedupe window: a plan entry is not written again for this long.
+const REPUBLISH_SECONDS: u64 = 300;
+
+/// The apply layer's side of the simulation. It behaves as the real one does in dry-run mode
+/// with an allowlist: plans of allowlisted symbols that pass the gates go down the close path
+/// (an order filled, or failing); every other plan gets a dry-run result saying whether it
+/// would have executed. Each cycle a result per symbol: the first of a plan is its outcome, the
+/// following ones repeats, until the proposal changes.
 pub(super) struct ApplyLayer {
     options: ApplyOptions,
     rng: fastrand::Rng,
+    /// Each symbol's current plan and when its entry was last written (Unix seconds).
+    current: HashMap<String, (Plan, u64)>,
 }
 
 impl ApplyLayer {
@@ -38,54 +48,48 @@ impl ApplyLayer {
             rng: seed.map_or_else(fastrand::Rng::new, |seed| {
                 fastrand::Rng::with_seed(seed ^ APPLY_SEED_MIX)
             }),
+            current: HashMap::new(),
         }
     }
 
-    /// Writes the round's plans in one pipeline, then each result after its own delay within
-    /// `window` (at most a second), as real executions take varying times: the latency from
-    /// plan to result is never zero, and varies.
+    /// One cycle: the plans that are new (or due again) in one pipeline, then a result per
+    /// symbol, each after its own delay within `window` (at most a second), as real executions
+    /// take varying times: the latency from plan to result is never zero, and varies.
     pub(super) async fn round(
         &mut self,
         connection: &mut MultiplexedConnection,
-        round: u64,
         hashes: &[Hash],
         window: Duration,
     ) -> Result<(), SimulateError> {
-        let rng = &mut self.rng;
         let timestamp = unix_secs();
-        let mut plans = Vec::with_capacity(hashes.len());
+        let longest = window.clamp(Duration::from_millis(3), Duration::from_secs(1));
+        let mut plans = Vec::new();
+        let mut results = Vec::with_capacity(hashes.len() + 1);
         for hash in hashes {
-            let allowed = self
-                .options
-                .allowlist
-                .as_ref()
-                .is_none_or(|list| list.contains(&hash.0));
-            let plan = Plan::new(hash, round, allowed, timestamp, rng);
-            // The publisher's heartbeat can hand the same proposal over twice in a round; the
-            // apply layer plans it again and its dedupe gate skips it.
-            if rng.f64() < 0.05 {
-                let duplicate = plan.duplicate();
-                plans.extend([plan, duplicate]);
-            } else {
-                plans.push(plan);
-            }
+            let delay = execution_time(longest, &mut self.rng);
+            let fields = match self.cycle(hash, timestamp) {
+                Cycle::Planned(plan) => {
+                    let fields = result_fields(&plan, timestamp, &mut self.rng);
+                    plans.push(plan);
+                    fields
+                }
+                Cycle::Repeat(plan) => repeat_fields(&plan, &mut self.rng),
+            };
+            results.push((delay, fields));
         }
+        let rng = &mut self.rng;
         let mut pipe = redis::pipe();
-        for plan in &plans {
-            xadd(&mut pipe, &self.options.plan_stream, &plan.fields());
+        let mut entries = plans.iter().map(Plan::fields).collect::<Vec<_>>();
+        entries.extend(other_service_entry(hashes, timestamp, rng));
+        for entry in &entries {
+            xadd(&mut pipe, &self.options.plan_stream, entry);
         }
-        if let Some(entry) = other_service_entry(hashes, timestamp, rng) {
-            xadd(&mut pipe, &self.options.plan_stream, &entry);
+        // Most cycles plan nothing new: Redis refuses an empty pipeline.
+        if !entries.is_empty() {
+            pipe.query_async::<()>(&mut *connection).await?;
         }
-        pipe.query_async::<()>(&mut *connection).await?;
 
         let started = Instant::now();
-        let longest = window.clamp(Duration::from_millis(3), Duration::from_secs(1));
-        let mut results = Vec::with_capacity(plans.len() + 1);
-        for plan in &plans {
-            let delay = execution_time(longest, rng);
-            results.push((delay, result_fields(plan, timestamp, rng)));
-        }
         if let Some(entry) = other_service_entry(hashes, timestamp, rng) {
             results.push((execution_time(longest, rng), entry));
         }
@@ -98,6 +102,39 @@ impl ApplyLayer {
         }
         Ok(())
     }
+
+    /// What one symbol's proposal makes this cycle: a plan to write when it is new or its
+    /// dedupe window has passed (the same verdict: the proposal is the same), else a repeat.
+    fn cycle(&mut self, hash: &Hash, timestamp: u64) -> Cycle {
+        let id = plan_id(hash);
+        if let Some((plan, written)) = self.current.get_mut(&hash.0)
+            && plan.id == id
+        {
+            if timestamp < *written + REPUBLISH_SECONDS {
+                return Cycle::Repeat(plan.clone());
+            }
+            *written = timestamp;
+            plan.timestamp = timestamp;
+            return Cycle::Planned(plan.clone());
+        }
+        let allowed = self
+            .options
+            .allowlist
+            .as_ref()
+            .is_none_or(|list| list.contains(&hash.0));
+        let plan = Plan::new(hash, allowed, timestamp, &mut self.rng);
+        self.current
+            .insert(hash.0.clone(), (plan.clone(), timestamp));
+        Cycle::Planned(plan)
+    }
+}
+
+/// What a cycle does for one symbol.
+enum Cycle {
+    /// A plan entry, then its outcome.
+    Planned(Plan),
+    /// A repeat of the current plan's result.
+    Repeat(Plan),
 }
 
 /// How long an execution takes: from 2 ms (so that a result never shares its plan's
@@ -183,10 +220,10 @@ fn decide(action: &str, kill_score: f64, allowed: bool, rng: &mut fastrand::Rng)
         return Verdict::new(Decision::Error, &["missing_new_sl"], false);
     }
     if rng.f64() < 0.1 {
-        let reasons = ["kill_score_close_ok", "layer4_no_edge:low_kelly"];
+        let reasons = [KILL_SCORE_OK, "layer4_no_edge:low_kelly"];
         return Verdict::new(Decision::Skip, &reasons, false);
     }
-    let mut verdict = Verdict::new(Decision::Execute, &["kill_score_close_ok"], true);
+    let mut verdict = Verdict::new(Decision::Execute, &[KILL_SCORE_OK], true);
     if rng.f64() < 0.7 {
         let kelly = 50 * rng.u32(1..=10);
         verdict.reasons.push(format!("layer4_kelly_{kelly}usdt"));
@@ -228,24 +265,11 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(
-        (symbol, hash): &Hash,
-        round: u64,
-        allowed: bool,
-        timestamp: u64,
-        rng: &mut fastrand::Rng,
-    ) -> Plan {
-        let field = |name: &str| {
-            hash.iter()
-                .find(|(key, _)| *key == name)
-                .map_or("", |(_, value)| value.as_str())
-        };
-        // The apply layer acts on the heat gate's calibrated action when there is one.
-        let action = if field("calibrated") == "1" {
-            field("action")
-        } else {
-            field("harvest_action")
-        };
+    fn new(proposal: &Hash, allowed: bool, timestamp: u64, rng: &mut fastrand::Rng) -> Plan {
+        let id = plan_id(proposal);
+        let (symbol, hash) = proposal;
+        let field = |name: &str| field(hash, name);
+        let action = planned_action(hash);
         let kill_score = field("kill_score");
         let verdict = decide(action, kill_score.parse().unwrap_or(0.0), allowed, rng);
         let new_sl = match field("new_sl_proposed") {
@@ -279,7 +303,7 @@ impl Plan {
             json!([])
         };
         Plan {
-            id: plan_id(symbol, action, kill_score, round),
+            id,
             symbol: symbol.clone(),
             action: action.to_owned(),
             verdict,
@@ -289,15 +313,6 @@ impl Plan {
             side,
             timestamp,
             validated: rng.f64() < 0.9,
-        }
-    }
-
-    /// The same proposal planned a second time, which the dedupe gate skips.
-    fn duplicate(&self) -> Plan {
-        Plan {
-            verdict: Verdict::new(Decision::Skip, &["duplicate_plan"], false),
-            steps: "[]".to_owned(),
-            ..self.clone()
         }
     }
 
@@ -327,10 +342,32 @@ impl Plan {
     }
 }
 
-/// A plan's id: a hash of the proposal it plans, the same across runs and builds (FNV-1a, as
-/// the standard library's hasher may change between releases).
-fn plan_id(symbol: &str, action: &str, kill_score: &str, round: u64) -> String {
-    let text = format!("{symbol}|{action}|{kill_score}|{round}");
+/// A field of a proposal's hash; empty when missing.
+fn field<'a>(hash: &'a [(&'static str, String)], name: &str) -> &'a str {
+    hash.iter()
+        .find(|(key, _)| *key == name)
+        .map_or("", |(_, value)| value.as_str())
+}
+
+/// The action the apply layer acts on: the heat gate's calibrated one when there is one.
+fn planned_action<'a>(hash: &'a [(&'static str, String)]) -> &'a str {
+    if field(hash, "calibrated") == "1" {
+        field(hash, "action")
+    } else {
+        field(hash, "harvest_action")
+    }
+}
+
+/// A plan's id: a hash of what the apply layer plans from the proposal (symbol, action, kill
+/// score, stop loss), so it stays the same while they do; the same across runs and builds
+/// (FNV-1a, as the standard library's hasher may change between releases).
+fn plan_id((symbol, hash): &Hash) -> String {
+    let text = format!(
+        "{symbol}|{}|{}|{}",
+        planned_action(hash),
+        field(hash, "kill_score"),
+        field(hash, "new_sl_proposed")
+    );
     let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     });
@@ -357,15 +394,16 @@ pub(super) mod tests {
             .map(|s| Position::new(s, &mut rng))
             .collect();
         let mut plans = Vec::new();
-        for round in 0..rounds {
+        for _ in 0..rounds {
             for position in &mut positions {
-                position.step(&mut rng, 600.0);
+                position.age_sec += 600.0;
+                position.step(&mut rng);
                 let hash = (
                     position.symbol.clone(),
                     position.fields(&mut rng, SystemTime::now()),
                 );
                 let allowed = position.symbol == "BTCUSDT";
-                plans.push(Plan::new(&hash, round, allowed, 1_769_130_500, &mut rng));
+                plans.push(Plan::new(&hash, allowed, 1_769_130_500, &mut rng));
             }
         }
         plans
@@ -373,21 +411,66 @@ pub(super) mod tests {
 
     #[test]
     fn plan_ids_are_stable_hashes_of_the_proposal() {
-        let id = plan_id("BTCUSDT", "PARTIAL_75", "0.7533012950554003", 3);
+        let proposal = |symbol: &str, kill_score: &str| -> Hash {
+            let fields = [
+                ("harvest_action", "PARTIAL_75"),
+                ("kill_score", kill_score),
+                ("new_sl_proposed", "100.2"),
+            ];
+            let fields = fields.map(|(k, v)| (k, v.to_owned())).to_vec();
+            (symbol.to_owned(), fields)
+        };
+        let id = plan_id(&proposal("BTCUSDT", "0.7533012950554003"));
         assert_eq!(id.len(), 16);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(id, plan_id(&proposal("BTCUSDT", "0.7533012950554003")));
+        assert_ne!(id, plan_id(&proposal("BTCUSDT", "0.7533012950554004")));
+        assert_ne!(id, plan_id(&proposal("ETHUSDT", "0.7533012950554003")));
+    }
+
+    #[test]
+    fn a_plan_is_written_once_then_repeated_until_the_proposal_changes() {
+        let options = ApplyOptions {
+            plan_stream: String::new(),
+            result_stream: String::new(),
+            allowlist: None,
+        };
+        let mut layer = ApplyLayer::new(options, Some(7));
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut position = Position::new("BTCUSDT", &mut rng);
+        let hash = (
+            position.symbol.clone(),
+            position.fields(&mut rng, SystemTime::now()),
+        );
+        let t = 1_769_130_500;
+        let Cycle::Planned(first) = layer.cycle(&hash, t) else {
+            panic!("a new proposal is planned");
+        };
+        for cycle in 1..60 {
+            assert!(
+                matches!(layer.cycle(&hash, t + cycle * 5), Cycle::Repeat(ref p) if p.id == first.id)
+            );
+        }
+        let Cycle::Planned(again) = layer.cycle(&hash, t + REPUBLISH_SECONDS) else {
+            panic!("written again after the dedupe window");
+        };
         assert_eq!(
-            id,
-            plan_id("BTCUSDT", "PARTIAL_75", "0.7533012950554003", 3)
+            (again.id.as_str(), &again.verdict),
+            (first.id.as_str(), &first.verdict)
         );
-        assert_ne!(
-            id,
-            plan_id("BTCUSDT", "PARTIAL_75", "0.7533012950554003", 4)
+        assert!(matches!(
+            layer.cycle(&hash, t + REPUBLISH_SECONDS + 5),
+            Cycle::Repeat(_)
+        ));
+        position.step(&mut rng);
+        let changed = (
+            position.symbol.clone(),
+            position.fields(&mut rng, SystemTime::now()),
         );
-        assert_ne!(
-            id,
-            plan_id("ETHUSDT", "PARTIAL_75", "0.7533012950554003", 3)
-        );
+        let Cycle::Planned(next) = layer.cycle(&changed, t + REPUBLISH_SECONDS + 10) else {
+            panic!("a changed proposal is planned");
+        };
+        assert_ne!(next.id, first.id);
     }
 
     #[test]

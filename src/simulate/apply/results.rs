@@ -1,10 +1,10 @@
-//! What the simulated apply layer writes to the result stream: a result per plan with the field
-//! set of the code path that writes it (the close path, a failure, a dry run), and now and then
-//! another service's entry. The plans and the gates that decide them are `apply`'s.
+//! What the simulated apply layer writes to the result stream: a plan's outcome with the field
+//! set of the code path that writes it (the close path, a failure, a dry run), its repeats, and
+//! now and then another service's entry. The plans and the gates that decide them are `apply`'s.
 
 use serde_json::json;
 
-use super::{Decision, Plan, quantity};
+use super::{Decision, KILL_SCORE_OK, Plan, quantity};
 use crate::simulate::Hash;
 
 /// Chance, per round and stream, of an entry from another service that writes there too.
@@ -36,6 +36,30 @@ pub(super) fn result_fields(
         Decision::Skip | Decision::Blocked => dry_run_result(&mut fields, plan, rng),
     }
     fields.push(("source", "apply_layer".to_owned()));
+    if rng.f64() < 0.9 {
+        fields.push(("event_type", "apply.result".to_owned()));
+    }
+    fields
+}
+
+/// A later cycle's result for a plan that already has its outcome: the dedupe gate skips it,
+/// and `error` is the repeat's first reason code (an earlier gate's, or `duplicate_plan`).
+pub(super) fn repeat_fields(plan: &Plan, rng: &mut fastrand::Rng) -> Vec<(&'static str, String)> {
+    let reason = match plan.verdict.reasons.first() {
+        // The kill-score gate comes before the dedupe gate: its code is a repeat's first.
+        Some(first) if first == KILL_SCORE_OK => first.clone(),
+        _ => "duplicate_plan".to_owned(),
+    };
+    let mut fields = vec![
+        ("plan_id", plan.id.clone()),
+        ("symbol", plan.symbol.clone()),
+        ("decision", "SKIP".to_owned()),
+        ("executed", executed(false, rng)),
+        ("would_execute", "False".to_owned()),
+        ("error", reason),
+        ("steps_results", "[]".to_owned()),
+        ("source", "apply_layer".to_owned()),
+    ];
     if rng.f64() < 0.9 {
         fields.push(("event_type", "apply.result".to_owned()));
     }
@@ -185,10 +209,31 @@ mod tests {
     use crate::simulate::apply::tests::walked_plans;
 
     #[test]
+    fn repeats_are_skips_whose_error_is_their_first_reason() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut errors = std::collections::BTreeSet::new();
+        for plan in walked_plans(100) {
+            let fields = repeat_fields(&plan, &mut rng);
+            let get = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+            assert_eq!(get("plan_id"), Some(&plan.id));
+            assert_eq!(get("decision").map(String::as_str), Some("SKIP"));
+            assert!(get("executed").unwrap().eq_ignore_ascii_case("false"));
+            let error = get("error").unwrap();
+            let expected = if plan.verdict.reasons[0] == KILL_SCORE_OK {
+                KILL_SCORE_OK
+            } else {
+                "duplicate_plan"
+            };
+            assert_eq!(error, expected, "{plan:?}");
+            errors.insert(error.clone());
+        }
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    #[test]
     fn results_carry_the_field_sets_of_their_code_path() {
         let mut rng = fastrand::Rng::with_seed(11);
-        let mut plans = walked_plans(400);
-        plans.push(plans[0].duplicate());
+        let plans = walked_plans(400);
         let close_fields = [
             "action",
             "close_qty",
