@@ -455,12 +455,7 @@ fn end_to_end_with_prometheus() {
     let instance = format!("127.0.0.1:{}", exporter.port);
     for kit in &dashboard::DASHBOARDS {
         let d = dashboard::load_file(kit.file);
-        let exported = |q: &dashboard::Query| {
-            !dashboard::metric_names(&q.expr)
-                .iter()
-                .any(|n| dashboard::PENDING.contains(&n.as_str()))
-        };
-        for query in dashboard::queries(&d).into_iter().filter(exported) {
+        for query in dashboard::queries(&d) {
             for (symbols, job, instance) in [
                 (SEED_SYMBOLS, None, None),
                 ("ETHUSDT", Some(JOB), Some(instance.as_str())),

@@ -162,8 +162,9 @@ pub fn publish_once(redis: &Redis) {
 
 /// Writes one round of the apply layer's plans and results for the seed symbols, the way its
 /// code paths write them: BTCUSDT's full close executed, ETHUSDT's partial close failing,
-/// SOLUSDT skipped (not in the allowlist) and then blocked by the kill switch. `round` keeps
-/// the plan ids of successive rounds apart.
+/// SOLUSDT skipped (not in the allowlist) and then blocked by the kill switch; then, as the
+/// producer writes a result every cycle, a repeat of each symbol's first plan. `round` keeps the plan ids
+/// of successive rounds apart.
 pub fn publish_apply_entries(redis: &Redis, round: u32) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -242,6 +243,22 @@ pub fn publish_apply_entries(redis: &Redis, round: u32) {
         fields.extend_from_slice(result);
         fields.extend([("source", "apply_layer"), ("timestamp", now.as_str())]);
         xadd(redis, RESULT_STREAM, &fields);
+    }
+    for (i, symbol) in SEED_SYMBOLS.split(',').enumerate() {
+        let plan_id = format!("r{round}p{i}");
+        xadd(
+            redis,
+            RESULT_STREAM,
+            &[
+                ("plan_id", &plan_id),
+                ("symbol", symbol),
+                ("decision", "SKIP"),
+                ("executed", "False"),
+                ("error", "duplicate_plan"),
+                ("source", "apply_layer"),
+                ("timestamp", &now),
+            ],
+        );
     }
 }
 
