@@ -16,9 +16,9 @@ use crate::source::{ReadFrom, RedisSettings, SentinelSettings, Symbols, Topology
 use commands::STATUS_PASSWORD_ENV;
 pub use commands::{Command, Secret, SimulateArgs, StatusArgs};
 use parse::{
-    boolean, database, host, listen_address, log_format, log_level, master_name, node_list, port,
-    positive_count, prefix, read_from, readable_file, redis_url, seconds, stream_key, symbol_list,
-    telemetry_path, trimmed,
+    boolean, database, duration, host, listen_address, log_format, log_level, master_name,
+    node_list, port, positive_count, prefix, read_from, readable_file, redis_url, stream_key,
+    symbol_list, telemetry_path, trimmed,
 };
 
 pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
@@ -32,7 +32,8 @@ pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
     long_about = "Prometheus exporter for the harvest proposals a trading system keeps in Redis \
 hashes (quantum:harvest:proposal:<SYMBOL>).\n\nEvery setting can be given as a flag or as the \
 environment variable shown with it; a flag wins over the environment. The environment names are \
-those of the original exporter's env file, so that file keeps working."
+those of the original exporter's env file, so that file keeps working. Durations take \
+Prometheus' units (500ms, 2s, 1m, 1h, 1m30s); a bare number is seconds."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -68,13 +69,14 @@ pub struct Config {
     #[arg(long = "web.max-connections", env = "WEB_MAX_CONNECTIONS", default_value = "1024", value_parser = positive_count, global = true)]
     pub max_connections: usize,
 
-    /// Seconds a client may take to send its request head before the connection is closed.
-    #[arg(long = "web.header-timeout", env = "WEB_HEADER_TIMEOUT_SEC", default_value = "5", value_parser = seconds, global = true)]
+    /// How long a client may take to send its request head before the connection is closed
+    /// (500ms, 5s, 1m; a bare number is seconds).
+    #[arg(long = "web.header-timeout", env = "WEB_HEADER_TIMEOUT_SEC", default_value = "5", value_parser = duration, global = true)]
     pub header_timeout: Duration,
 
-    /// Seconds a response may make no progress (a client that stops reading) before the
+    /// How long a response may make no progress (a client that stops reading) before the
     /// connection is closed.
-    #[arg(long = "web.write-timeout", env = "WEB_WRITE_TIMEOUT_SEC", default_value = "30", value_parser = seconds, global = true)]
+    #[arg(long = "web.write-timeout", env = "WEB_WRITE_TIMEOUT_SEC", default_value = "30", value_parser = duration, global = true)]
     pub write_timeout: Duration,
 
     /// Web configuration file in the Prometheus exporters' shared format (tls_server_config,
@@ -144,12 +146,12 @@ pub struct Config {
     #[arg(long = "redis.read-from", env = "REDIS_READ_FROM", default_value = "primary", value_parser = read_from, global = true)]
     pub redis_read_from: ReadFrom,
 
-    /// Seconds to wait for a connection to Redis.
-    #[arg(long = "redis.connect-timeout", env = "REDIS_CONNECT_TIMEOUT_SEC", default_value = "2", value_parser = seconds, global = true)]
+    /// How long to wait for a connection to Redis.
+    #[arg(long = "redis.connect-timeout", env = "REDIS_CONNECT_TIMEOUT_SEC", default_value = "2", value_parser = duration, global = true)]
     pub redis_connect_timeout: Duration,
 
-    /// Seconds to wait for Redis to answer a command.
-    #[arg(long = "redis.timeout", env = "REDIS_TIMEOUT_SEC", default_value = "2", value_parser = seconds, global = true)]
+    /// How long to wait for Redis to answer a command.
+    #[arg(long = "redis.timeout", env = "REDIS_TIMEOUT_SEC", default_value = "2", value_parser = duration, global = true)]
     pub redis_timeout: Duration,
 
     /// Comma-separated symbols to export. Empty or * discovers every key under the prefix with
@@ -161,8 +163,9 @@ pub struct Config {
     #[arg(long = "harvest.prefix", env = "HARVEST_PREFIX", default_value = DEFAULT_PREFIX, value_parser = prefix, global = true)]
     pub prefix: String,
 
-    /// Seconds between two reads of Redis.
-    #[arg(long = "harvest.poll-interval", env = "POLL_INTERVAL_SEC", default_value = "5", value_parser = seconds, global = true)]
+    /// Time between two reads of Redis (5s, 500ms; a bare number is seconds, as the original
+    /// exporter's POLL_INTERVAL_SEC).
+    #[arg(long = "harvest.poll-interval", env = "POLL_INTERVAL_SEC", default_value = "5", value_parser = duration, global = true)]
     pub poll_interval: Duration,
 
     /// Event mode: also follow Redis keyspace notifications on the prefix and re-read only the
@@ -491,6 +494,9 @@ mod tests {
             Symbols::Fixed(vec!["BTCUSDT".into(), "ETHUSDT".into()])
         );
         assert_eq!(cli.config.poll_interval, Duration::from_secs(5));
+        let units = parse(&["--redis.timeout", "1500ms", "--harvest.poll-interval", "1m"]).unwrap();
+        assert_eq!(units.config.redis_timeout, Duration::from_millis(1500));
+        assert_eq!(units.config.poll_interval, Duration::from_secs(60));
         assert_eq!(
             parse(&["--harvest.symbols", "*"]).unwrap().config.symbols(),
             Symbols::Discover

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::parse::{boolean, exporter_url, password_file, pem_file, seconds, symbol_list, trimmed};
+use super::parse::{
+    boolean, duration, exporter_url, password_file, pem_file, symbol_list, trimmed,
+};
 use super::{ExporterUrl, SymbolList};
 
 #[derive(Debug, Subcommand)]
@@ -121,8 +123,8 @@ pub struct SimulateArgs {
     /// Comma-separated symbols to publish.
     #[arg(long, default_value = "BTCUSDT,ETHUSDT,SOLUSDT", value_parser = symbol_list)]
     pub symbols: SymbolList,
-    /// Seconds between two publications.
-    #[arg(long, default_value = "2", value_parser = seconds)]
+    /// Time between two publications (2s, 500ms; a bare number is seconds).
+    #[arg(long, default_value = "2", value_parser = duration)]
     pub interval: Duration,
     /// Stop after this many publications (0: run until interrupted).
     #[arg(long, default_value_t = 0)]
