@@ -79,6 +79,31 @@ fn help_names_every_env_variable_and_default() {
     }
 }
 
+/// The README names the env file where the systemd unit and the Debian package read it, and no
+/// other place.
+#[test]
+fn readme_names_the_env_file_the_unit_and_the_package_read() {
+    let read = |path: &str| {
+        std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let unit = read("deploy/systemd/quantum-harvest-metrics-exporter.service");
+    let env_file = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("EnvironmentFile="))
+        .expect("the unit reads an env file")
+        .trim_start_matches('-');
+    assert!(
+        read("scripts/package-deb").contains(&format!("\"$stage{env_file}\"")),
+        "the package installs {env_file}"
+    );
+    let readme = read("README.md");
+    assert!(readme.contains(env_file), "README names {env_file}");
+    assert!(
+        !readme.contains("/etc/default/"),
+        "README names another env file"
+    );
+}
+
 /// Families exported only while reading a replica through sentinels; tests/topology.rs sees them.
 const REPLICA_ONLY: [&str; 2] = [
     "quantum_harvest_exporter_redis_replica_link_up",
