@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
+pub use crate::secret::Secret;
+use crate::secret::redact_url;
 use crate::source::{ReadFrom, RedisSettings, SentinelSettings, Symbols, Topology};
 use commands::STATUS_PASSWORD_ENV;
-pub use commands::{Command, Secret, SimulateArgs, StatusArgs};
+pub use commands::{Command, SimulateArgs, StatusArgs};
 use parse::{
     boolean, database, duration, host, listen_address, log_format, log_level, master_name,
-    node_list, port, positive_count, prefix, read_from, readable_file, redis_url, stream_key,
-    symbol_list, telemetry_path, trimmed,
+    node_list, password, port, positive_count, prefix, read_from, readable_file, redis_url,
+    stream_key, symbol_list, telemetry_path,
 };
 
 pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
@@ -98,13 +100,13 @@ pub struct Config {
 
     /// Redis URL (redis:// or rediss:// for TLS, with optional user:password@ and /db); replaces
     /// --redis.host, --redis.port and --redis.db.
-    #[arg(long = "redis.addr", env = "REDIS_URL", value_parser = redis_url, global = true)]
+    #[arg(long = "redis.addr", env = "REDIS_URL", hide_env_values = true, value_parser = redis_url, global = true)]
     pub redis_url: Option<String>,
 
     /// Redis password, used when the URL carries none. Prefer the env file (mode 0640) to the
     /// command line, which other users can read.
-    #[arg(long = "redis.password", env = "REDIS_PASSWORD", hide_env_values = true, value_parser = trimmed, global = true)]
-    pub redis_password: Option<String>,
+    #[arg(long = "redis.password", env = "REDIS_PASSWORD", hide_env_values = true, value_parser = password, global = true)]
+    pub redis_password: Option<Secret>,
 
     /// File holding the Redis password (trailing newline ignored), read at start-up; the usual
     /// way to keep it out of the command line and the environment. Excludes --redis.password.
@@ -127,8 +129,8 @@ pub struct Config {
     pub redis_sentinel_master: String,
 
     /// Password of the sentinels themselves (their requirepass), when they have one.
-    #[arg(long = "redis.sentinel-password", env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true, value_parser = trimmed, global = true)]
-    pub redis_sentinel_password: Option<String>,
+    #[arg(long = "redis.sentinel-password", env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true, value_parser = password, global = true)]
+    pub redis_sentinel_password: Option<Secret>,
 
     /// Speak TLS to the sentinels, trusting --redis.tls-ca-file.
     #[arg(long = "redis.sentinel-tls", env = "REDIS_SENTINEL_TLS", default_value = "false", value_parser = boolean, num_args = 0..=1, default_missing_value = "true", global = true)]
@@ -265,19 +267,23 @@ impl Config {
     }
 
     /// The password from --redis.password-file, else --redis.password.
-    fn redis_password(&self) -> Result<Option<String>, ConfigError> {
+    fn redis_password(&self) -> Result<Option<Secret>, ConfigError> {
         let Some(path) = self
             .redis_password_file
             .as_deref()
             .filter(|p| !p.as_os_str().is_empty())
         else {
-            return Ok(self.redis_password.clone().filter(|p| !p.is_empty()));
+            return Ok(self
+                .redis_password
+                .clone()
+                .filter(|p| !p.expose().is_empty()));
         };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()).filter(|p| !p.is_empty()))
+        let password = text.trim_end_matches(['\n', '\r']);
+        Ok((!password.is_empty()).then(|| Secret::new(password)))
     }
 
     /// How to reach Redis; reads --redis.password-file.
@@ -316,7 +322,7 @@ impl Config {
                 password: self
                     .redis_sentinel_password
                     .clone()
-                    .filter(|p| !p.is_empty()),
+                    .filter(|p| !p.expose().is_empty()),
                 tls: self.redis_sentinel_tls,
             }),
             (None, Some(seeds)) => Topology::Cluster(seeds),
@@ -377,6 +383,13 @@ where
     use clap::error::{ContextKind, ContextValue, ErrorKind};
 
     let mut cli = Cli::try_parse_from(args).map_err(|mut error| {
+        // clap repeats the value it refused, and a Redis URL's may carry the password.
+        for kind in [ContextKind::InvalidValue, ContextKind::InvalidArg] {
+            if let Some(ContextValue::String(shown)) = error.get(kind) {
+                let redacted = ContextValue::String(redact_url(shown));
+                error.insert(kind, redacted);
+            }
+        }
         if matches!(
             error.kind(),
             ErrorKind::ValueValidation | ErrorKind::InvalidValue

@@ -26,6 +26,7 @@ mod proposal;
 mod published;
 pub mod refresh;
 mod render;
+pub mod secret;
 mod segments;
 pub mod server;
 pub mod simulate;

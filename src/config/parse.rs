@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use hyper::Uri;
 
-use super::{ExporterUrl, ListenAddress, LogFormat, NodeList, Secret, SymbolList};
+use super::{ExporterUrl, ListenAddress, LogFormat, NodeList, SymbolList};
 use crate::proposal;
+use crate::secret::Secret;
 use crate::source::ReadFrom;
 
 /// The exporter's JSON document, which `status --from` reads.
@@ -16,6 +17,11 @@ const PROPOSALS_PATH: &str = "/api/v1/proposals";
 
 pub(super) fn trimmed(raw: &str) -> Result<String, String> {
     Ok(raw.trim().to_owned())
+}
+
+/// A password as given, trimmed; any text is one.
+pub(super) fn password(raw: &str) -> Result<Secret, String> {
+    Ok(Secret::new(raw.trim()))
 }
 
 /// A readable file, or empty for none (as `KEY=` in an env file means).
@@ -46,7 +52,7 @@ pub(super) fn password_file(raw: &str) -> Result<Secret, String> {
     if password.is_empty() {
         return Err(format!("{} is empty", path.display()));
     }
-    Ok(Secret(password.to_owned()))
+    Ok(Secret::new(password))
 }
 
 pub(super) fn port(raw: &str) -> Result<u16, String> {

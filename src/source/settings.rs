@@ -7,20 +7,35 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 
 use super::{ReadFrom, Topology};
+use crate::secret::{Secret, redact_url};
 
 /// How to reach Redis.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisSettings {
     pub topology: Topology,
     pub read_from: ReadFrom,
     /// A `redis://` or `rediss://` URL, possibly with user, password and database.
     pub url: String,
     /// Used when the URL carries no password.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// PEM file of the CA that signed the server's certificate, for `rediss://`.
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("topology", &self.topology)
+            .field("read_from", &self.read_from)
+            .field("url", &redact_url(&self.url))
+            .field("password", &self.password)
+            .field("ca_file", &self.ca_file)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
 }
 
 /// Settings that cannot make a Redis client: found at start-up, before any connection.
@@ -62,7 +77,10 @@ impl RedisSettings {
         if let Some(password) = &self.password
             && info.redis_settings().password().is_none()
         {
-            let redis_settings = info.redis_settings().clone().set_password(password);
+            let redis_settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose());
             info = info.set_redis_settings(redis_settings);
         }
         Ok(info)
