@@ -98,8 +98,10 @@ pub struct Config {
     #[arg(long = "redis.db", env = "REDIS_DB", default_value = "0", value_parser = database, global = true)]
     pub redis_db: u32,
 
-    /// Redis URL (redis:// or rediss:// for TLS, with optional user:password@ and /db); replaces
-    /// --redis.host, --redis.port and --redis.db.
+    /// Redis URL (redis:// or rediss:// for TLS, with optional user:password@ and /db), or
+    /// host:port; replaces --redis.host, --redis.port and --redis.db. REDIS_ADDR, redis_exporter's
+    /// name, is read too; set to another address than REDIS_URL, it stops start-up. Shown with
+    /// the password masked.
     #[arg(long = "redis.addr", env = "REDIS_URL", hide_env_values = true, value_parser = redis_url, global = true)]
     pub redis_url: Option<String>,
 
@@ -372,6 +374,9 @@ fn url_database(url: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// redis_exporter's name for the Redis address, read as an alias of `REDIS_URL`.
+const REDIS_ADDR_ENV: &str = "REDIS_ADDR";
+
 /// Parses the command line and environment. On a bad value the error also names the env variable
 /// the value may have come from.
 pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
@@ -379,43 +384,26 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    use clap::CommandFactory;
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    parse_with(args, std::env::var(REDIS_ADDR_ENV).ok())
+}
 
-    let mut cli = Cli::try_parse_from(args).map_err(|mut error| {
-        // clap repeats the value it refused, and a Redis URL's may carry the password.
-        for kind in [ContextKind::InvalidValue, ContextKind::InvalidArg] {
-            if let Some(ContextValue::String(shown)) = error.get(kind) {
-                let redacted = ContextValue::String(redact_url(shown));
-                error.insert(kind, redacted);
-            }
-        }
-        if matches!(
-            error.kind(),
-            ErrorKind::ValueValidation | ErrorKind::InvalidValue
-        ) && let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg)
-        {
-            let command = Cli::command();
-            let env = command
-                .get_arguments()
-                .find(|a| {
-                    a.get_long()
-                        .is_some_and(|long| arg.starts_with(&format!("--{long} ")))
-                })
-                .and_then(|a| a.get_env())
-                .map(|env| env.to_string_lossy().into_owned());
-            if let Some(env) = env {
-                error.insert(
-                    ContextKind::Suggested,
-                    ContextValue::StyledStrs(vec![
-                        format!("the value comes from {arg} or the environment variable {env}")
-                            .into(),
-                    ]),
-                );
-            }
-        }
-        error
-    })?;
+/// `parse_from` with the value of `REDIS_ADDR` given, which the environment cannot carry into a
+/// unit test.
+fn parse_with<I, T>(args: I, redis_addr: Option<String>) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::error::ErrorKind;
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+
+    let matches = Cli::command().try_get_matches_from(args).map_err(explain)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(explain)?;
+    if matches.value_source("redis_url") != Some(ValueSource::CommandLine) {
+        apply_redis_addr(&mut cli.config, redis_addr)
+            .map_err(|message| Cli::command().error(ErrorKind::ArgumentConflict, message))?;
+    }
     if let Some(Command::Status(status)) = &mut cli.command {
         status
             .complete(std::env::var(STATUS_PASSWORD_ENV).ok())
@@ -431,12 +419,123 @@ where
     Ok(cli)
 }
 
+/// Takes `REDIS_ADDR` (a URL or `host:port`, as redis_exporter reads it) as the Redis address
+/// when no flag gave one: never ignored, and refused when `REDIS_URL` names another.
+fn apply_redis_addr(config: &mut Config, redis_addr: Option<String>) -> Result<(), String> {
+    let Some(raw) = redis_addr.filter(|raw| !raw.trim().is_empty()) else {
+        return Ok(());
+    };
+    let addr = redis_url(&raw).map_err(|error| {
+        format!(
+            "invalid value '{}' for {REDIS_ADDR_ENV} (redis_exporter's name for REDIS_URL, \
+             --redis.addr): {error}",
+            redact_url(raw.trim())
+        )
+    })?;
+    match config.redis_url.as_deref().filter(|url| !url.is_empty()) {
+        Some(url) if url != addr => Err(format!(
+            "REDIS_URL ({}) and {REDIS_ADDR_ENV} ({}) name different Redis addresses: set one",
+            redact_url(url),
+            redact_url(&addr)
+        )),
+        _ => {
+            config.redis_url = Some(addr);
+            Ok(())
+        }
+    }
+}
+
+/// Names the env variable a refused value may have come from, and masks a password in the
+/// value, which clap would repeat.
+fn explain(mut error: clap::Error) -> clap::Error {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+    for kind in [ContextKind::InvalidValue, ContextKind::InvalidArg] {
+        if let Some(ContextValue::String(shown)) = error.get(kind) {
+            let redacted = ContextValue::String(redact_url(shown));
+            error.insert(kind, redacted);
+        }
+    }
+    if matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) && let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg)
+    {
+        let command = Cli::command();
+        let env = command
+            .get_arguments()
+            .find(|a| {
+                a.get_long()
+                    .is_some_and(|long| arg.starts_with(&format!("--{long} ")))
+            })
+            .and_then(|a| a.get_env())
+            .map(|env| env.to_string_lossy().into_owned());
+        if let Some(env) = env {
+            error.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![
+                    format!("the value comes from {arg} or the environment variable {env}").into(),
+                ]),
+            );
+        }
+    }
+    error
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        parse_from(std::iter::once("harvest-exporter").chain(args.iter().copied()))
+        parse_with(
+            std::iter::once("harvest-exporter").chain(args.iter().copied()),
+            None,
+        )
+    }
+
+    #[test]
+    fn redis_addr_is_an_alias_of_redis_url() {
+        let url = |args: &[&str], addr: &str| {
+            let args = std::iter::once("harvest-exporter").chain(args.iter().copied());
+            parse_with(args, Some(addr.to_owned()))
+                .map(|cli| cli.config.redis().unwrap().url)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(url(&[], "10.0.0.5:6380").unwrap(), "redis://10.0.0.5:6380");
+        assert_eq!(
+            url(&["status"], "rediss://r:6380/1").unwrap(),
+            "rediss://r:6380/1"
+        );
+        assert_eq!(url(&[], " ").unwrap(), "redis://localhost:6379/0");
+        // The flag wins over the environment, as for every setting.
+        assert_eq!(
+            url(&["--redis.addr", "redis://a:1/0"], "b:2").unwrap(),
+            "redis://a:1/0"
+        );
+        assert_eq!(
+            url(&["status", "--redis.addr", "redis://a:1/0"], "b:2").unwrap(),
+            "redis://a:1/0"
+        );
+        let refused = url(&[], "http://:s3cr3t@b:2").unwrap_err();
+        assert!(
+            refused.contains("REDIS_ADDR") && refused.contains("http://:***@b:2"),
+            "{refused}"
+        );
+        assert!(!refused.contains("s3cr3t"), "{refused}");
+
+        // REDIS_URL's value reaches the config as the flag's would.
+        let mut config = parse(&["--redis.addr", "redis://:s3cr3t@a:1/0"])
+            .unwrap()
+            .config;
+        let conflict = apply_redis_addr(&mut config, Some("b:2".into())).unwrap_err();
+        assert!(
+            conflict.contains("REDIS_URL (redis://:***@a:1/0)")
+                && conflict.contains("REDIS_ADDR (redis://b:2)"),
+            "{conflict}"
+        );
+        let mut config = parse(&["--redis.addr", "redis://a:1"]).unwrap().config;
+        assert_eq!(apply_redis_addr(&mut config, Some("a:1".into())), Ok(()));
     }
 
     #[test]

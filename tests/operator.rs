@@ -136,6 +136,44 @@ fn redis_password_from_a_file() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--redis.password"));
 }
 
+/// redis_exporter's `REDIS_ADDR`, as `host:port`, is read; one naming another Redis than
+/// `REDIS_URL` stops start-up rather than being ignored.
+#[test]
+fn redis_exporter_address_variable_is_read() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let addr = format!("127.0.0.1:{}", redis.port);
+    let exporter = Exporter::start_raw(
+        &[],
+        &[
+            ("REDIS_ADDR", addr.as_str()),
+            ("POLL_INTERVAL_SEC", "200ms"),
+        ],
+    );
+    exporter.wait_metrics("Redis read at REDIS_ADDR", WAIT, |b| {
+        sample(b, "quantum_harvest_exporter_redis_up") == Some(1.0)
+            && b.contains("quantum_harvest_kill_score{symbol=\"ETHUSDT\"}")
+    });
+
+    let output = run_exporter(
+        &[],
+        &[
+            ("REDIS_ADDR", addr.as_str()),
+            ("REDIS_URL", "redis://:pw@127.0.0.1:6379/0"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("REDIS_URL (redis://:***@127.0.0.1:6379/0) and REDIS_ADDR"),
+        "{stderr}"
+    );
+    let output = run_exporter(&[], &[("REDIS_ADDR", "http://127.0.0.1:6379")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("REDIS_ADDR"), "{stderr}");
+}
+
 #[test]
 fn logs_as_logfmt_by_default_and_as_json_on_request() {
     let redis = Redis::start();

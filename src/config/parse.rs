@@ -126,17 +126,26 @@ pub(super) fn host(raw: &str) -> Result<String, String> {
     Ok(host.to_owned())
 }
 
+/// A `redis://` or `rediss://` URL, or `host[:port]` for `redis://host[:port]` as redis_exporter
+/// takes its address; empty for none.
 pub(super) fn redis_url(raw: &str) -> Result<String, String> {
     use redis::IntoConnectionInfo;
-    let url = raw.trim();
-    if url.is_empty() {
+    let raw = raw.trim();
+    if raw.is_empty() {
         return Ok(String::new());
     }
+    let url = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("redis://{raw}")
+    };
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        return Err("expected a redis:// or rediss:// URL".into());
+        return Err("expected a redis:// or rediss:// URL, or host:port".into());
     }
-    url.into_connection_info().map_err(|e| e.to_string())?;
-    Ok(url.to_owned())
+    url.as_str()
+        .into_connection_info()
+        .map_err(|e| e.to_string())?;
+    Ok(url)
 }
 
 /// Comma-separated `host:port` entries; an IPv6 host in brackets. Empty means none.
@@ -337,6 +346,28 @@ pub(super) fn exporter_url(raw: &str) -> Result<ExporterUrl, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_addresses_are_urls_or_host_and_port() {
+        for (raw, url) in [
+            ("redis://10.0.0.5:6380/2", "redis://10.0.0.5:6380/2"),
+            (" rediss://redis.internal\r", "rediss://redis.internal"),
+            ("10.0.0.5:6380", "redis://10.0.0.5:6380"),
+            ("[::1]:6379", "redis://[::1]:6379"),
+            ("localhost", "redis://localhost"),
+            ("", ""),
+        ] {
+            assert_eq!(redis_url(raw).as_deref(), Ok(url), "{raw:?}");
+        }
+        for bad in [
+            "http://10.0.0.5",
+            "unix:///run/redis.sock",
+            "host:port",
+            "host:6379/x",
+        ] {
+            assert!(redis_url(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn durations_take_units_or_bare_seconds() {
