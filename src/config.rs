@@ -120,6 +120,16 @@ pub struct Config {
     #[arg(long = "redis.tls-ca-file", env = "REDIS_TLS_CA_FILE", value_parser = readable_file, global = true)]
     pub redis_ca_file: Option<PathBuf>,
 
+    /// PEM client certificate, for a Redis that requires one (tls-auth-clients yes, Redis's
+    /// default once TLS is on); with --redis.tls-client-key-file. Shown to the sentinels too
+    /// with --redis.sentinel-tls.
+    #[arg(long = "redis.tls-client-cert-file", env = "REDIS_TLS_CLIENT_CERT_FILE", value_parser = readable_file, global = true)]
+    pub redis_client_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --redis.tls-client-cert-file.
+    #[arg(long = "redis.tls-client-key-file", env = "REDIS_TLS_CLIENT_KEY_FILE", value_parser = readable_file, global = true)]
+    pub redis_client_key_file: Option<PathBuf>,
+
     /// Redis Sentinel addresses, comma-separated host:port. The exporter asks them for the
     /// primary of --redis.sentinel-master and follows its failovers; user, password, TLS and
     /// database of the data nodes still come from --redis.addr, whose host is then not used.
@@ -348,13 +358,38 @@ impl Config {
             read_from: self.redis_read_from,
             url,
             password: self.redis_password()?,
-            ca_file: self
-                .redis_ca_file
-                .clone()
-                .filter(|path| !path.as_os_str().is_empty()),
+            ca_file: given(&self.redis_ca_file),
+            client_cert: given(&self.redis_client_cert_file)
+                .zip(given(&self.redis_client_key_file)),
             connect_timeout: self.redis_connect_timeout,
             response_timeout: self.redis_timeout,
         })
+    }
+
+    /// The client certificate comes with its key, and goes to a server spoken to over TLS.
+    fn check_redis_tls(&self) -> Result<(), String> {
+        let cert = given(&self.redis_client_cert_file).is_some();
+        let key = given(&self.redis_client_key_file).is_some();
+        if cert != key {
+            return Err(
+                "--redis.tls-client-cert-file (REDIS_TLS_CLIENT_CERT_FILE) and \
+                 --redis.tls-client-key-file (REDIS_TLS_CLIENT_KEY_FILE) go together: give both"
+                    .into(),
+            );
+        }
+        let tls = self
+            .redis_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("rediss://"))
+            || self.redis_sentinel_tls;
+        if cert && !tls {
+            return Err(
+                "--redis.tls-client-cert-file (REDIS_TLS_CLIENT_CERT_FILE) is shown over TLS only: \
+                 give a rediss:// --redis.addr (REDIS_URL) or --redis.sentinel-tls"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     pub fn symbols(&self) -> Symbols {
@@ -364,6 +399,11 @@ impl Config {
             Symbols::Fixed(self.symbols.0.clone())
         }
     }
+}
+
+/// A file setting, unless left empty (as `KEY=` in an env file leaves it).
+fn given(path: &Option<PathBuf>) -> Option<PathBuf> {
+    path.clone().filter(|path| !path.as_os_str().is_empty())
 }
 
 /// The database a Redis URL names (0 when it names none).
@@ -404,6 +444,9 @@ where
         apply_redis_addr(&mut cli.config, redis_addr)
             .map_err(|message| Cli::command().error(ErrorKind::ArgumentConflict, message))?;
     }
+    cli.config
+        .check_redis_tls()
+        .map_err(|message| Cli::command().error(ErrorKind::ArgumentConflict, message))?;
     if let Some(Command::Status(status)) = &mut cli.command {
         status
             .complete(std::env::var(STATUS_PASSWORD_ENV).ok())

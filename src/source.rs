@@ -904,6 +904,7 @@ mod tests {
             url: url.into(),
             password: Some(crate::secret::Secret::new("from-env")),
             ca_file: None,
+            client_cert: None,
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
         };

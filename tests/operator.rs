@@ -174,6 +174,82 @@ fn redis_exporter_address_variable_is_read() {
     assert!(stderr.contains("REDIS_ADDR"), "{stderr}");
 }
 
+/// A Redis with `tls-auth-clients yes` is read with a client certificate, and refuses the
+/// exporter without one; a certificate without its key, or for a plain redis:// address, is a
+/// bad setting.
+#[test]
+fn redis_that_requires_a_client_certificate() {
+    let certs = Certs::new();
+    let redis = Redis::start_tls_with(&certs, true);
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let path = |p: &std::path::PathBuf| p.to_string_lossy().into_owned();
+    let (ca, cert, key) = (
+        path(&certs.ca),
+        path(&certs.client_cert),
+        path(&certs.client_key),
+    );
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_TLS_CA_FILE", ca.as_str()),
+        ("REDIS_TLS_CLIENT_CERT_FILE", cert.as_str()),
+        ("REDIS_TLS_CLIENT_KEY_FILE", key.as_str()),
+        ("POLL_INTERVAL_SEC", "200ms"),
+    ];
+    let output = run_exporter(&["simulate", "--rounds", "1"], &env);
+    assert!(output.status.success(), "{output:?}");
+    let exporter = Exporter::start_raw(&[], &env);
+    exporter.wait_metrics("values read with a client certificate", WAIT, |b| {
+        sample(b, "quantum_harvest_exporter_redis_up") == Some(1.0)
+            && b.contains("quantum_harvest_kill_score{symbol=\"BTCUSDT\"}")
+    });
+    let status = run_exporter(
+        &[
+            "--redis.addr",
+            &url,
+            "--redis.tls-ca-file",
+            &ca,
+            "--redis.tls-client-cert-file",
+            &cert,
+            "--redis.tls-client-key-file",
+            &key,
+            "status",
+        ],
+        &[],
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("BTCUSDT"),
+        "{status:?}"
+    );
+
+    let without = Exporter::start_raw(&[], &env[..2]);
+    without.wait_refused();
+
+    for (args, named) in [
+        (
+            vec!["--redis.addr", &url, "--redis.tls-client-cert-file", &cert],
+            "--redis.tls-client-key-file",
+        ),
+        (
+            vec![
+                "--redis.tls-client-cert-file",
+                &cert,
+                "--redis.tls-client-key-file",
+                &key,
+            ],
+            "rediss://",
+        ),
+        (
+            vec!["--redis.tls-client-key-file", "/nonexistent/key.pem"],
+            "REDIS_TLS_CLIENT_KEY_FILE",
+        ),
+    ] {
+        let output = run_exporter(&args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn logs_as_logfmt_by_default_and_as_json_on_request() {
     let redis = Redis::start();

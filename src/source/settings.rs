@@ -20,6 +20,8 @@ pub struct RedisSettings {
     pub password: Option<Secret>,
     /// PEM file of the CA that signed the server's certificate, for `rediss://`.
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and its key, for a server that requires one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
 }
@@ -32,6 +34,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("url", &redact_url(&self.url))
             .field("password", &self.password)
             .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .finish()
@@ -43,8 +46,8 @@ impl std::fmt::Debug for RedisSettings {
 pub enum SettingsError {
     #[error("invalid redis address: {source}")]
     Address { source: redis::RedisError },
-    #[error("cannot read CA file {path}: {source}")]
-    CaFile {
+    #[error("cannot read TLS file {path}: {source}")]
+    TlsFile {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -104,18 +107,27 @@ impl RedisSettings {
         Ok(node_info.set_redis_settings(redis_settings))
     }
 
-    /// The CA to trust for TLS, when one is configured.
+    /// The CA to trust and the client certificate to show for TLS, when either is configured.
     pub(crate) fn certificates(&self) -> Result<Option<redis::TlsCertificates>, SettingsError> {
-        let Some(path) = &self.ca_file else {
+        if self.ca_file.is_none() && self.client_cert.is_none() {
             return Ok(None);
+        }
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| SettingsError::TlsFile {
+                path: path.clone(),
+                source,
+            })
         };
-        let root_cert = std::fs::read(path).map_err(|source| SettingsError::CaFile {
-            path: path.clone(),
-            source,
-        })?;
+        let client_tls = match &self.client_cert {
+            Some((cert, key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            None => None,
+        };
         Ok(Some(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(root_cert),
+            client_tls,
+            root_cert: self.ca_file.as_ref().map(read).transpose()?,
         }))
     }
 

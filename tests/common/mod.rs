@@ -146,6 +146,12 @@ impl Redis {
 
     /// A redis-server that speaks only TLS, with a certificate signed by `certs`' CA.
     pub fn start_tls(certs: &Certs) -> Redis {
+        Redis::start_tls_with(certs, false)
+    }
+
+    /// A redis-server that speaks only TLS and, with `auth_clients`, requires a client
+    /// certificate signed by `certs`' CA (`tls-auth-clients yes`, Redis's own default).
+    pub fn start_tls_with(certs: &Certs, auth_clients: bool) -> Redis {
         require_tool("redis-server", "redis-server");
         let port = free_port();
         let dir = TempDir::new("redis-tls");
@@ -162,7 +168,7 @@ impl Redis {
             "--tls-ca-cert-file",
             &path(&certs.ca),
             "--tls-auth-clients",
-            "no",
+            if auth_clients { "yes" } else { "no" },
         ]
         .iter()
         .map(|s| s.to_string())
