@@ -20,6 +20,7 @@ pub mod config;
 mod exposition;
 mod gzip;
 pub mod listener;
+pub mod logging;
 mod page;
 mod process;
 mod proposal;
