@@ -20,7 +20,7 @@ pub use commands::{Command, SimulateArgs, StatusArgs};
 use parse::{
     boolean, database, duration, host, listen_address, log_format, log_level, master_name,
     node_list, password, port, positive_count, prefix, read_from, readable_file, redis_url,
-    stream_key, symbol_list, telemetry_path,
+    stream_key, symbol_list, telemetry_path, tls_server_name,
 };
 
 pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
@@ -129,6 +129,12 @@ pub struct Config {
     /// PEM private key of --redis.tls-client-cert-file.
     #[arg(long = "redis.tls-client-key-file", env = "REDIS_TLS_CLIENT_KEY_FILE", value_parser = readable_file, global = true)]
     pub redis_client_key_file: Option<PathBuf>,
+
+    /// The name to check the Redis server's certificate against (and send in SNI) when it is
+    /// not --redis.addr's host, e.g. a certificate for redis.internal reached by IP address.
+    /// For one rediss:// address, without sentinels, cluster or --harvest.events.
+    #[arg(long = "redis.tls-server-name", env = "REDIS_TLS_SERVER_NAME", value_parser = tls_server_name, global = true)]
+    pub redis_tls_server_name: Option<String>,
 
     /// Redis Sentinel addresses, comma-separated host:port. The exporter asks them for the
     /// primary of --redis.sentinel-master and follows its failovers; user, password, TLS and
@@ -361,9 +367,16 @@ impl Config {
             ca_file: given(&self.redis_ca_file),
             client_cert: given(&self.redis_client_cert_file)
                 .zip(given(&self.redis_client_key_file)),
+            tls_server_name: self.tls_server_name().map(str::to_owned),
             connect_timeout: self.redis_connect_timeout,
             response_timeout: self.redis_timeout,
         })
+    }
+
+    fn tls_server_name(&self) -> Option<&str> {
+        self.redis_tls_server_name
+            .as_deref()
+            .filter(|name| !name.is_empty())
     }
 
     /// The client certificate comes with its key, and goes to a server spoken to over TLS.
@@ -382,6 +395,36 @@ impl Config {
             .as_deref()
             .is_some_and(|url| url.starts_with("rediss://"))
             || self.redis_sentinel_tls;
+        if self.tls_server_name().is_some() {
+            if !self
+                .redis_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("rediss://"))
+            {
+                return Err(
+                    "--redis.tls-server-name (REDIS_TLS_SERVER_NAME) is for a rediss:// \
+                            --redis.addr (REDIS_URL)"
+                        .into(),
+                );
+            }
+            if self
+                .redis_sentinels
+                .as_ref()
+                .is_some_and(|n| !n.0.is_empty())
+                || self
+                    .redis_cluster_nodes
+                    .as_ref()
+                    .is_some_and(|n| !n.0.is_empty())
+                || self.events
+            {
+                return Err(
+                    "--redis.tls-server-name (REDIS_TLS_SERVER_NAME) applies to the one \
+                            --redis.addr: not with --redis.sentinels, --redis.cluster-nodes or \
+                            --harvest.events, whose connections go to the nodes' own addresses"
+                        .into(),
+                );
+            }
+        }
         if cert && !tls {
             return Err(
                 "--redis.tls-client-cert-file (REDIS_TLS_CLIENT_CERT_FILE) is shown over TLS only: \

@@ -905,6 +905,7 @@ mod tests {
             password: Some(crate::secret::Secret::new("from-env")),
             ca_file: None,
             client_cert: None,
+            tls_server_name: None,
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
         };

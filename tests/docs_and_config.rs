@@ -159,7 +159,7 @@ fn metrics_table_matches_what_is_exported() {
 }
 
 /// A value each setting must reject. A setting added without a row here fails the test.
-const BAD_VALUES: [(&str, &str); 36] = [
+const BAD_VALUES: [(&str, &str); 37] = [
     ("REDIS_SENTINELS", "127.0.0.1"),
     ("REDIS_SENTINEL_MASTER", "two words"),
     ("REDIS_SENTINEL_PASSWORD", ""),
@@ -187,6 +187,7 @@ const BAD_VALUES: [(&str, &str); 36] = [
     ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem"),
     ("REDIS_TLS_CLIENT_CERT_FILE", "/nonexistent/client.pem"),
     ("REDIS_TLS_CLIENT_KEY_FILE", "/nonexistent/client.key"),
+    ("REDIS_TLS_SERVER_NAME", "not a name"),
     ("REDIS_CONNECT_TIMEOUT_SEC", "soon"),
     ("REDIS_TIMEOUT_SEC", "1e9"),
     ("SYMBOLS", "BTCUSDT,ETH\u{7}USDT"),

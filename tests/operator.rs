@@ -250,6 +250,68 @@ fn redis_that_requires_a_client_certificate() {
     }
 }
 
+/// A Redis whose certificate names another host than the address it is reached at is read with
+/// --redis.tls-server-name, and refused without it.
+#[test]
+fn redis_certificate_for_another_name() {
+    let certs = Certs::new();
+    let redis = Redis::start_tls_named(&certs);
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let ca = certs.ca.to_string_lossy().into_owned();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_TLS_CA_FILE", ca.as_str()),
+        ("REDIS_TLS_SERVER_NAME", Certs::SERVER_NAME),
+        ("POLL_INTERVAL_SEC", "200ms"),
+    ];
+    let output = run_exporter(&["simulate", "--rounds", "1"], &env);
+    assert!(output.status.success(), "{output:?}");
+    let exporter = Exporter::start_raw(&[], &env);
+    exporter.wait_metrics("values read from the named server", WAIT, |b| {
+        sample(b, "quantum_harvest_exporter_redis_up") == Some(1.0)
+            && b.contains("quantum_harvest_kill_score{symbol=\"BTCUSDT\"}")
+    });
+    // The address shown is still the one configured.
+    assert!(
+        exporter
+            .log_text()
+            .contains(&format!("redis=127.0.0.1:{}", redis.port)),
+        "{}",
+        exporter.log_text()
+    );
+
+    let without = Exporter::start_raw(&[], &[env[0], env[1], env[3]]);
+    without.wait_refused();
+    assert!(
+        without.log_text().to_lowercase().contains("certificate"),
+        "{}",
+        without.log_text()
+    );
+
+    let plain = format!("redis://127.0.0.1:{}/0", redis.port);
+    for (args, named) in [
+        (vec!["--redis.addr", plain.as_str()], "rediss://"),
+        (
+            vec!["--redis.addr", &url, "--harvest.events"],
+            "--harvest.events",
+        ),
+        (
+            vec!["--redis.addr", &url, "--redis.sentinels", "127.0.0.1:26379"],
+            "--redis.sentinels",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--redis.tls-server-name", Certs::SERVER_NAME]);
+        let output = run_exporter(&args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(named) && stderr.contains("REDIS_TLS_SERVER_NAME"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn logs_as_logfmt_by_default_and_as_json_on_request() {
     let redis = Redis::start();

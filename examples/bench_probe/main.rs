@@ -140,6 +140,7 @@ fn fill(options: &Options) -> Result<(), String> {
         password: None,
         ca_file: None,
         client_cert: None,
+        tls_server_name: None,
         connect_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(120),
     };

@@ -148,6 +148,15 @@ pub(super) fn redis_url(raw: &str) -> Result<String, String> {
     Ok(url)
 }
 
+/// A DNS name or IP address a certificate can be issued for; empty for none.
+pub(super) fn tls_server_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if !name.is_empty() && rustls::pki_types::ServerName::try_from(name).is_err() {
+        return Err("expected the DNS name or IP address in the server's certificate".into());
+    }
+    Ok(name.to_owned())
+}
+
 /// Comma-separated `host:port` entries; an IPv6 host in brackets. Empty means none.
 pub(super) fn node_list(raw: &str) -> Result<NodeList, String> {
     let mut nodes = Vec::new();

@@ -1,10 +1,12 @@
 //! How to reach Redis, as the settings give it: the URL (with the password added), the CA for
 //! TLS, the timeouts and the topology. Makes clients; does not connect.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use redis::io::AsyncDNSResolver;
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo};
 
 use super::{ReadFrom, Topology};
 use crate::secret::{Secret, redact_url};
@@ -22,6 +24,9 @@ pub struct RedisSettings {
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate and its key, for a server that requires one.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The name the server's certificate is checked against, and sent in SNI, when it is not
+    /// the URL's host.
+    pub tls_server_name: Option<String>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
 }
@@ -35,6 +40,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("password", &self.password)
             .field("ca_file", &self.ca_file)
             .field("client_cert", &self.client_cert)
+            .field("tls_server_name", &self.tls_server_name)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .finish()
@@ -59,6 +65,25 @@ impl RedisSettings {
     pub fn client(&self) -> Result<(Client, String), SettingsError> {
         let info = self.connection_info()?;
         let addr = info.addr().to_string();
+        // The crate checks the certificate against the host it connects to: the host becomes the
+        // server name, which `connection_config`'s resolver maps back to the URL's host.
+        let info = match (&self.tls_server_name, info.addr().clone()) {
+            (
+                Some(name),
+                ConnectionAddr::TcpTls {
+                    port,
+                    insecure,
+                    tls_params,
+                    ..
+                },
+            ) => info.set_addr(ConnectionAddr::TcpTls {
+                host: name.clone(),
+                port,
+                insecure,
+                tls_params,
+            }),
+            _ => info,
+        };
         Ok((self.open(info)?, addr))
     }
 
@@ -96,7 +121,7 @@ impl RedisSettings {
     ) -> Result<redis::ConnectionInfo, SettingsError> {
         let info = self.connection_info()?;
         let scheme = match info.addr() {
-            redis::ConnectionAddr::TcpTls { .. } => "rediss",
+            ConnectionAddr::TcpTls { .. } => "rediss",
             _ => "redis",
         };
         let node_info = format!("{scheme}://{node}/0")
@@ -140,8 +165,42 @@ impl RedisSettings {
     }
 
     pub(crate) fn connection_config(&self) -> AsyncConnectionConfig {
-        AsyncConnectionConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        let url_host = self
+            .connection_info()
+            .ok()
+            .and_then(|info| match info.addr() {
+                ConnectionAddr::TcpTls { host, .. } => Some(host.clone()),
+                _ => None,
+            });
+        match (&self.tls_server_name, url_host) {
+            (Some(name), Some(host)) => config.set_dns_resolver(ServerNameResolver {
+                name: name.clone(),
+                host,
+            }),
+            _ => config,
+        }
+    }
+}
+
+/// Resolves the TLS server name to the URL's host, and every other name as usual.
+struct ServerNameResolver {
+    name: String,
+    host: String,
+}
+
+impl AsyncDNSResolver for ServerNameResolver {
+    fn resolve<'a, 'b: 'a>(
+        &'a self,
+        host: &'b str,
+        port: u16,
+    ) -> redis::RedisFuture<'a, Box<dyn Iterator<Item = SocketAddr> + Send + 'a>> {
+        let target = if host == self.name { &self.host } else { host };
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((target, port)).await?;
+            Ok(Box::new(addrs) as Box<dyn Iterator<Item = SocketAddr> + Send>)
+        })
     }
 }
