@@ -50,6 +50,15 @@ fn the_redis_password_is_never_shown() {
         run_exporter(&["--redis.addr", &unparseable], &[]),
         run_exporter(&[&format!("--redis.addr=http://:{PASSWORD}@host")], &[]),
         run_exporter(&[&format!("--redis.adr={unparseable}")], &[]),
+        // redis_exporter's name for the address, refused and in conflict.
+        run_exporter(&[], &[("REDIS_ADDR", &unparseable)]),
+        run_exporter(
+            &[],
+            &[
+                ("REDIS_ADDR", "127.0.0.1:6380"),
+                ("REDIS_URL", &url_with_password),
+            ],
+        ),
     ] {
         let text = output_text(&output);
         assert_eq!(output.status.code(), Some(2), "{text}");
