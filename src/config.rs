@@ -379,7 +379,8 @@ impl Config {
             .filter(|name| !name.is_empty())
     }
 
-    /// The client certificate comes with its key, and goes to a server spoken to over TLS.
+    /// The TLS settings fit together: the client certificate comes with its key and goes to a
+    /// server spoken to over TLS; the server name, to the one rediss:// address.
     fn check_redis_tls(&self) -> Result<(), String> {
         let cert = given(&self.redis_client_cert_file).is_some();
         let key = given(&self.redis_client_key_file).is_some();
@@ -390,45 +391,33 @@ impl Config {
                     .into(),
             );
         }
-        let tls = self
+        let rediss = self
             .redis_url
             .as_deref()
-            .is_some_and(|url| url.starts_with("rediss://"))
-            || self.redis_sentinel_tls;
-        if self.tls_server_name().is_some() {
-            if !self
-                .redis_url
-                .as_deref()
-                .is_some_and(|url| url.starts_with("rediss://"))
-            {
-                return Err(
-                    "--redis.tls-server-name (REDIS_TLS_SERVER_NAME) is for a rediss:// \
-                            --redis.addr (REDIS_URL)"
-                        .into(),
-                );
-            }
-            if self
-                .redis_sentinels
-                .as_ref()
-                .is_some_and(|n| !n.0.is_empty())
-                || self
-                    .redis_cluster_nodes
-                    .as_ref()
-                    .is_some_and(|n| !n.0.is_empty())
-                || self.events
-            {
-                return Err(
-                    "--redis.tls-server-name (REDIS_TLS_SERVER_NAME) applies to the one \
-                            --redis.addr: not with --redis.sentinels, --redis.cluster-nodes or \
-                            --harvest.events, whose connections go to the nodes' own addresses"
-                        .into(),
-                );
-            }
-        }
-        if cert && !tls {
+            .is_some_and(|url| url.starts_with("rediss://"));
+        if cert && !(rediss || self.redis_sentinel_tls) {
             return Err(
-                "--redis.tls-client-cert-file (REDIS_TLS_CLIENT_CERT_FILE) is shown over TLS only: \
-                 give a rediss:// --redis.addr (REDIS_URL) or --redis.sentinel-tls"
+                "--redis.tls-client-cert-file (REDIS_TLS_CLIENT_CERT_FILE) is shown over \
+                 TLS only: give a rediss:// --redis.addr (REDIS_URL) or --redis.sentinel-tls"
+                    .into(),
+            );
+        }
+        if self.tls_server_name().is_none() {
+            return Ok(());
+        }
+        if !rediss {
+            return Err(
+                "--redis.tls-server-name (REDIS_TLS_SERVER_NAME) is for a rediss:// --redis.addr \
+                 (REDIS_URL)"
+                    .into(),
+            );
+        }
+        let listed = |nodes: &Option<NodeList>| nodes.as_ref().is_some_and(|n| !n.0.is_empty());
+        if listed(&self.redis_sentinels) || listed(&self.redis_cluster_nodes) || self.events {
+            return Err(
+                "--redis.tls-server-name (REDIS_TLS_SERVER_NAME) applies to the one \
+                 --redis.addr: not with --redis.sentinels, --redis.cluster-nodes or \
+                 --harvest.events, whose connections go to the nodes' own addresses"
                     .into(),
             );
         }

@@ -1,5 +1,6 @@
-//! How to reach Redis, as the settings give it: the URL (with the password added), the CA for
-//! TLS, the timeouts and the topology. Makes clients; does not connect.
+//! How to reach Redis, as the settings give it: the URL (with the password added), the CA,
+//! client certificate and server name for TLS, the timeouts and the topology. Makes clients;
+//! does not connect.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
