@@ -159,7 +159,7 @@ fn metrics_table_matches_what_is_exported() {
 }
 
 /// A value each setting must reject. A setting added without a row here fails the test.
-const BAD_VALUES: [(&str, &str); 37] = [
+const BAD_VALUES: [(&str, &str); 38] = [
     ("REDIS_SENTINELS", "127.0.0.1"),
     ("REDIS_SENTINEL_MASTER", "two words"),
     ("REDIS_SENTINEL_PASSWORD", ""),
@@ -193,6 +193,7 @@ const BAD_VALUES: [(&str, &str); 37] = [
     ("SYMBOLS", "BTCUSDT,ETH\u{7}USDT"),
     ("HARVEST_PREFIX", " \r"),
     ("POLL_INTERVAL_SEC", "0"),
+    ("POLL_INTERVAL_SEC", "1s1m"),
     ("MAX_SYMBOLS", "-5"),
     ("HARVEST_EVENTS", "maybe"),
     ("LOG_LEVEL", "loud"),
