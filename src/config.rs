@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
+pub use crate::secret::Secret;
+use crate::secret::redact_url;
 use crate::source::{ReadFrom, RedisSettings, SentinelSettings, Symbols, Topology};
 use commands::STATUS_PASSWORD_ENV;
-pub use commands::{Command, Secret, SimulateArgs, StatusArgs};
+pub use commands::{Command, SimulateArgs, StatusArgs};
 use parse::{
-    boolean, database, host, listen_address, log_format, log_level, master_name, node_list, port,
-    positive_count, prefix, read_from, readable_file, redis_url, seconds, stream_key, symbol_list,
-    telemetry_path, trimmed,
+    boolean, database, duration, host, listen_address, log_format, log_level, master_name,
+    node_list, password, port, positive_count, prefix, read_from, readable_file, redis_url,
+    stream_key, symbol_list, telemetry_path, tls_server_name,
 };
 
 pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
@@ -32,7 +34,8 @@ pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
     long_about = "Prometheus exporter for the harvest proposals a trading system keeps in Redis \
 hashes (quantum:harvest:proposal:<SYMBOL>).\n\nEvery setting can be given as a flag or as the \
 environment variable shown with it; a flag wins over the environment. The environment names are \
-those of the original exporter's env file, so that file keeps working."
+those of the original exporter's env file, so that file keeps working. Durations take \
+Prometheus' units (500ms, 2s, 1m, 1h, 1m30s); a bare number is seconds."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -68,13 +71,14 @@ pub struct Config {
     #[arg(long = "web.max-connections", env = "WEB_MAX_CONNECTIONS", default_value = "1024", value_parser = positive_count, global = true)]
     pub max_connections: usize,
 
-    /// Seconds a client may take to send its request head before the connection is closed.
-    #[arg(long = "web.header-timeout", env = "WEB_HEADER_TIMEOUT_SEC", default_value = "5", value_parser = seconds, global = true)]
+    /// How long a client may take to send its request head before the connection is closed
+    /// (500ms, 5s, 1m; a bare number is seconds).
+    #[arg(long = "web.header-timeout", env = "WEB_HEADER_TIMEOUT_SEC", default_value = "5", value_parser = duration, global = true)]
     pub header_timeout: Duration,
 
-    /// Seconds a response may make no progress (a client that stops reading) before the
+    /// How long a response may make no progress (a client that stops reading) before the
     /// connection is closed.
-    #[arg(long = "web.write-timeout", env = "WEB_WRITE_TIMEOUT_SEC", default_value = "30", value_parser = seconds, global = true)]
+    #[arg(long = "web.write-timeout", env = "WEB_WRITE_TIMEOUT_SEC", default_value = "30", value_parser = duration, global = true)]
     pub write_timeout: Duration,
 
     /// Web configuration file in the Prometheus exporters' shared format (tls_server_config,
@@ -94,15 +98,17 @@ pub struct Config {
     #[arg(long = "redis.db", env = "REDIS_DB", default_value = "0", value_parser = database, global = true)]
     pub redis_db: u32,
 
-    /// Redis URL (redis:// or rediss:// for TLS, with optional user:password@ and /db); replaces
-    /// --redis.host, --redis.port and --redis.db.
-    #[arg(long = "redis.addr", env = "REDIS_URL", value_parser = redis_url, global = true)]
+    /// Redis URL (redis:// or rediss:// for TLS, with optional user:password@ and /db), or
+    /// host:port; replaces --redis.host, --redis.port and --redis.db. REDIS_ADDR, redis_exporter's
+    /// name, is read too; set to another address than REDIS_URL, it stops start-up. Shown with
+    /// the password masked.
+    #[arg(long = "redis.addr", env = "REDIS_URL", hide_env_values = true, value_parser = redis_url, global = true)]
     pub redis_url: Option<String>,
 
     /// Redis password, used when the URL carries none. Prefer the env file (mode 0640) to the
     /// command line, which other users can read.
-    #[arg(long = "redis.password", env = "REDIS_PASSWORD", hide_env_values = true, value_parser = trimmed, global = true)]
-    pub redis_password: Option<String>,
+    #[arg(long = "redis.password", env = "REDIS_PASSWORD", hide_env_values = true, value_parser = password, global = true)]
+    pub redis_password: Option<Secret>,
 
     /// File holding the Redis password (trailing newline ignored), read at start-up; the usual
     /// way to keep it out of the command line and the environment. Excludes --redis.password.
@@ -113,6 +119,22 @@ pub struct Config {
     /// without it the system's trust store is used.
     #[arg(long = "redis.tls-ca-file", env = "REDIS_TLS_CA_FILE", value_parser = readable_file, global = true)]
     pub redis_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate, for a Redis that requires one (tls-auth-clients yes, Redis's
+    /// default once TLS is on); with --redis.tls-client-key-file. Shown to the sentinels too
+    /// with --redis.sentinel-tls.
+    #[arg(long = "redis.tls-client-cert-file", env = "REDIS_TLS_CLIENT_CERT_FILE", value_parser = readable_file, global = true)]
+    pub redis_client_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --redis.tls-client-cert-file.
+    #[arg(long = "redis.tls-client-key-file", env = "REDIS_TLS_CLIENT_KEY_FILE", value_parser = readable_file, global = true)]
+    pub redis_client_key_file: Option<PathBuf>,
+
+    /// The name to check the Redis server's certificate against (and send in SNI) when it is
+    /// not --redis.addr's host, e.g. a certificate for redis.internal reached by IP address.
+    /// For one rediss:// address, without sentinels, cluster or --harvest.events.
+    #[arg(long = "redis.tls-server-name", env = "REDIS_TLS_SERVER_NAME", value_parser = tls_server_name, global = true)]
+    pub redis_tls_server_name: Option<String>,
 
     /// Redis Sentinel addresses, comma-separated host:port. The exporter asks them for the
     /// primary of --redis.sentinel-master and follows its failovers; user, password, TLS and
@@ -125,8 +147,8 @@ pub struct Config {
     pub redis_sentinel_master: String,
 
     /// Password of the sentinels themselves (their requirepass), when they have one.
-    #[arg(long = "redis.sentinel-password", env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true, value_parser = trimmed, global = true)]
-    pub redis_sentinel_password: Option<String>,
+    #[arg(long = "redis.sentinel-password", env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true, value_parser = password, global = true)]
+    pub redis_sentinel_password: Option<Secret>,
 
     /// Speak TLS to the sentinels, trusting --redis.tls-ca-file.
     #[arg(long = "redis.sentinel-tls", env = "REDIS_SENTINEL_TLS", default_value = "false", value_parser = boolean, num_args = 0..=1, default_missing_value = "true", global = true)]
@@ -144,12 +166,12 @@ pub struct Config {
     #[arg(long = "redis.read-from", env = "REDIS_READ_FROM", default_value = "primary", value_parser = read_from, global = true)]
     pub redis_read_from: ReadFrom,
 
-    /// Seconds to wait for a connection to Redis.
-    #[arg(long = "redis.connect-timeout", env = "REDIS_CONNECT_TIMEOUT_SEC", default_value = "2", value_parser = seconds, global = true)]
+    /// How long to wait for a connection to Redis.
+    #[arg(long = "redis.connect-timeout", env = "REDIS_CONNECT_TIMEOUT_SEC", default_value = "2", value_parser = duration, global = true)]
     pub redis_connect_timeout: Duration,
 
-    /// Seconds to wait for Redis to answer a command.
-    #[arg(long = "redis.timeout", env = "REDIS_TIMEOUT_SEC", default_value = "2", value_parser = seconds, global = true)]
+    /// How long to wait for Redis to answer a command.
+    #[arg(long = "redis.timeout", env = "REDIS_TIMEOUT_SEC", default_value = "2", value_parser = duration, global = true)]
     pub redis_timeout: Duration,
 
     /// Comma-separated symbols to export. Empty or * discovers every key under the prefix with
@@ -161,8 +183,9 @@ pub struct Config {
     #[arg(long = "harvest.prefix", env = "HARVEST_PREFIX", default_value = DEFAULT_PREFIX, value_parser = prefix, global = true)]
     pub prefix: String,
 
-    /// Seconds between two reads of Redis.
-    #[arg(long = "harvest.poll-interval", env = "POLL_INTERVAL_SEC", default_value = "5", value_parser = seconds, global = true)]
+    /// Time between two reads of Redis (5s, 500ms; a bare number is seconds, as the original
+    /// exporter's POLL_INTERVAL_SEC).
+    #[arg(long = "harvest.poll-interval", env = "POLL_INTERVAL_SEC", default_value = "5", value_parser = duration, global = true)]
     pub poll_interval: Duration,
 
     /// Event mode: also follow Redis keyspace notifications on the prefix and re-read only the
@@ -262,19 +285,23 @@ impl Config {
     }
 
     /// The password from --redis.password-file, else --redis.password.
-    fn redis_password(&self) -> Result<Option<String>, ConfigError> {
+    fn redis_password(&self) -> Result<Option<Secret>, ConfigError> {
         let Some(path) = self
             .redis_password_file
             .as_deref()
             .filter(|p| !p.as_os_str().is_empty())
         else {
-            return Ok(self.redis_password.clone().filter(|p| !p.is_empty()));
+            return Ok(self
+                .redis_password
+                .clone()
+                .filter(|p| !p.expose().is_empty()));
         };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()).filter(|p| !p.is_empty()))
+        let password = text.trim_end_matches(['\n', '\r']);
+        Ok((!password.is_empty()).then(|| Secret::new(password)))
     }
 
     /// How to reach Redis; reads --redis.password-file.
@@ -313,7 +340,7 @@ impl Config {
                 password: self
                     .redis_sentinel_password
                     .clone()
-                    .filter(|p| !p.is_empty()),
+                    .filter(|p| !p.expose().is_empty()),
                 tls: self.redis_sentinel_tls,
             }),
             (None, Some(seeds)) => Topology::Cluster(seeds),
@@ -337,13 +364,64 @@ impl Config {
             read_from: self.redis_read_from,
             url,
             password: self.redis_password()?,
-            ca_file: self
-                .redis_ca_file
-                .clone()
-                .filter(|path| !path.as_os_str().is_empty()),
+            ca_file: given(&self.redis_ca_file),
+            client_cert: given(&self.redis_client_cert_file)
+                .zip(given(&self.redis_client_key_file)),
+            tls_server_name: self.tls_server_name().map(str::to_owned),
             connect_timeout: self.redis_connect_timeout,
             response_timeout: self.redis_timeout,
         })
+    }
+
+    fn tls_server_name(&self) -> Option<&str> {
+        self.redis_tls_server_name
+            .as_deref()
+            .filter(|name| !name.is_empty())
+    }
+
+    /// The TLS settings fit together: the client certificate comes with its key and goes to a
+    /// server spoken to over TLS; the server name, to the one rediss:// address.
+    fn check_redis_tls(&self) -> Result<(), String> {
+        let cert = given(&self.redis_client_cert_file).is_some();
+        let key = given(&self.redis_client_key_file).is_some();
+        if cert != key {
+            return Err(
+                "--redis.tls-client-cert-file (REDIS_TLS_CLIENT_CERT_FILE) and \
+                 --redis.tls-client-key-file (REDIS_TLS_CLIENT_KEY_FILE) go together: give both"
+                    .into(),
+            );
+        }
+        let rediss = self
+            .redis_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("rediss://"));
+        if cert && !(rediss || self.redis_sentinel_tls) {
+            return Err(
+                "--redis.tls-client-cert-file (REDIS_TLS_CLIENT_CERT_FILE) is shown over \
+                 TLS only: give a rediss:// --redis.addr (REDIS_URL) or --redis.sentinel-tls"
+                    .into(),
+            );
+        }
+        if self.tls_server_name().is_none() {
+            return Ok(());
+        }
+        if !rediss {
+            return Err(
+                "--redis.tls-server-name (REDIS_TLS_SERVER_NAME) is for a rediss:// --redis.addr \
+                 (REDIS_URL)"
+                    .into(),
+            );
+        }
+        let listed = |nodes: &Option<NodeList>| nodes.as_ref().is_some_and(|n| !n.0.is_empty());
+        if listed(&self.redis_sentinels) || listed(&self.redis_cluster_nodes) || self.events {
+            return Err(
+                "--redis.tls-server-name (REDIS_TLS_SERVER_NAME) applies to the one \
+                 --redis.addr: not with --redis.sentinels, --redis.cluster-nodes or \
+                 --harvest.events, whose connections go to the nodes' own addresses"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     pub fn symbols(&self) -> Symbols {
@@ -355,6 +433,11 @@ impl Config {
     }
 }
 
+/// A file setting, unless left empty (as `KEY=` in an env file leaves it).
+fn given(path: &Option<PathBuf>) -> Option<PathBuf> {
+    path.clone().filter(|path| !path.as_os_str().is_empty())
+}
+
 /// The database a Redis URL names (0 when it names none).
 fn url_database(url: &str) -> i64 {
     use redis::IntoConnectionInfo as _;
@@ -363,6 +446,9 @@ fn url_database(url: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// redis_exporter's name for the Redis address, read as an alias of `REDIS_URL`.
+const REDIS_ADDR_ENV: &str = "REDIS_ADDR";
+
 /// Parses the command line and environment. On a bad value the error also names the env variable
 /// the value may have come from.
 pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
@@ -370,36 +456,29 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    use clap::CommandFactory;
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    parse_with(args, std::env::var(REDIS_ADDR_ENV).ok())
+}
 
-    let mut cli = Cli::try_parse_from(args).map_err(|mut error| {
-        if matches!(
-            error.kind(),
-            ErrorKind::ValueValidation | ErrorKind::InvalidValue
-        ) && let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg)
-        {
-            let command = Cli::command();
-            let env = command
-                .get_arguments()
-                .find(|a| {
-                    a.get_long()
-                        .is_some_and(|long| arg.starts_with(&format!("--{long} ")))
-                })
-                .and_then(|a| a.get_env())
-                .map(|env| env.to_string_lossy().into_owned());
-            if let Some(env) = env {
-                error.insert(
-                    ContextKind::Suggested,
-                    ContextValue::StyledStrs(vec![
-                        format!("the value comes from {arg} or the environment variable {env}")
-                            .into(),
-                    ]),
-                );
-            }
-        }
-        error
-    })?;
+/// `parse_from` with the value of `REDIS_ADDR` given, which the environment cannot carry into a
+/// unit test.
+fn parse_with<I, T>(args: I, redis_addr: Option<String>) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::error::ErrorKind;
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+
+    let matches = Cli::command().try_get_matches_from(args).map_err(explain)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(explain)?;
+    if matches.value_source("redis_url") != Some(ValueSource::CommandLine) {
+        apply_redis_addr(&mut cli.config, redis_addr)
+            .map_err(|message| Cli::command().error(ErrorKind::ArgumentConflict, message))?;
+    }
+    cli.config
+        .check_redis_tls()
+        .map_err(|message| Cli::command().error(ErrorKind::ArgumentConflict, message))?;
     if let Some(Command::Status(status)) = &mut cli.command {
         status
             .complete(std::env::var(STATUS_PASSWORD_ENV).ok())
@@ -415,12 +494,123 @@ where
     Ok(cli)
 }
 
+/// Takes `REDIS_ADDR` (a URL or `host:port`, as redis_exporter reads it) as the Redis address
+/// when no flag gave one: never ignored, and refused when `REDIS_URL` names another.
+fn apply_redis_addr(config: &mut Config, redis_addr: Option<String>) -> Result<(), String> {
+    let Some(raw) = redis_addr.filter(|raw| !raw.trim().is_empty()) else {
+        return Ok(());
+    };
+    let addr = redis_url(&raw).map_err(|error| {
+        format!(
+            "invalid value '{}' for {REDIS_ADDR_ENV} (redis_exporter's name for REDIS_URL, \
+             --redis.addr): {error}",
+            redact_url(raw.trim())
+        )
+    })?;
+    match config.redis_url.as_deref().filter(|url| !url.is_empty()) {
+        Some(url) if url != addr => Err(format!(
+            "REDIS_URL ({}) and {REDIS_ADDR_ENV} ({}) name different Redis addresses: set one",
+            redact_url(url),
+            redact_url(&addr)
+        )),
+        _ => {
+            config.redis_url = Some(addr);
+            Ok(())
+        }
+    }
+}
+
+/// Names the env variable a refused value may have come from, and masks a password in the
+/// value, which clap would repeat.
+fn explain(mut error: clap::Error) -> clap::Error {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+    for kind in [ContextKind::InvalidValue, ContextKind::InvalidArg] {
+        if let Some(ContextValue::String(shown)) = error.get(kind) {
+            let redacted = ContextValue::String(redact_url(shown));
+            error.insert(kind, redacted);
+        }
+    }
+    if matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) && let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg)
+    {
+        let command = Cli::command();
+        let env = command
+            .get_arguments()
+            .find(|a| {
+                a.get_long()
+                    .is_some_and(|long| arg.starts_with(&format!("--{long} ")))
+            })
+            .and_then(|a| a.get_env())
+            .map(|env| env.to_string_lossy().into_owned());
+        if let Some(env) = env {
+            error.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![
+                    format!("the value comes from {arg} or the environment variable {env}").into(),
+                ]),
+            );
+        }
+    }
+    error
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        parse_from(std::iter::once("harvest-exporter").chain(args.iter().copied()))
+        parse_with(
+            std::iter::once("harvest-exporter").chain(args.iter().copied()),
+            None,
+        )
+    }
+
+    #[test]
+    fn redis_addr_is_an_alias_of_redis_url() {
+        let url = |args: &[&str], addr: &str| {
+            let args = std::iter::once("harvest-exporter").chain(args.iter().copied());
+            parse_with(args, Some(addr.to_owned()))
+                .map(|cli| cli.config.redis().unwrap().url)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(url(&[], "10.0.0.5:6380").unwrap(), "redis://10.0.0.5:6380");
+        assert_eq!(
+            url(&["status"], "rediss://r:6380/1").unwrap(),
+            "rediss://r:6380/1"
+        );
+        assert_eq!(url(&[], " ").unwrap(), "redis://localhost:6379/0");
+        // The flag wins over the environment, as for every setting.
+        assert_eq!(
+            url(&["--redis.addr", "redis://a:1/0"], "b:2").unwrap(),
+            "redis://a:1/0"
+        );
+        assert_eq!(
+            url(&["status", "--redis.addr", "redis://a:1/0"], "b:2").unwrap(),
+            "redis://a:1/0"
+        );
+        let refused = url(&[], "http://:s3cr3t@b:2").unwrap_err();
+        assert!(
+            refused.contains("REDIS_ADDR") && refused.contains("http://:***@b:2"),
+            "{refused}"
+        );
+        assert!(!refused.contains("s3cr3t"), "{refused}");
+
+        // REDIS_URL's value reaches the config as the flag's would.
+        let mut config = parse(&["--redis.addr", "redis://:s3cr3t@a:1/0"])
+            .unwrap()
+            .config;
+        let conflict = apply_redis_addr(&mut config, Some("b:2".into())).unwrap_err();
+        assert!(
+            conflict.contains("REDIS_URL (redis://:***@a:1/0)")
+                && conflict.contains("REDIS_ADDR (redis://b:2)"),
+            "{conflict}"
+        );
+        let mut config = parse(&["--redis.addr", "redis://a:1"]).unwrap().config;
+        assert_eq!(apply_redis_addr(&mut config, Some("a:1".into())), Ok(()));
     }
 
     #[test]
@@ -491,6 +681,9 @@ mod tests {
             Symbols::Fixed(vec!["BTCUSDT".into(), "ETHUSDT".into()])
         );
         assert_eq!(cli.config.poll_interval, Duration::from_secs(5));
+        let units = parse(&["--redis.timeout", "1500ms", "--harvest.poll-interval", "1m"]).unwrap();
+        assert_eq!(units.config.redis_timeout, Duration::from_millis(1500));
+        assert_eq!(units.config.poll_interval, Duration::from_secs(60));
         assert_eq!(
             parse(&["--harvest.symbols", "*"]).unwrap().config.symbols(),
             Symbols::Discover

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use harvest_exporter::config::{self, Cli, Command, Config, LogFormat};
+use harvest_exporter::config::{self, Cli, Command, Config};
 use harvest_exporter::listener;
+use harvest_exporter::logging;
 use harvest_exporter::refresh::{Refresher, unix_now};
 use harvest_exporter::server::{self, Security, WebConfigState, WebSettings};
 use harvest_exporter::simulate;
@@ -28,7 +29,8 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(cli.config.log_level, cli.config.log_format);
+    // To stderr, so to the journal under systemd.
+    logging::init(cli.config.log_level, cli.config.log_format);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -49,29 +51,6 @@ fn main() -> ExitCode {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Logs to stderr (the journal, under systemd) in the chosen format.
-fn init_logging(level: tracing::Level, format: LogFormat) {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
-    match format {
-        LogFormat::Logfmt => tracing_subscriber::registry()
-            .with(filter)
-            .with(
-                tracing_logfmt::builder()
-                    .layer()
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_max_level(level)
-            .with_target(false)
-            .init(),
     }
 }
 

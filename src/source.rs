@@ -902,8 +902,10 @@ mod tests {
             topology: Topology::Single,
             read_from: ReadFrom::Primary,
             url: url.into(),
-            password: Some("from-env".into()),
+            password: Some(crate::secret::Secret::new("from-env")),
             ca_file: None,
+            client_cert: None,
+            tls_server_name: None,
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
         };

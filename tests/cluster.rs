@@ -56,7 +56,7 @@ fn event_seen(cluster: &Cluster, exporter: &Exporter, symbol: &str, value: &str)
             let log = exporter.log_text();
             let tail: Vec<&str> = log
                 .lines()
-                .filter(|l| !l.contains("level=debug") || l.contains("changes applied"))
+                .filter(|l| !l.contains("level=DEBUG") || l.contains("changes applied"))
                 .collect();
             panic!(
                 "{symbol} not re-read by event mode in 10 s (notified before: {before}): {:?}; log: {}",

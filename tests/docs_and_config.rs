@@ -80,6 +80,31 @@ fn help_names_every_env_variable_and_default() {
     }
 }
 
+/// The README names the env file where the systemd unit and the Debian package read it, and no
+/// other place.
+#[test]
+fn readme_names_the_env_file_the_unit_and_the_package_read() {
+    let read = |path: &str| {
+        std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let unit = read("deploy/systemd/quantum-harvest-metrics-exporter.service");
+    let env_file = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("EnvironmentFile="))
+        .expect("the unit reads an env file")
+        .trim_start_matches('-');
+    assert!(
+        read("scripts/package-deb").contains(&format!("\"$stage{env_file}\"")),
+        "the package installs {env_file}"
+    );
+    let readme = read("README.md");
+    assert!(readme.contains(env_file), "README names {env_file}");
+    assert!(
+        !readme.contains("/etc/default/"),
+        "README names another env file"
+    );
+}
+
 /// Families exported only while reading a replica through sentinels; tests/topology.rs sees them.
 const REPLICA_ONLY: [&str; 2] = [
     "quantum_harvest_exporter_redis_replica_link_up",
@@ -135,7 +160,7 @@ fn metrics_table_matches_what_is_exported() {
 }
 
 /// A value each setting must reject. A setting added without a row here fails the test.
-const BAD_VALUES: [(&str, &str); 34] = [
+const BAD_VALUES: [(&str, &str); 38] = [
     ("REDIS_SENTINELS", "127.0.0.1"),
     ("REDIS_SENTINEL_MASTER", "two words"),
     ("REDIS_SENTINEL_PASSWORD", ""),
@@ -161,11 +186,15 @@ const BAD_VALUES: [(&str, &str); 34] = [
     ("REDIS_URL", "http://127.0.0.1:6379"),
     ("REDIS_PASSWORD", ""),
     ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem"),
+    ("REDIS_TLS_CLIENT_CERT_FILE", "/nonexistent/client.pem"),
+    ("REDIS_TLS_CLIENT_KEY_FILE", "/nonexistent/client.key"),
+    ("REDIS_TLS_SERVER_NAME", "not a name"),
     ("REDIS_CONNECT_TIMEOUT_SEC", "soon"),
     ("REDIS_TIMEOUT_SEC", "1e9"),
     ("SYMBOLS", "BTCUSDT,ETH\u{7}USDT"),
     ("HARVEST_PREFIX", " \r"),
     ("POLL_INTERVAL_SEC", "0"),
+    ("POLL_INTERVAL_SEC", "1s1m"),
     ("MAX_SYMBOLS", "-5"),
     ("HARVEST_EVENTS", "maybe"),
     ("LOG_LEVEL", "loud"),

@@ -136,6 +136,182 @@ fn redis_password_from_a_file() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--redis.password"));
 }
 
+/// redis_exporter's `REDIS_ADDR`, as `host:port`, is read; one naming another Redis than
+/// `REDIS_URL` stops start-up rather than being ignored.
+#[test]
+fn redis_exporter_address_variable_is_read() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let addr = format!("127.0.0.1:{}", redis.port);
+    let exporter = Exporter::start_raw(
+        &[],
+        &[
+            ("REDIS_ADDR", addr.as_str()),
+            ("POLL_INTERVAL_SEC", "200ms"),
+        ],
+    );
+    exporter.wait_metrics("Redis read at REDIS_ADDR", WAIT, |b| {
+        sample(b, "quantum_harvest_exporter_redis_up") == Some(1.0)
+            && b.contains("quantum_harvest_kill_score{symbol=\"ETHUSDT\"}")
+    });
+
+    let output = run_exporter(
+        &[],
+        &[
+            ("REDIS_ADDR", addr.as_str()),
+            ("REDIS_URL", "redis://:pw@127.0.0.1:6379/0"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("REDIS_URL (redis://:***@127.0.0.1:6379/0) and REDIS_ADDR"),
+        "{stderr}"
+    );
+    let output = run_exporter(&[], &[("REDIS_ADDR", "http://127.0.0.1:6379")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("REDIS_ADDR"), "{stderr}");
+}
+
+/// A Redis with `tls-auth-clients yes` is read with a client certificate, and refuses the
+/// exporter without one; a certificate without its key, or for a plain redis:// address, is a
+/// bad setting.
+#[test]
+fn redis_that_requires_a_client_certificate() {
+    let certs = Certs::new();
+    let redis = Redis::start_tls_with(&certs, true);
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let path = |p: &std::path::PathBuf| p.to_string_lossy().into_owned();
+    let (ca, cert, key) = (
+        path(&certs.ca),
+        path(&certs.client_cert),
+        path(&certs.client_key),
+    );
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_TLS_CA_FILE", ca.as_str()),
+        ("REDIS_TLS_CLIENT_CERT_FILE", cert.as_str()),
+        ("REDIS_TLS_CLIENT_KEY_FILE", key.as_str()),
+        ("POLL_INTERVAL_SEC", "200ms"),
+    ];
+    let output = run_exporter(&["simulate", "--rounds", "1"], &env);
+    assert!(output.status.success(), "{output:?}");
+    let exporter = Exporter::start_raw(&[], &env);
+    exporter.wait_metrics("values read with a client certificate", WAIT, |b| {
+        sample(b, "quantum_harvest_exporter_redis_up") == Some(1.0)
+            && b.contains("quantum_harvest_kill_score{symbol=\"BTCUSDT\"}")
+    });
+    let status = run_exporter(
+        &[
+            "--redis.addr",
+            &url,
+            "--redis.tls-ca-file",
+            &ca,
+            "--redis.tls-client-cert-file",
+            &cert,
+            "--redis.tls-client-key-file",
+            &key,
+            "status",
+        ],
+        &[],
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("BTCUSDT"),
+        "{status:?}"
+    );
+
+    let without = Exporter::start_raw(&[], &env[..2]);
+    without.wait_refused();
+
+    for (args, named) in [
+        (
+            vec!["--redis.addr", &url, "--redis.tls-client-cert-file", &cert],
+            "--redis.tls-client-key-file",
+        ),
+        (
+            vec![
+                "--redis.tls-client-cert-file",
+                &cert,
+                "--redis.tls-client-key-file",
+                &key,
+            ],
+            "rediss://",
+        ),
+        (
+            vec!["--redis.tls-client-key-file", "/nonexistent/key.pem"],
+            "REDIS_TLS_CLIENT_KEY_FILE",
+        ),
+    ] {
+        let output = run_exporter(&args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+}
+
+/// A Redis whose certificate names another host than the address it is reached at is read with
+/// --redis.tls-server-name, and refused without it.
+#[test]
+fn redis_certificate_for_another_name() {
+    let certs = Certs::new();
+    let redis = Redis::start_tls_named(&certs);
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let ca = certs.ca.to_string_lossy().into_owned();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_TLS_CA_FILE", ca.as_str()),
+        ("REDIS_TLS_SERVER_NAME", Certs::SERVER_NAME),
+        ("POLL_INTERVAL_SEC", "200ms"),
+    ];
+    let output = run_exporter(&["simulate", "--rounds", "1"], &env);
+    assert!(output.status.success(), "{output:?}");
+    let exporter = Exporter::start_raw(&[], &env);
+    exporter.wait_metrics("values read from the named server", WAIT, |b| {
+        sample(b, "quantum_harvest_exporter_redis_up") == Some(1.0)
+            && b.contains("quantum_harvest_kill_score{symbol=\"BTCUSDT\"}")
+    });
+    // The address shown is still the one configured.
+    assert!(
+        exporter
+            .log_text()
+            .contains(&format!("redis=127.0.0.1:{}", redis.port)),
+        "{}",
+        exporter.log_text()
+    );
+
+    let without = Exporter::start_raw(&[], &[env[0], env[1], env[3]]);
+    without.wait_refused();
+    assert!(
+        without.log_text().to_lowercase().contains("certificate"),
+        "{}",
+        without.log_text()
+    );
+
+    let plain = format!("redis://127.0.0.1:{}/0", redis.port);
+    for (args, named) in [
+        (vec!["--redis.addr", plain.as_str()], "rediss://"),
+        (
+            vec!["--redis.addr", &url, "--harvest.events"],
+            "--harvest.events",
+        ),
+        (
+            vec!["--redis.addr", &url, "--redis.sentinels", "127.0.0.1:26379"],
+            "--redis.sentinels",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--redis.tls-server-name", Certs::SERVER_NAME]);
+        let output = run_exporter(&args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(named) && stderr.contains("REDIS_TLS_SERVER_NAME"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn logs_as_logfmt_by_default_and_as_json_on_request() {
     let redis = Redis::start();
@@ -149,8 +325,11 @@ fn logs_as_logfmt_by_default_and_as_json_on_request() {
         .lines()
         .find(|l| l.contains("harvest-exporter started"))
         .unwrap();
+    // Prometheus' own keys and level names, in its order.
     assert!(
-        line.starts_with("ts=") && line.contains(" level=info "),
+        line.starts_with("time=20")
+            && line.contains("Z level=INFO source=main.rs:")
+            && line.contains(" msg=\"harvest-exporter started\" version="),
         "{line}"
     );
 
@@ -162,10 +341,9 @@ fn logs_as_logfmt_by_default_and_as_json_on_request() {
     for line in text.lines().filter(|l| !l.is_empty()) {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(
-            value["level"].is_string() && value["fields"]["message"].is_string(),
-            "{line}"
-        );
+        for key in ["time", "level", "source", "msg"] {
+            assert!(value[key].is_string(), "{key} in {line}");
+        }
     }
 }
 

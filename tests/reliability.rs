@@ -259,7 +259,7 @@ fn redis_acl_user_with_least_privilege() {
     // One clear line from each reader of Redis (the refresh loop, the stream follower), not
     // one per retry.
     let log = denied.log_text();
-    let warnings = log.lines().filter(|l| l.contains("level=warn")).count();
+    let warnings = log.lines().filter(|l| l.contains("level=WARN")).count();
     assert_eq!(
         warnings, 2,
         "one line per reader, not one per retry:\n{log}"

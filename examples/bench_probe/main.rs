@@ -139,6 +139,8 @@ fn fill(options: &Options) -> Result<(), String> {
         url: format!("redis://127.0.0.1:{port}/0"),
         password: None,
         ca_file: None,
+        client_cert: None,
+        tls_server_name: None,
         connect_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(120),
     };

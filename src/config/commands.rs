@@ -2,14 +2,16 @@
 //! cannot make on `status` (TLS flags against the URL, credentials in pairs). The exporter's
 //! settings and the value parsers are `config`'s.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::parse::{boolean, exporter_url, password_file, pem_file, seconds, symbol_list, trimmed};
+use super::parse::{
+    boolean, duration, exporter_url, password_file, pem_file, symbol_list, trimmed,
+};
 use super::{ExporterUrl, SymbolList};
+use crate::secret::Secret;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -60,22 +62,6 @@ const STATUS_USERNAME_ENV: &str = "HARVEST_STATUS_USERNAME";
 /// environment variable only.
 pub(super) const STATUS_PASSWORD_ENV: &str = "HARVEST_STATUS_PASSWORD";
 
-/// A password, kept out of `Debug` output so that it cannot reach a log or a panic message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub(super) String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
 impl StatusArgs {
     /// Takes the password from the environment when no file gave one, and checks what clap
     /// cannot: the URL's scheme against the TLS flags, and credentials given in pairs.
@@ -85,7 +71,7 @@ impl StatusArgs {
             self.password = env_password
                 .map(|p| p.trim().to_owned())
                 .filter(|p| !p.is_empty())
-                .map(Secret);
+                .map(Secret::new);
         }
         let Some(from) = &self.from else {
             // Reading Redis: credentials from an env file meant for --from are not an error.
@@ -121,8 +107,8 @@ pub struct SimulateArgs {
     /// Comma-separated symbols to publish.
     #[arg(long, default_value = "BTCUSDT,ETHUSDT,SOLUSDT", value_parser = symbol_list)]
     pub symbols: SymbolList,
-    /// Seconds between two publications.
-    #[arg(long, default_value = "2", value_parser = seconds)]
+    /// Time between two publications (2s, 500ms; a bare number is seconds).
+    #[arg(long, default_value = "2", value_parser = duration)]
     pub interval: Duration,
     /// Stop after this many publications (0: run until interrupted).
     #[arg(long, default_value_t = 0)]
@@ -207,7 +193,7 @@ mod tests {
         assert_eq!(status.username.as_deref(), Some("prometheus"));
         assert_eq!(
             status.password,
-            Some(Secret("s3cret".into())),
+            Some(Secret::new("s3cret")),
             "the file wins"
         );
         assert_eq!(format!("{:?}", status.password), "Some(Secret(..))");
@@ -223,7 +209,7 @@ mod tests {
             Some("from-the-env\n"),
         )
         .unwrap();
-        assert_eq!(status.password, Some(Secret("from-the-env".into())));
+        assert_eq!(status.password, Some(Secret::new("from-the-env")));
         // Reading Redis, a password in the environment is not for this run.
         assert!(status_args(&[], Some("unused")).is_ok());
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use hyper::Uri;
 
-use super::{ExporterUrl, ListenAddress, LogFormat, NodeList, Secret, SymbolList};
+use super::{ExporterUrl, ListenAddress, LogFormat, NodeList, SymbolList};
 use crate::proposal;
+use crate::secret::Secret;
 use crate::source::ReadFrom;
 
 /// The exporter's JSON document, which `status --from` reads.
@@ -16,6 +17,11 @@ const PROPOSALS_PATH: &str = "/api/v1/proposals";
 
 pub(super) fn trimmed(raw: &str) -> Result<String, String> {
     Ok(raw.trim().to_owned())
+}
+
+/// A password as given, trimmed; any text is one.
+pub(super) fn password(raw: &str) -> Result<Secret, String> {
+    Ok(Secret::new(raw.trim()))
 }
 
 /// A readable file, or empty for none (as `KEY=` in an env file means).
@@ -46,7 +52,7 @@ pub(super) fn password_file(raw: &str) -> Result<Secret, String> {
     if password.is_empty() {
         return Err(format!("{} is empty", path.display()));
     }
-    Ok(Secret(password.to_owned()))
+    Ok(Secret::new(password))
 }
 
 pub(super) fn port(raw: &str) -> Result<u16, String> {
@@ -69,12 +75,43 @@ pub(super) fn positive_count(raw: &str) -> Result<usize, String> {
     }
 }
 
-/// Seconds as a decimal number, from a millisecond to a day.
-pub(super) fn seconds(raw: &str) -> Result<Duration, String> {
-    match raw.trim().parse::<f64>() {
-        Ok(secs) if (0.001..=86_400.0).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
-        _ => Err("expected seconds, a number from 0.001 to 86400 (e.g. 5 or 0.5)".into()),
+/// A duration as Prometheus writes one (`500ms`, `2s`, `1m30s`, `1h`), or a bare number of
+/// seconds (`5`, `0.5`) as the original exporter's env files give it; from a millisecond to a day.
+pub(super) fn duration(raw: &str) -> Result<Duration, String> {
+    const EXPECTED: &str =
+        "expected a duration from 1ms to 24h: 500ms, 2s, 1m, 1h, 1m30s, or seconds (5, 0.5)";
+    let text = raw.trim();
+    let duration = match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Some(Duration::from_secs_f64(secs)),
+        Ok(_) => None,
+        Err(_) => with_units(text),
+    };
+    match duration {
+        Some(d) if (Duration::from_millis(1)..=Duration::from_secs(86_400)).contains(&d) => Ok(d),
+        _ => Err(EXPECTED.into()),
     }
+}
+
+/// `<integer><unit>` terms, each unit (h, m, s, ms) at most once and from the largest down.
+fn with_units(text: &str) -> Option<Duration> {
+    const UNITS: [(&str, u64); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+    let mut rest = text;
+    let mut millis: u64 = 0;
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let letters = rest[digits..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        let (number, unit) = (&rest[..digits], &rest[digits..digits + letters]);
+        let index = next_unit + UNITS[next_unit..].iter().position(|(u, _)| *u == unit)?;
+        let value: u64 = number.parse().ok()?;
+        millis = millis.checked_add(value.checked_mul(UNITS[index].1)?)?;
+        next_unit = index + 1;
+        rest = &rest[digits + letters..];
+    }
+    (!text.is_empty()).then(|| Duration::from_millis(millis))
 }
 
 pub(super) fn host(raw: &str) -> Result<String, String> {
@@ -89,17 +126,35 @@ pub(super) fn host(raw: &str) -> Result<String, String> {
     Ok(host.to_owned())
 }
 
+/// A `redis://` or `rediss://` URL, or `host[:port]` for `redis://host[:port]` as redis_exporter
+/// takes its address; empty for none.
 pub(super) fn redis_url(raw: &str) -> Result<String, String> {
     use redis::IntoConnectionInfo;
-    let url = raw.trim();
-    if url.is_empty() {
+    let raw = raw.trim();
+    if raw.is_empty() {
         return Ok(String::new());
     }
+    let url = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("redis://{raw}")
+    };
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        return Err("expected a redis:// or rediss:// URL".into());
+        return Err("expected a redis:// or rediss:// URL, or host:port".into());
     }
-    url.into_connection_info().map_err(|e| e.to_string())?;
-    Ok(url.to_owned())
+    url.as_str()
+        .into_connection_info()
+        .map_err(|e| e.to_string())?;
+    Ok(url)
+}
+
+/// A DNS name or IP address a certificate can be issued for; empty for none.
+pub(super) fn tls_server_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if !name.is_empty() && rustls::pki_types::ServerName::try_from(name).is_err() {
+        return Err("expected the DNS name or IP address in the server's certificate".into());
+    }
+    Ok(name.to_owned())
 }
 
 /// Comma-separated `host:port` entries; an IPv6 host in brackets. Empty means none.
@@ -300,6 +355,72 @@ pub(super) fn exporter_url(raw: &str) -> Result<ExporterUrl, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_addresses_are_urls_or_host_and_port() {
+        for (raw, url) in [
+            ("redis://10.0.0.5:6380/2", "redis://10.0.0.5:6380/2"),
+            (" rediss://redis.internal\r", "rediss://redis.internal"),
+            ("10.0.0.5:6380", "redis://10.0.0.5:6380"),
+            ("[::1]:6379", "redis://[::1]:6379"),
+            ("localhost", "redis://localhost"),
+            ("", ""),
+        ] {
+            assert_eq!(redis_url(raw).as_deref(), Ok(url), "{raw:?}");
+        }
+        for bad in [
+            "http://10.0.0.5",
+            "unix:///run/redis.sock",
+            "host:port",
+            "host:6379/x",
+        ] {
+            assert!(redis_url(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_take_units_or_bare_seconds() {
+        let ms = |n| Duration::from_millis(n);
+        for (text, expected) in [
+            ("500ms", ms(500)),
+            ("2s", ms(2_000)),
+            ("1m", ms(60_000)),
+            ("1h", ms(3_600_000)),
+            ("1m30s", ms(90_000)),
+            ("1h0m5s250ms", ms(3_605_250)),
+            (" 24h\r", ms(86_400_000)),
+            ("5", ms(5_000)),
+            ("0.5", ms(500)),
+            ("0.001", ms(1)),
+            ("1ms", ms(1)),
+        ] {
+            assert_eq!(duration(text), Ok(expected), "{text:?}");
+        }
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "-1",
+            "-1s",
+            "1e9",
+            "nan",
+            "inf",
+            "soon",
+            "1.5s",
+            "5 s",
+            "s",
+            "1s1m",
+            "1m1m",
+            "1d",
+            "25h",
+            "1x",
+            "ms",
+            "0.0001",
+            "99999999999999999999h",
+        ] {
+            assert!(duration(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn from_urls() {

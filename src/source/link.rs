@@ -13,6 +13,7 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
 use super::{FetchError, RedisSettings, SettingsError};
+use crate::secret::Secret;
 
 /// How the Redis deployment is laid out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,25 +25,14 @@ pub enum Topology {
     Cluster(Vec<String>),
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SentinelSettings {
     /// `host:port` of each sentinel.
     pub addrs: Vec<String>,
     /// The name the sentinels monitor the primary under.
     pub master: String,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub tls: bool,
-}
-
-impl std::fmt::Debug for SentinelSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SentinelSettings")
-            .field("addrs", &self.addrs)
-            .field("master", &self.master)
-            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
-            .field("tls", &self.tls)
-            .finish()
-    }
 }
 
 /// Which node the refresh reads.
@@ -581,7 +571,7 @@ fn sentinel_client(
         }
     }
     if let Some(password) = &sentinel.password {
-        builder = builder.set_client_to_sentinel_password(password);
+        builder = builder.set_client_to_sentinel_password(password.expose());
     }
     if sentinel.tls {
         builder = builder.set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);

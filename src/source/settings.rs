@@ -1,26 +1,51 @@
-//! How to reach Redis, as the settings give it: the URL (with the password added), the CA for
-//! TLS, the timeouts and the topology. Makes clients; does not connect.
+//! How to reach Redis, as the settings give it: the URL (with the password added), the CA,
+//! client certificate and server name for TLS, the timeouts and the topology. Makes clients;
+//! does not connect.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use redis::io::AsyncDNSResolver;
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo};
 
 use super::{ReadFrom, Topology};
+use crate::secret::{Secret, redact_url};
 
 /// How to reach Redis.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisSettings {
     pub topology: Topology,
     pub read_from: ReadFrom,
     /// A `redis://` or `rediss://` URL, possibly with user, password and database.
     pub url: String,
     /// Used when the URL carries no password.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// PEM file of the CA that signed the server's certificate, for `rediss://`.
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and its key, for a server that requires one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The name the server's certificate is checked against, and sent in SNI, when it is not
+    /// the URL's host.
+    pub tls_server_name: Option<String>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("topology", &self.topology)
+            .field("read_from", &self.read_from)
+            .field("url", &redact_url(&self.url))
+            .field("password", &self.password)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
 }
 
 /// Settings that cannot make a Redis client: found at start-up, before any connection.
@@ -28,8 +53,8 @@ pub struct RedisSettings {
 pub enum SettingsError {
     #[error("invalid redis address: {source}")]
     Address { source: redis::RedisError },
-    #[error("cannot read CA file {path}: {source}")]
-    CaFile {
+    #[error("cannot read TLS file {path}: {source}")]
+    TlsFile {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -41,6 +66,25 @@ impl RedisSettings {
     pub fn client(&self) -> Result<(Client, String), SettingsError> {
         let info = self.connection_info()?;
         let addr = info.addr().to_string();
+        // The crate checks the certificate against the host it connects to: the host becomes the
+        // server name, which `connection_config`'s resolver maps back to the URL's host.
+        let info = match (&self.tls_server_name, info.addr().clone()) {
+            (
+                Some(name),
+                ConnectionAddr::TcpTls {
+                    port,
+                    insecure,
+                    tls_params,
+                    ..
+                },
+            ) => info.set_addr(ConnectionAddr::TcpTls {
+                host: name.clone(),
+                port,
+                insecure,
+                tls_params,
+            }),
+            _ => info,
+        };
         Ok((self.open(info)?, addr))
     }
 
@@ -62,7 +106,10 @@ impl RedisSettings {
         if let Some(password) = &self.password
             && info.redis_settings().password().is_none()
         {
-            let redis_settings = info.redis_settings().clone().set_password(password);
+            let redis_settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose());
             info = info.set_redis_settings(redis_settings);
         }
         Ok(info)
@@ -75,7 +122,7 @@ impl RedisSettings {
     ) -> Result<redis::ConnectionInfo, SettingsError> {
         let info = self.connection_info()?;
         let scheme = match info.addr() {
-            redis::ConnectionAddr::TcpTls { .. } => "rediss",
+            ConnectionAddr::TcpTls { .. } => "rediss",
             _ => "redis",
         };
         let node_info = format!("{scheme}://{node}/0")
@@ -86,18 +133,27 @@ impl RedisSettings {
         Ok(node_info.set_redis_settings(redis_settings))
     }
 
-    /// The CA to trust for TLS, when one is configured.
+    /// The CA to trust and the client certificate to show for TLS, when either is configured.
     pub(crate) fn certificates(&self) -> Result<Option<redis::TlsCertificates>, SettingsError> {
-        let Some(path) = &self.ca_file else {
+        if self.ca_file.is_none() && self.client_cert.is_none() {
             return Ok(None);
+        }
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| SettingsError::TlsFile {
+                path: path.clone(),
+                source,
+            })
         };
-        let root_cert = std::fs::read(path).map_err(|source| SettingsError::CaFile {
-            path: path.clone(),
-            source,
-        })?;
+        let client_tls = match &self.client_cert {
+            Some((cert, key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            None => None,
+        };
         Ok(Some(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(root_cert),
+            client_tls,
+            root_cert: self.ca_file.as_ref().map(read).transpose()?,
         }))
     }
 
@@ -110,8 +166,42 @@ impl RedisSettings {
     }
 
     pub(crate) fn connection_config(&self) -> AsyncConnectionConfig {
-        AsyncConnectionConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        let url_host = self
+            .connection_info()
+            .ok()
+            .and_then(|info| match info.addr() {
+                ConnectionAddr::TcpTls { host, .. } => Some(host.clone()),
+                _ => None,
+            });
+        match (&self.tls_server_name, url_host) {
+            (Some(name), Some(host)) => config.set_dns_resolver(ServerNameResolver {
+                name: name.clone(),
+                host,
+            }),
+            _ => config,
+        }
+    }
+}
+
+/// Resolves the TLS server name to the URL's host, and every other name as usual.
+struct ServerNameResolver {
+    name: String,
+    host: String,
+}
+
+impl AsyncDNSResolver for ServerNameResolver {
+    fn resolve<'a, 'b: 'a>(
+        &'a self,
+        host: &'b str,
+        port: u16,
+    ) -> redis::RedisFuture<'a, Box<dyn Iterator<Item = SocketAddr> + Send + 'a>> {
+        let target = if host == self.name { &self.host } else { host };
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((target, port)).await?;
+            Ok(Box::new(addrs) as Box<dyn Iterator<Item = SocketAddr> + Send>)
+        })
     }
 }

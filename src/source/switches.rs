@@ -128,7 +128,10 @@ fn sentinel_client(
         .into_connection_info()
         .map_err(|source| SettingsError::Address { source })?;
     if let Some(password) = &sentinel.password {
-        let redis_settings = info.redis_settings().clone().set_password(password);
+        let redis_settings = info
+            .redis_settings()
+            .clone()
+            .set_password(password.expose());
         info = info.set_redis_settings(redis_settings);
     }
     match settings.certificates()?.filter(|_| sentinel.tls) {

@@ -146,6 +146,22 @@ impl Redis {
 
     /// A redis-server that speaks only TLS, with a certificate signed by `certs`' CA.
     pub fn start_tls(certs: &Certs) -> Redis {
+        Redis::start_tls_with(certs, false)
+    }
+
+    /// A redis-server that speaks only TLS and, with `auth_clients`, requires a client
+    /// certificate signed by `certs`' CA (`tls-auth-clients yes`, Redis's own default).
+    pub fn start_tls_with(certs: &Certs, auth_clients: bool) -> Redis {
+        Redis::start_tls_server(certs, &certs.cert, &certs.key, auth_clients)
+    }
+
+    /// A TLS-only redis-server whose certificate names only [`Certs::SERVER_NAME`], not the
+    /// address it is reached at.
+    pub fn start_tls_named(certs: &Certs) -> Redis {
+        Redis::start_tls_server(certs, &certs.named_cert, &certs.named_key, false)
+    }
+
+    fn start_tls_server(certs: &Certs, cert: &PathBuf, key: &PathBuf, auth_clients: bool) -> Redis {
         require_tool("redis-server", "redis-server");
         let port = free_port();
         let dir = TempDir::new("redis-tls");
@@ -156,13 +172,13 @@ impl Redis {
             "--tls-port",
             &port.to_string(),
             "--tls-cert-file",
-            &path(&certs.cert),
+            &path(cert),
             "--tls-key-file",
-            &path(&certs.key),
+            &path(key),
             "--tls-ca-cert-file",
             &path(&certs.ca),
             "--tls-auth-clients",
-            "no",
+            if auth_clients { "yes" } else { "no" },
         ]
         .iter()
         .map(|s| s.to_string())
@@ -660,10 +676,16 @@ pub struct Certs {
     /// A client certificate signed by the same CA, for mutual TLS.
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    /// A server certificate for [`Certs::SERVER_NAME`] only.
+    pub named_cert: PathBuf,
+    pub named_key: PathBuf,
     pub dir: TempDir,
 }
 
 impl Certs {
+    /// The one name in `named_cert`, which resolves nowhere.
+    pub const SERVER_NAME: &str = "redis.harvest.test";
+
     pub fn new() -> Certs {
         require_tool("openssl", "openssl");
         let dir = TempDir::new("certs");
@@ -740,6 +762,14 @@ impl Certs {
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
         );
         issue(
+            "named",
+            &format!("/CN={}", Certs::SERVER_NAME),
+            &format!(
+                "subjectAltName=DNS:{}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+                Certs::SERVER_NAME
+            ),
+        );
+        issue(
             "client",
             "/CN=prometheus",
             "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
@@ -750,6 +780,8 @@ impl Certs {
             key: dir.0.join("server.key"),
             client_cert: dir.0.join("client.crt"),
             client_key: dir.0.join("client.key"),
+            named_cert: dir.0.join("named.crt"),
+            named_key: dir.0.join("named.key"),
             dir,
         }
     }
