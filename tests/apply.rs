@@ -133,6 +133,10 @@ fn plans_and_results_are_counted_within_a_second() {
         "Apply streams: XADD to /metrics",
         "a plan and two results added to the real streams",
         "counted under bounded labels, joined on plan_id for the latency, promtool-valid",
+        "",
+    );
+    measured(
+        "Apply streams: XADD to /metrics",
         &format!("visible after {} ms", took.as_millis()),
     );
 }
@@ -403,6 +407,10 @@ fn a_burst_of_ten_thousand_entries_is_counted_exactly() {
         "Apply streams: a burst",
         "10,000 results written in one pipeline, 700 symbols, one in four with an unknown decision",
         "every entry counted once; symbols beyond 500 counted under OTHER; promtool-valid",
+        "entries counted: 10,000 of 10,000",
+    );
+    measured(
+        "Apply streams: a burst",
         &format!("all counted {} ms after the burst", took.as_millis()),
     );
 }
@@ -826,6 +834,10 @@ fn hostile_entries_from_redis_are_counted_and_leave_valid_output() {
         "Apply streams: hostile entries",
         "1 MiB fields, bytes that are not UTF-8, quotes and newlines, garbage timestamps and decisions, an entry of unknown fields",
         "each counted as an entry and as a defect where a field was unusable; labels bounded; promtool-valid",
+        "/metrics body under 512 KiB",
+    );
+    measured(
+        "Apply streams: hostile entries",
         &format!("/metrics body {} KiB", body.len() / 1024),
     );
 }

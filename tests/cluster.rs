@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::exposition::check_exposition;
 use common::topology::Cluster;
-use common::{Exporter, PLAN_STREAM, Scraper, command_calls, report, sample, wait_for};
+use common::{Exporter, PLAN_STREAM, Scraper, command_calls, measured, report, sample, wait_for};
 
 const R_NET: &str = "quantum_harvest_r_net{symbol=\"";
 
@@ -168,12 +168,14 @@ fn ten_thousand_symbols_through_a_reshard_and_a_primary_killed() {
     report(
         "Cluster reshard and failover",
         "six-node cluster, 10,000 symbols; a third of the slots resharded, then a primary SIGKILLed; scraped back to back (100 ms apart) by one exporter, events followed by another",
+        "every scrape valid, each with all 10,000 symbols once; event mode kept working after both changes",
+        "",
+    );
+    measured(
+        "Cluster reshard and failover",
         &format!(
-            "{} scrapes, all valid, each with all 10,000 symbols once; event mode kept working after both changes",
-            counts.len()
-        ),
-        &format!(
-            "reshard {:.0} s; reading the promoted replica {:.1} s after the kill",
+            "{} scrapes; reshard {:.0} s; reading the promoted replica {:.1} s after the kill",
+            counts.len(),
             reshard_took.as_secs_f64(),
             failover_took.as_secs_f64()
         ),
@@ -309,6 +311,10 @@ fn one_node_address_finds_the_cluster_and_its_streams() {
         "Cluster found from one node",
         "REDIS_URL naming one node of a three-primary cluster, no REDIS_CLUSTER_NODES; plans appended to the stream's node",
         "the cluster detected and all three primaries read; the plan stream followed on the node that owns it, each entry counted once",
+        "plans counted: 2 of 2",
+    );
+    measured(
+        "Cluster found from one node",
         &format!(
             "two plans visible {:.0} ms after they were written",
             seen.as_secs_f64() * 1000.0

@@ -98,6 +98,10 @@ fn redis_unreachable_at_start_up_then_appearing() {
         "Redis unreachable at start-up",
         "started the exporter with nothing on the Redis port, then started Redis there",
         "served redis_up 0 and /ready 503 with the reason, no invented values; connected by itself",
+        "",
+    );
+    measured(
+        "Redis unreachable at start-up",
         &format!("values after Redis appeared: {}", ms(started.elapsed())),
     );
 }
@@ -138,7 +142,11 @@ fn redis_killed_restarted_and_replaced_by_an_empty_one() {
         "Redis killed, then an empty Redis on the same port",
         "killed redis-server, scraped 20 times, started an empty one, then rewrote the data",
         "kept the last values with their timestamps and redis_up 0 while down; exported nothing from the empty Redis; values back when rewritten",
-        &format!("values lost: 0; slowest scrape while down: {}", ms(slowest)),
+        "values lost: 0",
+    );
+    measured(
+        "Redis killed, then an empty Redis on the same port",
+        &format!("slowest scrape while down: {}", ms(slowest)),
     );
 }
 
@@ -186,8 +194,12 @@ fn slow_redis(command: &[&str], case: &str) {
             command.join(" ")
         ),
         "scrapes answered from the cache; refreshes timed out one at a time, counted as kind=\"timeout\"; recovered by itself",
+        "values lost: 0",
+    );
+    measured(
+        case,
         &format!(
-            "slowest scrape: {}; timeouts counted: {timeouts}; values lost: 0",
+            "slowest scrape: {}; timeouts counted: {timeouts}",
             ms(slowest)
         ),
     );
@@ -370,11 +382,13 @@ fn keys_deleted_and_recreated_during_refreshes() {
     assert_eq!(errors, 0.0);
     report(
         "Keys deleted or expiring mid-refresh",
-        &format!(
-            "2,000 symbols, {churned} deletes and 30 ms expiries over 2 s while refreshing every 50 ms"
-        ),
+        "2,000 symbols, deleted and expiring in 30 ms over 2 s while refreshing every 50 ms",
         "every scrape valid; vanished keys simply left the output; no refresh error",
-        &format!("scrapes checked: {scrapes}; refresh errors: 0"),
+        "refresh errors: 0",
+    );
+    measured(
+        "Keys deleted or expiring mid-refresh",
+        &format!("{churned} deletes; scrapes checked: {scrapes}"),
     );
 }
 
@@ -419,6 +433,10 @@ fn ten_thousand_keys_appearing_at_once() {
         "10,000 keys appearing at once",
         "wrote 10,000 proposal hashes in one pipeline next to 3 existing ones (default cap 10,000)",
         "exported 10,000, dropped 3 by the cap and counted them; output valid",
+        "exported: 10,000; dropped: 3",
+    );
+    measured(
+        "10,000 keys appearing at once",
         &format!(
             "all visible after {}; refresh {} (debug build); body {} KiB",
             ms(took),
@@ -524,10 +542,11 @@ fn hostile_values_and_symbol_names() {
         "Hostile field values and symbol names",
         "hashes with empty, 1 MiB, binary, invalid UTF-8, quote, backslash, newline, {}=, unicode, 1e309, -0, 0x10 and NaN values, under symbols with the same characters, a 1 MiB name and invalid UTF-8",
         "output valid for promtool; bad values exported as 0 and counted; unusable names (newline, 1 MiB, invalid UTF-8) dropped and counted; other symbols unaffected",
-        &format!(
-            "longest label value: {longest_label} bytes; body {} bytes",
-            body.len()
-        ),
+        &format!("longest label value: {longest_label} bytes"),
+    );
+    measured(
+        "Hostile field values and symbol names",
+        &format!("body {} bytes", body.len()),
     );
 }
 
@@ -598,8 +617,12 @@ fn idle_and_slowloris_connections_do_not_keep_a_scrape_out() {
         "1,000 idle and 50 slowloris connections",
         "opened 1,050 connections that send nothing or a byte at a time (cap 512), scraping meanwhile for 2 s",
         "every scrape answered; the oldest connections still waiting for a request were closed to make room; all released when the clients left",
+        "open during the attack: at most the cap, 512",
+    );
+    measured(
+        "1,000 idle and 50 slowloris connections",
         &format!(
-            "scrapes: {scrapes}; slowest: {}; open during the attack: {open} (cap 512); evicted: {evicted}",
+            "scrapes: {scrapes}; slowest: {}; open during the attack: {open}; evicted: {evicted}",
             ms(slowest)
         ),
     );
@@ -628,6 +651,10 @@ fn a_client_that_never_reads_is_cut_off() {
         "A client that never reads",
         "sent 2,000 pipelined /metrics requests without reading (--web.write-timeout 1)",
         "other scrapes answered meanwhile; the stuck connection was closed once its response stopped moving",
+        "",
+    );
+    measured(
+        "A client that never reads",
         &format!("slowest other scrape: {}", ms(slowest)),
     );
 }

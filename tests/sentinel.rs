@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::exposition::check_exposition;
 use common::topology::{MASTER_NAME, SentinelOptions, Sentinels, TlsFiles};
-use common::{Certs, Exporter, PREFIX, Scraper, command_calls, report, sample, wait_for};
+use common::{Certs, Exporter, PREFIX, Scraper, command_calls, measured, report, sample, wait_for};
 
 const SYMBOLS: usize = 1_000;
 const R_NET: &str = "quantum_harvest_r_net{symbol=\"";
@@ -161,12 +161,14 @@ fn failover_then_the_new_primary_killed_while_scraped_every_100_ms() {
     report(
         "Sentinel failover",
         "1,000 symbols; SENTINEL FAILOVER, then the new primary SIGKILLed; scraped every 100 ms",
+        "every scrape valid, none lost a symbol or went back to an older write; redis_up 0 only while no primary answered",
+        "",
+    );
+    measured(
+        "Sentinel failover",
         &format!(
-            "{} scrapes, all valid, none lost a symbol or went back to an older write; redis_up 0 only while no primary answered",
-            scrapes.len()
-        ),
-        &format!(
-            "reading the new primary {:.1} s after the failover began, {:.1} s after the kill",
+            "{} scrapes; reading the new primary {:.1} s after the failover began, {:.1} s after the kill",
+            scrapes.len(),
             to_second.as_secs_f64(),
             to_third.as_secs_f64()
         ),
@@ -378,6 +380,10 @@ fn sentinel_faults_a_paused_primary_a_dead_sentinel_and_wrong_passwords() {
         "Sentinel faults",
         "wrong data password, wrong sentinel password, a sentinel killed, the primary paused (SIGSTOP)",
         "wrong passwords: up, redis_up 0, /ready 503; a dead sentinel: the others answered; paused: last values kept with redis_up 0, then read again",
+        "",
+    );
+    measured(
+        "Sentinel faults",
         &format!("pause noticed in {:.1} s", noticed.as_secs_f64()),
     );
 }
@@ -503,8 +509,9 @@ fn a_paused_sentinel_does_not_stall_finding_the_primary() {
         "Sentinel paused",
         "the first sentinel listed SIGSTOPped (connections accepted, nothing answered); the exporters' connections killed, then SENTINEL FAILOVER through a live sentinel",
         "the primary found through the two live sentinels, the failover announced by a live one: read again, then the new primary read, redis_up 1",
-        &figures.join("; "),
+        "",
     );
+    measured("Sentinel paused", &figures.join("; "));
 }
 
 #[test]
@@ -565,6 +572,10 @@ fn sentinels_and_data_nodes_over_tls() {
         "Sentinel over TLS",
         "three data nodes and three sentinels on TLS ports only (replication and the sentinels' links over TLS too); REDIS_SENTINEL_TLS, rediss:// with a private CA; SENTINEL FAILOVER",
         "1,000 symbols read through TLS sentinels from the TLS primary, the failover followed (announced over TLS) and the new primary read",
+        "",
+    );
+    measured(
+        "Sentinel over TLS",
         &format!(
             "first read {:.1} s after start; the new primary read {:.1} s after the failover began",
             read_first.as_secs_f64(),

@@ -647,25 +647,34 @@ pub fn sample(body: &str, series: &str) -> Option<f64> {
 }
 
 /// Appends one row to the reliability table that `scripts/test` turns into docs/reliability.md:
-/// the case, what the test did, what the exporter did, and a measured figure. Tests call it only
-/// after their assertions passed, so every row states something that was just shown to hold.
-pub fn report(case: &str, done: &str, outcome: &str, figure: &str) {
+/// the case, what the test did, what the exporter did, and the counts that prove it. Tests call
+/// it only after their assertions passed, so every row states something that was just shown to
+/// hold; and only with what every passing run shows alike, so that the committed table changes
+/// when what it proves changes. What varies from run to run goes to [`measured`].
+pub fn report(case: &str, done: &str, outcome: &str, proven: &str) {
+    append_row("rows.tsv", &[case, done, outcome, proven]);
+}
+
+/// Timings and other figures of a case that vary from run to run: `scripts/reliability-report`
+/// prints them after writing the table, and commits none of them.
+pub fn measured(case: &str, figures: &str) {
+    append_row("measured.tsv", &[case, figures]);
+}
+
+fn append_row(file: &str, cells: &[&str]) {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
     std::fs::create_dir_all(&dir).expect("report dir");
-    let clean = |text: &str| text.replace(['\t', '\n', '|'], " ");
-    let row = format!(
-        "{}\t{}\t{}\t{}\n",
-        clean(case),
-        clean(done),
-        clean(outcome),
-        clean(figure)
-    );
+    let cells: Vec<String> = cells
+        .iter()
+        .map(|text| text.replace(['\t', '\n', '|'], " "))
+        .collect();
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("rows.tsv"))
+        .open(dir.join(file))
         .expect("report file");
-    file.write_all(row.as_bytes()).expect("write report row");
+    file.write_all(format!("{}\n", cells.join("\t")).as_bytes())
+        .expect("write report row");
 }
 
 /// A throwaway CA and a server certificate for 127.0.0.1 and localhost, made with openssl.
