@@ -11,9 +11,14 @@ use clap::CommandFactory;
 use common::*;
 use harvest_exporter::config::Cli;
 
+/// A file of the repository, by its path from the top.
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
 fn readme_section(title: &str) -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = read("README.md");
     let start = readme
         .find(&format!("\n## {title}\n"))
         .unwrap_or_else(|| panic!("README has no {title} section"));
@@ -84,9 +89,6 @@ fn help_names_every_env_variable_and_default() {
 /// other place.
 #[test]
 fn readme_names_the_env_file_the_unit_and_the_package_read() {
-    let read = |path: &str| {
-        std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-    };
     let unit = read("deploy/systemd/quantum-harvest-metrics-exporter.service");
     let env_file = unit
         .lines()
@@ -257,9 +259,6 @@ fn a_busy_port_is_a_clear_start_up_error() {
 /// the README links it.
 #[test]
 fn sizing_cites_the_committed_benchmark_and_real_settings() {
-    let read = |path: &str| {
-        std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-    };
     let sizing = read("docs/sizing.md");
     let performance = read("docs/performance.md");
     let field = |prefix: &str| {
@@ -339,4 +338,87 @@ fn sizing_cites_the_committed_benchmark_and_real_settings() {
         }
     }
     assert!(read("README.md").contains("](docs/sizing.md)"));
+}
+
+/// The README keeps what a user needs first and links the rest; every relative link of the
+/// project's documents reaches a file, and a heading where it names one.
+#[test]
+fn readme_is_short_and_every_document_link_resolves() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = read("README.md");
+    assert!(
+        readme.lines().count() < 400,
+        "README.md has {} lines: move the details to docs/",
+        readme.lines().count()
+    );
+    let anchor = |heading: &str| {
+        heading
+            .trim_start_matches('#')
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == ' ' || *c == '-')
+            .collect::<String>()
+            .replace(' ', "-")
+    };
+    let mut documents = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    for dir in ["docs", "deploy", "deploy/runbooks"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                documents.push(path);
+            }
+        }
+    }
+    for document in &documents {
+        let text = std::fs::read_to_string(document).unwrap();
+        for link in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
+            if link.contains("://") || link.contains(' ') {
+                continue;
+            }
+            let (file, heading) = link.split_once('#').unwrap_or((link, ""));
+            let target = if file.is_empty() {
+                document.clone()
+            } else {
+                document.parent().unwrap().join(file)
+            };
+            assert!(
+                target.exists(),
+                "{}: {link} leads nowhere",
+                document.display()
+            );
+            if !heading.is_empty() && target.extension().is_some_and(|e| e == "md") {
+                let headings: Vec<String> = std::fs::read_to_string(&target)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| l.starts_with('#'))
+                    .map(anchor)
+                    .collect();
+                assert!(
+                    headings.iter().any(|h| h == heading),
+                    "{}: {link} names no heading of {}",
+                    document.display(),
+                    target.display()
+                );
+            }
+        }
+    }
+}
+
+/// Every switch a test or a script reads from the environment is documented for developers.
+#[test]
+fn development_guide_names_every_developer_switch() {
+    let guide = read("docs/development.md");
+    for switch in [
+        "UPDATE_GOLDEN",
+        "HARVEST_FUZZ_CASES",
+        "HARVEST_POLICY_RC_D",
+        "BENCH_",
+    ] {
+        assert!(guide.contains(switch), "docs/development.md lacks {switch}");
+    }
 }

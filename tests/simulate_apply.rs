@@ -488,9 +488,9 @@ fn stream_names_and_the_allowlist_are_flags() {
 }
 
 #[test]
-fn readme_documents_the_apply_flags_with_their_defaults() {
+fn development_guide_documents_the_apply_flags_with_their_defaults() {
     use clap::CommandFactory;
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../docs/development.md");
     let documented: BTreeSet<(String, String)> = readme
         .lines()
         .filter(|l| l.starts_with("| `--apply"))
@@ -521,6 +521,6 @@ fn readme_documents_the_apply_flags_with_their_defaults() {
         .collect();
     assert_eq!(
         documented, actual,
-        "README simulate flags vs simulate --help"
+        "docs/development.md simulate flags vs simulate --help"
     );
 }
