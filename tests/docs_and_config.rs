@@ -422,3 +422,48 @@ fn development_guide_names_every_developer_switch() {
         assert!(guide.contains(switch), "docs/development.md lacks {switch}");
     }
 }
+
+/// docs/reliability.md changes only when what it proves changes: no date, no machine, and no
+/// figure that moves from run to run (a time or a rate) in its last column, which holds what the
+/// assertions proved; `measured` prints the rest. The other columns say what a test did, with
+/// the durations it set ("for 2 s").
+#[test]
+fn reliability_table_holds_nothing_that_varies_between_runs() {
+    let table =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reliability.md"))
+            .unwrap();
+    let varying = |word: &str| {
+        let word = word.trim_matches(|c: char| !c.is_alphanumeric() && c != '/');
+        matches!(word, "ms" | "s" | "calls/s" | "Date" | "Machine")
+    };
+    let proven = |row: &str| {
+        row.trim_end_matches(" |")
+            .rsplit(" | ")
+            .next()
+            .map(str::to_owned)
+    };
+    let texts = table
+        .lines()
+        .filter(|l| l.starts_with("- "))
+        .map(str::to_owned)
+        .chain(
+            table
+                .lines()
+                .filter(|l| l.starts_with("| "))
+                .filter_map(proven),
+        );
+    for text in texts {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        assert!(
+            !words.iter().take(2).any(|w| varying(w)),
+            "docs/reliability.md names the run: {text}"
+        );
+        for pair in words.windows(2) {
+            let figure = pair[0].trim_start_matches(['(', '~']);
+            assert!(
+                !(figure.parse::<f64>().is_ok() && varying(pair[1])),
+                "a figure that varies between runs in docs/reliability.md: {text}"
+            );
+        }
+    }
+}
