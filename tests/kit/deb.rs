@@ -256,6 +256,19 @@ fn check_installed(version: &str, gid: u32) {
 
     same_file(&format!("{DOC_DIR}/README.md"), &deploy("README.md"));
     same_file(&format!("{DOC_DIR}/exporter.md"), &repo().join("README.md"));
+    // What the exporter's README links to under docs/ is installed beside it.
+    let readme = read(&format!("{DOC_DIR}/exporter.md"));
+    for link in readme.split("docs/").skip(1) {
+        let name: String = link
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect();
+        let name = name.trim_end_matches('.');
+        same_file(
+            &format!("{DOC_DIR}/docs/{name}"),
+            &repo().join("docs").join(name),
+        );
+    }
     let runbooks: Vec<PathBuf> = std::fs::read_dir(deploy("runbooks"))
         .unwrap()
         .map(|e| e.unwrap().path())
