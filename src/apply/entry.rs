@@ -156,11 +156,13 @@ impl Outcome {
             Some("ERROR" | "FAILED" | "FAIL") => Outcome::Error,
             Some(_) => Outcome::Unknown,
             None if executed == Some(true) => Outcome::Executed,
-            None if dry_run => Outcome::DryRun,
+            // A plan that was not to execute was not a dry run either, whatever its result's
+            // `would_execute` says of the steps it had.
             None => match plan {
                 Some(Decision::Skip) => Outcome::Skipped,
                 Some(Decision::Blocked) => Outcome::Blocked,
                 Some(Decision::Error) => Outcome::Error,
+                _ if dry_run => Outcome::DryRun,
                 Some(Decision::Execute) if executed == Some(false) => Outcome::Error,
                 _ => Outcome::unplanned(entry, executed),
             },
@@ -354,6 +356,23 @@ pub(super) mod tests {
             (Decision::Unknown, Outcome::Error),
         ] {
             assert_eq!(Outcome::of(&reason, Some(plan)), outcome, "{plan:?}");
+        }
+        let allowlist = [
+            ("executed", "False"),
+            ("would_execute", "True"),
+            ("error", "not_in_allowlist"),
+        ];
+        for (plan, outcome) in [
+            (Some(Decision::Skip), Outcome::Skipped),
+            (Some(Decision::Blocked), Outcome::Blocked),
+            (Some(Decision::Execute), Outcome::DryRun),
+            (None, Outcome::DryRun),
+        ] {
+            assert_eq!(
+                Outcome::of(&entry(1, &allowlist), plan),
+                outcome,
+                "{plan:?}"
+            );
         }
         let executed = entry(1, &[("executed", "True")]);
         assert_eq!(
