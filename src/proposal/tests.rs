@@ -2,31 +2,7 @@
 //! becoming 0 and recorded, actions and their cap, symbol names.
 
 use super::*;
-
-fn hash(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect()
-}
-
-fn complete() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("harvest_action", "PARTIAL_75"),
-        ("kill_score", "0.7533012950554003"),
-        ("k_regime_flip", "1.0"),
-        ("k_sigma_spike", "0.25"),
-        ("k_ts_drop", "0.208"),
-        ("k_age_penalty", "0.3"),
-        ("R_net", "2.45"),
-        ("new_sl_proposed", "100.2"),
-        ("last_update_epoch", "1769130500"),
-        ("computed_at_utc", "2026-01-23T00:58:58.259371"),
-        ("risk_unit", "2.0"),
-        ("cost_est", "1e-09"),
-        ("position_side", "LONG"),
-    ]
-}
+use crate::fixtures::{SPEC_EXAMPLE, with, without};
 
 #[test]
 fn keys_follow_the_slots() {
@@ -52,7 +28,7 @@ fn keys_follow_the_slots() {
 
 #[test]
 fn complete_hash_parses_without_errors() {
-    let p = parse_pairs("ETHUSDT".into(), &hash(&complete()));
+    let p = parse_pairs("ETHUSDT".into(), &SPEC_EXAMPLE);
     assert_eq!(p.kill_score, 0.7533012950554003);
     assert_eq!(p.k_regime_flip, 1.0);
     assert_eq!(p.r_net, 2.45);
@@ -70,9 +46,8 @@ fn bad_values_become_zero_and_are_recorded() {
     for bad in [
         "None", "", "nan", "NaN", "inf", "-inf", "1e309", "garbage", "0x10", "1,5",
     ] {
-        let mut pairs = complete();
-        pairs[1] = ("kill_score", bad);
-        let p = parse_pairs("X".into(), &hash(&pairs));
+        let pairs = with(&SPEC_EXAMPLE, &[("kill_score", bad)]);
+        let p = parse_pairs("X".into(), &pairs);
         assert_eq!(p.kill_score, 0.0, "{bad:?}");
         assert_eq!(p.invalid_fields, vec![Field::KillScore], "{bad:?}");
     }
@@ -80,7 +55,7 @@ fn bad_values_become_zero_and_are_recorded() {
 
 #[test]
 fn missing_fields_become_zero_and_are_recorded() {
-    let p = parse_pairs("X".into(), &hash(&[("harvest_action", "NONE")]));
+    let p = parse_pairs("X".into(), &[("harvest_action", "NONE")]);
     assert_eq!(p.kill_score, 0.0);
     assert_eq!(p.r_net, 0.0);
     assert_eq!(p.new_sl, None);
@@ -103,9 +78,8 @@ fn missing_fields_become_zero_and_are_recorded() {
 #[test]
 fn none_stop_loss_means_no_proposal_not_an_error() {
     for none in ["None", "", " None\r"] {
-        let mut pairs = complete();
-        pairs[7] = ("new_sl_proposed", none);
-        let p = parse_pairs("X".into(), &hash(&pairs));
+        let pairs = with(&SPEC_EXAMPLE, &[("new_sl_proposed", none)]);
+        let p = parse_pairs("X".into(), &pairs);
         assert_eq!(p.new_sl, None);
         assert!(p.invalid_fields.is_empty());
     }
@@ -113,14 +87,13 @@ fn none_stop_loss_means_no_proposal_not_an_error() {
 
 #[test]
 fn r_net_falls_back_to_legacy_field() {
-    let mut pairs = complete();
-    pairs[6] = ("r_net", "1.5");
-    let p = parse_pairs("X".into(), &hash(&pairs));
+    let mut pairs = with(&without(&SPEC_EXAMPLE, &["R_net"]), &[("r_net", "1.5")]);
+    let p = parse_pairs("X".into(), &pairs);
     assert_eq!(p.r_net, 1.5);
     assert!(p.invalid_fields.is_empty());
 
     pairs.push(("R_net", "bad"));
-    let p = parse_pairs("X".into(), &hash(&pairs));
+    let p = parse_pairs("X".into(), &pairs);
     assert_eq!(
         p.r_net, 1.5,
         "a valid legacy value beats an invalid new one"
@@ -129,14 +102,13 @@ fn r_net_falls_back_to_legacy_field() {
 
 #[test]
 fn last_update_falls_back_to_computed_at() {
-    let mut pairs = complete();
-    pairs.remove(8);
-    let p = parse_pairs("X".into(), &hash(&pairs));
+    let mut pairs = without(&SPEC_EXAMPLE, &["last_update_epoch"]);
+    let p = parse_pairs("X".into(), &pairs);
     assert_eq!(p.last_update_epoch, 1769129938.259371);
     assert!(p.invalid_fields.is_empty());
 
     pairs.push(("last_update_epoch", "soon"));
-    let p = parse_pairs("X".into(), &hash(&pairs));
+    let p = parse_pairs("X".into(), &pairs);
     assert_eq!(p.last_update_epoch, 1769129938.259371);
     assert_eq!(p.invalid_fields, vec![Field::LastUpdateEpoch]);
 }
@@ -156,13 +128,13 @@ fn actions_known_unknown_unsafe_and_missing() {
 
 #[test]
 fn calibrated_action_only_when_calibrated_is_one() {
-    let mut pairs = complete();
+    let mut pairs = SPEC_EXAMPLE.to_vec();
     pairs.push(("action", "FULL_CLOSE"));
-    let p = parse_pairs("X".into(), &hash(&pairs));
+    let p = parse_pairs("X".into(), &pairs);
     assert_eq!(p.calibrated_action, None);
 
     pairs.push(("calibrated", "1"));
-    let p = parse_pairs("X".into(), &hash(&pairs));
+    let p = parse_pairs("X".into(), &pairs);
     assert_eq!(
         p.calibrated_action,
         Some(Action::Unknown("FULL_CLOSE".into()))
@@ -171,9 +143,9 @@ fn calibrated_action_only_when_calibrated_is_one() {
 
 #[test]
 fn invalid_extras_are_dropped_and_recorded() {
-    let mut pairs = complete();
+    let mut pairs = SPEC_EXAMPLE.to_vec();
     pairs.push(("sigma", "nan"));
-    let p = parse_pairs("X".into(), &hash(&pairs));
+    let p = parse_pairs("X".into(), &pairs);
     assert_eq!(p.sigma, None);
     assert_eq!(p.invalid_fields, vec![Field::Sigma]);
 }
@@ -182,7 +154,7 @@ fn invalid_extras_are_dropped_and_recorded() {
 fn unknown_actions_are_capped() {
     let mut proposals: Vec<Arc<Proposal>> = ["A1", "A2", "A1", "A3", "HOLD", "A3"]
         .iter()
-        .map(|a| Arc::new(parse_pairs("X".into(), &hash(&[("harvest_action", a)]))))
+        .map(|a| Arc::new(parse_pairs("X".into(), &[("harvest_action", a)])))
         .collect();
     let shared = proposals.clone();
     bound_unknown_actions(&mut proposals, 2);

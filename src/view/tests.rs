@@ -3,7 +3,7 @@
 
 use super::*;
 
-const NOW: f64 = 1_769_130_600.0;
+use crate::fixtures::VIEWED_AT as NOW;
 
 fn snapshot(hashes: &[(&str, &[(&str, &str)])]) -> Snapshot {
     Snapshot::of_hashes(hashes, NOW - 0.25)
