@@ -4,23 +4,16 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// A proposal last updated `age` seconds ago.
 fn publish(redis: &Redis, symbol: &str, kill_score: &str, age: u64) {
-    let epoch = (unix_now() - age).to_string();
+    let epoch = (unix_epoch() - age).to_string();
     redis.hset(
         symbol,
         &[
