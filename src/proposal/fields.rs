@@ -16,6 +16,8 @@ pub struct FieldSpec {
     pub field: Field,
     /// The hash field's name, as the publisher writes it.
     pub key: &'static str,
+    /// The [`Proposal`] field that holds its value, which is also its key in the JSON view.
+    pub name: &'static str,
     /// A required field is part of the seed's contract: when it is missing its value is 0 and
     /// it is counted as a parse error, and its family is announced even without samples.
     pub required: bool,
@@ -144,7 +146,7 @@ macro_rules! proposal_fields {
 
         /// The table's rows, in [`Field`] order.
         pub const FIELDS: [FieldSpec; <Field as enum_map::Enum>::LENGTH] = [$(
-            proposal_fields!(@spec $field $key, $required $read, $shown $(($($family),+))?),
+            proposal_fields!(@spec $field $key $name, $required $read, $shown $(($($family),+))?),
         )*];
 
         /// One symbol's proposal, every value already checked.
@@ -187,10 +189,11 @@ macro_rules! proposal_fields {
             }
         }
     };
-    (@spec $field:ident $key:literal, $required:ident $read:ident, Regime($label:literal)) => {
+    (@spec $field:ident $key:literal $name:ident, $required:ident $read:ident, Regime($label:literal)) => {
         FieldSpec {
             field: Field::$field,
             key: $key,
+            name: stringify!($name),
             required: proposal_fields!(@required $required),
             read: Read::$read,
             shown: Shown::Regime($label),
@@ -198,10 +201,11 @@ macro_rules! proposal_fields {
             help: REGIME_HELP,
         }
     };
-    (@spec $field:ident $key:literal, $required:ident $read:ident, $shown:ident($metric:literal, $help:literal)) => {
+    (@spec $field:ident $key:literal $name:ident, $required:ident $read:ident, $shown:ident($metric:literal, $help:literal)) => {
         FieldSpec {
             field: Field::$field,
             key: $key,
+            name: stringify!($name),
             required: proposal_fields!(@required $required),
             read: Read::$read,
             shown: Shown::$shown,

@@ -2,8 +2,8 @@
 //! reads them, the apply note, the JSON round trip and the wording of ages.
 
 use super::*;
-
-use crate::fixtures::VIEWED_AT as NOW;
+use crate::fixtures::{SPEC_EXAMPLE, VIEWED_AT as NOW, with};
+use crate::proposal::{Action, FIELDS, Shown};
 
 fn snapshot(hashes: &[(&str, &[(&str, &str)])]) -> Snapshot {
     Snapshot::of_hashes(hashes, NOW - 0.25)
@@ -199,6 +199,30 @@ fn calibration_notes_and_redis_state() {
     assert_eq!(down.redis_state(), "Redis down");
     down.redis_error = Some("connection refused".into());
     assert_eq!(down.redis_state(), "Redis down: connection refused");
+}
+
+/// The JSON row holds every field but the extras under its name in the field table, with the
+/// proposal's value: a field added to the table without its place in the view fails here.
+#[test]
+fn rows_carry_every_field_but_the_extras_under_its_table_name() {
+    let hash = with(
+        &SPEC_EXAMPLE,
+        &[("action", "FULL_CLOSE"), ("calibrated", "1")],
+    );
+    let snapshot = snapshot(&[("ETHUSDT", &hash)]);
+    let proposal = &snapshot.proposals[0];
+    let view = View::new(&snapshot, NOW, &ApplyView::default());
+    let row = serde_json::to_value(&view.proposals[0]).unwrap();
+    let shown = FIELDS
+        .iter()
+        .filter(|spec| spec.required || matches!(spec.shown, Shown::OneHot | Shown::Age));
+    for spec in shown {
+        let expected = match (proposal.number(spec.field), proposal.action_of(spec.field)) {
+            (Some(number), _) => serde_json::json!(number),
+            (None, action) => serde_json::json!(action.and_then(Action::label)),
+        };
+        assert_eq!(row[spec.name], expected, "{}", spec.key);
+    }
 }
 
 #[test]
