@@ -112,7 +112,7 @@ impl Value for Option<Action> {
 }
 
 /// A number's value as its field holds it: a required one is 0.0 when absent.
-pub(crate) trait FromNumber {
+pub(super) trait FromNumber {
     fn from_number(number: Option<f64>) -> Self;
 }
 
@@ -190,25 +190,19 @@ macro_rules! proposal_fields {
         }
     };
     (@spec $field:ident $key:literal $name:ident, $required:ident $read:ident, Regime($label:literal)) => {
-        FieldSpec {
-            field: Field::$field,
-            key: $key,
-            name: stringify!($name),
-            required: proposal_fields!(@required $required),
-            read: Read::$read,
-            shown: Shown::Regime($label),
-            metric: REGIME_METRIC,
-            help: REGIME_HELP,
-        }
+        proposal_fields!(@row $field $key $name, $required $read, Shown::Regime($label), REGIME_METRIC, REGIME_HELP)
     };
     (@spec $field:ident $key:literal $name:ident, $required:ident $read:ident, $shown:ident($metric:literal, $help:literal)) => {
+        proposal_fields!(@row $field $key $name, $required $read, Shown::$shown, $metric, $help)
+    };
+    (@row $field:ident $key:literal $name:ident, $required:ident $read:ident, $shown:expr, $metric:expr, $help:expr) => {
         FieldSpec {
             field: Field::$field,
             key: $key,
             name: stringify!($name),
             required: proposal_fields!(@required $required),
             read: Read::$read,
-            shown: Shown::$shown,
+            shown: $shown,
             metric: $metric,
             help: $help,
         }
