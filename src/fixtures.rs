@@ -1,12 +1,12 @@
-//! The examples the unit tests share: the seed's example (typed once, in
-//! `tests/common/seed.rs`, for the integration tests too), the spec's example hash, the times
-//! the tests read them at, and edits of a hash. Test-only; it holds no test of its own.
+//! The examples the unit tests share: the seed's example and the edits of a hash (written once,
+//! in `tests/common/seed.rs`, for the integration tests too), the spec's example hash and the
+//! times the tests read them at. Test-only; it holds no test of its own.
 
 #[path = "../tests/common/seed.rs"]
 #[allow(unreachable_pub)]
 mod seed;
 
-pub(crate) use seed::{SEED_EXAMPLE, seed_hash};
+pub(crate) use seed::{SEED_EXAMPLE, seed_hash, with, without};
 
 /// The spec's example of a hash: the fields the publisher writes that the exporter reads,
 /// with the values the spec shows.
@@ -31,25 +31,3 @@ pub(crate) const RENDERED_AT: f64 = 1_769_130_510.0;
 
 /// When the operator's view is made: a hundred seconds after the examples' `last_update_epoch`.
 pub(crate) const VIEWED_AT: f64 = 1_769_130_600.0;
-
-/// `hash` with each of `changes` in place of the field of its name, or added after the others.
-pub(crate) fn with<'a>(
-    hash: &[(&'a str, &'a str)],
-    changes: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    let mut edited: Vec<(&str, &str)> = hash
-        .iter()
-        .filter(|(name, _)| !changes.iter().any(|(changed, _)| changed == name))
-        .copied()
-        .collect();
-    edited.extend_from_slice(changes);
-    edited
-}
-
-/// `hash` without the fields named.
-pub(crate) fn without<'a>(hash: &[(&'a str, &'a str)], names: &[&str]) -> Vec<(&'a str, &'a str)> {
-    hash.iter()
-        .filter(|(name, _)| !names.contains(name))
-        .copied()
-        .collect()
-}

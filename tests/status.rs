@@ -11,23 +11,18 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A proposal last updated `age` seconds ago.
+/// The seed's BTCUSDT with another action and kill score, last updated `age` seconds ago.
 fn publish(redis: &Redis, symbol: &str, kill_score: &str, age: u64) {
     let epoch = (unix_epoch() - age).to_string();
-    redis.hset(
-        symbol,
+    let hash = with(
+        &without(seed_hash("BTCUSDT"), &["computed_at_utc"]),
         &[
             ("harvest_action", "PARTIAL_25"),
             ("kill_score", kill_score),
-            ("k_regime_flip", "0.0"),
-            ("k_sigma_spike", "0.1"),
-            ("k_ts_drop", "0.055"),
-            ("k_age_penalty", "0.2"),
-            ("R_net", "7.5"),
-            ("new_sl_proposed", "None"),
             ("last_update_epoch", &epoch),
         ],
     );
+    redis.hset(symbol, &hash);
 }
 
 fn run(args: &[&str]) -> (Option<i32>, String, String) {

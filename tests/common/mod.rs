@@ -8,7 +8,7 @@ pub mod exposition;
 pub mod seed;
 pub mod topology;
 
-pub use seed::SEED_EXAMPLE;
+pub use seed::*;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

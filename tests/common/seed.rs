@@ -1,6 +1,6 @@
 //! The seed's example: the three proposals its document shows as metrics, as the publisher
-//! writes them. Data only, so that the integration tests (`common`) and the unit tests
-//! (`src/fixtures.rs`) read the same example.
+//! writes them, and the edits that make another proposal of one. Plain data and functions of
+//! it, so that the integration tests (`common`) and the unit tests (`src/fixtures.rs`) share them.
 
 /// Each proposal's symbol and hash fields. ETHUSDT's time carries the `Z` test tools write,
 /// SOLUSDT has only the older writers' `r_net` and no `computed_at_utc`.
@@ -58,4 +58,26 @@ pub fn seed_hash(symbol: &str) -> &'static [(&'static str, &'static str)] {
         .find(|(name, _)| *name == symbol)
         .map(|(_, hash)| *hash)
         .unwrap_or_else(|| panic!("the seed example has no {symbol}"))
+}
+
+/// `hash` with each of `changes` in place of the field of its name, or added after the others.
+pub fn with<'a>(
+    hash: &[(&'a str, &'a str)],
+    changes: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut edited: Vec<(&str, &str)> = hash
+        .iter()
+        .filter(|(name, _)| !changes.iter().any(|(changed, _)| changed == name))
+        .copied()
+        .collect();
+    edited.extend_from_slice(changes);
+    edited
+}
+
+/// `hash` without the fields named.
+pub fn without<'a>(hash: &[(&'a str, &'a str)], names: &[&str]) -> Vec<(&'a str, &'a str)> {
+    hash.iter()
+        .filter(|(name, _)| !names.contains(name))
+        .copied()
+        .collect()
 }
