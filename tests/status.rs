@@ -422,13 +422,7 @@ fn from_an_exporter_that_requires_a_client_certificate() {
     let redis = Redis::start();
     publish(&redis, "BTCUSDT", "0.527", 2);
     let certs = Certs::new();
-    let web = certs.dir.0.join("web.yml");
-    std::fs::write(
-        &web,
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
-    )
-    .unwrap();
-    let (web, url) = (web.to_string_lossy().into_owned(), redis.url());
+    let (web, url) = (certs.web_config_requiring_client_certs(), redis.url());
     let exporter = Exporter::start_listening(
         &["--redis.addr", &url, "--web.config.file", &web],
         &[("POLL_INTERVAL_SEC", "0.2")],

@@ -675,6 +675,18 @@ impl Certs {
     /// The one name in `named_cert`, which resolves nowhere.
     pub const SERVER_NAME: &str = "redis.harvest.test";
 
+    /// Writes a web configuration file that serves HTTPS with the server certificate and
+    /// requires a client certificate signed by the CA, and returns its path.
+    pub fn web_config_requiring_client_certs(&self) -> String {
+        let web = self.dir.0.join("web.yml");
+        std::fs::write(
+            &web,
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+        )
+        .expect("write the web configuration");
+        web.to_string_lossy().into_owned()
+    }
+
     pub fn new() -> Certs {
         require_tool("openssl", "openssl");
         let dir = TempDir::new("certs");
