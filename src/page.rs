@@ -264,9 +264,8 @@ fn escape(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
-
     use crate::fixtures::{VIEWED_AT as NOW, seed_hash, with};
+    use std::time::Instant;
 
     fn snapshot(hashes: &[(&str, &[(&str, &str)])]) -> Snapshot {
         Snapshot::of_hashes(hashes, NOW)

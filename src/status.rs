@@ -400,7 +400,6 @@ fn cells(row: &Row) -> Vec<Cell> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use crate::fixtures::{VIEWED_AT as NOW, seed_hash, with, without};
 
     /// The view of a refresh that just read these hashes, each updated 3s ago unless it says.
