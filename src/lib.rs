@@ -40,6 +40,11 @@ mod view;
 pub mod webconfig;
 
 pub use proposal::keys as proposal_keys;
+/// The proposal field table, which the README's field table is checked against.
+pub use proposal::{FIELDS as PROPOSAL_FIELDS, Field, FieldSpec, Read, Shown};
+
+#[cfg(test)]
+pub(crate) mod fixtures;
 
 // Shared with the integration tests, where its items must be `pub`.
 #[cfg(test)]

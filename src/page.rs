@@ -264,9 +264,8 @@ fn escape(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{VIEWED_AT as NOW, seed_hash, with};
     use std::time::Instant;
-
-    const NOW: f64 = 1_769_130_600.0;
 
     fn snapshot(hashes: &[(&str, &[(&str, &str)])]) -> Snapshot {
         Snapshot::of_hashes(hashes, NOW)
@@ -330,34 +329,19 @@ mod tests {
     fn rows_carry_bands_components_and_staleness() {
         let fresh = (NOW - 5.0).to_string();
         let old = (NOW - 185.0).to_string();
+        let eth = with(
+            seed_hash("ETHUSDT"),
+            &[
+                ("action", "FULL_CLOSE"),
+                ("calibrated", "1"),
+                ("position_side", "LONG"),
+                ("last_update_epoch", &fresh),
+            ],
+        );
+        let btc = with(seed_hash("BTCUSDT"), &[("last_update_epoch", &old)]);
         let html = page(&snapshot(&[
-            (
-                "ETHUSDT",
-                &[
-                    ("kill_score", "0.753"),
-                    ("k_regime_flip", "1.0"),
-                    ("k_sigma_spike", "0.25"),
-                    ("k_ts_drop", "0.208"),
-                    ("k_age_penalty", "0.3"),
-                    ("R_net", "2.45"),
-                    ("new_sl_proposed", "100.2"),
-                    ("harvest_action", "FULL_CLOSE_PROPOSED"),
-                    ("action", "FULL_CLOSE"),
-                    ("calibrated", "1"),
-                    ("position_side", "LONG"),
-                    ("last_update_epoch", &fresh),
-                ],
-            ),
-            (
-                "BTCUSDT",
-                &[
-                    ("kill_score", "0.527"),
-                    ("R_net", "7.5"),
-                    ("new_sl_proposed", "None"),
-                    ("harvest_action", "PARTIAL_75"),
-                    ("last_update_epoch", &old),
-                ],
-            ),
+            ("ETHUSDT", &eth),
+            ("BTCUSDT", &btc),
             ("SOLUSDT", &[("kill_score", "0.85"), ("R_net", "4")]),
         ]));
         let order: Vec<_> = ["SOLUSDT", "ETHUSDT", "BTCUSDT"]

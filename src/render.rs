@@ -7,23 +7,21 @@ use enum_map::{EnumArray, EnumMap};
 
 use crate::build_info;
 use crate::exposition::{DualBody, DualWriter, EscapedLabel, Family, Samples};
-use crate::proposal::{Action, Extra, Field, KNOWN_ACTIONS, Proposal};
+use crate::proposal::{
+    Action, FIELDS, Field, FieldSpec, KNOWN_ACTIONS, Proposal, REGIME_HELP, REGIME_METRIC, Shown,
+};
 use crate::snapshot::{DropReason, Snapshot};
 use crate::source::{ErrorKind, Placement};
 
 /// How a per-symbol family's samples are read from a proposal.
 #[derive(Clone, Copy)]
 enum PerSymbol {
-    /// One of the seed's gauges: one sample per proposal.
-    Seed(fn(&Proposal) -> f64),
-    /// The harvest action, one-hot.
-    Action,
-    /// The calibrated action, one-hot, for calibrated proposals only.
-    CalibratedAction,
-    /// The proposal's age at the time of rendering.
-    DataAge,
-    /// A gauge beyond the seed, when the publisher wrote a valid value.
-    Extra(Extra),
+    /// A gauge: the field's value when present; a required field's is 0 when it is not.
+    Gauge(Field),
+    /// The action the field holds, one-hot, when it holds one.
+    OneHot(Field),
+    /// The age of the time the field holds, at the time of rendering.
+    Age(Field),
     /// One sample per regime whose probability the publisher wrote.
     RegimeProbability,
 }
@@ -32,18 +30,20 @@ enum PerSymbol {
 pub(crate) struct SymbolFamily {
     pub(crate) family: Family,
     samples: PerSymbol,
+    /// Announced even when no proposal has a sample in it: the families of the seed's fields.
+    required: bool,
 }
 
 impl SymbolFamily {
     /// Whether the family is announced when no proposal has a sample in it: the seed's families
-    /// and the action are; the others only appear once a publisher writes their fields.
+    /// are; the others only appear once a publisher writes their fields.
     pub(crate) fn always_announced(&self) -> bool {
-        matches!(self.samples, PerSymbol::Seed(_) | PerSymbol::Action)
+        self.required
     }
 
     /// Whether its samples depend on the time of rendering as well as on the proposal.
     pub(crate) fn changes_with_time(&self) -> bool {
-        matches!(self.samples, PerSymbol::DataAge)
+        matches!(self.samples, PerSymbol::Age(_))
     }
 
     /// Writes `proposal`'s samples, if it has any in this family, labelled by `symbol` (its
@@ -56,28 +56,25 @@ impl SymbolFamily {
         now_unix: f64,
     ) {
         match self.samples {
-            PerSymbol::Seed(value) => {
-                samples.symbol(symbol, None, value(proposal));
-            }
-            PerSymbol::Action => one_hot(samples, symbol, &proposal.action),
-            PerSymbol::CalibratedAction => {
-                if let Some(calibrated) = &proposal.calibrated_action {
-                    one_hot(samples, symbol, calibrated);
-                }
-            }
-            PerSymbol::DataAge => {
-                if let Some(computed_at) = proposal.computed_at {
-                    samples.symbol(symbol, None, now_unix - computed_at);
-                }
-            }
-            PerSymbol::Extra(extra) => {
-                if let Some(value) = proposal.extra(extra) {
+            PerSymbol::Gauge(field) => {
+                let value = proposal.number(field);
+                if let Some(value) = value.or(self.required.then_some(0.0)) {
                     samples.symbol(symbol, None, value);
                 }
             }
+            PerSymbol::OneHot(field) => {
+                if let Some(action) = proposal.action_of(field) {
+                    one_hot(samples, symbol, action);
+                }
+            }
+            PerSymbol::Age(field) => {
+                if let Some(time) = proposal.number(field) {
+                    samples.symbol(symbol, None, now_unix - time);
+                }
+            }
             PerSymbol::RegimeProbability => {
-                for (regime, extra) in REGIMES {
-                    if let Some(value) = proposal.extra(extra) {
+                for (regime, field) in REGIMES {
+                    if let Some(value) = proposal.number(field) {
                         samples.symbol(symbol, Some(("regime", regime)), value);
                     }
                 }
@@ -89,144 +86,98 @@ impl SymbolFamily {
     #[cfg(test)]
     fn has_samples(&self, proposal: &Proposal) -> bool {
         match self.samples {
-            PerSymbol::Seed(_) | PerSymbol::Action => true,
-            PerSymbol::CalibratedAction => proposal.calibrated_action.is_some(),
-            PerSymbol::DataAge => proposal.computed_at.is_some(),
-            PerSymbol::Extra(extra) => proposal.extra(extra).is_some(),
-            PerSymbol::RegimeProbability => {
-                REGIMES.iter().any(|(_, e)| proposal.extra(*e).is_some())
-            }
+            PerSymbol::Gauge(_) if self.required => true,
+            PerSymbol::Gauge(field) | PerSymbol::Age(field) => proposal.number(field).is_some(),
+            PerSymbol::OneHot(field) => proposal.action_of(field).is_some(),
+            PerSymbol::RegimeProbability => REGIMES
+                .iter()
+                .any(|(_, field)| proposal.number(*field).is_some()),
         }
     }
 }
 
-const fn seed(name: &'static str, help: &'static str, value: fn(&Proposal) -> f64) -> SymbolFamily {
-    SymbolFamily {
-        family: Family::gauge(name, help),
-        samples: PerSymbol::Seed(value),
+/// Where a field's family is written among the per-symbol families: the seed's (the required
+/// fields') first, then the calibrated action, the data age and the other gauges, each rank in
+/// the table's order; `None` for a regime, whose probabilities share the last family.
+const fn rank(spec: &FieldSpec) -> Option<usize> {
+    match (spec.required, spec.shown) {
+        (_, Shown::Regime(_)) => None,
+        (true, _) => Some(0),
+        (false, Shown::OneHot) => Some(1),
+        (false, Shown::Age) => Some(2),
+        (false, Shown::Gauge) => Some(3),
     }
 }
 
-const fn extra(name: &'static str, help: &'static str, extra: Extra) -> SymbolFamily {
-    SymbolFamily {
-        family: Family::gauge(name, help),
-        samples: PerSymbol::Extra(extra),
+const RANKS: usize = 4;
+
+/// How many fields have a family of their own.
+const fn own_families() -> usize {
+    let (mut count, mut i) = (0, 0);
+    while i < FIELDS.len() {
+        if rank(&FIELDS[i]).is_some() {
+            count += 1;
+        }
+        i += 1;
     }
+    count
 }
 
-/// The per-symbol families in the order they are written: the seed's gauges, the actions, the
-/// data age, the gauges beyond the seed, the regime probabilities.
-pub(crate) const SYMBOL_FAMILIES: [SymbolFamily; 19] = [
-    seed(
-        "quantum_harvest_kill_score",
-        "Kill score (edge collapse indicator), 0 to 1; 0 when missing or unparseable.",
-        |p| p.kill_score,
-    ),
-    seed(
-        "quantum_harvest_k_regime_flip",
-        "Regime flip component of the kill score (0 or 1).",
-        |p| p.k_regime_flip,
-    ),
-    seed(
-        "quantum_harvest_k_sigma_spike",
-        "Volatility spike component of the kill score (0 to 2).",
-        |p| p.k_sigma_spike,
-    ),
-    seed(
-        "quantum_harvest_k_ts_drop",
-        "Trend strength drop component of the kill score (0 to 0.5).",
-        |p| p.k_ts_drop,
-    ),
-    seed(
-        "quantum_harvest_k_age_penalty",
-        "Position age penalty component of the kill score (0 to 1).",
-        |p| p.k_age_penalty,
-    ),
-    seed(
-        "quantum_harvest_r_net",
-        "Net R (risk-reward) of the position, from R_net or the legacy r_net.",
-        |p| p.r_net,
-    ),
-    seed(
-        "quantum_harvest_new_sl",
-        "Proposed new stop loss price; 0 when none is proposed.",
-        |p| p.new_sl.unwrap_or(0.0),
-    ),
-    seed(
-        "quantum_harvest_last_update_epoch",
-        "Unix time of the proposal's last update (last_update_epoch, else computed_at_utc).",
-        |p| p.last_update_epoch,
-    ),
-    SymbolFamily {
-        family: Family::gauge(
-            "quantum_harvest_action",
-            "Proposed harvest action, one-hot: 1 for the current harvest_action, 0 for the other known actions.",
-        ),
-        samples: PerSymbol::Action,
-    },
-    SymbolFamily {
-        family: Family::gauge(
-            "quantum_harvest_calibrated_action",
-            "Calibrated action the apply layer acts on, one-hot, for proposals the heat gate calibrated (calibrated=1).",
-        ),
-        samples: PerSymbol::CalibratedAction,
-    },
-    SymbolFamily {
-        family: Family::gauge(
-            "quantum_harvest_data_age_seconds",
-            "Age of the proposal at the last refresh, from computed_at_utc.",
-        ),
-        samples: PerSymbol::DataAge,
-    },
-    extra(
-        "quantum_harvest_risk_unit",
-        "Risk unit of the position (risk_unit).",
-        Extra::RiskUnit,
-    ),
-    extra(
-        "quantum_harvest_cost_est",
-        "Estimated cost of acting on the proposal (cost_est).",
-        Extra::CostEst,
-    ),
-    extra(
-        "quantum_harvest_sigma",
-        "Volatility estimate (sigma).",
-        Extra::Sigma,
-    ),
-    extra(
-        "quantum_harvest_position_age_seconds",
-        "Age of the position (position_age_sec).",
-        Extra::PositionAgeSec,
-    ),
-    extra(
-        "quantum_harvest_position_current_price",
-        "Current price of the position's instrument.",
-        Extra::PositionCurrentPrice,
-    ),
-    extra(
-        "quantum_harvest_position_entry_price",
-        "Entry price of the position.",
-        Extra::PositionEntryPrice,
-    ),
-    extra(
-        "quantum_harvest_position_unrealized_pnl",
-        "Unrealized profit and loss of the position.",
-        Extra::PositionUnrealizedPnl,
-    ),
-    SymbolFamily {
-        family: Family::gauge(
-            "quantum_harvest_regime_probability",
-            "Probability of each market regime (p_trend, p_mr, p_chop).",
-        ),
-        samples: PerSymbol::RegimeProbability,
-    },
-];
+const REGIME_PROBABILITY: SymbolFamily = SymbolFamily {
+    family: Family::gauge(REGIME_METRIC, REGIME_HELP),
+    samples: PerSymbol::RegimeProbability,
+    required: false,
+};
 
-const REGIMES: [(&str, Extra); 3] = [
-    ("trend", Extra::PTrend),
-    ("mean_reversion", Extra::PMr),
-    ("chop", Extra::PChop),
-];
+/// The per-symbol families in the order they are written, by [`rank`], the regime
+/// probabilities last.
+pub(crate) const SYMBOL_FAMILIES: [SymbolFamily; own_families() + 1] = {
+    let mut families = [REGIME_PROBABILITY; own_families() + 1];
+    let (mut next, mut rank_written) = (0, 0);
+    while rank_written < RANKS {
+        let mut i = 0;
+        while i < FIELDS.len() {
+            let spec = &FIELDS[i];
+            if let Some(rank) = rank(spec)
+                && rank == rank_written
+            {
+                let samples = match spec.shown {
+                    Shown::Gauge => PerSymbol::Gauge(spec.field),
+                    Shown::OneHot => PerSymbol::OneHot(spec.field),
+                    Shown::Age => PerSymbol::Age(spec.field),
+                    Shown::Regime(_) => PerSymbol::RegimeProbability,
+                };
+                families[next] = SymbolFamily {
+                    family: Family::gauge(spec.metric, spec.help),
+                    samples,
+                    required: spec.required,
+                };
+                next += 1;
+            }
+            i += 1;
+        }
+        rank_written += 1;
+    }
+    families
+};
+
+/// The regimes' labels and fields, in the table's order.
+const REGIMES: [(&str, Field); regimes()] = {
+    let mut regimes = [("", Field::KillScore); regimes()];
+    let (mut next, mut i) = (0, 0);
+    while i < FIELDS.len() {
+        if let Shown::Regime(label) = FIELDS[i].shown {
+            regimes[next] = (label, FIELDS[i].field);
+            next += 1;
+        }
+        i += 1;
+    }
+    regimes
+};
+
+const fn regimes() -> usize {
+    FIELDS.len() - own_families()
+}
 
 const BUILD_INFO: Family = Family::gauge(
     "quantum_harvest_exporter_build_info",

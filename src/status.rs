@@ -400,8 +400,7 @@ fn cells(row: &Row) -> Vec<Cell> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const NOW: f64 = 1_769_130_600.0;
+    use crate::fixtures::{VIEWED_AT as NOW, seed_hash, with, without};
 
     /// The view of a refresh that just read these hashes, each updated 3s ago unless it says.
     fn view(hashes: &[(&str, &[(&str, &str)])]) -> View {
@@ -456,22 +455,13 @@ mod tests {
 
     #[test]
     fn plain_table_is_aligned_and_has_a_verdict() {
+        // The seed's ETHUSDT, calibrated and updated as `view` says.
+        let eth = with(
+            &without(seed_hash("ETHUSDT"), &["last_update_epoch"]),
+            &[("action", "FULL_CLOSE"), ("calibrated", "1")],
+        );
         let view = view(&[
-            (
-                "ETHUSDT",
-                &[
-                    ("kill_score", "0.753"),
-                    ("k_regime_flip", "1.0"),
-                    ("k_sigma_spike", "0.25"),
-                    ("k_ts_drop", "0.208"),
-                    ("k_age_penalty", "0.3"),
-                    ("R_net", "2.45"),
-                    ("new_sl_proposed", "100.2"),
-                    ("harvest_action", "FULL_CLOSE_PROPOSED"),
-                    ("action", "FULL_CLOSE"),
-                    ("calibrated", "1"),
-                ],
-            ),
+            ("ETHUSDT", &eth),
             (
                 "BTCUSDT",
                 &[

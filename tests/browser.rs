@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use serde::Deserialize;
@@ -370,7 +370,7 @@ fn the_page_in_a_real_browser() {
         "--symbols",
         &SIMULATED.join(","),
     ]);
-    let now = unix_now();
+    let now = unix_epoch();
     for (symbol, kill) in [(SCRIPT_SYMBOL, "0.85"), (IMG_SYMBOL, "0.55")] {
         redis.hset(
             symbol,
@@ -442,7 +442,7 @@ fn the_page_in_a_real_browser() {
             ("k_regime_flip", "1.0"),
             ("harvest_action", "FULL_CLOSE_PROPOSED"),
             ("action", "FULL_CLOSE"),
-            ("last_update_epoch", &unix_now().to_string()),
+            ("last_update_epoch", &unix_epoch().to_string()),
         ],
     );
     let page = wait_for("ETHUSDT at 0.970 on top", WAIT, || {
@@ -545,13 +545,6 @@ fn the_page_in_a_real_browser() {
         );
         std::fs::write(artifacts.join(format!("page-{name}.png")), png).unwrap();
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// Decodes standard base64, which DevTools uses for screenshots; a crate for it would be a

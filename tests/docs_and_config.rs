@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::CommandFactory;
 use common::*;
 use harvest_exporter::config::Cli;
+use harvest_exporter::{PROPOSAL_FIELDS, Shown};
 
 /// A file of the repository, by its path from the top.
 fn read(path: &str) -> String {
@@ -104,6 +105,38 @@ fn readme_names_the_env_file_the_unit_and_the_package_read() {
     assert!(
         !readme.contains("/etc/default/"),
         "README names another env file"
+    );
+}
+
+/// The README's field table is the proposal field table, row for row and word for word.
+#[test]
+fn field_table_matches_the_declaration() {
+    let documented: Vec<String> = readme_section("Proposal fields")
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(str::to_owned)
+        .collect();
+    let declared: Vec<String> = PROPOSAL_FIELDS
+        .iter()
+        .map(|spec| {
+            let metric = match spec.shown {
+                Shown::Regime(regime) => format!("{}{{regime=\"{regime}\"}}", spec.metric),
+                _ => spec.metric.to_owned(),
+            };
+            let required = if spec.required { "yes" } else { "no" };
+            format!(
+                "| `{}` | {required} | {} | `{metric}` | {} |",
+                spec.key,
+                spec.read.meaning(),
+                spec.help
+            )
+        })
+        .collect();
+    assert_eq!(
+        documented,
+        declared,
+        "README field table vs the declaration; the rows declared:\n{}",
+        declared.join("\n")
     );
 }
 

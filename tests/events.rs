@@ -12,13 +12,6 @@ use common::*;
 const SLOW_POLL: &str = "30";
 const WAIT: Duration = Duration::from_secs(8);
 
-fn kill_score(body: &str, symbol: &str) -> Option<f64> {
-    sample(
-        body,
-        &format!("quantum_harvest_kill_score{{symbol=\"{symbol}\"}}"),
-    )
-}
-
 fn notifications_up(body: &str) -> bool {
     sample(body, "quantum_harvest_exporter_notifications_up") == Some(1.0)
 }

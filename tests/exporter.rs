@@ -18,10 +18,6 @@ const KNOWN_ACTIONS: [&str; 5] = [
 ];
 const WAIT: Duration = Duration::from_secs(10);
 
-fn redis_up(body: &str) -> bool {
-    sample(body, "quantum_harvest_exporter_redis_up") == Some(1.0)
-}
-
 fn action(symbol: &str, action: &str) -> String {
     format!("quantum_harvest_action{{symbol=\"{symbol}\",action=\"{action}\"}}")
 }

@@ -12,17 +12,6 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn redis_up(body: &str) -> bool {
-    sample(body, "quantum_harvest_exporter_redis_up") == Some(1.0)
-}
-
-fn kill_score(body: &str, symbol: &str) -> Option<f64> {
-    sample(
-        body,
-        &format!("quantum_harvest_kill_score{{symbol=\"{symbol}\"}}"),
-    )
-}
-
 fn counter(body: &str, series: &str) -> f64 {
     sample(body, series).unwrap_or_else(|| panic!("{series} missing"))
 }

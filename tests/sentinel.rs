@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::exposition::check_exposition;
 use common::topology::{MASTER_NAME, SentinelOptions, Sentinels, TlsFiles};
-use common::{Certs, Exporter, PREFIX, Scraper, command_calls, measured, report, sample, wait_for};
+use common::{
+    Certs, Exporter, PREFIX, Scraper, command_calls, measured, report, sample, unix_now, wait_for,
+};
 
 const SYMBOLS: usize = 1_000;
 const R_NET: &str = "quantum_harvest_r_net{symbol=\"";
@@ -73,13 +75,6 @@ struct Scrape {
     redis_up: bool,
     last_success: f64,
     node: Option<String>,
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[test]

@@ -4,37 +4,25 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// A proposal last updated `age` seconds ago.
+/// The seed's BTCUSDT with another action and kill score, last updated `age` seconds ago.
 fn publish(redis: &Redis, symbol: &str, kill_score: &str, age: u64) {
-    let epoch = (unix_now() - age).to_string();
-    redis.hset(
-        symbol,
+    let epoch = (unix_epoch() - age).to_string();
+    let hash = with(
+        &without(seed_hash("BTCUSDT"), &["computed_at_utc"]),
         &[
             ("harvest_action", "PARTIAL_25"),
             ("kill_score", kill_score),
-            ("k_regime_flip", "0.0"),
-            ("k_sigma_spike", "0.1"),
-            ("k_ts_drop", "0.055"),
-            ("k_age_penalty", "0.2"),
-            ("R_net", "7.5"),
-            ("new_sl_proposed", "None"),
             ("last_update_epoch", &epoch),
         ],
     );
+    redis.hset(symbol, &hash);
 }
 
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
@@ -434,13 +422,7 @@ fn from_an_exporter_that_requires_a_client_certificate() {
     let redis = Redis::start();
     publish(&redis, "BTCUSDT", "0.527", 2);
     let certs = Certs::new();
-    let web = certs.dir.0.join("web.yml");
-    std::fs::write(
-        &web,
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
-    )
-    .unwrap();
-    let (web, url) = (web.to_string_lossy().into_owned(), redis.url());
+    let (web, url) = (certs.web_config_requiring_client_certs(), redis.url());
     let exporter = Exporter::start_listening(
         &["--redis.addr", &url, "--web.config.file", &web],
         &[("POLL_INTERVAL_SEC", "0.2")],

@@ -128,13 +128,7 @@ fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let redis = Redis::start();
     seed_example(&redis);
     let certs = Certs::new();
-    let web = certs.dir.0.join("web.yml");
-    std::fs::write(
-        &web,
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
-    )
-    .unwrap();
-    let (web, url) = (web.to_string_lossy().into_owned(), redis.url());
+    let (web, url) = (certs.web_config_requiring_client_certs(), redis.url());
     let exporter =
         Exporter::start_listening(&["--redis.addr", &url, "--web.config.file", &web], &[]);
     let (ca, cert, key) = (

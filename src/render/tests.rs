@@ -4,6 +4,7 @@
 use super::*;
 use crate::exposition::Format;
 use crate::exposition_check::{assert_golden, check_exposition, check_open_metrics};
+use crate::fixtures::{RENDERED_AT, SEED_EXAMPLE, SPEC_EXAMPLE, with, without};
 use crate::proposal;
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
@@ -11,37 +12,20 @@ use std::time::{Duration, Instant};
 fn snapshot_of(hashes: &[(&str, Vec<(&str, &str)>)]) -> Snapshot {
     let hashes: Vec<(&str, &[(&str, &str)])> =
         hashes.iter().map(|(s, p)| (*s, p.as_slice())).collect();
-    Snapshot::of_hashes(&hashes, 1_769_130_510.0)
+    Snapshot::of_hashes(&hashes, RENDERED_AT)
 }
 
 fn text(snapshot: &Snapshot) -> String {
-    String::from_utf8(render(snapshot, 1_769_130_510.0).text).unwrap()
+    String::from_utf8(render(snapshot, RENDERED_AT).text).unwrap()
 }
 
 #[test]
 fn seed_example_renders_like_the_seed() {
-    let snapshot = snapshot_of(&[
-        (
-            "BTCUSDT",
-            vec![
-                ("kill_score", "0.527"),
-                ("k_regime_flip", "0.0"),
-                ("harvest_action", "PARTIAL_75"),
-            ],
-        ),
-        (
-            "ETHUSDT",
-            vec![
-                ("kill_score", "0.753"),
-                ("k_regime_flip", "1.0"),
-                ("harvest_action", "FULL_CLOSE_PROPOSED"),
-            ],
-        ),
-    ]);
+    let snapshot = Snapshot::of_hashes(&SEED_EXAMPLE, RENDERED_AT);
     let body = text(&snapshot);
     for expected in [
         "# HELP quantum_harvest_kill_score Kill score (edge collapse indicator)",
-        "# TYPE quantum_harvest_kill_score gauge\nquantum_harvest_kill_score{symbol=\"BTCUSDT\"} 0.527\nquantum_harvest_kill_score{symbol=\"ETHUSDT\"} 0.753\n",
+        "# TYPE quantum_harvest_kill_score gauge\nquantum_harvest_kill_score{symbol=\"BTCUSDT\"} 0.527\nquantum_harvest_kill_score{symbol=\"ETHUSDT\"} 0.753\nquantum_harvest_kill_score{symbol=\"SOLUSDT\"} 0.761\n",
         "quantum_harvest_k_regime_flip{symbol=\"ETHUSDT\"} 1.0\n",
         "quantum_harvest_action{symbol=\"ETHUSDT\",action=\"FULL_CLOSE_PROPOSED\"} 1.0\n",
         "quantum_harvest_action{symbol=\"ETHUSDT\",action=\"PARTIAL_75\"} 0.0\n",
@@ -145,29 +129,22 @@ pub(crate) fn golden_snapshot() -> Snapshot {
         ),
         (
             "ETHUSDT",
-            vec![
-                ("kill_score", "0.7533012950554003"),
-                ("k_regime_flip", "1.0"),
-                ("k_sigma_spike", "0.25"),
-                ("k_ts_drop", "0.208"),
-                ("k_age_penalty", "0.3"),
-                ("R_net", "2.45"),
-                ("new_sl_proposed", "100.2"),
-                ("harvest_action", "FULL_CLOSE_PROPOSED"),
-                ("action", "FULL_CLOSE"),
-                ("calibrated", "1"),
-                ("computed_at_utc", "2026-01-23T00:58:58.259371"),
-                ("risk_unit", "2.0"),
-                ("cost_est", "1e-09"),
-                ("sigma", "0.015"),
-                ("p_trend", "0.5"),
-                ("p_mr", "0.3"),
-                ("p_chop", "0.2"),
-                ("position_age_sec", "3600"),
-                ("position_current_price", "105.0"),
-                ("position_entry_price", "100"),
-                ("position_unrealized_pnl", "-12.5"),
-            ],
+            with(
+                &without(&SPEC_EXAMPLE, &["last_update_epoch"]),
+                &[
+                    ("harvest_action", "FULL_CLOSE_PROPOSED"),
+                    ("action", "FULL_CLOSE"),
+                    ("calibrated", "1"),
+                    ("sigma", "0.015"),
+                    ("p_trend", "0.5"),
+                    ("p_mr", "0.3"),
+                    ("p_chop", "0.2"),
+                    ("position_age_sec", "3600"),
+                    ("position_current_price", "105.0"),
+                    ("position_entry_price", "100"),
+                    ("position_unrealized_pnl", "-12.5"),
+                ],
+            ),
         ),
         (
             "we\"ird\\sym\nbol",
@@ -193,7 +170,7 @@ pub(crate) fn golden_snapshot() -> Snapshot {
 
 #[test]
 fn body_is_byte_identical_to_the_golden_file() {
-    let body = render(&golden_snapshot(), 1_769_130_510.0);
+    let body = render(&golden_snapshot(), RENDERED_AT);
     let text = String::from_utf8(body.text.to_vec()).unwrap();
     check_exposition(&text).unwrap();
     assert_golden("body.prom", mask_build_info(&text).as_bytes());
@@ -224,7 +201,7 @@ fn mask_build_info(body: &str) -> String {
 /// The OpenMetrics body, as the server puts it together, ends with the tail (`# EOF` last).
 #[test]
 fn open_metrics_body_is_byte_identical_to_the_golden_file() {
-    let body = render(&golden_snapshot(), 1_769_130_510.0);
+    let body = render(&golden_snapshot(), RENDERED_AT);
     let open_metrics = String::from_utf8(body.assembled(Format::OpenMetrics, 0)).unwrap();
     assert_golden("body.om", mask_build_info(&open_metrics).as_bytes());
     let tail = std::fs::read_to_string(

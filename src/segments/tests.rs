@@ -14,7 +14,7 @@ use crate::gzip::GzipHead;
 use crate::proposal;
 use crate::render::tests::{field_name, field_value, fuzz_cases, golden_snapshot, symbol_bytes};
 
-const NOW: f64 = 1_769_130_510.0;
+use crate::fixtures::RENDERED_AT as NOW;
 
 type Hashes = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
 

@@ -1,10 +1,14 @@
 //! Shared test fixtures: a private `redis-server` and the exporter binary, each on a free loopback
-//! port and killed on drop, a minimal HTTP/1.1 client, and `promtool check metrics`. Every wait is
-//! bounded, so a broken build fails fast instead of hanging.
+//! port and killed on drop, the seed's example (`seed`, which the unit tests read too), a minimal
+//! HTTP/1.1 client, readers of a scrape's samples, the clock, and `promtool check metrics`. Every
+//! wait is bounded, so a broken build fails fast instead of hanging.
 #![allow(dead_code)]
 
 pub mod exposition;
+pub mod seed;
 pub mod topology;
+
+pub use seed::*;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -267,52 +271,11 @@ impl Drop for Redis {
     }
 }
 
-/// The seed's example: three symbols with the values its document shows.
+/// Writes the seed's example: three symbols with the values its document shows.
 pub fn seed_example(redis: &Redis) {
-    redis.hset(
-        "BTCUSDT",
-        &[
-            ("harvest_action", "PARTIAL_75"),
-            ("kill_score", "0.527"),
-            ("k_regime_flip", "0.0"),
-            ("k_sigma_spike", "0.1"),
-            ("k_ts_drop", "0.055"),
-            ("k_age_penalty", "0.2"),
-            ("R_net", "7.5"),
-            ("new_sl_proposed", "None"),
-            ("last_update_epoch", "1769130500"),
-            ("computed_at_utc", "2026-01-23T01:08:20"),
-        ],
-    );
-    redis.hset(
-        "ETHUSDT",
-        &[
-            ("harvest_action", "FULL_CLOSE_PROPOSED"),
-            ("kill_score", "0.753"),
-            ("k_regime_flip", "1.0"),
-            ("k_sigma_spike", "0.25"),
-            ("k_ts_drop", "0.208"),
-            ("k_age_penalty", "0.3"),
-            ("R_net", "2.45"),
-            ("new_sl_proposed", "100.2"),
-            ("last_update_epoch", "1769130500"),
-            ("computed_at_utc", "2026-01-23T01:08:20Z"),
-        ],
-    );
-    redis.hset(
-        "SOLUSDT",
-        &[
-            ("harvest_action", "PARTIAL_50"),
-            ("kill_score", "0.761"),
-            ("k_regime_flip", "1.0"),
-            ("k_sigma_spike", "0.4"),
-            ("k_ts_drop", "0.286"),
-            ("k_age_penalty", "0.1"),
-            ("r_net", "4.0"),
-            ("new_sl_proposed", "21.5"),
-            ("last_update_epoch", "1769130500"),
-        ],
-    );
+    for (symbol, hash) in SEED_EXAMPLE {
+        redis.hset(symbol, hash);
+    }
 }
 
 /// Appends an entry to a stream as the apply layer does, and returns its ID.
@@ -646,6 +609,32 @@ pub fn sample(body: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Whether the scrape says the last refresh read Redis.
+pub fn redis_up(body: &str) -> bool {
+    sample(body, "quantum_harvest_exporter_redis_up") == Some(1.0)
+}
+
+/// The kill score the scrape exports for `symbol`, if any.
+pub fn kill_score(body: &str, symbol: &str) -> Option<f64> {
+    sample(
+        body,
+        &format!("quantum_harvest_kill_score{{symbol=\"{symbol}\"}}"),
+    )
+}
+
+/// Seconds since the Unix epoch, by the system clock.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs_f64()
+}
+
+/// Whole seconds since the Unix epoch, as the publisher writes `last_update_epoch`.
+pub fn unix_epoch() -> u64 {
+    unix_now() as u64
+}
+
 /// Appends one row to the reliability table that `scripts/test` turns into docs/reliability.md:
 /// the case, what the test did, what the exporter did, and the counts that prove it. Tests call
 /// it only after their assertions passed, so every row states something that was just shown to
@@ -694,6 +683,18 @@ pub struct Certs {
 impl Certs {
     /// The one name in `named_cert`, which resolves nowhere.
     pub const SERVER_NAME: &str = "redis.harvest.test";
+
+    /// Writes a web configuration file that serves HTTPS with the server certificate and
+    /// requires a client certificate signed by the CA, and returns its path.
+    pub fn web_config_requiring_client_certs(&self) -> String {
+        let web = self.dir.0.join("web.yml");
+        std::fs::write(
+            &web,
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+        )
+        .expect("write the web configuration");
+        web.to_string_lossy().into_owned()
+    }
 
     pub fn new() -> Certs {
         require_tool("openssl", "openssl");

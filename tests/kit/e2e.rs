@@ -8,12 +8,14 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::common::exposition::check_open_metrics;
-use crate::common::{Exporter, Redis, TempDir, free_port, http_get, http_request, wait_for};
+use crate::common::{
+    Exporter, Redis, TempDir, free_port, http_get, http_request, unix_epoch, unix_now, wait_for,
+};
 use crate::dashboard::{self, metric_names};
 use crate::prometheus::{alert_blocks, record_names};
 use crate::{
@@ -48,13 +50,6 @@ fn url_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 pub struct Prometheus {
@@ -128,10 +123,7 @@ impl Prometheus {
 
     fn query_range(&self, expr: &str) -> Vec<Value> {
         // The end has to be exact: a whole second could fall before a series' first sample.
-        let end = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
+        let end = unix_now();
         let data = self.api(&format!(
             "/api/v1/query_range?query={}&start={:.3}&end={end:.3}&step=1",
             url_encode(expr),
@@ -537,7 +529,7 @@ fn end_to_end_with_prometheus() {
 
     // The publisher stops; one hash keeps what it last wrote ten minutes ago.
     publisher.stop();
-    let old_epoch = (unix_now() - 600).to_string();
+    let old_epoch = (unix_epoch() - 600).to_string();
     redis.hset(
         "SOLUSDT",
         &[

@@ -166,11 +166,7 @@ pub fn publish_once(redis: &Redis) {
 /// producer writes a result every cycle, a repeat of each symbol's first plan. `round` keeps the plan ids
 /// of successive rounds apart.
 pub fn publish_apply_entries(redis: &Redis, round: u32) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
+    let now = common::unix_epoch().to_string();
     let plans = [
         (
             "BTCUSDT",
