@@ -6,7 +6,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{FetchError, Fetched, Link, Placement, Reader, cluster, keep_configured, lossy_names};
+use super::{Link, Reader, cluster, keep_configured, lossy_names};
+use crate::fetch::{FetchError, Fetched, Placement};
 
 pub(crate) struct ChangeReader {
     pub(super) reader: Reader,

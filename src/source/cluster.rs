@@ -11,7 +11,8 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 
-use super::{FetchError, Fetched, Multiplexed, Node, ReadFrom, Reader, Role, Source};
+use super::{Multiplexed, ReadFrom, Reader, Source};
+use crate::fetch::{FetchError, Fetched, Node, RawHash, Role};
 
 /// Reads by key in flight at once: bounds the work a flood of notifications (a resharding
 /// announces every key it moves) queues on the cluster connection.
@@ -165,7 +166,7 @@ pub(super) async fn discover(
 }
 
 /// Sorts hashes by symbol, keeping the first of each.
-fn sort_unique(hashes: &mut Vec<super::RawHash>) {
+fn sort_unique(hashes: &mut Vec<RawHash>) {
     hashes.sort_by(|a, b| a.symbol.cmp(&b.symbol));
     hashes.dedup_by(|later, earlier| later.symbol == earlier.symbol);
 }

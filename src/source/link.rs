@@ -12,7 +12,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
-use super::{FetchError, RedisSettings, SettingsError};
+use super::{RedisSettings, SettingsError};
+use crate::fetch::{FetchError, Mode, Node, Placement, ReplicaLag, Role};
 use crate::secret::Secret;
 
 /// How the Redis deployment is laid out.
@@ -44,94 +45,6 @@ pub enum ReadFrom {
     Replica,
     /// A healthy replica, else the primary.
     PreferReplica,
-}
-
-/// The topology as the `mode` label of the node metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Mode {
-    #[default]
-    Single,
-    Sentinel,
-    Cluster,
-}
-
-impl Mode {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Mode::Single => "single",
-            Mode::Sentinel => "sentinel",
-            Mode::Cluster => "cluster",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    Primary,
-    Replica,
-}
-
-impl Role {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        }
-    }
-}
-
-/// A node being read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Node {
-    pub addr: String,
-    pub role: Role,
-}
-
-/// A replica's view of its link to the primary, from `INFO replication`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct ReplicaLag {
-    pub link_up: bool,
-    /// Seconds since the replica last heard from its primary (or since the link went down).
-    pub seconds: f64,
-}
-
-impl ReplicaLag {
-    /// Reads `master_link_status` and the seconds since the last exchange or since the link
-    /// went down; `None` when the text is not a replica's.
-    pub(crate) fn from_info(info: &str) -> Option<ReplicaLag> {
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-        };
-        if field("role")? != "slave" {
-            return None;
-        }
-        let link_up = field("master_link_status") == Some("up");
-        let seconds = if link_up {
-            field("master_last_io_seconds_ago")
-        } else {
-            field("master_link_down_since_seconds")
-        };
-        Some(ReplicaLag {
-            link_up,
-            seconds: seconds
-                .and_then(|s| s.parse::<f64>().ok())
-                .filter(|s| *s >= 0.0)
-                .unwrap_or(0.0),
-        })
-    }
-}
-
-/// Where the reads go, for the metrics.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Placement {
-    pub mode: Mode,
-    /// The node read, or every node a cluster refresh read.
-    pub nodes: Vec<Node>,
-    /// Changes of primary seen since start-up.
-    pub failovers: u64,
-    pub replica_lag: Option<ReplicaLag>,
 }
 
 /// An open connection to what the settings describe.
@@ -500,7 +413,33 @@ pub(crate) async fn replica_lag(connection: &mut MultiplexedConnection) -> Optio
         .query_async(connection)
         .await
         .ok()?;
-    ReplicaLag::from_info(&info)
+    replica_lag_in(&info)
+}
+
+/// Reads `master_link_status` and the seconds since the last exchange or since the link
+/// went down; `None` when the text is not a replica's.
+pub(crate) fn replica_lag_in(info: &str) -> Option<ReplicaLag> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if field("role")? != "slave" {
+        return None;
+    }
+    let link_up = field("master_link_status") == Some("up");
+    let seconds = if link_up {
+        field("master_last_io_seconds_ago")
+    } else {
+        field("master_link_down_since_seconds")
+    };
+    Some(ReplicaLag {
+        link_up,
+        seconds: seconds
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| *s >= 0.0)
+            .unwrap_or(0.0),
+    })
 }
 
 /// `host:port` of a connection's address.
@@ -622,7 +561,7 @@ mod tests {
     fn replica_lag_reads_the_link_and_its_age() {
         let up = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:3\r\n";
         assert_eq!(
-            ReplicaLag::from_info(up),
+            replica_lag_in(up),
             Some(ReplicaLag {
                 link_up: true,
                 seconds: 3.0
@@ -630,16 +569,13 @@ mod tests {
         );
         let down = "role:slave\nmaster_link_status:down\nmaster_last_io_seconds_ago:-1\nmaster_link_down_since_seconds:12\n";
         assert_eq!(
-            ReplicaLag::from_info(down),
+            replica_lag_in(down),
             Some(ReplicaLag {
                 link_up: false,
                 seconds: 12.0
             })
         );
-        assert_eq!(
-            ReplicaLag::from_info("role:master\nconnected_slaves:2\n"),
-            None
-        );
-        assert_eq!(ReplicaLag::from_info("garbage"), None);
+        assert_eq!(replica_lag_in("role:master\nconnected_slaves:2\n"), None);
+        assert_eq!(replica_lag_in("garbage"), None);
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use redis::Client;
 
-use super::{FetchError, Source, SubscribeError, glob_escape, link};
+use super::{Source, SubscribeError, glob_escape, link};
+use crate::fetch::FetchError;
 
 impl Source {
     /// Subscribes to keyspace notifications for the prefix on the primary (or, in a cluster,

@@ -1,6 +1,6 @@
 //! A connection of its own for a node's bulk reads: pipelined SCAN and HMGET commands written,
 //! and their replies read, by hand in buffers kept from one refresh to the next, each HMGET reply
-//! packed straight from the buffer into a [`RawHash`](super::RawHash). Plain TCP and Unix
+//! packed straight from the buffer into a [`RawHash`](crate::fetch::RawHash). Plain TCP and Unix
 //! sockets only; TLS, the sentinels, notifications and clusters stay with the crate, as does
 //! everything else sent.
 //!
@@ -16,7 +16,8 @@ use redis::{ConnectionAddr, ConnectionInfo, Value};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::{FetchError, Fetched, Pipe, Reader, scan_command};
+use super::{Pipe, Reader, scan_command};
+use crate::fetch::{FetchError, Fetched};
 
 /// The most a reply may take in the buffer: far above any HMGET or SCAN page, it bounds what a
 /// broken or hostile server can make the exporter hold.
