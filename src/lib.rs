@@ -4,8 +4,8 @@
 //! - `source` reads Redis into `fetch`'s plain types; `proposal` turns a hash into typed
 //!   values; `snapshot` holds one refresh's state and its transitions; `render` writes it as
 //!   exposition text through `exposition`'s typed writer, in pieces that `segments` keeps from
-//!   one snapshot to the next; `published` keeps the bytes (`gzip`) and the page (`view` -> `page`) that `server` answers
-//!   HTTP with, never touching Redis.
+//!   one snapshot to the next; `published` keeps the bytes (`gzip`) and the page (`view` ->
+//!   `page`) that `server` answers HTTP with, never touching Redis.
 //! - `refresh` runs that pipeline on a timer and on keyspace notifications; `config` and
 //!   `webconfig` read the settings; `status` and `simulate` are the two subcommands.
 //!

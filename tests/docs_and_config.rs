@@ -341,8 +341,8 @@ fn sizing_cites_the_committed_benchmark_and_real_settings() {
     assert!(read("README.md").contains("](docs/sizing.md)"));
 }
 
-/// The text of every file of module `name`: `src/{name}.rs` and all under `src/{name}/`.
-fn module_files(name: &str) -> Vec<(String, String)> {
+/// Every `.rs` file under `src/{dir}` (all of `src` for ""): its path below `src`, its text.
+fn source_files(dir: &str) -> Vec<(String, String)> {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten() {
             let path = entry.unwrap().path();
@@ -354,16 +354,29 @@ fn module_files(name: &str) -> Vec<(String, String)> {
         }
     }
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut paths = vec![src.join(format!("{name}.rs"))];
-    walk(&src.join(name), &mut paths);
+    let mut paths = Vec::new();
+    walk(&src.join(dir), &mut paths);
+    paths.sort();
     paths
         .into_iter()
-        .filter(|path| path.exists())
         .map(|path| {
             let shown = path.strip_prefix(&src).unwrap().display().to_string();
             (shown, std::fs::read_to_string(&path).unwrap())
         })
         .collect()
+}
+
+/// The text of every file of module `name`: `src/{name}.rs` and all under `src/{name}/`.
+fn module_files(name: &str) -> Vec<(String, String)> {
+    let mut files = source_files(name);
+    let file = format!("{name}.rs");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join(&file);
+    if let Ok(text) = std::fs::read_to_string(root) {
+        files.insert(0, (file, text));
+    }
+    files
 }
 
 /// The crate's top-level modules a file names: the first segment of each path a `use crate::…`
@@ -457,4 +470,32 @@ fn the_core_and_the_scrape_path_import_nothing_of_the_redis_layer() {
         imports("// use crate::source::X;\nlet x = crate::refresh::now();"),
         ["refresh"]
     );
+}
+
+/// Each file's lines before its tests: files stay small enough to read in one sitting, those of
+/// the Redis layer (one part of the reading each) smaller still. A file that is wholly tests
+/// (`tests.rs`) has no limit.
+#[test]
+fn no_file_outgrows_its_limit() {
+    let mut too_long = Vec::new();
+    for (file, text) in source_files("") {
+        if file.ends_with("/tests.rs") {
+            continue;
+        }
+        let code = text
+            .lines()
+            .take_while(|line| !line.starts_with("#[cfg(test)]"))
+            .count();
+        let limit = if file == "source.rs" || file.starts_with("source/") {
+            500
+        } else {
+            600
+        };
+        if code > limit {
+            too_long.push(format!(
+                "src/{file}: {code} lines before its tests, over {limit}"
+            ));
+        }
+    }
+    assert!(too_long.is_empty(), "{too_long:#?}");
 }
