@@ -50,7 +50,6 @@ pub struct Source {
     /// The bulk reads' own connection to the node `link` goes to, where the crate need not
     /// read it (see [`wire`]).
     wire: Option<Wire>,
-    /// The prefix and the hash fields to read, in the order `RawHash` keeps them.
     reader: Reader,
     db: i64,
     connect_timeout: Duration,
