@@ -1,11 +1,11 @@
 //! harvest-exporter: exports a trading system's harvest proposals, kept as Redis hashes, as
 //! Prometheus metrics. Data flows one way:
 //!
-//! - `source` reads Redis; `proposal` turns a hash into typed values; `snapshot` holds one
-//!   refresh's state and its transitions; `render` writes it as exposition text through
-//!   `exposition`'s typed writer, in pieces that `segments` keeps from one snapshot to the next;
-//!   `published` keeps the bytes (`gzip`) and the page (`view` -> `page`) that `server` answers
-//!   HTTP with, never touching Redis.
+//! - `source` reads Redis into `fetch`'s plain types; `proposal` turns a hash into typed
+//!   values; `snapshot` holds one refresh's state and its transitions; `render` writes it as
+//!   exposition text through `exposition`'s typed writer, in pieces that `segments` keeps from
+//!   one snapshot to the next; `published` keeps the bytes (`gzip`) and the page (`view` ->
+//!   `page`) that `server` answers HTTP with, never touching Redis.
 //! - `refresh` runs that pipeline on a timer and on keyspace notifications; `config` and
 //!   `webconfig` read the settings; `status` and `simulate` are the two subcommands.
 //!
@@ -18,6 +18,7 @@ mod build_info;
 mod civil;
 pub mod config;
 mod exposition;
+mod fetch;
 mod gzip;
 pub mod listener;
 pub mod logging;

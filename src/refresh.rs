@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 
+use crate::fetch::{FetchError, Fetched};
 use crate::published::Published;
 use crate::segments::Ages;
 use crate::snapshot::Snapshot;
-use crate::source::{Announcements, ChangeReader, FetchError, Fetched, Notifications, Source};
+use crate::source::{Announcements, ChangeReader, Notifications, Source};
 /// First retry delay after a failed refresh; it doubles up to the poll interval.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Longest wait for more changes once one is announced. The wait is as long as applying the

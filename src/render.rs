@@ -7,11 +7,11 @@ use enum_map::{EnumArray, EnumMap};
 
 use crate::build_info;
 use crate::exposition::{DualBody, DualWriter, EscapedLabel, Family, Samples};
+use crate::fetch::{ErrorKind, Placement};
 use crate::proposal::{
     Action, FIELDS, Field, FieldSpec, KNOWN_ACTIONS, Proposal, REGIME_HELP, REGIME_METRIC, Shown,
 };
 use crate::snapshot::{DropReason, Snapshot};
-use crate::source::{ErrorKind, Placement};
 
 /// How a per-symbol family's samples are read from a proposal.
 #[derive(Clone, Copy)]

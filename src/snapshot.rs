@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use enum_map::{Enum, EnumMap};
 
+use crate::fetch::{ErrorKind, FetchError, Fetched, Placement, RawHash};
 use crate::proposal::{self, Field, Proposal, ReadDigest};
-use crate::source::{ErrorKind, FetchError, Fetched, Placement, RawHash};
 
 /// Distinct unknown action values kept as their own label before they become `OTHER`.
 const UNKNOWN_ACTION_LIMIT: usize = 16;

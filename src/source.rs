@@ -1,40 +1,38 @@
-//! Reads proposal hashes from Redis: the configured keys, or every key under the prefix found
-//! with SCAN, fetched with pipelined HMGET of the fields it is given, under connect and response
-//! timeouts; a failed connection is dropped and made again on the next fetch. Returns bytes as
-//! Redis holds them; interpreting them is `proposal`'s job. Where to read (one Redis, sentinels,
-//! a cluster) is `link`'s; a cluster's reads are `cluster`'s.
+//! The Redis layer: [`Source`] reads proposal hashes, the configured keys or every key under the
+//! prefix, into `fetch`'s types, and drops a failed connection to make it again on the next read.
+//! Bytes stay as Redis holds them: interpreting them is `proposal`'s job.
 
 mod changes;
 mod cluster;
+mod discovery;
+mod hashes;
+mod layout;
 mod link;
 mod notifications;
+mod pipe;
+mod reader;
+mod sentinel;
 mod settings;
 mod switches;
 mod wire;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher as _, RandomState};
-use std::sync::{Arc, LazyLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use enum_map::Enum;
-use redis::Value;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 
 pub(crate) use changes::ChangeReader;
-pub(crate) use link::{Endpoint, Link, Node, Placement, Role};
-pub use link::{ReadFrom, SentinelSettings, Topology};
+pub(crate) use link::{Endpoint, Link};
 pub(crate) use notifications::Notifications;
-pub use settings::{RedisSettings, SettingsError};
+use pipe::{Multiplexed, Pipe};
+use reader::Reader;
+pub use settings::{ReadFrom, RedisSettings, SentinelSettings, SettingsError, Topology};
 pub use switches::{Announcements, Switches, switches};
 use wire::Wire;
 
-/// SCAN's COUNT hint: large enough for few round trips, small enough not to stall Redis; it also
-/// bounds the HMGETs pipelined with the next page.
-const SCAN_COUNT: usize = 1_000;
-/// Keys per pipelined HMGET round trip for a configured list; bounds the size of one reply.
-const FETCH_BATCH: usize = 1_000;
+use crate::fetch::{FetchError, Fetched};
 
 /// Which keys to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,157 +43,6 @@ pub enum Symbols {
     Fixed(Vec<String>),
 }
 
-/// A read of Redis that failed; the refresh loop counts it by [`ErrorKind`] and retries.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum FetchError {
-    #[error("cannot connect to redis at {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: redis::RedisError,
-    },
-    #[error("redis at {addr} did not answer in time: {source}")]
-    Timeout {
-        addr: String,
-        source: redis::RedisError,
-    },
-    #[error("redis command failed at {addr}: {source}")]
-    Command {
-        addr: String,
-        source: redis::RedisError,
-    },
-    #[error("redis at {addr} sent an unexpected reply to {command}")]
-    Reply { addr: String, command: &'static str },
-}
-
-/// Why a read failed, as the `kind` label of the refresh-error counter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
-pub(crate) enum ErrorKind {
-    Connect,
-    Timeout,
-    Command,
-}
-
-impl ErrorKind {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Command => "command",
-        }
-    }
-}
-
-impl FetchError {
-    pub(crate) fn kind(&self) -> ErrorKind {
-        match self {
-            FetchError::Connect { .. } => ErrorKind::Connect,
-            FetchError::Timeout { .. } => ErrorKind::Timeout,
-            FetchError::Command { .. } | FetchError::Reply { .. } => ErrorKind::Command,
-        }
-    }
-}
-
-/// Why event mode cannot start; the exporter keeps polling meanwhile.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SubscribeError {
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
-    #[error(
-        "keyspace notifications are off at {addr} (notify-keyspace-events is {current:?}); \
-         enable them with: CONFIG SET notify-keyspace-events Khgx"
-    )]
-    NotificationsOff { addr: String, current: String },
-}
-
-/// One hash read from Redis: the symbol (the key without the prefix) and the values of the
-/// requested fields, packed in one buffer so that a large fetch makes few allocations.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct RawHash {
-    pub symbol: Vec<u8>,
-    /// The values one after another, then the end of each in them (or [`ABSENT`]) as four
-    /// native-endian bytes: one buffer per hash, not one for values and one for ends.
-    packed: Vec<u8>,
-    fields: usize,
-    /// Of the values, so that a hash read again unchanged need not be parsed again.
-    digest: u64,
-}
-
-const ABSENT: u32 = u32::MAX;
-
-/// The digests' keys, drawn once per process: no value written to Redis can be chosen to
-/// collide with another.
-static DIGEST_KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
-
-impl RawHash {
-    /// Packs the values of the requested fields, in request order; `None` where absent.
-    pub(crate) fn new(symbol: Vec<u8>, values: &[Option<&[u8]>]) -> RawHash {
-        let size: usize = values.iter().flatten().map(|v| v.len()).sum();
-        let mut packed = Vec::with_capacity(size + 4 * values.len());
-        for value in values.iter().flatten() {
-            packed.extend_from_slice(value);
-        }
-        let mut end = 0;
-        for value in values {
-            let at = match value {
-                Some(value) => {
-                    end += value.len() as u32;
-                    end
-                }
-                None => ABSENT,
-            };
-            packed.extend_from_slice(&at.to_ne_bytes());
-        }
-        let digest = DIGEST_KEYS.hash_one(&packed);
-        RawHash {
-            symbol,
-            packed,
-            fields: values.len(),
-            digest,
-        }
-    }
-
-    /// A 64-bit digest of the values: equal for equal values, and for different ones as likely
-    /// equal as two random numbers.
-    pub(crate) fn digest(&self) -> u64 {
-        self.digest
-    }
-
-    /// The values of the requested fields, in request order.
-    pub(crate) fn values(&self) -> impl Iterator<Item = Option<&[u8]>> {
-        let (data, ends) = self.packed.split_at(self.packed.len() - 4 * self.fields);
-        let mut start = 0;
-        ends.as_chunks::<4>().0.iter().map(move |end| {
-            let end = u32::from_ne_bytes(*end);
-            if end == ABSENT {
-                return None;
-            }
-            let value = &data[start as usize..end as usize];
-            start = end;
-            Some(value)
-        })
-    }
-}
-
-/// What one fetch found.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Fetched {
-    pub hashes: Vec<RawHash>,
-    /// Configured symbols whose key does not exist (full fetches with a fixed list only).
-    pub missing: Vec<String>,
-    /// Symbols asked for by a partial fetch whose key no longer exists.
-    pub absent: Vec<Vec<u8>>,
-    /// Keys under the prefix that hold something other than a hash.
-    pub wrong_type: usize,
-    /// Commands sent (SCAN pages plus HMGETs), for cost accounting.
-    pub commands: usize,
-    /// Round trips made.
-    pub round_trips: usize,
-    /// Where the reads went.
-    pub placement: Placement,
-    /// Keys a cluster node no longer owned when asked; read again by key.
-    pub redirected: Vec<Vec<u8>>,
-}
-
 /// A Redis connection that is made lazily and dropped after any failure.
 pub struct Source {
     endpoint: Endpoint,
@@ -203,7 +50,6 @@ pub struct Source {
     /// The bulk reads' own connection to the node `link` goes to, where the crate need not
     /// read it (see [`wire`]).
     wire: Option<Wire>,
-    /// The prefix and the hash fields to read, in the order `RawHash` keeps them.
     reader: Reader,
     db: i64,
     connect_timeout: Duration,
@@ -216,7 +62,7 @@ pub struct Source {
     /// slot moves is read by key instead of being lost.
     known: Vec<Vec<u8>>,
     /// In a cluster, where the last full read found each shard and slot.
-    layout: Option<cluster::Layout>,
+    layout: Option<layout::Layout>,
     /// In a cluster, the replicas the last full read found: one of them that becomes a primary
     /// is a failover.
     replicas_seen: HashSet<String>,
@@ -318,9 +164,7 @@ impl Source {
         let mut fetched = Fetched::default();
         match &mut link {
             Link::Node(connection) => {
-                self.reader
-                    .read_on(connection, &symbols, &mut fetched)
-                    .await?
+                hashes::read_on(&self.reader, connection, &symbols, &mut fetched).await?
             }
             Link::Cluster(connection) => {
                 cluster::read(self, connection, &symbols, &mut fetched).await?
@@ -397,7 +241,7 @@ impl Source {
         connection: &mut ClusterConnection,
         fetched: &mut Fetched,
     ) -> Result<(), FetchError> {
-        self.layout = Some(cluster::layout(self, connection).await?);
+        self.layout = Some(layout::current(self, connection).await?);
         match &self.symbols {
             Symbols::Fixed(list) => {
                 let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
@@ -413,314 +257,6 @@ impl Source {
         self.endpoint.set_cluster_nodes(nodes);
         Ok(())
     }
-}
-
-/// What every read needs: the key prefix, the fields, and the address for errors. Cheap to
-/// clone, so that a cluster's nodes are read by tasks of their own, on every worker thread.
-#[derive(Clone)]
-pub(crate) struct Reader {
-    prefix: std::sync::Arc<[u8]>,
-    fields: &'static [&'static str],
-    addr: std::sync::Arc<str>,
-}
-
-/// Pipelined rounds, each a SCAN from a cursor (when given) followed by the HMGETs of some
-/// symbols. A round may be sent before the replies of the one before it are taken, so that Redis
-/// answers it while the exporter parses those; replies are taken in the order rounds were sent.
-pub(super) trait Pipe {
-    /// Sends a round, counted in `fetched`.
-    async fn send(
-        &mut self,
-        reader: &Reader,
-        symbols: &[Vec<u8>],
-        scan: Option<(u64, &[u8])>,
-        fetched: &mut Fetched,
-    ) -> Result<(), FetchError>;
-
-    /// The oldest round's SCAN reply (the round had one): the next cursor (0 at the end) and
-    /// the keys of its page.
-    async fn take_page(&mut self, reader: &Reader) -> Result<(u64, Vec<Vec<u8>>), FetchError>;
-
-    /// The oldest round's HMGET replies, of `symbols`, into `fetched`; the round is then done.
-    async fn take_reads(
-        &mut self,
-        reader: &Reader,
-        symbols: Vec<Vec<u8>>,
-        fetched: &mut Fetched,
-    ) -> Result<(), FetchError>;
-}
-
-/// The crate's connection as a [`Pipe`]: a round is sent as one pipeline when its replies are
-/// first taken, so rounds do not overlap here. `redirects`: a cluster node's, whose keys may
-/// move to another node meanwhile; those are left in `fetched.redirected`.
-pub(super) struct Multiplexed<'a> {
-    connection: &'a mut MultiplexedConnection,
-    redirects: bool,
-    /// Rounds sent and not yet taken, the oldest first; its replies once it went out.
-    rounds: VecDeque<redis::Pipeline>,
-    replies: Option<std::vec::IntoIter<Value>>,
-}
-
-impl<'a> Multiplexed<'a> {
-    pub(super) fn new(connection: &'a mut MultiplexedConnection, redirects: bool) -> Self {
-        Multiplexed {
-            connection,
-            redirects,
-            rounds: VecDeque::new(),
-            replies: None,
-        }
-    }
-
-    /// The replies of the oldest round, which goes out now if it has not yet.
-    async fn replies(
-        &mut self,
-        reader: &Reader,
-    ) -> Result<&mut std::vec::IntoIter<Value>, FetchError> {
-        if self.replies.is_none() {
-            let round = self
-                .rounds
-                .pop_front()
-                .ok_or_else(|| reader.unexpected("HMGET"))?;
-            let replies: Vec<Value> = round
-                .query_async(self.connection)
-                .await
-                .map_err(|source| reader.classify(source, false))?;
-            self.replies = Some(replies.into_iter());
-        }
-        Ok(self.replies.as_mut().expect("set above"))
-    }
-}
-
-impl Pipe for Multiplexed<'_> {
-    async fn send(
-        &mut self,
-        reader: &Reader,
-        symbols: &[Vec<u8>],
-        scan: Option<(u64, &[u8])>,
-        fetched: &mut Fetched,
-    ) -> Result<(), FetchError> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        if let Some((cursor, pattern)) = scan {
-            pipe.add_command(scan_command(cursor, pattern));
-        }
-        reader.add_reads(&mut pipe, symbols);
-        self.rounds.push_back(pipe);
-        fetched.commands += symbols.len() + usize::from(scan.is_some());
-        fetched.round_trips += 1;
-        Ok(())
-    }
-
-    async fn take_page(&mut self, reader: &Reader) -> Result<(u64, Vec<Vec<u8>>), FetchError> {
-        let reply = self
-            .replies(reader)
-            .await?
-            .next()
-            .ok_or_else(|| reader.unexpected("SCAN"))?;
-        if let Value::ServerError(error) = reply {
-            return Err(reader.classify(redis::RedisError::from(error), false));
-        }
-        redis::from_redis_value(reply).map_err(|_| reader.unexpected("SCAN"))
-    }
-
-    async fn take_reads(
-        &mut self,
-        reader: &Reader,
-        symbols: Vec<Vec<u8>>,
-        fetched: &mut Fetched,
-    ) -> Result<(), FetchError> {
-        let replies: Vec<Value> = self.replies(reader).await?.collect();
-        self.replies = None;
-        reader.take_reads(symbols, replies, fetched, self.redirects)
-    }
-}
-
-impl Reader {
-    /// [`Reader::read_hashes`] over the crate's connection to one node.
-    pub(super) async fn read_on(
-        &self,
-        connection: &mut MultiplexedConnection,
-        symbols: &[Vec<u8>],
-        fetched: &mut Fetched,
-    ) -> Result<(), FetchError> {
-        let mut pipe = Multiplexed::new(connection, false);
-        self.read_hashes(&mut pipe, symbols, fetched).await
-    }
-
-    /// HMGET of the fields for each symbol, pipelined in batches, each sent before the one
-    /// before it is parsed; fills hashes, absent keys (those with none of the fields) and wrong
-    /// types.
-    pub(super) async fn read_hashes(
-        &self,
-        pipe: &mut impl Pipe,
-        symbols: &[Vec<u8>],
-        fetched: &mut Fetched,
-    ) -> Result<(), FetchError> {
-        let mut batches = symbols.chunks(FETCH_BATCH);
-        let Some(mut in_flight) = batches.next() else {
-            return Ok(());
-        };
-        pipe.send(self, in_flight, None, fetched).await?;
-        loop {
-            let next = batches.next();
-            if let Some(next) = next {
-                pipe.send(self, next, None, fetched).await?;
-            }
-            pipe.take_reads(self, in_flight.to_vec(), fetched).await?;
-            match next {
-                Some(next) => in_flight = next,
-                None => return Ok(()),
-            }
-        }
-    }
-
-    /// Every hash under the prefix on one node. Each round carries the next SCAN and the HMGETs
-    /// of the keys the SCAN before it found, and is sent as soon as that SCAN's reply is in,
-    /// before the HMGET replies ahead of it are parsed: Redis answers one round while the
-    /// exporter parses the one before. A key SCAN returns twice is read twice; the snapshot
-    /// keeps one.
-    pub(super) async fn discover(
-        &self,
-        pipe: &mut impl Pipe,
-        fetched: &mut Fetched,
-    ) -> Result<(), FetchError> {
-        let pattern = [glob_escape(&self.prefix), b"*".to_vec()].concat();
-        pipe.send(self, &[], Some((0, &pattern)), fetched).await?;
-        // The symbols whose HMGETs the oldest round in flight carries, and whether it scans.
-        let mut in_flight: Vec<Vec<u8>> = Vec::new();
-        let mut scanning = true;
-        loop {
-            let (mut cursor, mut found) = (None, Vec::new());
-            if scanning {
-                let (next, keys) = pipe.take_page(self).await?;
-                cursor = (next != 0).then_some(next);
-                found = keys;
-                found.retain(|key| key.starts_with(&self.prefix));
-                for key in &mut found {
-                    key.drain(..self.prefix.len());
-                }
-            }
-            let more = cursor.is_some() || !found.is_empty();
-            if more {
-                let scan = cursor.map(|cursor| (cursor, pattern.as_slice()));
-                pipe.send(self, &found, scan, fetched).await?;
-            }
-            pipe.take_reads(self, std::mem::take(&mut in_flight), fetched)
-                .await?;
-            if !more {
-                return Ok(());
-            }
-            in_flight = found;
-            scanning = cursor.is_some();
-        }
-    }
-
-    pub(super) fn add_reads(&self, pipe: &mut redis::Pipeline, symbols: &[Vec<u8>]) {
-        for symbol in symbols {
-            pipe.cmd("HMGET")
-                .arg([&self.prefix[..], symbol].concat())
-                .arg(self.fields);
-        }
-    }
-
-    /// The HMGET replies for `symbols`, in order, into hashes, absent keys and wrong types; a
-    /// cluster node's redirection (the slot moved) into `redirected` when `redirects`.
-    pub(super) fn take_reads(
-        &self,
-        symbols: Vec<Vec<u8>>,
-        replies: Vec<Value>,
-        fetched: &mut Fetched,
-        redirects: bool,
-    ) -> Result<(), FetchError> {
-        if replies.len() != symbols.len() {
-            return Err(self.unexpected("HMGET"));
-        }
-        for (symbol, reply) in symbols.into_iter().zip(replies) {
-            match reply {
-                Value::ServerError(error) if error.code() == "WRONGTYPE" => fetched.wrong_type += 1,
-                Value::ServerError(error)
-                    if redirects && matches!(error.code(), "MOVED" | "ASK" | "TRYAGAIN") =>
-                {
-                    fetched.redirected.push(symbol);
-                }
-                Value::ServerError(error) => {
-                    return Err(self.classify(redis::RedisError::from(error), false));
-                }
-                reply => self.packed(symbol, reply, fetched)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// HMGET's reply into `fetched`, as [`Reader::keep`] keeps it.
-    pub(super) fn packed(
-        &self,
-        symbol: Vec<u8>,
-        reply: Value,
-        fetched: &mut Fetched,
-    ) -> Result<(), FetchError> {
-        let Value::Array(items) = reply else {
-            return Err(self.unexpected("HMGET"));
-        };
-        let mut values = Vec::with_capacity(items.len());
-        for item in &items {
-            values.push(match item {
-                Value::BulkString(bytes) => Some(bytes.as_slice()),
-                Value::SimpleString(text) => Some(text.as_bytes()),
-                Value::Nil => None,
-                _ => return Err(self.unexpected("HMGET")),
-            });
-        }
-        self.keep(symbol, &values, fetched)
-    }
-
-    /// The values of one HMGET reply, in the order of the fields asked for, into `fetched`: as
-    /// a [`RawHash`], or the symbol as absent when the key has none of the fields.
-    pub(super) fn keep(
-        &self,
-        symbol: Vec<u8>,
-        values: &[Option<&[u8]>],
-        fetched: &mut Fetched,
-    ) -> Result<(), FetchError> {
-        if values.len() != self.fields.len() {
-            return Err(self.unexpected("HMGET"));
-        }
-        if values.iter().all(Option::is_none) {
-            fetched.absent.push(symbol);
-        } else {
-            fetched.hashes.push(RawHash::new(symbol, values));
-        }
-        Ok(())
-    }
-
-    pub(super) fn classify(&self, source: redis::RedisError, connecting: bool) -> FetchError {
-        let addr = self.addr.to_string();
-        if source.is_timeout() {
-            FetchError::Timeout { addr, source }
-        } else if connecting {
-            FetchError::Connect { addr, source }
-        } else {
-            FetchError::Command { addr, source }
-        }
-    }
-
-    pub(super) fn unexpected(&self, command: &'static str) -> FetchError {
-        FetchError::Reply {
-            addr: self.addr.to_string(),
-            command,
-        }
-    }
-}
-
-/// SCAN of the keys matching `pattern`, from `cursor`, a page of [`SCAN_COUNT`].
-fn scan_command(cursor: u64, pattern: &[u8]) -> redis::Cmd {
-    let mut scan = redis::cmd("SCAN");
-    scan.arg(cursor)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(SCAN_COUNT);
-    scan
 }
 
 /// Drops the symbols outside `fixed`, the configured ones, if any.
@@ -740,9 +276,9 @@ async fn read_all(
     match symbols {
         Symbols::Fixed(list) => {
             let symbols: Vec<Vec<u8>> = list.iter().map(|s| s.as_bytes().to_vec()).collect();
-            reader.read_hashes(pipe, &symbols, fetched).await
+            hashes::read(reader, pipe, &symbols, fetched).await
         }
-        Symbols::Discover => reader.discover(pipe, fetched).await,
+        Symbols::Discover => discovery::discover(reader, pipe, fetched).await,
     }
 }
 
@@ -753,148 +289,9 @@ fn lossy_names(symbols: &[Vec<u8>]) -> Vec<String> {
         .collect()
 }
 
-/// Escapes the glob characters of SCAN's MATCH so that a prefix is matched literally.
-fn glob_escape(prefix: &[u8]) -> Vec<u8> {
-    let mut escaped = Vec::with_capacity(prefix.len() + 4);
-    for &byte in prefix {
-        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
-            escaped.push(b'\\');
-        }
-        escaped.push(byte);
-    }
-    escaped
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A node whose SCAN pages are given, which records each round sent and each reply taken.
-    struct Recorder {
-        pages: Vec<Vec<&'static str>>,
-        scanned: usize,
-        events: Vec<String>,
-    }
-
-    fn names(symbols: &[Vec<u8>]) -> String {
-        let names: Vec<_> = symbols.iter().map(|s| String::from_utf8_lossy(s)).collect();
-        names.join(",")
-    }
-
-    impl Pipe for Recorder {
-        async fn send(
-            &mut self,
-            _: &Reader,
-            symbols: &[Vec<u8>],
-            scan: Option<(u64, &[u8])>,
-            _: &mut Fetched,
-        ) -> Result<(), FetchError> {
-            let scan = scan.map(|(cursor, _)| cursor);
-            self.events
-                .push(format!("send [{}] scan {scan:?}", names(symbols)));
-            Ok(())
-        }
-
-        async fn take_page(&mut self, reader: &Reader) -> Result<(u64, Vec<Vec<u8>>), FetchError> {
-            let page = self.scanned;
-            self.scanned += 1;
-            self.events.push(format!("page {page}"));
-            let keys = self.pages[page]
-                .iter()
-                .map(|symbol| [&reader.prefix[..], symbol.as_bytes()].concat())
-                .collect();
-            let next = if self.scanned < self.pages.len() {
-                self.scanned
-            } else {
-                0
-            };
-            Ok((next as u64, keys))
-        }
-
-        async fn take_reads(
-            &mut self,
-            _: &Reader,
-            symbols: Vec<Vec<u8>>,
-            _: &mut Fetched,
-        ) -> Result<(), FetchError> {
-            self.events.push(format!("reads [{}]", names(&symbols)));
-            Ok(())
-        }
-    }
-
-    /// Each round goes out as soon as the SCAN reply before it is in, before the HMGET replies
-    /// ahead of it are taken, so that Redis answers one round while the other is parsed.
-    #[tokio::test]
-    async fn a_round_is_sent_before_the_replies_ahead_of_it_are_parsed() {
-        let reader = Reader {
-            prefix: Arc::from(&b"p:"[..]),
-            fields: &["kill_score"],
-            addr: Arc::from("127.0.0.1:6379"),
-        };
-        let mut node = Recorder {
-            pages: vec![vec!["A", "B"], vec!["C", "A"], vec!["D"]],
-            scanned: 0,
-            events: Vec::new(),
-        };
-        let mut fetched = Fetched::default();
-        reader.discover(&mut node, &mut fetched).await.unwrap();
-        assert_eq!(
-            node.events,
-            [
-                "send [] scan Some(0)",
-                "page 0",
-                "send [A,B] scan Some(1)",
-                "reads []",
-                "page 1",
-                "send [C,A] scan Some(2)",
-                "reads [A,B]",
-                "page 2",
-                "send [D] scan None",
-                "reads [C,A]",
-                "reads [D]",
-            ]
-        );
-        let symbols: Vec<Vec<u8>> = (0..2_500).map(|i| format!("S{i}").into_bytes()).collect();
-        node.events.clear();
-        reader
-            .read_hashes(&mut node, &symbols, &mut fetched)
-            .await
-            .unwrap();
-        let rounds: Vec<String> = node
-            .events
-            .iter()
-            .map(|event| event.split(" [").next().unwrap().to_owned())
-            .collect();
-        assert_eq!(rounds, ["send", "send", "reads", "send", "reads", "reads"]);
-    }
-
-    #[test]
-    fn glob_characters_in_the_prefix_are_literal() {
-        assert_eq!(
-            glob_escape(b"quantum:harvest:proposal:"),
-            b"quantum:harvest:proposal:"
-        );
-        assert_eq!(glob_escape(b"a*b?[c]\\"), b"a\\*b\\?\\[c\\]\\\\");
-    }
-
-    #[test]
-    fn packed_values_come_back_in_order() {
-        let hash = RawHash::new(
-            b"X".to_vec(),
-            &[Some(b"0.5"), None, Some(b""), Some(b"PARTIAL_75"), None],
-        );
-        let values: Vec<_> = hash.values().collect();
-        assert_eq!(
-            values,
-            [
-                Some(&b"0.5"[..]),
-                None,
-                Some(b""),
-                Some(b"PARTIAL_75"),
-                None
-            ]
-        );
-    }
 
     #[test]
     fn password_is_added_only_when_the_url_has_none() {

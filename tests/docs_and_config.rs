@@ -500,3 +500,162 @@ fn reliability_table_holds_nothing_that_varies_between_runs() {
         }
     }
 }
+
+/// Every `.rs` file under `src/{dir}` (all of `src` for ""): its path below `src`, its text.
+fn source_files(dir: &str) -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    walk(&src.join(dir), &mut paths);
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let shown = path.strip_prefix(&src).unwrap().display().to_string();
+            (shown, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect()
+}
+
+/// The text of every file of module `name`: `src/{name}.rs` and all under `src/{name}/`.
+fn module_files(name: &str) -> Vec<(String, String)> {
+    let mut files = source_files(name);
+    let file = format!("{name}.rs");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join(&file);
+    if let Ok(text) = std::fs::read_to_string(root) {
+        files.insert(0, (file, text));
+    }
+    files
+}
+
+/// The crate's top-level modules a file names: the first segment of each path a `use crate::…`
+/// statement imports (each of a `crate::{…}` group's), and of every `crate::…` path in the code.
+fn crate_imports(text: &str) -> BTreeSet<String> {
+    let code: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect();
+    let code = code.join("\n");
+    let first_segment = |path: &str| {
+        let name: String = path
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        name
+    };
+    let mut imports = BTreeSet::new();
+    for statement in code.split(';') {
+        let statement: String = statement.split_whitespace().collect();
+        let Some((_, path)) = statement.split_once("usecrate::") else {
+            continue;
+        };
+        let Some(group) = path.strip_prefix('{') else {
+            imports.insert(first_segment(path));
+            continue;
+        };
+        // The group's paths, split at its own commas, not at those of the groups inside.
+        let mut depth = 0;
+        let mut start = 0;
+        for (at, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' | ',' if depth == 0 => {
+                    imports.insert(first_segment(&group[start..at]));
+                    start = at + 1;
+                }
+                '}' => depth -= 1,
+                _ => {}
+            }
+        }
+    }
+    for (at, _) in code.match_indices("crate::") {
+        imports.insert(first_segment(&code[at + "crate::".len()..]));
+    }
+    imports.retain(|name| !name.is_empty());
+    imports
+}
+
+/// ARCHITECTURE.md's layering: the core (the types a read yields, `fetch`, and what turns them
+/// into bytes and pages) imports nothing of `source`, the one module that speaks to Redis, and
+/// the scrape path (`server`) nothing of `source` or `refresh`.
+#[test]
+fn the_core_and_the_scrape_path_import_nothing_of_the_redis_layer() {
+    let core = [
+        "fetch",
+        "proposal",
+        "snapshot",
+        "render",
+        "segments",
+        "exposition",
+        "view",
+        "page",
+    ];
+    let rules = core
+        .iter()
+        .map(|module| (*module, &["source"][..]))
+        .chain([("server", &["source", "refresh"][..])]);
+    let mut broken = Vec::new();
+    for (module, below) in rules {
+        let files = module_files(module);
+        assert!(!files.is_empty(), "no module {module}");
+        for (file, text) in files {
+            let imports = crate_imports(&text);
+            for forbidden in below {
+                if imports.contains(*forbidden) {
+                    broken.push(format!("src/{file} imports crate::{forbidden}"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+    let imports = |text| crate_imports(text).into_iter().collect::<Vec<_>>();
+    assert_eq!(
+        imports(
+            "use crate::fetch::{A, B};\nuse crate::{\n    proposal::{self, C},\n    source,\n};"
+        ),
+        ["fetch", "proposal", "source"]
+    );
+    assert_eq!(
+        imports("// use crate::source::X;\nlet x = crate::refresh::now();"),
+        ["refresh"]
+    );
+}
+
+/// Each file's lines before its tests: files stay small enough to read in one sitting, those of
+/// the Redis layer (one part of the reading each) smaller still. A file that is wholly tests
+/// (`tests.rs`) has no limit.
+#[test]
+fn no_file_outgrows_its_limit() {
+    let mut too_long = Vec::new();
+    for (file, text) in source_files("") {
+        if file.ends_with("/tests.rs") {
+            continue;
+        }
+        let code = text
+            .lines()
+            .take_while(|line| !line.starts_with("#[cfg(test)]"))
+            .count();
+        let limit = if file == "source.rs" || file.starts_with("source/") {
+            500
+        } else {
+            600
+        };
+        if code > limit {
+            too_long.push(format!(
+                "src/{file}: {code} lines before its tests, over {limit}"
+            ));
+        }
+    }
+    assert!(too_long.is_empty(), "{too_long:#?}");
+}

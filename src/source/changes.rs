@@ -6,7 +6,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{FetchError, Fetched, Link, Placement, Reader, cluster, keep_configured, lossy_names};
+use super::link::Link;
+use super::reader::Reader;
+use super::{cluster, hashes, keep_configured, lossy_names};
+use crate::fetch::{FetchError, Fetched, Placement};
 
 pub(crate) struct ChangeReader {
     pub(super) reader: Reader,
@@ -25,9 +28,7 @@ impl ChangeReader {
         let mut fetched = Fetched::default();
         match &mut self.link {
             Link::Node(connection) => {
-                self.reader
-                    .read_on(connection, &symbols, &mut fetched)
-                    .await?;
+                hashes::read_on(&self.reader, connection, &symbols, &mut fetched).await?;
             }
             Link::Cluster(connection) => {
                 cluster::read_by_key(&self.reader, connection, &symbols, &mut fetched).await?;

@@ -1,138 +1,19 @@
 //! Finds the Redis node to read and connects to it: the one address configured, the primary (or a
 //! healthy replica) that the sentinels name, or a Redis Cluster through the crate's cluster client.
-//! Owns the topology and the failover count; what is read over a connection is the caller's job.
+//! Keeps where the reads go and counts failovers; what is read over a connection is the caller's
+//! job, and the sentinels are asked by `sentinel`.
 
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesOrdered;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+use redis::sentinel::SentinelServerType;
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo};
 
-use super::{FetchError, RedisSettings, SettingsError};
-use crate::secret::Secret;
-
-/// How the Redis deployment is laid out.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Topology {
-    /// One address (`--redis.addr`); a cluster node there is detected at the first connection.
-    Single,
-    Sentinel(SentinelSettings),
-    /// Seed nodes as `host:port`.
-    Cluster(Vec<String>),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SentinelSettings {
-    /// `host:port` of each sentinel.
-    pub addrs: Vec<String>,
-    /// The name the sentinels monitor the primary under.
-    pub master: String,
-    pub password: Option<Secret>,
-    pub tls: bool,
-}
-
-/// Which node the refresh reads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ReadFrom {
-    #[default]
-    Primary,
-    /// Never the primary: with no healthy replica, the read fails and the last values stay.
-    Replica,
-    /// A healthy replica, else the primary.
-    PreferReplica,
-}
-
-/// The topology as the `mode` label of the node metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Mode {
-    #[default]
-    Single,
-    Sentinel,
-    Cluster,
-}
-
-impl Mode {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Mode::Single => "single",
-            Mode::Sentinel => "sentinel",
-            Mode::Cluster => "cluster",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    Primary,
-    Replica,
-}
-
-impl Role {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        }
-    }
-}
-
-/// A node being read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Node {
-    pub addr: String,
-    pub role: Role,
-}
-
-/// A replica's view of its link to the primary, from `INFO replication`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct ReplicaLag {
-    pub link_up: bool,
-    /// Seconds since the replica last heard from its primary (or since the link went down).
-    pub seconds: f64,
-}
-
-impl ReplicaLag {
-    /// Reads `master_link_status` and the seconds since the last exchange or since the link
-    /// went down; `None` when the text is not a replica's.
-    pub(crate) fn from_info(info: &str) -> Option<ReplicaLag> {
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-        };
-        if field("role")? != "slave" {
-            return None;
-        }
-        let link_up = field("master_link_status") == Some("up");
-        let seconds = if link_up {
-            field("master_last_io_seconds_ago")
-        } else {
-            field("master_link_down_since_seconds")
-        };
-        Some(ReplicaLag {
-            link_up,
-            seconds: seconds
-                .and_then(|s| s.parse::<f64>().ok())
-                .filter(|s| *s >= 0.0)
-                .unwrap_or(0.0),
-        })
-    }
-}
-
-/// Where the reads go, for the metrics.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Placement {
-    pub mode: Mode,
-    /// The node read, or every node a cluster refresh read.
-    pub nodes: Vec<Node>,
-    /// Changes of primary seen since start-up.
-    pub failovers: u64,
-    pub replica_lag: Option<ReplicaLag>,
-}
+use super::sentinel::{Lookup, Sentinels};
+use super::settings::{ReadFrom, RedisSettings, SettingsError, Topology};
+use crate::fetch::{FetchError, Mode, Node, Placement, ReplicaLag, Role};
 
 /// An open connection to what the settings describe.
 #[derive(Clone)]
@@ -147,13 +28,7 @@ enum Locator {
         /// Whether the address was asked if it is a cluster node.
         probed: bool,
     },
-    /// One client per sentinel, so that each is asked on a clock of its own: the crate's client
-    /// for several sentinels waits on each in turn for its own timeouts, which a hung first
-    /// sentinel can make longer than the whole search may take.
-    Sentinel {
-        primary: Vec<SentinelClient>,
-        replicas: Vec<SentinelClient>,
-    },
+    Sentinel(Sentinels),
     Cluster(Box<ClusterClient>),
 }
 
@@ -189,10 +64,7 @@ impl Endpoint {
                 Mode::Single,
             ),
             Topology::Sentinel(sentinel) => (
-                Locator::Sentinel {
-                    primary: sentinel_clients(settings, sentinel, SentinelServerType::Master)?,
-                    replicas: sentinel_clients(settings, sentinel, SentinelServerType::Replica)?,
-                },
+                Locator::Sentinel(Sentinels::new(settings, sentinel)?),
                 format!("sentinels {}", sentinel.addrs.join(",")),
                 Mode::Sentinel,
             ),
@@ -302,7 +174,7 @@ impl Endpoint {
                 self.node_info = Some(client.get_connection_info().clone());
                 Ok(Link::Node(connection))
             }
-            Locator::Sentinel { .. } => self.connect_through_sentinels().await,
+            Locator::Sentinel(_) => self.connect_through_sentinels().await,
             Locator::Cluster(_) => self.connect_cluster().await,
         }
     }
@@ -312,7 +184,7 @@ impl Endpoint {
     pub(crate) async fn primary_client(&mut self) -> Result<Client, FetchError> {
         match &mut self.locator {
             Locator::Single { client, .. } => Ok(Client::clone(client)),
-            Locator::Sentinel { .. } => {
+            Locator::Sentinel(_) => {
                 let found = self
                     .ask_sentinels(SentinelServerType::Master)
                     .await
@@ -338,38 +210,11 @@ impl Endpoint {
         Ok(client)
     }
 
-    /// The first sentinel's answer for the primary (`server_type` Master) or a replica, in the
-    /// configured order, as the crate takes them. Every sentinel is asked at once, each within
-    /// the search timeout, so that one that hangs (a paused process, a host gone without a
-    /// reset) delays the next one's answer by that timeout at most, and never stops it.
-    async fn ask_sentinels(
-        &mut self,
-        server_type: SentinelServerType,
-    ) -> Result<redis::RedisResult<Client>, tokio::time::error::Elapsed> {
-        let timeout = self.search_timeout;
-        let Locator::Sentinel { primary, replicas } = &mut self.locator else {
+    async fn ask_sentinels(&mut self, server_type: SentinelServerType) -> Lookup {
+        let Locator::Sentinel(sentinels) = &mut self.locator else {
             unreachable!("called for sentinels only")
         };
-        let sentinels = match server_type {
-            SentinelServerType::Master => primary,
-            _ => replicas,
-        };
-        let mut lookups: FuturesOrdered<_> = sentinels
-            .iter_mut()
-            .map(|sentinel| tokio::time::timeout(timeout, sentinel.async_get_client()))
-            .collect();
-        // A sentinel's error says more than another's silence.
-        let mut failed = None;
-        while let Some(lookup) = lookups.next().await {
-            match lookup {
-                Ok(Ok(client)) => return Ok(Ok(client)),
-                Ok(Err(error)) => failed = Some(Ok(Err(error))),
-                Err(elapsed) => {
-                    failed.get_or_insert(Err(elapsed));
-                }
-            }
-        }
-        failed.expect("at least one sentinel is configured")
+        sentinels.ask(server_type, self.search_timeout).await
     }
 
     async fn connect_through_sentinels(&mut self) -> Result<Link, FetchError> {
@@ -423,10 +268,7 @@ impl Endpoint {
         Ok(Link::Node(connection))
     }
 
-    fn note_primary(
-        &mut self,
-        found: &Result<redis::RedisResult<Client>, tokio::time::error::Elapsed>,
-    ) {
+    fn note_primary(&mut self, found: &Lookup) {
         if let Ok(Ok(client)) = found {
             self.saw_primary(node_addr(client.get_connection_info()));
         }
@@ -500,7 +342,33 @@ pub(crate) async fn replica_lag(connection: &mut MultiplexedConnection) -> Optio
         .query_async(connection)
         .await
         .ok()?;
-    ReplicaLag::from_info(&info)
+    replica_lag_in(&info)
+}
+
+/// A replica's lag in `INFO replication` text: `master_link_status`, and the seconds since the
+/// last exchange or since the link went down; `None` when the text is not a replica's.
+fn replica_lag_in(info: &str) -> Option<ReplicaLag> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if field("role")? != "slave" {
+        return None;
+    }
+    let link_up = field("master_link_status") == Some("up");
+    let seconds = if link_up {
+        field("master_last_io_seconds_ago")
+    } else {
+        field("master_link_down_since_seconds")
+    };
+    Some(ReplicaLag {
+        link_up,
+        seconds: seconds
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| *s >= 0.0)
+            .unwrap_or(0.0),
+    })
 }
 
 /// `host:port` of a connection's address.
@@ -516,70 +384,6 @@ pub(crate) fn node_addr(info: &ConnectionInfo) -> String {
         ConnectionAddr::Unix(path) => path.display().to_string(),
         _ => info.addr().to_string(),
     }
-}
-
-/// A client for each sentinel.
-fn sentinel_clients(
-    settings: &RedisSettings,
-    sentinel: &SentinelSettings,
-    server_type: SentinelServerType,
-) -> Result<Vec<SentinelClient>, SettingsError> {
-    sentinel
-        .addrs
-        .iter()
-        .map(|addr| sentinel_client(settings, sentinel, addr, server_type.clone()))
-        .collect()
-}
-
-fn sentinel_client(
-    settings: &RedisSettings,
-    sentinel: &SentinelSettings,
-    addr: &str,
-    server_type: SentinelServerType,
-) -> Result<SentinelClient, SettingsError> {
-    let data = settings.connection_info()?;
-    let data_tls = matches!(data.addr(), ConnectionAddr::TcpTls { .. });
-    let certificates = settings.certificates()?;
-    let info = format!("redis://{addr}")
-        .as_str()
-        .into_connection_info()
-        .map_err(|source| SettingsError::Address { source })?;
-    let addr = match info.addr().clone() {
-        ConnectionAddr::Tcp(host, port) if sentinel.tls => ConnectionAddr::TcpTls {
-            host,
-            port,
-            insecure: false,
-            tls_params: None,
-        },
-        addr => addr,
-    };
-    let address_error = |source| SettingsError::Address { source };
-    let mut builder = SentinelClientBuilder::new([addr], &sentinel.master, server_type)
-        .map_err(address_error)?
-        .set_client_to_redis_db(data.redis_settings().db());
-    let redis_settings = data.redis_settings();
-    if let Some(username) = redis_settings.username() {
-        builder = builder.set_client_to_redis_username(username);
-    }
-    if let Some(password) = redis_settings.password() {
-        builder = builder.set_client_to_redis_password(password);
-    }
-    if data_tls {
-        builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
-        if let Some(certificates) = certificates.clone() {
-            builder = builder.set_client_to_redis_certificates(certificates);
-        }
-    }
-    if let Some(password) = &sentinel.password {
-        builder = builder.set_client_to_sentinel_password(password.expose());
-    }
-    if sentinel.tls {
-        builder = builder.set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
-        if let Some(certificates) = certificates {
-            builder = builder.set_client_to_sentinel_certificates(certificates);
-        }
-    }
-    builder.build().map_err(address_error)
 }
 
 fn cluster_client(
@@ -622,7 +426,7 @@ mod tests {
     fn replica_lag_reads_the_link_and_its_age() {
         let up = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:3\r\n";
         assert_eq!(
-            ReplicaLag::from_info(up),
+            replica_lag_in(up),
             Some(ReplicaLag {
                 link_up: true,
                 seconds: 3.0
@@ -630,16 +434,13 @@ mod tests {
         );
         let down = "role:slave\nmaster_link_status:down\nmaster_last_io_seconds_ago:-1\nmaster_link_down_since_seconds:12\n";
         assert_eq!(
-            ReplicaLag::from_info(down),
+            replica_lag_in(down),
             Some(ReplicaLag {
                 link_up: false,
                 seconds: 12.0
             })
         );
-        assert_eq!(
-            ReplicaLag::from_info("role:master\nconnected_slaves:2\n"),
-            None
-        );
-        assert_eq!(ReplicaLag::from_info("garbage"), None);
+        assert_eq!(replica_lag_in("role:master\nconnected_slaves:2\n"), None);
+        assert_eq!(replica_lag_in("garbage"), None);
     }
 }

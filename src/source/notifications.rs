@@ -5,7 +5,21 @@ use std::time::Duration;
 
 use redis::Client;
 
-use super::{FetchError, Source, SubscribeError, glob_escape, link};
+use super::discovery::glob_escape;
+use super::{Source, link};
+use crate::fetch::FetchError;
+
+/// Why event mode cannot start; the exporter keeps polling meanwhile.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SubscribeError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(
+        "keyspace notifications are off at {addr} (notify-keyspace-events is {current:?}); \
+         enable them with: CONFIG SET notify-keyspace-events Khgx"
+    )]
+    NotificationsOff { addr: String, current: String },
+}
 
 impl Source {
     /// Subscribes to keyspace notifications for the prefix on the primary (or, in a cluster,

@@ -1,6 +1,6 @@
 //! How to reach Redis, as the settings give it: the URL (with the password added), the CA,
-//! client certificate and server name for TLS, the timeouts and the topology. Makes clients;
-//! does not connect.
+//! client certificate and server name for TLS, the timeouts, the topology and which node to read.
+//! Makes clients; does not connect.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +9,6 @@ use std::time::Duration;
 use redis::io::AsyncDNSResolver;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo};
 
-use super::{ReadFrom, Topology};
 use crate::secret::{Secret, redact_url};
 
 /// How to reach Redis.
@@ -46,6 +45,37 @@ impl std::fmt::Debug for RedisSettings {
             .field("response_timeout", &self.response_timeout)
             .finish()
     }
+}
+
+/// How the Redis deployment is laid out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// One address (`--redis.addr`); a cluster node there is detected at the first connection.
+    Single,
+    Sentinel(SentinelSettings),
+    /// Seed nodes as `host:port`.
+    Cluster(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentinelSettings {
+    /// `host:port` of each sentinel.
+    pub addrs: Vec<String>,
+    /// The name the sentinels monitor the primary under.
+    pub master: String,
+    pub password: Option<Secret>,
+    pub tls: bool,
+}
+
+/// Which node the refresh reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadFrom {
+    #[default]
+    Primary,
+    /// Never the primary: with no healthy replica, the read fails and the last values stay.
+    Replica,
+    /// A healthy replica, else the primary.
+    PreferReplica,
 }
 
 /// Settings that cannot make a Redis client: found at start-up, before any connection.

@@ -8,7 +8,7 @@ use futures_util::StreamExt as _;
 use redis::{Client, IntoConnectionInfo as _};
 use tokio::sync::watch;
 
-use super::{RedisSettings, SentinelSettings, SettingsError, Topology};
+use super::settings::{RedisSettings, SentinelSettings, SettingsError, Topology};
 
 const CHANNEL: &str = "+switch-master";
 /// Before subscribing again after a sentinel failed or went away.

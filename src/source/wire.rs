@@ -1,6 +1,6 @@
 //! A connection of its own for a node's bulk reads: pipelined SCAN and HMGET commands written,
 //! and their replies read, by hand in buffers kept from one refresh to the next, each HMGET reply
-//! packed straight from the buffer into a [`RawHash`](super::RawHash). Plain TCP and Unix
+//! packed straight from the buffer into a [`RawHash`](crate::fetch::RawHash). Plain TCP and Unix
 //! sockets only; TLS, the sentinels, notifications and clusters stay with the crate, as does
 //! everything else sent.
 //!
@@ -9,6 +9,8 @@
 //! it to the crate's parser on arbitrary replies delivered in arbitrary pieces, and
 //! `scripts/bench` measures the two side by side (`tests::reader_against_the_crate`).
 
+mod resp;
+
 use std::io::{self, Write as _};
 use std::time::Duration;
 
@@ -16,13 +18,14 @@ use redis::{ConnectionAddr, ConnectionInfo, Value};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::{FetchError, Fetched, Pipe, Reader, scan_command};
+use self::resp::{Frame, frame_of, line, number, parse};
+use super::pipe::{Pipe, scan_command};
+use super::reader::Reader;
+use crate::fetch::{FetchError, Fetched};
 
 /// The most a reply may take in the buffer: far above any HMGET or SCAN page, it bounds what a
 /// broken or hostile server can make the exporter hold.
 const MAX_BUFFERED: usize = 64 * 1024 * 1024;
-/// How deep arrays may nest: the replies read here nest two deep.
-const MAX_DEPTH: usize = 4;
 /// Fields an HMGET reply may have, at most: those of a proposal.
 const MAX_FIELDS: usize = 64;
 
@@ -366,149 +369,6 @@ fn bulk(out: &mut Vec<u8>, parts: &[&[u8]]) {
         out.extend_from_slice(part);
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// A reply, borrowed from the buffer it was read into.
-#[derive(Debug)]
-enum Frame<'a> {
-    Nil,
-    /// A bulk or simple string.
-    Bytes(&'a [u8]),
-    /// An error's line, without its leading '-'.
-    Error(&'a [u8]),
-    /// An integer, which none of the commands sent here answers with.
-    Integer,
-    Array(Items<'a>),
-}
-
-/// An array's elements, parsed as they are taken; the whole array was checked complete first.
-#[derive(Clone, Debug)]
-struct Items<'a> {
-    rest: &'a [u8],
-    left: usize,
-}
-
-impl<'a> Iterator for Items<'a> {
-    type Item = Frame<'a>;
-
-    fn next(&mut self) -> Option<Frame<'a>> {
-        if self.left == 0 {
-            return None;
-        }
-        let (frame, used) = parse(self.rest, 1).ok().flatten()?;
-        self.rest = &self.rest[used..];
-        self.left -= 1;
-        Some(frame)
-    }
-}
-
-/// The reply at the start of `input` and the bytes it takes; `None` while it is incomplete.
-/// RESP2 only, as the crate's connections speak it.
-fn parse(input: &[u8], depth: usize) -> io::Result<Option<(Frame<'_>, usize)>> {
-    let Some((kind, line, header)) = line(input)? else {
-        return Ok(None);
-    };
-    let number = || number(line).ok_or_else(|| invalid("bad number in reply"));
-    let parsed = match kind {
-        // Simple strings and errors are text, as the crate reads them.
-        b'+' | b'-' if std::str::from_utf8(line).is_err() => {
-            return Err(invalid("reply line is not UTF-8"));
-        }
-        b'+' => (Frame::Bytes(line), header),
-        b'-' => (Frame::Error(line), header),
-        b':' => {
-            number()?;
-            (Frame::Integer, header)
-        }
-        b'$' => match usize::try_from(number()?) {
-            Err(_) => (Frame::Nil, header),
-            Ok(len) => {
-                let Some(body) = input.get(header..header + len + 2) else {
-                    return Ok(None);
-                };
-                if !body.ends_with(b"\r\n") {
-                    return Err(invalid("bulk string without its line end"));
-                }
-                (Frame::Bytes(&body[..len]), header + len + 2)
-            }
-        },
-        b'*' => match usize::try_from(number()?) {
-            Err(_) => (Frame::Nil, header),
-            Ok(_) if depth >= MAX_DEPTH => return Err(invalid("arrays nested too deep")),
-            Ok(count) => {
-                let mut used = header;
-                for _ in 0..count {
-                    match parse(&input[used..], depth + 1)? {
-                        Some((_, taken)) => used += taken,
-                        None => return Ok(None),
-                    }
-                }
-                (items(&input[header..used], count), used)
-            }
-        },
-        _ => return Err(invalid("unknown reply type")),
-    };
-    Ok(Some(parsed))
-}
-
-/// The line at the start of `input`: its type byte, the rest of it, and the bytes it takes with
-/// its line end; `None` while incomplete.
-fn line(input: &[u8]) -> io::Result<Option<(u8, &[u8], usize)>> {
-    let Some(end) = input.iter().position(|byte| *byte == b'\r') else {
-        return Ok(None);
-    };
-    match input.get(end + 1) {
-        None => return Ok(None),
-        Some(b'\n') => {}
-        Some(_) => return Err(invalid("reply line without its line end")),
-    }
-    match input[..end].split_first() {
-        Some((kind, line)) => Ok(Some((*kind, line, end + 2))),
-        None => Err(invalid("empty reply line")),
-    }
-}
-
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
-}
-
-/// The reply that is `whole`, which [`parse`] found complete: an array's elements are not
-/// walked again until they are taken.
-fn frame_of(whole: &[u8]) -> io::Result<Frame<'_>> {
-    if let Some((b'*', rest)) = whole.split_first()
-        && let Some(end) = rest.iter().position(|byte| *byte == b'\r')
-        && let Some(Ok(count)) = number(&rest[..end]).map(usize::try_from)
-    {
-        return Ok(items(&rest[end + 2..], count));
-    }
-    let (frame, _) = parse(whole, 0)?.expect("found complete");
-    Ok(frame)
-}
-
-fn items(elements: &[u8], count: usize) -> Frame<'_> {
-    Frame::Array(Items {
-        rest: elements,
-        left: count,
-    })
-}
-
-/// A length or an integer: hand-parsed, as it precedes every value read.
-fn number(line: &[u8]) -> Option<i64> {
-    let (negative, digits) = match line.split_first() {
-        Some((b'-', digits)) => (true, digits),
-        _ => (false, line),
-    };
-    if digits.is_empty() || digits.len() > 18 {
-        return None;
-    }
-    let mut value: i64 = 0;
-    for digit in digits {
-        if !digit.is_ascii_digit() {
-            return None;
-        }
-        value = value * 10 + i64::from(digit - b'0');
-    }
-    Some(if negative { -value } else { value })
 }
 
 #[cfg(test)]

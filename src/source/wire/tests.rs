@@ -1,5 +1,6 @@
 use proptest::prelude::*;
 
+use super::resp::MAX_DEPTH;
 use super::*;
 
 fn whole(input: &[u8]) -> Frame<'_> {
