@@ -659,3 +659,23 @@ fn no_file_outgrows_its_limit() {
     }
     assert!(too_long.is_empty(), "{too_long:#?}");
 }
+
+/// The ACL the tests give the exporter's user is the one docs/security.md tells operators to
+/// create, rule for rule.
+#[test]
+fn the_tested_acl_is_the_documented_one() {
+    let security = read("docs/security.md");
+    let documented: Vec<&str> = security
+        .lines()
+        .find(|l| l.starts_with("ACL SETUSER harvest-exporter on >PASSWORD "))
+        .expect("docs/security.md gives the exporter's ACL")
+        .split_whitespace()
+        .skip(5)
+        .collect();
+    let tested: BTreeSet<&str> = HASH_ACL.iter().chain(STREAM_ACL).copied().collect();
+    assert_eq!(
+        documented.iter().copied().collect::<BTreeSet<_>>(),
+        tested,
+        "docs/security.md's ACL against the tests' HASH_ACL and STREAM_ACL"
+    );
+}

@@ -211,27 +211,7 @@ fn redis_paused_by_client_pause() {
 fn redis_acl_user_with_least_privilege() {
     let redis = Redis::start();
     seed_example(&redis);
-    redis.run(&[
-        "ACL",
-        "SETUSER",
-        "harvest",
-        "on",
-        ">exporter-pw",
-        "resetkeys",
-        "~quantum:harvest:proposal:*",
-        "%R~quantum:stream:apply.*",
-        "resetchannels",
-        "-@all",
-        "+scan",
-        "+hmget",
-        "+ping",
-        "+hello",
-        "+type",
-        "+xread",
-        "+xrevrange",
-        "+xinfo|stream",
-        "+xinfo|groups",
-    ]);
+    redis.acl_user("harvest", "exporter-pw", &[HASH_ACL, STREAM_ACL]);
     let url = format!("redis://harvest:exporter-pw@127.0.0.1:{}/0", redis.port);
     let exporter = Exporter::start_raw(&["--redis.addr", &url], &[("POLL_INTERVAL_SEC", "0.2")]);
     let body = exporter.wait_metrics("values read as the ACL user", WAIT, |b| {

@@ -251,6 +251,15 @@ impl Redis {
             .expect("redis command")
     }
 
+    /// Creates (or extends) the ACL user `user` with `password` and the rules given, e.g.
+    /// [`HASH_ACL`] and [`STREAM_ACL`].
+    pub fn acl_user(&self, user: &str, password: &str, rules: &[&[&str]]) {
+        let password = format!(">{password}");
+        let mut args = vec!["ACL", "SETUSER", user, "on", &password];
+        args.extend(rules.iter().flat_map(|part| part.iter().copied()));
+        self.run(&args);
+    }
+
     /// Kills the server (as a crash would) and waits until it is gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -665,6 +674,29 @@ fn append_row(file: &str, cells: &[&str]) {
     file.write_all(format!("{}\n", cells.join("\t")).as_bytes())
         .expect("write report row");
 }
+
+/// The least-privilege ACL docs/security.md gives the exporter's user, its part for the
+/// proposal hashes: no key but the prefix's, no channel, no command but the reads.
+pub const HASH_ACL: &[&str] = &[
+    "resetkeys",
+    "~quantum:harvest:proposal:*",
+    "resetchannels",
+    "-@all",
+    "+scan",
+    "+hmget",
+    "+ping",
+    "+hello",
+    "+type",
+];
+
+/// The same ACL's part for the apply streams: read-only keys and the stream reads.
+pub const STREAM_ACL: &[&str] = &[
+    "%R~quantum:stream:apply.*",
+    "+xread",
+    "+xrevrange",
+    "+xinfo|stream",
+    "+xinfo|groups",
+];
 
 /// A throwaway CA and a server certificate for 127.0.0.1 and localhost, made with openssl.
 pub struct Certs {

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Exporter, Redis, TempDir, free_port, http_request, wait_for};
+use crate::common::{
+    Exporter, HASH_ACL, Redis, STREAM_ACL, TempDir, free_port, http_request, wait_for,
+};
 use crate::e2e::{Prometheus, WAIT, scrape_job_for};
 use crate::prometheus::{alert_blocks, alert_names, failure_table};
 use crate::{
@@ -417,22 +419,7 @@ fn redis_down_is_one_notification_for_the_cause_and_resolves() {
 fn apply_streams_unreadable_pages_once_and_resolves() {
     let redis = Redis::start();
     let _publisher = simulator(&redis, "1");
-    redis.run(&[
-        "ACL",
-        "SETUSER",
-        "harvest",
-        "on",
-        ">secret",
-        "resetkeys",
-        "~quantum:harvest:proposal:*",
-        "resetchannels",
-        "-@all",
-        "+scan",
-        "+hmget",
-        "+ping",
-        "+hello",
-        "+type",
-    ]);
+    redis.acl_user("harvest", "secret", &[HASH_ACL]);
     let url = format!("redis://harvest:secret@127.0.0.1:{}/0", redis.port);
     let exporter = Exporter::start_raw(
         &["--redis.addr", &url, "--harvest.symbols", SEED_SYMBOLS],
@@ -449,17 +436,8 @@ fn apply_streams_unreadable_pages_once_and_resolves() {
     assert_one_page("HarvestApplyStreamsDown", &page);
     alerting.only_notified("HarvestApplyStreamsDown", &page.1);
 
-    // The stream part of the ACL the exporter's README gives.
-    redis.run(&[
-        "ACL",
-        "SETUSER",
-        "harvest",
-        "%R~quantum:stream:apply.*",
-        "+xread",
-        "+xrevrange",
-        "+xinfo|stream",
-        "+xinfo|groups",
-    ]);
+    // The stream part of the ACL the exporter's documentation gives.
+    redis.acl_user("harvest", "secret", &[STREAM_ACL]);
     alerting.wait_notification("HarvestApplyStreamsDown", "resolved");
     alerting.only_notified("HarvestApplyStreamsDown", &page.1);
 }
