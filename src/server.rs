@@ -25,9 +25,9 @@ use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::apply::ApplyPublication;
-use crate::published::Published;
+use crate::published::{HttpStats, Published};
 use crate::webconfig::BasicAuth;
-use respond::{Answer, HttpStats, Payload, respond, unauthorized};
+use respond::{Answer, Payload, respond, unauthorized};
 
 #[derive(Clone, Debug)]
 pub struct WebSettings {

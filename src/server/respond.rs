@@ -1,6 +1,6 @@
 //! Answering one request from what was published: routing, /metrics with format and gzip
-//! negotiation and the scrape-time tail, the page and its JSON, and the response body type.
-//! Connections, authentication and the web configuration are `server`'s.
+//! negotiation, the page and its JSON, and the response body type. What a scrape's body holds
+//! is `published`'s; connections, authentication and the web configuration are `server`'s.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -18,64 +18,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::apply::ApplyPublication;
-use crate::exposition::{Family, Format, Writer};
+use crate::exposition::Format;
 use crate::gzip::Inflating;
 use crate::page;
-use crate::process::{self, ProcessStats};
-use crate::published::Published;
-
-/// The HTTP server's figures, read at scrape time.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(super) struct HttpStats {
-    pub(super) open: f64,
-    pub(super) evicted: f64,
-    /// Whether the last reload of the web configuration file succeeded (true before any).
-    pub(super) config_reload_ok: bool,
-    pub(super) config_reload_success_unix: f64,
-}
-
-const CACHE_AGE: Family = Family::gauge(
-    "quantum_harvest_exporter_cache_age_seconds",
-    "Seconds since the cached proposals were last read from Redis (since start-up before the first read).",
-);
-const CONNECTIONS_OPEN: Family = Family::gauge(
-    "quantum_harvest_exporter_http_connections_open",
-    "HTTP connections open, this scrape's included.",
-);
-const CONNECTIONS_EVICTED: Family = Family::counter(
-    "quantum_harvest_exporter_http_connections_evicted_total",
-    "Connections closed before their first request to make room under the connection cap.",
-);
-const RELOAD_OK: Family = Family::gauge(
-    "quantum_harvest_exporter_config_last_reload_successful",
-    "Whether the last reload of the web configuration file (on SIGHUP) succeeded.",
-);
-const RELOAD_TIME: Family = Family::gauge(
-    "quantum_harvest_exporter_config_last_reload_success_timestamp_seconds",
-    "Time of the last successful load of the web configuration, in seconds since the epoch.",
-);
-
-/// The values that must be read at scrape time, appended to the body rendered at refresh; they
-/// end the exposition.
-fn scrape_tail(
-    format: Format,
-    cache_age: Duration,
-    http: &HttpStats,
-    process: Option<&ProcessStats>,
-) -> Vec<u8> {
-    let mut w = Writer::new(format, 1_024);
-    w.family(&CACHE_AGE).value(cache_age.as_secs_f64());
-    w.family(&CONNECTIONS_OPEN).value(http.open);
-    w.family(&CONNECTIONS_EVICTED).value(http.evicted);
-    w.family(&RELOAD_OK)
-        .value(if http.config_reload_ok { 1.0 } else { 0.0 });
-    w.family(&RELOAD_TIME)
-        .value(http.config_reload_success_unix);
-    if let Some(process) = process {
-        process.encode(&mut w);
-    }
-    w.finish()
-}
+use crate::published::{HttpStats, Published, Refreshed, Scrape};
 
 pub(super) fn unauthorized() -> Response<Payload> {
     let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
@@ -137,31 +83,14 @@ pub(super) fn respond<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<
     }
 }
 
-/// The body rendered at the last refresh in the format asked for, then the apply streams'
-/// families as last rendered, then the scrape-time tail. With gzip, the first two are sent as
-/// compressed when they were made, and only the small tail is framed per scrape.
+/// The scrape `Accept` and `Accept-Encoding` ask for, as the publication lays it out.
 fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
-    let published = answer.published;
     let format = negotiate(request.headers().get(header::ACCEPT));
-    let cache_age = published.snapshot.cache_age(Instant::now());
-    let tail = scrape_tail(format, cache_age, &answer.http, process::recent().as_ref());
-    let body = published.body(format);
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
-    let payload = if gzip {
-        let apply = answer.apply.gzip(format);
-        let tail = body.gzip.finish_after(apply, &tail);
-        Payload::new(
-            Arc::clone(&body.gzip.chunks),
-            vec![apply.bytes().clone(), tail.into()],
-        )
-    } else {
-        let own = vec![answer.apply.metrics(format).clone(), tail.into()];
-        match &body.plain {
-            Some(plain) => Payload::new(Arc::clone(plain), own),
-            None => Payload::inflated(body.gzip.inflating(), own),
-        }
-    };
-    let mut response = Response::new(payload);
+    let scrape = answer
+        .published
+        .scrape(answer.apply, format, gzip, &answer.http);
+    let mut response = Response::new(Payload::from(scrape));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -355,6 +284,15 @@ impl Payload {
     }
 }
 
+impl From<Scrape> for Payload {
+    fn from(Scrape { body, after }: Scrape) -> Payload {
+        match body {
+            Refreshed::Chunks(chunks) => Payload::new(chunks, after),
+            Refreshed::Inflating(inflating) => Payload::inflated(inflating, after),
+        }
+    }
+}
+
 impl Body for Payload {
     type Data = Chunks;
     type Error = Infallible;
@@ -479,7 +417,6 @@ impl Buf for Chunks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition_check::{assert_golden, check_open_metrics};
 
     /// Plain scrapes of a body held compressed inflate it a few at a time: the next waits for
     /// a turn, and inflates without one once it has waited too long.
@@ -516,57 +453,6 @@ mod tests {
         assert!(poll(&mut last).is_pending(), "waits");
         tokio::time::advance(TURN_WAIT).await;
         assert!(poll(&mut last).is_ready(), "without a turn");
-    }
-
-    #[test]
-    fn tail_has_cache_age_and_process_metrics() {
-        let stats = ProcessStats {
-            open_fds: 7.0,
-            ..ProcessStats::default()
-        };
-        let tail = String::from_utf8(scrape_tail(
-            Format::Text,
-            Duration::from_millis(1_500),
-            &HttpStats::default(),
-            Some(&stats),
-        ))
-        .unwrap();
-        assert!(tail.contains("quantum_harvest_exporter_cache_age_seconds 1.5\n"));
-        assert!(tail.contains("# TYPE process_cpu_seconds_total counter\n"));
-        assert!(tail.contains("process_open_fds 7.0\n"));
-    }
-
-    #[test]
-    fn tail_is_byte_identical_to_the_golden_file() {
-        let process = ProcessStats {
-            cpu_seconds: 1.25,
-            resident_memory_bytes: 1_048_576.0,
-            virtual_memory_bytes: 2_097_152.0,
-            open_fds: 7.0,
-            max_fds: 1024.0,
-            start_time_seconds: Some(1_769_130_000.5),
-        };
-        let http = HttpStats {
-            open: 3.0,
-            evicted: 4.0,
-            config_reload_ok: false,
-            config_reload_success_unix: 1_769_130_001.0,
-        };
-        let tail = scrape_tail(
-            Format::Text,
-            Duration::from_millis(1_500),
-            &http,
-            Some(&process),
-        );
-        assert_golden("tail.prom", &tail);
-        let tail = scrape_tail(
-            Format::OpenMetrics,
-            Duration::from_millis(1_500),
-            &http,
-            Some(&process),
-        );
-        check_open_metrics(std::str::from_utf8(&tail).unwrap()).unwrap();
-        assert_golden("tail.om", &tail);
     }
 
     fn header(value: &'static str) -> Option<HeaderValue> {
