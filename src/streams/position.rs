@@ -2,10 +2,9 @@
 //! entries trimmed away before they were read from entries read, and a stream made anew from
 //! one trimmed. Which entries are read, and when, is the follower's.
 
-use redis::Value;
 use redis::aio::ConnectionLike;
+use redis::{RedisResult, Value};
 
-use super::Failure;
 use super::reply::{consumer_groups, entry, id, number, pairs};
 use crate::apply::{EntryId, StreamInfo};
 
@@ -84,7 +83,7 @@ pub(super) async fn describe<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
     info: &mut StreamInfo,
-) -> Result<Tip, Failure> {
+) -> RedisResult<Tip> {
     let stream: Value = redis::cmd("XINFO")
         .arg("STREAM")
         .arg(key)
