@@ -106,43 +106,56 @@ impl Refresher {
                 wait
             };
             let next_refresh = tokio::time::Instant::from_std(started + wait);
-            // Until the next full refresh, apply the changes Redis announces; a failover
-            // announced by a sentinel cuts the wait short.
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep_until(next_refresh) => break,
-                    primary = next_switch(&mut self.switches) => {
-                        self.source.saw_primary(primary);
-                        self.source.reconnect();
-                        notifications = None;
-                        retry = FIRST_RETRY;
-                        break;
-                    }
-                    batch = next_batch(&mut notifications, window) => match batch {
-                        Some(symbols) => {
-                            let applying = Instant::now();
-                            let result = self.source.fetch_changed(symbols).await;
-                            let publisher = &mut self.publisher;
-                            let max = self.max_symbols;
-                            if !publisher.apply_changes(result, max, applying, &mut window).await {
-                                notifications = None;
-                            }
-                        }
-                        None => {
-                            // Changes may have been missed: read everything and subscribe again
-                            // now rather than at the next poll.
-                            tracing::warn!("the keyspace notification subscription ended; reading everything and subscribing again");
-                            notifications = None;
-                            self.publisher
-                                .publish(Ages::Kept, |previous| Snapshot {
-                                    notifications_up: Some(false),
-                                    ..previous.clone()
-                                })
-                                .await;
-                            break;
-                        }
-                    },
+            if self
+                .between_refreshes(next_refresh, &mut notifications, &mut window)
+                .await
+            {
+                retry = FIRST_RETRY;
+            }
+        }
+    }
+
+    /// Until `next_refresh`, applies the changes Redis announces. Ends early on a failover that
+    /// a sentinel announces, returning true (the new primary is read at once, without backoff),
+    /// and when the subscription ends, after which changes may have been missed: everything is
+    /// then read, and subscribed to again, now rather than at the next poll.
+    async fn between_refreshes(
+        &mut self,
+        next_refresh: tokio::time::Instant,
+        notifications: &mut Option<Notifications>,
+        window: &mut Duration,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(next_refresh) => return false,
+                primary = next_switch(&mut self.switches) => {
+                    self.source.saw_primary(primary);
+                    self.source.reconnect();
+                    *notifications = None;
+                    return true;
                 }
+                batch = next_batch(notifications, *window) => match batch {
+                    Some(symbols) => {
+                        let applying = Instant::now();
+                        let result = self.source.fetch_changed(symbols).await;
+                        let publisher = &mut self.publisher;
+                        let max = self.max_symbols;
+                        if !publisher.apply_changes(result, max, applying, window).await {
+                            *notifications = None;
+                        }
+                    }
+                    None => {
+                        tracing::warn!("the keyspace notification subscription ended; reading everything and subscribing again");
+                        *notifications = None;
+                        self.publisher
+                            .publish(Ages::Kept, |previous| Snapshot {
+                                notifications_up: Some(false),
+                                ..previous.clone()
+                            })
+                            .await;
+                        return false;
+                    }
+                },
             }
         }
     }

@@ -213,19 +213,16 @@ impl Follower {
                     self.recall(connection, kind).await?;
                     0
                 }
-                Some(_) => {
-                    if position.made_anew(&tip) {
-                        tracing::info!(
-                            key,
-                            "the apply stream was made anew; reading it from its start"
-                        );
-                        self.state.stream_reset(kind);
-                        *position = Position::at_start();
-                        0
-                    } else {
-                        position.trimmed_unread(&tip, info.length)
-                    }
+                Some(_) if position.made_anew(&tip) => {
+                    tracing::info!(
+                        key,
+                        "the apply stream was made anew; reading it from its start"
+                    );
+                    self.state.stream_reset(kind);
+                    *position = Position::at_start();
+                    0
                 }
+                Some(_) => position.trimmed_unread(&tip, info.length),
             };
             self.state.update_info(kind, info, lost);
         }
