@@ -1,18 +1,24 @@
 //! What the HTTP server serves until the next refresh: one snapshot, its exposition body in each
-//! format (plain and gzip-framed), and the page made from it on demand. Built by the refresh loop
-//! off the async threads, then only read; it never reaches back to Redis.
+//! format (plain and gzip-framed), every scrape's parts in the order sent, and the page made from
+//! it on demand. Built by the refresh loop off the async threads, then only read; it never
+//! reaches back to Redis, and how a request is negotiated and written is `server`'s.
+
+mod tail;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::apply::ApplyView;
+use crate::apply::{ApplyPublication, ApplyView};
 use crate::exposition::Format;
-use crate::gzip::GzipHead;
+use crate::gzip::{GzipHead, Inflating};
 use crate::page::Page;
+use crate::process;
 use crate::proposal::Proposal;
 use crate::segments::{Ages, Segments};
 use crate::snapshot::Snapshot;
+pub(crate) use tail::HttpStats;
 
 /// Plain bodies up to this size are sent as one chunk, copied together once per publication:
 /// a small body in dozens of pieces costs a scrape more than the copy (some 10% of the
@@ -59,6 +65,21 @@ pub(crate) struct Body {
     pub gzip: GzipHead,
 }
 
+/// What one scrape sends, in order: the body rendered at the refresh, then what was made since
+/// (the apply streams' families and the scrape-time tail). Plain, or one gzip member throughout.
+pub(crate) struct Scrape {
+    pub(crate) body: Refreshed,
+    pub(crate) after: Vec<Bytes>,
+}
+
+/// The refresh's body as a scrape sends it.
+pub(crate) enum Refreshed {
+    /// Shared with the publication, sent as they are.
+    Chunks(Arc<[Bytes]>),
+    /// Held compressed only and asked for plain: inflated as it is sent.
+    Inflating(Inflating),
+}
+
 impl Published {
     /// Renders and compresses once, so that every scrape until the next refresh only copies
     /// reference-counted pointers.
@@ -94,6 +115,36 @@ impl Published {
             segments,
             rendered_at_unix: now_unix,
             page: OnceLock::new(),
+        }
+    }
+
+    /// A scrape in `format`, gzip-compressed or plain: this body, then `apply`'s families as last
+    /// published, then the tail of the values read now. Only the tail (and, with gzip, the
+    /// member's end) is made per scrape; the rest is shared.
+    pub(crate) fn scrape(
+        &self,
+        apply: &ApplyPublication,
+        format: Format,
+        gzip: bool,
+        http: &HttpStats,
+    ) -> Scrape {
+        let cache_age = self.snapshot.cache_age(Instant::now());
+        let tail = tail::scrape_tail(format, cache_age, http, process::recent().as_ref());
+        let body = self.body(format);
+        if gzip {
+            let apply = apply.gzip(format);
+            let end = body.gzip.finish_after(apply, &tail);
+            Scrape {
+                body: Refreshed::Chunks(Arc::clone(&body.gzip.chunks)),
+                after: vec![apply.bytes().clone(), end.into()],
+            }
+        } else {
+            let after = vec![apply.metrics(format).clone(), tail.into()];
+            let body = match &body.plain {
+                Some(plain) => Refreshed::Chunks(Arc::clone(plain)),
+                None => Refreshed::Inflating(body.gzip.inflating()),
+            };
+            Scrape { body, after }
         }
     }
 
@@ -185,16 +236,68 @@ mod tests {
         assert_eq!(second.text.plain.as_ref().unwrap().len(), 1);
     }
 
-    /// Past the size whose plain text is held, a body is held compressed only, and inflates to
-    /// what a whole render writes.
+    /// A scrape is the body, the apply streams' families and the tail, in that order; with gzip
+    /// one member that inflates to the same, and without it a body held compressed inflated.
     #[test]
-    fn a_large_body_is_held_compressed_only() {
-        let count = crate::segments::PLAIN_HELD_UP_TO + 1;
+    fn a_scrape_is_the_body_then_the_apply_families_then_the_tail() {
+        let now_unix = 1_769_130_510.0;
+        let apply = ApplyPublication::new(&crate::apply::ApplyState::default());
+        let http = HttpStats::default();
+        let small = Published::new(snapshot("0.5"), now_unix);
+        let large = Published::new(many(crate::segments::PLAIN_HELD_UP_TO + 1), now_unix);
+        for (published, format, gzip) in [
+            (&small, Format::Text, false),
+            (&small, Format::OpenMetrics, true),
+            (&large, Format::Text, false),
+            (&large, Format::OpenMetrics, true),
+        ] {
+            let Scrape { body, after } = published.scrape(&apply, format, gzip, &http);
+            let mut sent = match body {
+                Refreshed::Chunks(chunks) => chunks.concat(),
+                Refreshed::Inflating(mut inflating) => {
+                    std::iter::from_fn(|| inflating.next_chunk())
+                        .collect::<Vec<_>>()
+                        .concat()
+                }
+            };
+            sent.extend(after.concat());
+            if gzip {
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(sent.as_slice())
+                    .read_to_end(&mut plain)
+                    .unwrap();
+                sent = plain;
+            }
+            let sent = String::from_utf8(sent).unwrap();
+            let rendered = crate::render::render(&published.snapshot, now_unix);
+            let families = [
+                rendered.assembled(format, 0),
+                apply.metrics(format).to_vec(),
+            ]
+            .concat();
+            let tail = sent
+                .strip_prefix(std::str::from_utf8(&families).unwrap())
+                .expect("the body, then the apply families");
+            assert!(
+                tail.starts_with("# HELP quantum_harvest_exporter_cache_age_seconds "),
+                "then the tail: {tail:.80}"
+            );
+        }
+    }
+
+    fn many(count: usize) -> Snapshot {
         let names: Vec<String> = (0..count).map(|i| format!("SYM{i:05}")).collect();
         let fields: &[(&str, &str)] = &[("kill_score", "0.5")];
         let hashes: Vec<(&str, &[(&str, &str)])> =
             names.iter().map(|n| (n.as_str(), fields)).collect();
-        let snapshot = Snapshot::of_hashes(&hashes, 1_769_130_510.0);
+        Snapshot::of_hashes(&hashes, 1_769_130_510.0)
+    }
+
+    /// Past the size whose plain text is held, a body is held compressed only, and inflates to
+    /// what a whole render writes.
+    #[test]
+    fn a_large_body_is_held_compressed_only() {
+        let snapshot = many(crate::segments::PLAIN_HELD_UP_TO + 1);
         let published = Published::new(snapshot.clone(), 1_769_130_510.0);
         let expected = crate::render::render(&snapshot, 1_769_130_510.0).text;
         let body = published.body(Format::Text);

@@ -1,19 +1,22 @@
 //! The exposition body kept in pieces from one publication to the next: each per-symbol family's
 //! samples in blocks of consecutive symbols, plain and compressed, so that a new snapshot renders
-//! and compresses again only the blocks whose proposals changed. What the lines say is `render`'s,
-//! the gzip framing `gzip`'s; what a scrape is answered with is `published`'s.
+//! and compresses again only the blocks whose proposals changed. The pieces themselves are
+//! `piece`'s, what the lines say `render`'s, the gzip framing `gzip`'s; what a scrape is answered
+//! with is `published`'s.
+
+mod piece;
 
 use std::iter;
 use std::sync::Arc;
-use std::sync::LazyLock;
 
 use bytes::Bytes;
 
-use crate::exposition::{EscapedLabel, Format, Segment, Writer};
+use crate::exposition::{EscapedLabel, Format, Writer};
 use crate::gzip::{Deflated, Deflater};
 use crate::proposal::Proposal;
-use crate::render::{self, SYMBOL_FAMILIES, SymbolFamily};
+use crate::render::{SYMBOL_FAMILIES, SymbolFamily};
 use crate::snapshot::Snapshot;
+use piece::{Both, HEADERS, Piece, exporter_pieces};
 
 /// Symbols per block: a change renders and compresses its block in every family (some 1.5 KiB
 /// of text per symbol), while smaller pieces compress worse and make more chunks to send; at 256
@@ -30,82 +33,6 @@ pub(crate) const PLAIN_HELD_UP_TO: usize = 2_000;
 /// compress to a couple of kilobytes, and a scrape takes a write per handful of chunks. A change
 /// copies its group again, in each family.
 const GROUP: usize = 16;
-
-/// Runs of the exporter metrics that both formats share, when shorter than this, are copied into
-/// each format's own runs: below it, a separate chunk costs more than the copy.
-const MIN_SHARED: usize = 16 * 1024;
-
-/// A run of a body, compressed on its own (see [`Deflated`]), and plain unless the body is held
-/// compressed only.
-#[derive(Clone, Debug, Default)]
-struct Piece {
-    plain: Bytes,
-    deflated: Deflated,
-}
-
-impl Piece {
-    /// Nothing to send for no bytes, not even an empty deflate block.
-    fn new(mut plain: Vec<u8>, deflater: &mut Deflater, hold_plain: bool) -> Piece {
-        if plain.is_empty() {
-            return Piece::default();
-        }
-        let deflated = deflater.deflate(&plain);
-        if !hold_plain {
-            return Piece {
-                plain: Bytes::new(),
-                deflated,
-            };
-        }
-        // The buffer grew by doubling, and a block's pieces are held until its symbols change.
-        plain.shrink_to_fit();
-        Piece {
-            plain: plain.into(),
-            deflated,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.deflated.plain_len() == 0
-    }
-
-    /// Whether the plain text is held, or is to be for `hold_plain`.
-    fn holds_plain(&self, hold_plain: bool) -> bool {
-        !hold_plain || self.is_empty() || !self.plain.is_empty()
-    }
-}
-
-/// A run of a body in each format: the same piece twice where the formats agree.
-#[derive(Clone, Debug)]
-struct Both {
-    text: Piece,
-    open_metrics: Piece,
-}
-
-impl Both {
-    fn get(&self, format: Format) -> &Piece {
-        match format {
-            Format::Text => &self.text,
-            Format::OpenMetrics => &self.open_metrics,
-        }
-    }
-}
-
-/// The per-symbol families' headers, which never change: compressed once for the process.
-static HEADERS: LazyLock<Vec<Both>> = LazyLock::new(|| {
-    let mut deflater = Deflater::new();
-    let mut header = |family: &SymbolFamily, format| {
-        let mut writer = Writer::new(format, 256);
-        writer.family(&family.family);
-        Piece::new(writer.into_bytes(), &mut deflater, true)
-    };
-    SYMBOL_FAMILIES
-        .iter()
-        .map(|family| Both {
-            text: header(family, Format::Text),
-            open_metrics: header(family, Format::OpenMetrics),
-        })
-        .collect()
-});
 
 /// What a publication does with the data ages of the symbols it does not render again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,29 +311,6 @@ fn escaped(proposals: &[Arc<Proposal>]) -> Vec<EscapedLabel<'_>> {
     proposals
         .iter()
         .map(|p| EscapedLabel::new(&p.symbol))
-        .collect()
-}
-
-/// The exporter's refresh metrics in each format, the runs they share compressed once.
-fn exporter_pieces(snapshot: &Snapshot, deflater: &mut Deflater, hold_plain: bool) -> Vec<Both> {
-    let body = render::exporter_metrics(snapshot);
-    let segments = body.segments(MIN_SHARED);
-    let text = body.text;
-    segments
-        .into_iter()
-        .map(|segment| match segment {
-            Segment::Shared(range) => {
-                let piece = Piece::new(text[range].to_vec(), deflater, hold_plain);
-                Both {
-                    text: piece.clone(),
-                    open_metrics: piece,
-                }
-            }
-            Segment::Own { text, open_metrics } => Both {
-                text: Piece::new(text, deflater, hold_plain),
-                open_metrics: Piece::new(open_metrics, deflater, hold_plain),
-            },
-        })
         .collect()
 }
 

@@ -1,8 +1,9 @@
 //! Serves what the refresh loop published over HTTP/1.1: /metrics, /health, /ready, the page at /
 //! and its JSON at /api/v1/proposals. It reads only what was published and never touches Redis;
 //! every connection is its own task, capped in number and in the time it may take to send its
-//! request head. What a request is answered with is `respond`'s.
+//! request head. What a request is answered with is `respond`'s, the body type `payload`'s.
 
+mod payload;
 mod respond;
 
 use std::collections::BTreeMap;
@@ -25,9 +26,10 @@ use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::apply::ApplyPublication;
-use crate::published::Published;
+use crate::published::{HttpStats, Published};
 use crate::webconfig::BasicAuth;
-use respond::{Answer, HttpStats, Payload, respond, unauthorized};
+use payload::Payload;
+use respond::{Answer, respond, unauthorized};
 
 #[derive(Clone, Debug)]
 pub struct WebSettings {

@@ -1,10 +1,13 @@
 //! Follows the apply layer's two Redis streams on a connection of its own: at start-up the newest
 //! entries (XREVRANGE) fill the per-symbol gauges, then XREAD blocks (polls, in a cluster) for
 //! entries after the last ID seen, and XINFO now and then reports length, trimming and
-//! consumer-group lag. Observation only: never XREADGROUP, XACK, XGROUP or any write. Publishes the rendered `quantum_apply_*`
-//! families for the server; interpreting entries is `apply`'s job.
+//! consumer-group lag. Observation only: never XREADGROUP, XACK, XGROUP or any write. Publishes
+//! the rendered `quantum_apply_*` families for the server; interpreting entries is `apply`'s job,
+//! where it stands in a stream `position`'s, parsing the replies `reply`'s.
 
-use std::collections::HashMap;
+mod position;
+mod reply;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +17,10 @@ use redis::aio::ConnectionLike;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::apply::{
-    ApplyPublication, ApplyState, ApplyView, Entry, EntryId, Group, StreamInfo, StreamKind,
-};
+use crate::apply::{ApplyPublication, ApplyState, ApplyView, Entry, StreamInfo, StreamKind};
 use crate::source::{Announcements, Endpoint, Link, RedisSettings, SettingsError};
+use position::{Position, describe};
+use reply::{entry, items, text};
 
 /// How long one XREAD waits for new entries; also how soon a stream that appears is noticed.
 const BLOCK: Duration = Duration::from_millis(1_000);
@@ -29,19 +32,6 @@ const RECALL: usize = 2_000;
 pub(crate) const INFO_EVERY: Duration = Duration::from_secs(5);
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(5);
-
-/// Where this follower has read to in one stream, and what it needs to tell entries trimmed
-/// away unread from entries it read.
-#[derive(Clone, Copy, Debug, Default)]
-struct Position {
-    /// The last ID read; `None` until the stream was first looked at.
-    last: Option<EntryId>,
-    /// `entries-added` when the position was taken, and entries read since.
-    added_at_start: u64,
-    read: u64,
-    /// Entries already counted as lost.
-    lost: u64,
-}
 
 pub struct Follower {
     endpoint: Endpoint,
@@ -209,10 +199,7 @@ impl Follower {
             }
             if !info.exists {
                 if self.positions[kind].last.is_none() {
-                    self.positions[kind] = Position {
-                        last: Some(EntryId::default()),
-                        ..Position::default()
-                    };
+                    self.positions[kind] = Position::at_start();
                 }
                 self.state.update_info(kind, info, 0);
                 continue;
@@ -222,34 +209,20 @@ impl Follower {
             let position = &mut self.positions[kind];
             let lost = match position.last {
                 None => {
-                    *position = Position {
-                        last: Some(tip.last_generated.unwrap_or_default()),
-                        added_at_start: tip.added.unwrap_or(0),
-                        ..Position::default()
-                    };
+                    *position = Position::at_tip(&tip);
                     self.recall(connection, kind).await?;
                     0
                 }
-                Some(last) => {
-                    let went_back = tip.last_generated.is_some_and(|g| g < last)
-                        || tip
-                            .added
-                            .is_some_and(|a| a < position.added_at_start + position.read);
-                    if went_back {
-                        tracing::info!(
-                            key,
-                            "the apply stream was made anew; reading it from its start"
-                        );
-                        self.state.stream_reset(kind);
-                        *position = Position {
-                            last: Some(EntryId::default()),
-                            ..Position::default()
-                        };
-                        0
-                    } else {
-                        trimmed_unread(position, &tip, info.length)
-                    }
+                Some(_) if position.made_anew(&tip) => {
+                    tracing::info!(
+                        key,
+                        "the apply stream was made anew; reading it from its start"
+                    );
+                    self.state.stream_reset(kind);
+                    *position = Position::at_start();
+                    0
                 }
+                Some(_) => position.trimmed_unread(&tip, info.length),
             };
             self.state.update_info(kind, info, lost);
         }
@@ -355,243 +328,5 @@ impl Follower {
     fn publish(&self) {
         self.publisher
             .send_replace(Arc::new(ApplyPublication::new(&self.state)));
-    }
-}
-
-/// Entries trimmed (or deleted) before they were read, not yet counted. Everything added since
-/// the position was taken is read, still in the stream after the position, or lost; the middle
-/// term is known when the follower has caught up (none) or was trimmed past (all there is).
-fn trimmed_unread(position: &mut Position, stream: &Tip, length: u64) -> u64 {
-    let (Some(last), Some(added)) = (position.last, stream.added) else {
-        return 0;
-    };
-    let unread = if stream.last_generated.is_none_or(|newest| newest <= last) {
-        0
-    } else if stream.first_entry.is_some_and(|first| first > last) {
-        length
-    } else {
-        return 0;
-    };
-    let lost = added
-        .saturating_sub(position.added_at_start)
-        .saturating_sub(position.read)
-        .saturating_sub(unread);
-    let new = lost.saturating_sub(position.lost);
-    position.lost = position.lost.max(lost);
-    new
-}
-
-/// `XINFO STREAM` and `XINFO GROUPS` of a stream that exists: its length, newest entry and
-/// consumer groups into `info`, and where it stands, to tell trimming from a stream made anew.
-async fn describe<C: ConnectionLike + Send>(
-    connection: &mut C,
-    key: &str,
-    info: &mut StreamInfo,
-) -> Result<Tip, Failure> {
-    let stream: Value = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(key)
-        .query_async(connection)
-        .await?;
-    let stream = pairs(&stream);
-    info.length = number(stream.get("length").copied());
-    let tip = Tip {
-        first_entry: stream
-            .get("first-entry")
-            .and_then(|e| entry(e))
-            .map(|e| e.id),
-        last_generated: id(stream.get("last-generated-id").copied()),
-        added: stream.get("entries-added").map(|v| number(Some(v))),
-    };
-    info.last_entry = stream
-        .get("last-entry")
-        .and_then(|e| entry(e))
-        .map(|e| e.id);
-    let groups: Value = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(key)
-        .query_async(connection)
-        .await?;
-    info.groups = consumer_groups(&groups);
-    Ok(tip)
-}
-
-/// Where a stream stands, from XINFO STREAM.
-#[derive(Clone, Copy, Debug, Default)]
-struct Tip {
-    first_entry: Option<EntryId>,
-    last_generated: Option<EntryId>,
-    /// `entries-added`: every entry ever added, Redis 7 or later.
-    added: Option<u64>,
-}
-
-fn items(value: &Value) -> &[Value] {
-    match value {
-        Value::Array(items) | Value::Set(items) => items,
-        _ => &[],
-    }
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(text) => Some(text.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn number(value: Option<&Value>) -> u64 {
-    match value {
-        Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
-        Some(other) => text(other).and_then(|t| t.parse().ok()).unwrap_or(0),
-        None => 0,
-    }
-}
-
-fn id(value: Option<&Value>) -> Option<EntryId> {
-    EntryId::parse(text(value?)?.as_bytes())
-}
-
-/// A reply of alternating names and values (XINFO), by name.
-fn pairs(value: &Value) -> HashMap<String, &Value> {
-    match value {
-        Value::Map(map) => map
-            .iter()
-            .filter_map(|(k, v)| Some((text(k)?, v)))
-            .collect(),
-        _ => items(value)
-            .chunks(2)
-            .filter_map(|pair| Some((text(pair.first()?)?, pair.get(1)?)))
-            .collect(),
-    }
-}
-
-/// `[id, [field, value, ...]]` as an entry; `None` for anything else.
-fn entry(value: &Value) -> Option<Entry> {
-    let parts = items(value);
-    let id = EntryId::parse(text(parts.first()?)?.as_bytes())?;
-    let bytes = |v: &Value| match v {
-        Value::BulkString(bytes) => Some(bytes.clone()),
-        other => text(other).map(String::into_bytes),
-    };
-    let fields = items(parts.get(1)?)
-        .chunks(2)
-        .filter_map(|pair| Some((bytes(pair.first()?)?, bytes(pair.get(1)?)?)))
-        .collect();
-    Some(Entry { id, fields })
-}
-
-fn consumer_groups(reply: &Value) -> Vec<Group> {
-    items(reply)
-        .iter()
-        .filter_map(|group| {
-            let fields = pairs(group);
-            let name = text(fields.get("name")?)?;
-            // Names become label values: keep them printable and short.
-            let name: String = name
-                .chars()
-                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-                .take(64)
-                .collect();
-            Some(Group {
-                name,
-                pending: number(fields.get("pending").copied()),
-                lag: match fields.get("lag") {
-                    Some(Value::Nil) | None => None,
-                    Some(lag) => Some(number(Some(lag))),
-                },
-            })
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(ms: u64) -> Option<EntryId> {
-        Some(EntryId { ms, seq: 0 })
-    }
-
-    #[test]
-    fn entries_added_but_neither_read_nor_left_are_lost_once() {
-        let mut position = Position {
-            last: at(100),
-            added_at_start: 1_000,
-            read: 50,
-            lost: 0,
-        };
-        let tip = |first: u64, newest: u64, added: u64| Tip {
-            first_entry: at(first),
-            last_generated: at(newest),
-            added: Some(added),
-        };
-        // Behind, not trimmed past: how many of the stream's entries are unread is not known.
-        assert_eq!(trimmed_unread(&mut position, &tip(90, 150, 1_100), 500), 0);
-        // Trimmed past: 1,200 added since, 50 read, 100 left (all unread): 1,050 lost.
-        assert_eq!(
-            trimmed_unread(&mut position, &tip(200, 300, 2_200), 100),
-            1_050
-        );
-        assert_eq!(
-            trimmed_unread(&mut position, &tip(200, 300, 2_200), 100),
-            0,
-            "counted once"
-        );
-        // Caught up after a loss that no look saw while it was behind.
-        let mut caught_up = Position {
-            last: at(500),
-            added_at_start: 0,
-            read: 11,
-            lost: 0,
-        };
-        assert_eq!(trimmed_unread(&mut caught_up, &tip(400, 500, 100), 10), 89);
-        // Without entries-added (Redis < 7) nothing can be said.
-        let no_count = Tip {
-            added: None,
-            ..tip(600, 700, 0)
-        };
-        assert_eq!(trimmed_unread(&mut position, &no_count, 100), 0);
-    }
-
-    #[test]
-    fn replies_parse_into_entries_and_groups() {
-        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        let raw = Value::Array(vec![
-            bulk("1769130500000-3"),
-            Value::Array(vec![
-                bulk("symbol"),
-                bulk("BTCUSDT"),
-                Value::BulkString(vec![0xff]),
-                bulk("x"),
-            ]),
-        ]);
-        let parsed = entry(&raw).unwrap();
-        assert_eq!(
-            parsed.id,
-            EntryId {
-                ms: 1_769_130_500_000,
-                seq: 3
-            }
-        );
-        assert_eq!(parsed.fields.len(), 2);
-        let groups = Value::Array(vec![Value::Array(vec![
-            bulk("name"),
-            bulk("guard\n"),
-            bulk("pending"),
-            Value::Int(7),
-            bulk("lag"),
-            Value::Nil,
-        ])]);
-        assert_eq!(
-            consumer_groups(&groups),
-            [Group {
-                name: "guard\u{fffd}".into(),
-                pending: 7,
-                lag: None
-            }]
-        );
-        assert_eq!(entry(&bulk("garbage")), None);
     }
 }

@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
+use super::piece::MIN_SHARED;
 use super::*;
+use crate::exposition::Segment;
 use crate::exposition_check::{check_exposition, check_open_metrics};
 use crate::gzip::GzipHead;
 use crate::proposal;
+use crate::render;
 use crate::render::tests::{field_name, field_value, fuzz_cases, golden_snapshot, symbol_bytes};
 
 use crate::fixtures::RENDERED_AT as NOW;

@@ -1,81 +1,18 @@
 //! Answering one request from what was published: routing, /metrics with format and gzip
-//! negotiation and the scrape-time tail, the page and its JSON, and the response body type.
-//! Connections, authentication and the web configuration are `server`'s.
+//! negotiation, the page and its JSON. What a scrape's body holds is `published`'s, how it is
+//! sent `payload`'s; connections, authentication and the web configuration are `server`'s.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::future::Future;
-use std::io::IoSlice;
-use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::{Buf, Bytes};
-use http_body::{Body, Frame, SizeHint};
+use bytes::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::payload::Payload;
 use crate::apply::ApplyPublication;
-use crate::exposition::{Family, Format, Writer};
-use crate::gzip::Inflating;
+use crate::exposition::Format;
 use crate::page;
-use crate::process::{self, ProcessStats};
-use crate::published::Published;
-
-/// The HTTP server's figures, read at scrape time.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(super) struct HttpStats {
-    pub(super) open: f64,
-    pub(super) evicted: f64,
-    /// Whether the last reload of the web configuration file succeeded (true before any).
-    pub(super) config_reload_ok: bool,
-    pub(super) config_reload_success_unix: f64,
-}
-
-const CACHE_AGE: Family = Family::gauge(
-    "quantum_harvest_exporter_cache_age_seconds",
-    "Seconds since the cached proposals were last read from Redis (since start-up before the first read).",
-);
-const CONNECTIONS_OPEN: Family = Family::gauge(
-    "quantum_harvest_exporter_http_connections_open",
-    "HTTP connections open, this scrape's included.",
-);
-const CONNECTIONS_EVICTED: Family = Family::counter(
-    "quantum_harvest_exporter_http_connections_evicted_total",
-    "Connections closed before their first request to make room under the connection cap.",
-);
-const RELOAD_OK: Family = Family::gauge(
-    "quantum_harvest_exporter_config_last_reload_successful",
-    "Whether the last reload of the web configuration file (on SIGHUP) succeeded.",
-);
-const RELOAD_TIME: Family = Family::gauge(
-    "quantum_harvest_exporter_config_last_reload_success_timestamp_seconds",
-    "Time of the last successful load of the web configuration, in seconds since the epoch.",
-);
-
-/// The values that must be read at scrape time, appended to the body rendered at refresh; they
-/// end the exposition.
-fn scrape_tail(
-    format: Format,
-    cache_age: Duration,
-    http: &HttpStats,
-    process: Option<&ProcessStats>,
-) -> Vec<u8> {
-    let mut w = Writer::new(format, 1_024);
-    w.family(&CACHE_AGE).value(cache_age.as_secs_f64());
-    w.family(&CONNECTIONS_OPEN).value(http.open);
-    w.family(&CONNECTIONS_EVICTED).value(http.evicted);
-    w.family(&RELOAD_OK)
-        .value(if http.config_reload_ok { 1.0 } else { 0.0 });
-    w.family(&RELOAD_TIME)
-        .value(http.config_reload_success_unix);
-    if let Some(process) = process {
-        process.encode(&mut w);
-    }
-    w.finish()
-}
+use crate::published::{HttpStats, Published};
 
 pub(super) fn unauthorized() -> Response<Payload> {
     let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
@@ -137,31 +74,14 @@ pub(super) fn respond<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<
     }
 }
 
-/// The body rendered at the last refresh in the format asked for, then the apply streams'
-/// families as last rendered, then the scrape-time tail. With gzip, the first two are sent as
-/// compressed when they were made, and only the small tail is framed per scrape.
+/// The scrape `Accept` and `Accept-Encoding` ask for, as the publication lays it out.
 fn metrics<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<Payload> {
-    let published = answer.published;
     let format = negotiate(request.headers().get(header::ACCEPT));
-    let cache_age = published.snapshot.cache_age(Instant::now());
-    let tail = scrape_tail(format, cache_age, &answer.http, process::recent().as_ref());
-    let body = published.body(format);
     let gzip = accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
-    let payload = if gzip {
-        let apply = answer.apply.gzip(format);
-        let tail = body.gzip.finish_after(apply, &tail);
-        Payload::new(
-            Arc::clone(&body.gzip.chunks),
-            vec![apply.bytes().clone(), tail.into()],
-        )
-    } else {
-        let own = vec![answer.apply.metrics(format).clone(), tail.into()];
-        match &body.plain {
-            Some(plain) => Payload::new(Arc::clone(plain), own),
-            None => Payload::inflated(body.gzip.inflating(), own),
-        }
-    };
-    let mut response = Response::new(payload);
+    let scrape = answer
+        .published
+        .scrape(answer.apply, format, gzip, &answer.http);
+    let mut response = Response::new(Payload::from(scrape));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -294,280 +214,9 @@ fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
     gzip > 0.0 && gzip >= identity
 }
 
-/// A body held compressed is inflated for as many plain scrapes at once as there are cores (at
-/// least two); the others wait for a turn. Inflating is CPU work, which more at once would not
-/// finish sooner, and each holds an inflater and its frames (some 300 KiB with the allocator's
-/// slack, measured): however many plain scrapes come, they hold that many of those.
-static TURNS: LazyLock<Semaphore> = LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    Semaphore::new(cores.max(2))
-});
-/// The longest a plain scrape waits for a turn before it inflates without one: a client that
-/// stops reading keeps its turn until its connection closes, and must not hold up the others
-/// for longer than this.
-const TURN_WAIT: Duration = Duration::from_secs(5);
-
-/// A turn to inflate, waited for: `None` once [`TURN_WAIT`] has passed without one.
-type Waiting = Pin<Box<dyn Future<Output = Option<SemaphorePermit<'static>>> + Send>>;
-
-/// A response body of shared byte chunks, sent without copying, all of them as one frame.
-/// Hyper flushes its write queue once it holds 16 KiB (`max_buf_size`), so a frame per chunk
-/// would cost a `writev` per chunk; one frame of many chunks goes out 64 of them per `writev`.
-/// The chunks come in runs shared with the publication they belong to, so that a scrape of a
-/// body in thousands of pieces copies no list of them. Hand-written: the body crates offer one
-/// chunk (`Full`) or a stream of frames, and `bytes` chains two buffers, not a list.
-pub(super) struct Payload {
-    /// A body held compressed only, inflated a frame at a time before `chunks` are sent.
-    inflating: Option<Inflating>,
-    /// The turn `inflating` waits for before its first frame, then holds until it is done.
-    waiting: Option<Waiting>,
-    turn: Option<SemaphorePermit<'static>>,
-    chunks: Option<Chunks>,
-}
-
-impl Payload {
-    /// The chunks of `shared`, then those of `own`; empty chunks are skipped.
-    fn new(shared: Arc<[Bytes]>, own: Vec<Bytes>) -> Payload {
-        let chunks = Chunks::new(VecDeque::from([shared, own.into()]));
-        Payload {
-            inflating: None,
-            waiting: None,
-            turn: None,
-            chunks: (chunks.remaining > 0).then_some(chunks),
-        }
-    }
-
-    fn own(chunks: Vec<Bytes>) -> Payload {
-        Payload::new(Arc::new([]), chunks)
-    }
-
-    /// What `inflating` inflates, once it has a turn, then the chunks of `own`.
-    fn inflated(inflating: Inflating, own: Vec<Bytes>) -> Payload {
-        let waiting: Waiting = Box::pin(async {
-            let turn = tokio::time::timeout(TURN_WAIT, TURNS.acquire()).await;
-            turn.ok()?.ok()
-        });
-        Payload {
-            inflating: (inflating.remaining() > 0).then_some(inflating),
-            waiting: Some(waiting),
-            ..Payload::own(own)
-        }
-    }
-}
-
-impl Body for Payload {
-    type Data = Chunks;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Chunks>, Infallible>>> {
-        let this = self.get_mut();
-        if let Some(inflating) = &mut this.inflating {
-            if let Some(waiting) = &mut this.waiting {
-                this.turn = std::task::ready!(waiting.as_mut().poll(context));
-                this.waiting = None;
-            }
-            if let Some(chunk) = inflating.next_chunk() {
-                let chunks = Chunks::new(VecDeque::from([Arc::from([chunk])]));
-                return Poll::Ready(Some(Ok(Frame::data(chunks))));
-            }
-            this.inflating = None;
-            this.turn = None;
-        }
-        Poll::Ready(this.chunks.take().map(|chunks| Ok(Frame::data(chunks))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inflating.is_none() && self.chunks.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let inflating = self.inflating.as_ref().map_or(0, Inflating::remaining);
-        let chunks = self.chunks.as_ref().map_or(0, |c| c.remaining) as u64;
-        SizeHint::with_exact(inflating + chunks)
-    }
-}
-
-/// Runs of chunks read one after another.
-#[derive(Debug)]
-pub(super) struct Chunks {
-    runs: VecDeque<Arc<[Bytes]>>,
-    /// The chunk of the first run being sent, and how many of its bytes are sent; kept on a
-    /// chunk with bytes left while any remain (see [`Chunks::settle`]).
-    index: usize,
-    sent: usize,
-    remaining: usize,
-}
-
-impl Chunks {
-    fn new(runs: VecDeque<Arc<[Bytes]>>) -> Chunks {
-        let remaining = runs.iter().flat_map(|run| run.iter()).map(Bytes::len).sum();
-        let mut chunks = Chunks {
-            runs,
-            index: 0,
-            sent: 0,
-            remaining,
-        };
-        chunks.settle();
-        chunks
-    }
-
-    /// Moves past sent and empty chunks, and past runs with none left.
-    fn settle(&mut self) {
-        while let Some(run) = self.runs.front() {
-            match run.get(self.index) {
-                Some(chunk) if self.sent < chunk.len() => return,
-                Some(_) => self.index += 1,
-                None => {
-                    self.runs.pop_front();
-                    self.index = 0;
-                }
-            }
-            self.sent = 0;
-        }
-    }
-
-    /// The unsent chunks in order, the current one from where it stands.
-    fn unsent(&self) -> impl Iterator<Item = &[u8]> {
-        let current = self.runs.front().map(|run| &run[self.index][self.sent..]);
-        let after = self.runs.iter().enumerate().flat_map(|(at, run)| {
-            let skip = if at == 0 { self.index + 1 } else { 0 };
-            run.iter().skip(skip).map(|chunk| &chunk[..])
-        });
-        current
-            .into_iter()
-            .chain(after)
-            .filter(|chunk| !chunk.is_empty())
-    }
-}
-
-impl Buf for Chunks {
-    fn remaining(&self) -> usize {
-        self.remaining
-    }
-
-    fn chunk(&self) -> &[u8] {
-        self.runs
-            .front()
-            .map_or(&[], |run| &run[self.index][self.sent..])
-    }
-
-    fn advance(&mut self, mut count: usize) {
-        assert!(count <= self.remaining, "advanced past the end");
-        self.remaining -= count;
-        while count > 0 {
-            let left = self.chunk().len();
-            let step = count.min(left);
-            self.sent += step;
-            count -= step;
-            self.settle();
-        }
-    }
-
-    fn chunks_vectored<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let mut filled = 0;
-        for (slice, chunk) in slices.iter_mut().zip(self.unsent()) {
-            *slice = IoSlice::new(chunk);
-            filled += 1;
-        }
-        filled
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition_check::{assert_golden, check_open_metrics};
-
-    /// Plain scrapes of a body held compressed inflate it a few at a time: the next waits for
-    /// a turn, and inflates without one once it has waited too long.
-    #[tokio::test(start_paused = true)]
-    async fn plain_scrapes_of_a_compressed_body_take_turns() {
-        use crate::gzip::{Deflater, GzipHead};
-        let text = "a{symbol=\"X\"} 1.0\n".repeat(5_000);
-        let head = GzipHead::new([Deflater::new().deflate(text.as_bytes())]);
-        let mut context = Context::from_waker(std::task::Waker::noop());
-        // Whether the scrape sent a frame (or ended) rather than waited.
-        let mut poll = |payload: &mut Payload| {
-            let polled = Pin::new(payload).poll_frame(&mut context);
-            polled.map(|frame| frame.map(|frame| frame.unwrap().into_data().unwrap().remaining()))
-        };
-        let mut scrapes: Vec<Payload> = (0..TURNS.available_permits())
-            .map(|_| Payload::inflated(head.inflating(), Vec::new()))
-            .collect();
-        for scrape in &mut scrapes {
-            assert!(poll(scrape).is_ready(), "a turn each");
-        }
-        let mut next = Payload::inflated(head.inflating(), Vec::new());
-        assert!(poll(&mut next).is_pending(), "waits");
-        let mut sent = 0;
-        while let Poll::Ready(Some(len)) = poll(&mut scrapes[0]) {
-            sent += len;
-        }
-        assert_eq!(
-            sent + 16 * 1024,
-            text.len(),
-            "the rest of the body, then the end"
-        );
-        let mut last = Payload::inflated(head.inflating(), Vec::new());
-        assert!(poll(&mut next).is_ready(), "the turn of the one that ended");
-        assert!(poll(&mut last).is_pending(), "waits");
-        tokio::time::advance(TURN_WAIT).await;
-        assert!(poll(&mut last).is_ready(), "without a turn");
-    }
-
-    #[test]
-    fn tail_has_cache_age_and_process_metrics() {
-        let stats = ProcessStats {
-            open_fds: 7.0,
-            ..ProcessStats::default()
-        };
-        let tail = String::from_utf8(scrape_tail(
-            Format::Text,
-            Duration::from_millis(1_500),
-            &HttpStats::default(),
-            Some(&stats),
-        ))
-        .unwrap();
-        assert!(tail.contains("quantum_harvest_exporter_cache_age_seconds 1.5\n"));
-        assert!(tail.contains("# TYPE process_cpu_seconds_total counter\n"));
-        assert!(tail.contains("process_open_fds 7.0\n"));
-    }
-
-    #[test]
-    fn tail_is_byte_identical_to_the_golden_file() {
-        let process = ProcessStats {
-            cpu_seconds: 1.25,
-            resident_memory_bytes: 1_048_576.0,
-            virtual_memory_bytes: 2_097_152.0,
-            open_fds: 7.0,
-            max_fds: 1024.0,
-            start_time_seconds: Some(1_769_130_000.5),
-        };
-        let http = HttpStats {
-            open: 3.0,
-            evicted: 4.0,
-            config_reload_ok: false,
-            config_reload_success_unix: 1_769_130_001.0,
-        };
-        let tail = scrape_tail(
-            Format::Text,
-            Duration::from_millis(1_500),
-            &http,
-            Some(&process),
-        );
-        assert_golden("tail.prom", &tail);
-        let tail = scrape_tail(
-            Format::OpenMetrics,
-            Duration::from_millis(1_500),
-            &http,
-            Some(&process),
-        );
-        check_open_metrics(std::str::from_utf8(&tail).unwrap()).unwrap();
-        assert_golden("tail.om", &tail);
-    }
 
     fn header(value: &'static str) -> Option<HeaderValue> {
         Some(HeaderValue::from_static(value))
@@ -644,35 +293,5 @@ mod tests {
             !gzip("gzip;q=0, identity;q=0"),
             "nothing acceptable: sent uncompressed"
         );
-    }
-
-    #[test]
-    fn payload_is_one_frame_of_its_chunks_and_reports_its_exact_size() {
-        let shared: Arc<[Bytes]> = Arc::new([
-            Bytes::new(),
-            Bytes::from_static(b"abc"),
-            Bytes::new(),
-            Bytes::from_static(b"de"),
-        ]);
-        let mut payload = Payload::new(shared, vec![Bytes::new(), Bytes::from_static(b"fgh")]);
-        assert_eq!(payload.size_hint().exact(), Some(8));
-        let waker = std::task::Waker::noop();
-        let mut context = Context::from_waker(waker);
-        let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut payload).poll_frame(&mut context) else {
-            panic!("a frame");
-        };
-        assert!(payload.is_end_stream());
-        assert_eq!(payload.size_hint().exact(), Some(0));
-        let mut chunks = frame.into_data().expect("data");
-        let mut slices = [IoSlice::new(&[]); 2];
-        assert_eq!(chunks.chunks_vectored(&mut slices), 2);
-        assert_eq!((&*slices[0], &*slices[1]), (&b"abc"[..], &b"de"[..]));
-        chunks.advance(4);
-        assert_eq!((chunks.remaining(), chunks.chunk()), (4, &b"e"[..]));
-        let mut slices = [IoSlice::new(&[]); 4];
-        assert_eq!(chunks.chunks_vectored(&mut slices), 2);
-        assert_eq!(&*slices[1], b"fgh");
-        assert_eq!(chunks.copy_to_bytes(4), Bytes::from_static(b"efgh"));
-        assert!(Payload::own(vec![Bytes::new()]).is_end_stream());
     }
 }

@@ -1,0 +1,112 @@
+//! The refresh loop's end of the watch channel the HTTP server reads: the snapshot last sent,
+//! and the next publication built from the current one off the async threads, for a full
+//! refresh or a batch of announced changes. When to publish is the loop's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinHandle};
+
+use crate::fetch::{FetchError, Fetched};
+use crate::published::Published;
+use crate::segments::Ages;
+use crate::snapshot::Snapshot;
+
+/// Longest wait for more changes once one is announced. The wait is as long as applying the
+/// last batch took, so that a flood of changes (a cluster moving slots announces every key
+/// it moves) is applied in batches, at most half the time spent re-rendering.
+const MAX_BATCH_WINDOW: Duration = Duration::from_millis(250);
+
+/// The watch channel the HTTP server reads, and the snapshot last sent on it.
+pub(super) struct Publisher {
+    sender: watch::Sender<Arc<Published>>,
+    pub(super) current: Arc<Snapshot>,
+}
+
+impl Publisher {
+    /// The channel, holding `published` until the next is sent, and its receiving end.
+    pub(super) fn new(published: Published) -> (Publisher, watch::Receiver<Arc<Published>>) {
+        let current = Arc::clone(&published.snapshot);
+        let (sender, receiver) = watch::channel(Arc::new(published));
+        (Publisher { sender, current }, receiver)
+    }
+
+    /// Publishes the re-read of announced symbols that began at `applying`; returns false
+    /// when Redis failed (the caller then drops the subscription and the next full refresh
+    /// takes over). The next batch collects for as long as this one took to apply.
+    pub(super) async fn apply_changes(
+        &mut self,
+        result: Result<Fetched, FetchError>,
+        max_symbols: usize,
+        applying: Instant,
+        window: &mut Duration,
+    ) -> bool {
+        let ok = result.is_ok();
+        let count = match &result {
+            Ok(fetched) => fetched.hashes.len() + fetched.absent.len(),
+            Err(error) => {
+                tracing::warn!("reading announced changes failed: {error}");
+                0
+            }
+        };
+        self.publish(Ages::Kept, move |previous| match result {
+            Ok(fetched) => previous.with_changes(fetched, max_symbols),
+            Err(error) => Snapshot {
+                notifications_up: Some(false),
+                ..previous.after_failure(&error)
+            },
+        })
+        .await;
+        *window = applying.elapsed().min(MAX_BATCH_WINDOW);
+        tracing::debug!(symbols = count, took = ?applying.elapsed(), "announced changes applied");
+        ok
+    }
+
+    /// Builds the next snapshot from the current one off the async threads, renders what changed
+    /// since the current publication, and publishes it.
+    pub(super) async fn publish(
+        &mut self,
+        ages: Ages,
+        build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static,
+    ) {
+        if let Some(published) = joined(self.build(ages, build).await) {
+            self.send(published);
+        }
+    }
+
+    /// The next publication, built from the current one on a blocking thread.
+    pub(super) fn build(
+        &self,
+        ages: Ages,
+        build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static,
+    ) -> JoinHandle<Published> {
+        let previous = Arc::clone(&self.sender.borrow());
+        tokio::task::spawn_blocking(move || {
+            previous.next(build(&previous.snapshot), unix_now(), ages)
+        })
+    }
+
+    pub(super) fn send(&mut self, published: Published) {
+        self.current = Arc::clone(&published.snapshot);
+        self.sender.send_replace(Arc::new(published));
+    }
+}
+
+/// A publication built on a blocking thread; `None` when the runtime is shutting down, and
+/// there is no one left to publish to.
+pub(super) fn joined(built: Result<Published, JoinError>) -> Option<Published> {
+    match built {
+        Ok(published) => Some(published),
+        Err(error) if error.is_cancelled() => None,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+/// Seconds since the Unix epoch, by the system clock.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
