@@ -78,7 +78,11 @@ impl Refresher {
         let mut window = Duration::ZERO;
         loop {
             let started = Instant::now();
-            let ok = self.refresh_once(&mut notifications, &mut window).await;
+            // A cluster read in the middle of a failover is read again soon, as a failed one
+            // is, and subscribed to only once every slot has a primary: a subscription taken
+            // before the promotion would miss the promoted primary until the next poll.
+            let ok = self.refresh_once(&mut notifications, &mut window).await
+                && self.source.serves_every_slot();
             if notifications
                 .as_ref()
                 .is_some_and(|n| !self.source.covers(n))

@@ -34,7 +34,16 @@ pub(super) struct Layout {
     owner: HashMap<Slot, usize>,
 }
 
+/// Slots of a Redis Cluster.
+const CLUSTER_SLOTS: usize = 16_384;
+
 impl Layout {
+    /// Whether every slot has a primary: not so while a failover is under way, when the failed
+    /// primary's slots have none until its replica is promoted.
+    pub(super) fn serves_every_slot(&self) -> bool {
+        self.owner.len() == CLUSTER_SLOTS
+    }
+
     /// Index in `nodes` of the node that holds `key`'s slot.
     pub(super) fn node_of(&self, key: &[u8]) -> Option<usize> {
         self.owner.get(&Slot::for_key(key)).copied()

@@ -60,6 +60,16 @@ impl Source {
         })
     }
 
+    /// Whether the last read found every slot of a cluster served (always, outside a cluster):
+    /// a layout read in the middle of a failover lacks the primary being promoted.
+    pub(crate) fn serves_every_slot(&self) -> bool {
+        !self.endpoint.is_cluster()
+            || self
+                .layout
+                .as_ref()
+                .is_none_or(|layout| layout.serves_every_slot())
+    }
+
     /// Whether a subscription still covers every primary: in a cluster, a failover or a new
     /// shard calls for a new one.
     pub(crate) fn covers(&self, notifications: &Notifications) -> bool {
