@@ -9,8 +9,7 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,14 +17,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{
-    Exporter, HASH_ACL, Redis, STREAM_ACL, TempDir, free_port, http_request, wait_for,
-};
+use crate::PromServer;
+use crate::common::{Exporter, HASH_ACL, Redis, STREAM_ACL, TempDir, http_request, wait_for};
 use crate::e2e::{Prometheus, WAIT, scrape_job_for};
 use crate::prometheus::{alert_blocks, alert_names, failure_table};
 use crate::{
-    JOB, Running, SEED_SYMBOLS, deploy, metrics_with_seed_symbols, read, require_tool, run_ok,
-    simulator,
+    JOB, SEED_SYMBOLS, deploy, metrics_with_seed_symbols, read, require_tool, run_ok, simulator,
 };
 
 const EXAMPLE: &str = "alertmanager/alertmanager.yml";
@@ -207,50 +204,26 @@ fn read_notification(stream: &mut TcpStream) -> Option<(String, Value)> {
 
 /// A real Alertmanager on a free loopback port, without clustering.
 struct Alertmanager {
-    port: u16,
-    process: Running,
-    log: PathBuf,
-    _dir: TempDir,
+    server: PromServer,
 }
 
 impl Alertmanager {
     fn start(config: &str) -> Alertmanager {
-        require_tool("prometheus-alertmanager", "prometheus-alertmanager");
-        let dir = TempDir::new("alertmanager");
-        let config_path = dir.0.join("alertmanager.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = dir.0.join("alertmanager.log");
-        let port = free_port();
-        let process = Running::spawn(
-            Command::new("prometheus-alertmanager")
-                .arg(format!("--config.file={}", config_path.display()))
-                .arg(format!("--storage.path={}", dir.0.join("data").display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--cluster.listen-address=")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap()),
-        );
-        let mut alertmanager = Alertmanager {
-            port,
-            process,
-            log,
-            _dir: dir,
-        };
-        wait_for("Alertmanager to be ready", WAIT, || {
-            if let Ok(Some(status)) = alertmanager.process.child.try_wait() {
-                let log = std::fs::read_to_string(&alertmanager.log).unwrap_or_default();
-                panic!("alertmanager exited with {status}:\n{log}");
-            }
-            let response = http_request(port, b"GET /-/ready HTTP/1.0\r\n\r\n").ok()?;
-            (response.status == 200).then_some(())
-        });
-        alertmanager
+        Alertmanager {
+            server: PromServer::start(
+                "prometheus-alertmanager",
+                "prometheus-alertmanager",
+                config,
+                "--storage.path",
+                &["--cluster.listen-address="],
+            ),
+        }
     }
 
     /// The names of the alerts Alertmanager holds, inhibited ones included.
     fn alert_names(&self) -> Vec<String> {
         let response = http_request(
-            self.port,
+            self.server.port,
             b"GET /api/v2/alerts HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
         )
         .expect("GET /api/v2/alerts");
@@ -319,7 +292,7 @@ impl Alerting {
         let prometheus = Prometheus::start(&format!(
             "global:\n  evaluation_interval: 1s\nalerting:\n  alertmanagers:\n    - static_configs:\n        \
              - targets: ['127.0.0.1:{}']\nrule_files:\n  - {}\n{}",
-            alertmanager.port,
+            alertmanager.server.port,
             alerts.display(),
             scrape_job_for(&format!("127.0.0.1:{}", exporter.port))
         ));

@@ -6,20 +6,16 @@
 //! alerts must go pending or fire when their cause happens. Only the scrape target and
 //! intervals are changed for speed, and the test checks that nothing else was.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::common::exposition::check_open_metrics;
-use crate::common::{
-    Exporter, Redis, TempDir, free_port, http_get, http_request, unix_epoch, unix_now, wait_for,
-};
+use crate::common::{Exporter, Redis, http_get, http_request, unix_epoch, unix_now, wait_for};
 use crate::dashboard::{self, metric_names};
 use crate::prometheus::{alert_blocks, record_names};
 use crate::{
-    JOB, RESULT_STREAM, Running, SEED_SYMBOLS, deploy, metrics_with_seed_symbols,
+    JOB, PromServer, RESULT_STREAM, SEED_SYMBOLS, deploy, metrics_with_seed_symbols,
     publish_apply_entries, read, require_tool, simulator,
 };
 
@@ -53,58 +49,26 @@ fn url_encode(text: &str) -> String {
 }
 
 pub struct Prometheus {
-    port: u16,
-    process: Running,
-    log: PathBuf,
-    _dir: TempDir,
+    server: PromServer,
 }
 
 impl Prometheus {
     pub fn start(config: &str) -> Prometheus {
-        require_tool("prometheus", "prometheus");
-        let dir = TempDir::new("prometheus");
-        let config_path = dir.0.join("prometheus.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = dir.0.join("prometheus.log");
-        let port = free_port();
-        let process = Running::spawn(
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", config_path.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.0.join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap()),
-        );
-        let mut prometheus = Prometheus {
-            port,
-            process,
-            log,
-            _dir: dir,
-        };
-        wait_for("Prometheus to be ready", WAIT, || {
-            if let Ok(Some(status)) = prometheus.process.child.try_wait() {
-                panic!(
-                    "prometheus exited with {status}:\n{}",
-                    prometheus.log_text()
-                );
-            }
-            let response = http_request(port, b"GET /-/ready HTTP/1.0\r\n\r\n").ok()?;
-            (response.status == 200).then_some(())
-        });
-        prometheus
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        Prometheus {
+            server: PromServer::start(
+                "prometheus",
+                "prometheus",
+                config,
+                "--storage.tsdb.path",
+                &[],
+            ),
+        }
     }
 
     /// GET an API path (HTTP/1.0, so that the body is not chunked) and return `data`.
     pub fn api(&self, path: &str) -> Value {
         let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        let response = http_request(self.port, request.as_bytes())
+        let response = http_request(self.server.port, request.as_bytes())
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         let body: Value = serde_json::from_slice(&response.body)
             .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", response.text()));

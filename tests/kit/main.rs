@@ -124,6 +124,62 @@ impl Drop for Running {
     }
 }
 
+/// A server of the Prometheus family (Prometheus, Alertmanager) run from its Debian package on a
+/// free port, its config and data in a directory of its own; ready (`/-/ready`) when returned,
+/// killed when dropped.
+pub struct PromServer {
+    pub port: u16,
+    process: Running,
+    log: PathBuf,
+    _dir: common::TempDir,
+}
+
+impl PromServer {
+    /// Starts `binary` with `config` as its configuration file and its data under
+    /// `storage_flag`, plus `extra` arguments.
+    pub fn start(
+        binary: &str,
+        package: &str,
+        config: &str,
+        storage_flag: &str,
+        extra: &[&str],
+    ) -> PromServer {
+        require_tool(binary, package);
+        let dir = common::TempDir::new(binary);
+        let config_path = dir.0.join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.0.join("server.log");
+        let port = common::free_port();
+        let process = Running::spawn(
+            Command::new(binary)
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!("{storage_flag}={}", dir.0.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap()),
+        );
+        let mut server = PromServer {
+            port,
+            process,
+            log,
+            _dir: dir,
+        };
+        common::wait_for(&format!("{binary} to be ready"), e2e::WAIT, || {
+            if let Ok(Some(status)) = server.process.child.try_wait() {
+                panic!("{binary} exited with {status}:\n{}", server.log_text());
+            }
+            let response = common::http_request(port, b"GET /-/ready HTTP/1.0\r\n\r\n").ok()?;
+            (response.status == 200).then_some(())
+        });
+        server
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 /// The simulator publishing the seed's symbols to `redis` every `interval` seconds. The apply
 /// layer's entries come from the tests themselves (`xadd`), so that the alerts they expect are
 /// the only ones that can fire.
