@@ -216,6 +216,16 @@ fn theirs(value: Value) -> Said {
     }
 }
 
+/// What `hmget_values` read, as an array reply says it.
+fn said_values(slots: &[Option<&[u8]>]) -> Said {
+    Said::Array(
+        slots
+            .iter()
+            .map(|slot| slot.map_or(Said::Nil, |value| Said::Bytes(value.to_vec())))
+            .collect(),
+    )
+}
+
 /// The crate's reading of a whole reply.
 fn crate_reads(bytes: &[u8]) -> Said {
     theirs(redis::parse_redis_value(bytes).expect("the crate reads what the test wrote"))
@@ -423,12 +433,7 @@ proptest! {
         match hmget_values(&bytes, &mut slots).expect("a valid reply").expect("whole") {
             Values::Whole { count, used } => {
                 prop_assert_eq!(used, bytes.len());
-                let values = Said::Array(
-                    slots[..count]
-                        .iter()
-                        .map(|slot| slot.map_or(Said::Nil, |value| Said::Bytes(value.to_vec())))
-                        .collect(),
-                );
+                let values = said_values(&slots[..count]);
                 prop_assert_eq!(values, crate_reads(&bytes));
             }
             Values::Other => {
@@ -460,12 +465,7 @@ proptest! {
         }
         let mut slots = [None; MAX_FIELDS];
         if let Ok(Some(Values::Whole { count, used })) = hmget_values(&bytes, &mut slots) {
-            let values = Said::Array(
-                slots[..count]
-                    .iter()
-                    .map(|slot| slot.map_or(Said::Nil, |value| Said::Bytes(value.to_vec())))
-                    .collect(),
-            );
+            let values = said_values(&slots[..count]);
             let crate_read = redis::parse_redis_value(&bytes[..used]).map(theirs);
             prop_assert!(crate_read.as_ref().is_ok_and(|said| *said == values),
                 "{bytes:?}: wire read {values:?}, the crate {crate_read:?}");
