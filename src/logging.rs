@@ -1,6 +1,10 @@
 //! The log lines on stderr, one event a line, in logfmt or JSON with the keys Prometheus' own
 //! logger writes (`time`, `level`, `source`, `msg`, then the event's fields), so that one log
 //! pipeline reads this exporter, Prometheus and node_exporter alike.
+//!
+//! A layer of its own because tracing-subscriber's formatters (and tracing-logfmt) write key
+//! names of their own (`timestamp`, `target`, fields nested under `fields`), which they do not
+//! let a caller rename.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
