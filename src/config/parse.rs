@@ -93,6 +93,8 @@ pub(super) fn duration(raw: &str) -> Result<Duration, String> {
 }
 
 /// `<integer><unit>` terms, each unit (h, m, s, ms) at most once and from the largest down.
+/// Hand-written because that is Prometheus' grammar: humantime, the usual crate, also takes
+/// `1min`, `2 hours` and units in any order, which a Prometheus flag refuses.
 fn with_units(text: &str) -> Option<Duration> {
     const UNITS: [(&str, u64); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
     let mut rest = text;
