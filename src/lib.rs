@@ -36,6 +36,7 @@ mod snapshot;
 pub mod source;
 pub mod status;
 pub mod streams;
+mod thresholds;
 mod values;
 mod view;
 pub mod webconfig;

@@ -2,22 +2,20 @@
 //! thresholds that colour them and the words for Redis's state and the heat gate's verdict.
 //! Serialized, it is `/api/v1/proposals`; `page` and `status` render it. No I/O, no clock reads.
 
+mod story;
+
 use serde::{Deserialize, Serialize};
 
 use crate::apply::ApplyView;
 use crate::proposal::{Proposal, WEIGHTS};
 use crate::snapshot::Snapshot;
+use crate::thresholds;
+pub(crate) use crate::thresholds::{KILL_CRITICAL, KILL_HIGH, KillBand, STALE_AFTER_SECONDS};
+pub use story::{Event, Plan, PlanResult, Point, Story};
 
-/// Kill scores from here up are high (red), as on the dashboard and in the alerting rules.
-pub(crate) const KILL_HIGH: f64 = 0.6;
-/// Kill scores from here up are critical (dark red), as in the critical alerting rule.
-pub(crate) const KILL_CRITICAL: f64 = 0.8;
 /// The dashboard's R_net bands: good from 7, fair from 3, poor below.
 pub(crate) const R_NET_GOOD: f64 = 7.0;
 pub(crate) const R_NET_FAIR: f64 = 3.0;
-/// The publisher rewrites every hash at least once a minute, so older data means it stopped.
-pub(crate) const STALE_AFTER_SECONDS: f64 = 60.0;
-
 /// One of the kill score's components: its field, a label, its weight and its largest value.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub(crate) struct Component {
@@ -53,34 +51,6 @@ pub(crate) const COMPONENTS: [Component; 4] = [
         max: 1.0,
     },
 ];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KillBand {
-    Low,
-    High,
-    Critical,
-}
-
-impl KillBand {
-    pub(crate) fn of(kill_score: f64) -> KillBand {
-        if kill_score >= KILL_CRITICAL {
-            KillBand::Critical
-        } else if kill_score >= KILL_HIGH {
-            KillBand::High
-        } else {
-            KillBand::Low
-        }
-    }
-
-    /// The CSS class the page gives it; the page's script uses the same names.
-    pub(crate) fn class(self) -> &'static str {
-        match self {
-            KillBand::Low => "k-low",
-            KillBand::High => "k-high",
-            KillBand::Critical => "k-crit",
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RNetBand {
@@ -205,6 +175,10 @@ pub struct Row {
     /// Results of that plan after its outcome (the producer writes one every cycle).
     #[serde(default)]
     pub result_repeats: u64,
+    /// The kill score over the recorded history, evenly spaced in time, oldest first and the
+    /// current value last; empty with history off.
+    #[serde(default)]
+    pub kill_score_trend: Vec<f64>,
 }
 
 impl View {
@@ -281,9 +255,7 @@ impl View {
 
 impl Row {
     fn new(proposal: &Proposal, now_unix: f64) -> Row {
-        // A missing heartbeat and computed_at leave the epoch at 0: the age is unknown, not 56 years.
-        let age_seconds = (proposal.last_update_epoch > 0.0)
-            .then(|| (now_unix - proposal.last_update_epoch).max(0.0));
+        let age_seconds = thresholds::data_age(proposal.last_update_epoch, now_unix);
         Row {
             symbol: proposal.symbol.clone(),
             kill_score: proposal.kill_score,
@@ -303,7 +275,7 @@ impl Row {
             last_update_epoch: proposal.last_update_epoch,
             computed_at: proposal.computed_at,
             age_seconds,
-            stale: age_seconds.is_none_or(|age| age > STALE_AFTER_SECONDS),
+            stale: thresholds::is_stale(age_seconds),
             invalid_fields: proposal
                 .invalid_fields
                 .iter()
@@ -312,6 +284,7 @@ impl Row {
             plan_decision: None,
             result_outcome: None,
             result_repeats: 0,
+            kill_score_trend: Vec::new(),
         }
     }
 
