@@ -3,6 +3,14 @@
 //! ISO timestamps, and a date-time crate would be its largest dependency. Also compiled into
 //! `build.rs`, so it depends on nothing.
 
+/// Seconds since the Unix epoch, by the system clock.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// Days since 1970-01-01 of a date.
 pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };

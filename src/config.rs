@@ -12,15 +12,16 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
+use crate::history;
 pub use crate::secret::Secret;
 use crate::secret::redact_url;
 use crate::source::{ReadFrom, RedisSettings, SentinelSettings, Symbols, Topology};
 use commands::STATUS_PASSWORD_ENV;
 pub use commands::{Command, SimulateArgs, StatusArgs};
 use parse::{
-    boolean, database, duration, host, listen_address, log_format, log_level, master_name,
-    node_list, password, port, positive_count, prefix, read_from, readable_file, redis_url,
-    stream_key, symbol_list, telemetry_path, tls_server_name,
+    boolean, database, duration, history_max_age, history_points, host, listen_address, log_format,
+    log_level, master_name, node_list, password, port, positive_count, prefix, read_from,
+    readable_file, redis_url, stream_key, symbol_list, telemetry_path, tls_server_name,
 };
 
 pub const DEFAULT_PREFIX: &str = "quantum:harvest:proposal:";
@@ -211,6 +212,17 @@ pub struct Config {
     #[arg(long = "apply.result-stream", env = "APPLY_RESULT_STREAM", default_value = "quantum:stream:apply.result", value_parser = stream_key, global = true)]
     pub result_stream: String,
 
+    /// Points of each symbol's history kept (the page's sparklines, /api/v1/proposals/{symbol},
+    /// `status SYMBOL`): one per change of its kill score, components, net R or action, the
+    /// older ones thinned out so that they reach back --history.max-age. 0 keeps no history.
+    #[arg(long = "history.points", env = "HISTORY_POINTS", default_value = "30", value_parser = history_points, allow_negative_numbers = true, global = true)]
+    pub history_points: usize,
+
+    /// How far back each symbol's history, events and plans reach (500ms to 24h, as the other
+    /// durations); 0 keeps no history.
+    #[arg(long = "history.max-age", env = "HISTORY_MAX_AGE", default_value = "1h", value_parser = history_max_age, allow_hyphen_values = true, global = true)]
+    pub history_max_age: Duration,
+
     /// Log level: error, warn, info, debug or trace (Python's WARNING and CRITICAL work too).
     #[arg(long = "log.level", env = "LOG_LEVEL", default_value = "info", value_parser = log_level, global = true)]
     pub log_level: tracing::Level,
@@ -379,6 +391,27 @@ impl Config {
             .filter(|name| !name.is_empty())
     }
 
+    /// How much of each symbol's past to keep; off when either setting is 0.
+    pub fn history(&self) -> history::Settings {
+        history::Settings {
+            points: self.history_points,
+            max_age: self.history_max_age,
+        }
+    }
+
+    /// Points asked for need a span to spread over: a zero max age with points given is a
+    /// contradiction, not a way to turn the history off (`--history.points 0` is).
+    fn check_history(&self) -> Result<(), String> {
+        if self.history_points > 0 && self.history_max_age.is_zero() {
+            return Err(format!(
+                "--history.points (HISTORY_POINTS) {} needs a --history.max-age (HISTORY_MAX_AGE) \
+                 above 0 to spread over; set --history.points 0 to keep no history",
+                self.history_points
+            ));
+        }
+        Ok(())
+    }
+
     /// The TLS settings fit together: the client certificate comes with its key and goes to a
     /// server spoken to over TLS; the server name, to the one rediss:// address.
     fn check_redis_tls(&self) -> Result<(), String> {
@@ -479,6 +512,11 @@ where
     cli.config
         .check_redis_tls()
         .map_err(|message| Cli::command().error(ErrorKind::ArgumentConflict, message))?;
+    if matches.value_source("history_points") != Some(ValueSource::DefaultValue) {
+        cli.config
+            .check_history()
+            .map_err(|message| Cli::command().error(ErrorKind::ArgumentConflict, message))?;
+    }
     if let Some(Command::Status(status)) = &mut cli.command {
         status
             .complete(std::env::var(STATUS_PASSWORD_ENV).ok())
@@ -764,9 +802,35 @@ mod tests {
             ("--web.listen-address", "no where", "LISTEN_ADDRESS"),
             ("--web.telemetry-path", "/health", "WEB_TELEMETRY_PATH"),
             ("--log.format", "xml", "LOG_FORMAT"),
+            ("--history.points", "-1", "HISTORY_POINTS"),
+            ("--history.points", "1001", "HISTORY_POINTS"),
+            ("--history.max-age", "-5m", "HISTORY_MAX_AGE"),
+            ("--history.max-age", "25h", "HISTORY_MAX_AGE"),
         ] {
             let message = parse(&[flag, value]).unwrap_err().to_string();
             assert!(message.contains(flag) && message.contains(env), "{message}");
         }
+    }
+
+    #[test]
+    fn history_is_on_by_default_off_at_zero_and_never_a_span_of_nothing() {
+        let defaults = parse(&[]).unwrap().config.history();
+        assert_eq!(
+            (defaults.points, defaults.max_age),
+            (30, Duration::from_secs(3_600))
+        );
+        for off in [&["--history.points", "0"][..], &["--history.max-age", "0"]] {
+            let history = parse(off).unwrap().config.history();
+            assert!(history.points == 0 || history.max_age.is_zero(), "{off:?}");
+        }
+        let message = parse(&["--history.points", "20", "--history.max-age", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("--history.points") && message.contains("--history.max-age"),
+            "{message}"
+        );
+        let custom = parse(&["--history.points", "60", "--history.max-age", "2h"]).unwrap();
+        assert_eq!(custom.config.history().max_age, Duration::from_secs(7_200));
     }
 }

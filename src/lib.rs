@@ -20,6 +20,7 @@ pub mod config;
 mod exposition;
 mod fetch;
 mod gzip;
+pub mod history;
 pub mod listener;
 pub mod logging;
 mod page;

@@ -172,6 +172,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
         config.poll_interval,
         config.max_symbols,
         config.events,
+        config.history(),
     );
     let failovers = source::switches(&redis).context("invalid sentinel settings")?;
     let announced = failovers.as_ref().map(|(_, announced)| announced.clone());

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::apply::ApplyView;
+use crate::history::History;
 use crate::snapshot::Snapshot;
 use crate::view::{
     self, ApplySide, COMPONENTS, KILL_CRITICAL, KILL_HIGH, KillBand, R_NET_FAIR, R_NET_GOOD,
@@ -42,8 +43,10 @@ impl Page {
         now_unix: f64,
         metrics_path: &str,
         apply: &ApplyView,
+        history: &History,
     ) -> Page {
-        let view = View::new(snapshot, now_unix, apply);
+        let view = View::new(snapshot, now_unix, apply)
+            .with_trends(|symbol| history.trend(symbol, now_unix));
         let json = serde_json::to_vec(&view).expect("a view holds only strings and numbers");
         let poll = snapshot.poll_interval.max(MIN_PAGE_POLL);
         Page {
@@ -271,11 +274,21 @@ mod tests {
         Snapshot::of_hashes(hashes, NOW)
     }
 
+    fn no_history() -> crate::history::Shared {
+        crate::history::Shared::off()
+    }
+
     fn page(snapshot: &Snapshot) -> String {
         String::from_utf8(
-            Page::new(snapshot, NOW, "/metrics", &ApplyView::default())
-                .html
-                .to_vec(),
+            Page::new(
+                snapshot,
+                NOW,
+                "/metrics",
+                &ApplyView::default(),
+                &no_history().read(),
+            )
+            .html
+            .to_vec(),
         )
         .unwrap()
     }
@@ -434,7 +447,13 @@ mod tests {
     #[test]
     fn json_is_the_view() {
         let snapshot = snapshot(&[("BTCUSDT", &[("kill_score", "0.5")])]);
-        let page = Page::new(&snapshot, NOW, "/metrics", &ApplyView::default());
+        let page = Page::new(
+            &snapshot,
+            NOW,
+            "/metrics",
+            &ApplyView::default(),
+            &no_history().read(),
+        );
         let view: View = serde_json::from_slice(&page.json).unwrap();
         assert_eq!(view, View::new(&snapshot, NOW, &ApplyView::default()));
     }
@@ -468,6 +487,7 @@ mod tests {
                 NOW,
                 "/metrics",
                 &apply,
+                &no_history().read(),
             )
             .html
             .to_vec(),

@@ -13,11 +13,13 @@ use bytes::Bytes;
 use crate::apply::{ApplyPublication, ApplyView};
 use crate::exposition::Format;
 use crate::gzip::{GzipHead, Inflating};
+use crate::history;
 use crate::page::Page;
 use crate::process;
 use crate::proposal::Proposal;
 use crate::segments::{Ages, Segments};
 use crate::snapshot::Snapshot;
+use crate::view::{Row, Story};
 pub(crate) use tail::HttpStats;
 
 /// Plain bodies up to this size are sent as one chunk, copied together once per publication:
@@ -54,6 +56,8 @@ pub struct Published {
     /// The page at `/` and its JSON document, made on the first request for either: a large
     /// page costs as much as the metrics, and most refreshes are never looked at.
     page: OnceLock<Page>,
+    /// Every symbol's recent past, recorded as each publication is sent; shared by all.
+    pub(crate) history: history::Shared,
 }
 
 /// One format's body, which a scrape sends before its tail: the plain bytes and the gzip head,
@@ -83,15 +87,17 @@ pub(crate) enum Refreshed {
 impl Published {
     /// Renders and compresses once, so that every scrape until the next refresh only copies
     /// reference-counted pointers.
-    pub fn new(snapshot: Snapshot, now_unix: f64) -> Published {
-        Published::from_segments(&Segments::new(), &[], snapshot, now_unix, Ages::Renewed)
+    pub fn new(snapshot: Snapshot, now_unix: f64, history: history::Shared) -> Published {
+        let segments = Segments::new();
+        Published::from_segments(&segments, &[], snapshot, now_unix, Ages::Renewed, history)
     }
 
     /// The publication of `snapshot`, which follows this one: only the pieces of the body
     /// whose proposals changed are rendered and compressed again, the others are shared.
     pub(crate) fn next(&self, snapshot: Snapshot, now_unix: f64, ages: Ages) -> Published {
         let previous = &self.snapshot.proposals;
-        Published::from_segments(&self.segments, previous, snapshot, now_unix, ages)
+        let history = self.history.clone();
+        Published::from_segments(&self.segments, previous, snapshot, now_unix, ages, history)
     }
 
     /// The formats share the pieces their bytes have in common, the bulk of the body, plain and
@@ -102,6 +108,7 @@ impl Published {
         snapshot: Snapshot,
         now_unix: f64,
         ages: Ages,
+        history: history::Shared,
     ) -> Published {
         let segments = previous.next(rendered, &snapshot, now_unix, ages);
         let body = |format| Body {
@@ -115,6 +122,7 @@ impl Published {
             segments,
             rendered_at_unix: now_unix,
             page: OnceLock::new(),
+            history,
         }
     }
 
@@ -158,8 +166,37 @@ impl Published {
     /// The page, linking to the metrics at `metrics_path` (the same for every call), with the
     /// apply side as it stands at the first request after the refresh.
     pub(crate) fn page(&self, metrics_path: &str, apply: &ApplyView) -> &Page {
-        self.page
-            .get_or_init(|| Page::new(&self.snapshot, self.rendered_at_unix, metrics_path, apply))
+        self.page.get_or_init(|| {
+            let history = self.history.read();
+            let now = self.rendered_at_unix;
+            Page::new(&self.snapshot, now, metrics_path, apply, &history)
+        })
+    }
+
+    /// `symbol`'s story at `now_unix`: its proposal as published, its history and the apply
+    /// layer's plans for it; `None` for a symbol of which nothing is known.
+    pub(crate) fn story(
+        &self,
+        symbol: &str,
+        apply: &ApplyPublication,
+        now_unix: f64,
+    ) -> Option<Story> {
+        let proposals = &self.snapshot.proposals;
+        let history = self.history.read();
+        let current = proposals
+            .binary_search_by(|p| p.symbol.as_str().cmp(symbol))
+            .ok()
+            .map(|index| {
+                let apply = apply.view.enabled.then_some(&apply.view);
+                let mut row = Row::with_apply(&proposals[index], now_unix, apply);
+                row.kill_score_trend = history.trend(symbol, now_unix);
+                row
+            });
+        let max_age = history.settings().max_age.as_secs_f64();
+        let told = history.told(symbol);
+        drop(history);
+        let redis_up = self.snapshot.redis_up;
+        Story::new(symbol, current, told, None, redis_up, max_age, now_unix)
     }
 }
 
@@ -213,7 +250,7 @@ mod tests {
     /// the pieces whose symbols did not change.
     #[test]
     fn each_format_is_served_whole_plain_and_gzip_and_shared_with_the_next() {
-        let first = Published::new(snapshot("0.5"), 1_769_130_510.0);
+        let first = Published::new(snapshot("0.5"), 1_769_130_510.0, history::Shared::off());
         assert_served(&first, &snapshot("0.5"), 1_769_130_510.0);
         let second = first.next(snapshot("0.9"), 1_769_130_511.0, Ages::Renewed);
         assert_served(&second, &snapshot("0.9"), 1_769_130_511.0);
@@ -243,8 +280,12 @@ mod tests {
         let now_unix = 1_769_130_510.0;
         let apply = ApplyPublication::new(&crate::apply::ApplyState::default());
         let http = HttpStats::default();
-        let small = Published::new(snapshot("0.5"), now_unix);
-        let large = Published::new(many(crate::segments::PLAIN_HELD_UP_TO + 1), now_unix);
+        let small = Published::new(snapshot("0.5"), now_unix, history::Shared::off());
+        let large = Published::new(
+            many(crate::segments::PLAIN_HELD_UP_TO + 1),
+            now_unix,
+            history::Shared::off(),
+        );
         for (published, format, gzip) in [
             (&small, Format::Text, false),
             (&small, Format::OpenMetrics, true),
@@ -298,7 +339,7 @@ mod tests {
     #[test]
     fn a_large_body_is_held_compressed_only() {
         let snapshot = many(crate::segments::PLAIN_HELD_UP_TO + 1);
-        let published = Published::new(snapshot.clone(), 1_769_130_510.0);
+        let published = Published::new(snapshot.clone(), 1_769_130_510.0, history::Shared::off());
         let expected = crate::render::render(&snapshot, 1_769_130_510.0).text;
         let body = published.body(Format::Text);
         assert!(body.plain.is_none());

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::fetch::{FetchError, Fetched};
+use crate::history;
 use crate::published::Published;
 use crate::segments::Ages;
 use crate::snapshot::Snapshot;
@@ -42,15 +43,18 @@ pub struct Refresher {
 impl Refresher {
     /// Publishes an empty snapshot at once, so scrapes are answered before the first refresh.
     /// With `events`, changes announced by keyspace notifications are applied between refreshes.
+    /// Each publication sent is recorded in a history kept as `history` says.
     pub fn new(
         source: Source,
         poll_interval: Duration,
         max_symbols: usize,
         events: bool,
+        history: history::Settings,
     ) -> (Refresher, watch::Receiver<Arc<Published>>) {
         let mut snapshot = Snapshot::empty(poll_interval, Instant::now());
         snapshot.notifications_up = events.then_some(false);
-        let (publisher, receiver) = Publisher::new(Published::new(snapshot, unix_now()));
+        let history = history::Shared::new(history);
+        let (publisher, receiver) = Publisher::new(Published::new(snapshot, unix_now(), history));
         let refresher = Refresher {
             source,
             poll_interval,

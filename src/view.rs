@@ -11,7 +11,7 @@ use crate::proposal::{Proposal, WEIGHTS};
 use crate::snapshot::Snapshot;
 use crate::thresholds;
 pub(crate) use crate::thresholds::{KILL_CRITICAL, KILL_HIGH, KillBand, STALE_AFTER_SECONDS};
-pub use story::{Event, Plan, PlanResult, Point, Story};
+pub(crate) use story::{Event, Point, Story};
 
 /// The dashboard's R_net bands: good from 7, fair from 3, poor below.
 pub(crate) const R_NET_GOOD: f64 = 7.0;
@@ -188,15 +188,7 @@ impl View {
         let mut proposals: Vec<Row> = snapshot
             .proposals
             .iter()
-            .map(|proposal| {
-                let mut row = Row::new(proposal, now_unix);
-                if let Some(newest) = apply.and_then(|a| a.newest.get(&proposal.symbol)) {
-                    row.plan_decision = newest.decision.map(|d| d.label().to_owned());
-                    row.result_outcome = newest.outcome.map(|o| o.label().to_owned());
-                    row.result_repeats = newest.repeats;
-                }
-                row
-            })
+            .map(|proposal| Row::with_apply(proposal, now_unix, apply))
             .collect();
         proposals.sort_by(|a, b| {
             b.kill_score
@@ -233,6 +225,14 @@ impl View {
         }
     }
 
+    /// Fills each row's kill-score trend from `trend` (by symbol).
+    pub(crate) fn with_trends(mut self, trend: impl Fn(&str) -> Vec<f64>) -> View {
+        for row in &mut self.proposals {
+            row.kill_score_trend = trend(&row.symbol);
+        }
+        self
+    }
+
     pub fn high(&self) -> impl Iterator<Item = &Row> {
         self.proposals
             .iter()
@@ -254,6 +254,18 @@ impl View {
 }
 
 impl Row {
+    /// The row of `proposal`, with what the apply layer last did for it when its streams are
+    /// followed.
+    pub(crate) fn with_apply(proposal: &Proposal, now_unix: f64, apply: Option<&ApplyView>) -> Row {
+        let mut row = Row::new(proposal, now_unix);
+        if let Some(newest) = apply.and_then(|a| a.newest.get(&proposal.symbol)) {
+            row.plan_decision = newest.decision.map(|d| d.label().to_owned());
+            row.result_outcome = newest.outcome.map(|o| o.label().to_owned());
+            row.result_repeats = newest.repeats;
+        }
+        row
+    }
+
     fn new(proposal: &Proposal, now_unix: f64) -> Row {
         let age_seconds = thresholds::data_age(proposal.last_update_epoch, now_unix);
         Row {

@@ -195,7 +195,7 @@ fn metrics_table_matches_what_is_exported() {
 }
 
 /// A value each setting must reject. A setting added without a row here fails the test.
-const BAD_VALUES: [(&str, &str); 38] = [
+const BAD_VALUES: [(&str, &str); 42] = [
     ("REDIS_SENTINELS", "127.0.0.1"),
     ("REDIS_SENTINEL_MASTER", "two words"),
     ("REDIS_SENTINEL_PASSWORD", ""),
@@ -232,6 +232,10 @@ const BAD_VALUES: [(&str, &str); 38] = [
     ("POLL_INTERVAL_SEC", "1s1m"),
     ("MAX_SYMBOLS", "-5"),
     ("HARVEST_EVENTS", "maybe"),
+    ("HISTORY_POINTS", "-1"),
+    ("HISTORY_POINTS", "100000"),
+    ("HISTORY_MAX_AGE", "-1h"),
+    ("HISTORY_MAX_AGE", "2d"),
     ("LOG_LEVEL", "loud"),
     ("LOG_LEVEL", "nan"),
 ];

@@ -3,7 +3,9 @@
 //! refresh or a batch of announced changes. When to publish is the loop's.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+pub use crate::civil::unix_now;
 
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
@@ -87,7 +89,12 @@ impl Publisher {
         })
     }
 
+    /// Sends `published` and records it in the history: every publication is, whichever
+    /// transition made it, and only those sent.
     pub(super) fn send(&mut self, published: Published) {
+        published
+            .history
+            .record(&published.snapshot, published.rendered_at_unix);
         self.current = Arc::clone(&published.snapshot);
         self.sender.send_replace(Arc::new(published));
     }
@@ -101,12 +108,4 @@ pub(super) fn joined(built: Result<Published, JoinError>) -> Option<Published> {
         Err(error) if error.is_cancelled() => None,
         Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
-}
-
-/// Seconds since the Unix epoch, by the system clock.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }

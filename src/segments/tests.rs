@@ -466,7 +466,7 @@ fn publishing_costs() {
             compressed
         };
         let whole_gzip = whole(before.clone());
-        let first = Published::new(before.clone(), NOW);
+        let first = Published::new(before.clone(), NOW, crate::history::Shared::off());
         let text = first.body(Format::Text);
         let pieces_gzip: usize = text.gzip.chunks.iter().map(Bytes::len).sum();
         let chunks = (
@@ -481,7 +481,11 @@ fn publishing_costs() {
         let all_changed = snapshot_of(&hashes);
         let timings = [
             median_ms(runs, || before.clone(), whole),
-            median_ms(runs, || before.clone(), |s| Published::new(s, NOW)),
+            median_ms(
+                runs,
+                || before.clone(),
+                |s| Published::new(s, NOW, crate::history::Shared::off()),
+            ),
             median_ms(
                 runs,
                 || before.clone(),

@@ -12,6 +12,7 @@ use super::payload::Payload;
 use crate::apply::ApplyPublication;
 use crate::exposition::Format;
 use crate::page;
+use crate::proposal::{self, SymbolError};
 use crate::published::{HttpStats, Published};
 
 pub(super) fn unauthorized() -> Response<Payload> {
@@ -67,11 +68,50 @@ pub(super) fn respond<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<
         },
         "/" => page_response(page::HTML_CONTENT_TYPE, &page().html),
         "/api/v1/proposals" => page_response(page::JSON_CONTENT_TYPE, &page().json),
+        path if path.starts_with(STORY_PATH) => story(&path[STORY_PATH.len()..], answer),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: see / for the endpoints\n",
         ),
     }
+}
+
+/// Where a symbol's story is served as JSON, the symbol following, percent-encoded.
+const STORY_PATH: &str = "/api/v1/proposals/";
+
+/// A symbol's story: 400 for a name that cannot be a key suffix, 404 for a symbol of which
+/// nothing is known. The errors do not repeat the name: nothing of the URL is sent back.
+fn story(encoded: &str, answer: &Answer<'_>) -> Response<Payload> {
+    let symbol = match symbol_in(encoded) {
+        Ok(symbol) => symbol,
+        Err(error) => {
+            return json_error(StatusCode::BAD_REQUEST, &format!("not a symbol: {error}"));
+        }
+    };
+    let now = crate::civil::unix_now();
+    match answer.published.story(&symbol, answer.apply, now) {
+        Some(story) => {
+            let json = serde_json::to_vec(&story).expect("a story holds only strings and numbers");
+            page_response(page::JSON_CONTENT_TYPE, &json.into())
+        }
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "no proposal, history or plan is known for this symbol",
+        ),
+    }
+}
+
+/// The symbol a path names after its prefix, checked as a proposal key's suffix is.
+fn symbol_in(encoded: &str) -> Result<String, SymbolError> {
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(encoded).collect();
+    proposal::parse_symbol(bytes).map_err(|(error, _)| error)
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response<Payload> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut response = page_response(page::JSON_CONTENT_TYPE, &body.into());
+    *response.status_mut() = status;
+    response
 }
 
 /// The scrape `Accept` and `Accept-Encoding` ask for, as the publication lays it out.

@@ -11,7 +11,7 @@ use super::Row;
 
 /// What `/api/v1/proposals/{symbol}` answers. Times are Unix seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Story {
+pub(crate) struct Story {
     pub version: String,
     /// When the story was told: at the request.
     pub generated_at: f64,
@@ -29,26 +29,51 @@ pub struct Story {
     pub plans: Option<Vec<Plan>>,
 }
 
+impl Story {
+    /// The story of `symbol` at `now_unix`, from its row while its proposal is published, its
+    /// history (points and events) and the apply layer's plans; `None` when nothing of it is
+    /// known.
+    pub(crate) fn new(
+        symbol: &str,
+        current: Option<Row>,
+        told: Option<(Vec<Point>, Vec<Event>)>,
+        plans: Option<Vec<Plan>>,
+        redis_up: bool,
+        history_max_age_seconds: f64,
+        now_unix: f64,
+    ) -> Option<Story> {
+        let planned = plans.as_ref().is_some_and(|plans| !plans.is_empty());
+        if current.is_none() && told.is_none() && !planned {
+            return None;
+        }
+        let (history, events) = told.unwrap_or_default();
+        Some(Story {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            generated_at: now_unix,
+            symbol: symbol.to_owned(),
+            current,
+            redis_up,
+            history_max_age_seconds,
+            history,
+            events,
+            plans,
+        })
+    }
+}
+
 /// The recorded values at one time: the kill score, its components and net R by their names in
 /// the view (`kill_score`, `k_regime_flip`, ..., `r_net`), and the action.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Point {
+pub(crate) struct Point {
     pub timestamp: f64,
     pub action: Option<String>,
     #[serde(flatten)]
     pub values: BTreeMap<String, f64>,
 }
 
-impl Point {
-    /// The recorded value named `name`, 0 when the point has none.
-    pub fn value(&self, name: &str) -> f64 {
-        self.values.get(name).copied().unwrap_or(0.0)
-    }
-}
-
 /// Something that happened to the symbol, derived from its history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
+pub(crate) struct Event {
     pub timestamp: f64,
     /// `appeared`, `disappeared`, `action_changed`, `kill_score_rose`, `kill_score_fell`,
     /// `stale` or `fresh`.
@@ -59,7 +84,7 @@ pub struct Event {
 
 /// One of the apply layer's plans for the symbol, joined to its result by `plan_id`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub plan_id: String,
     /// The plan's time: its `timestamp` field, else its entry's.
     pub timestamp: f64,
@@ -79,7 +104,7 @@ pub struct Plan {
 
 /// A plan's first result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PlanResult {
+pub(crate) struct PlanResult {
     pub timestamp: f64,
     /// `executed`, `dry_run`, `skipped`, `blocked`, `error` or `unknown`.
     pub outcome: String,

@@ -1,0 +1,308 @@
+//! Each symbol's recent past, kept in memory and bounded by construction: a few dozen points of
+//! its recorded values, thinned out with age so that they reach back the configured span, and
+//! the events read from them. The refresh loop records each publication; requests read it. Pure:
+//! the time is passed in, and nothing of it is written back to Redis.
+
+mod track;
+
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use crate::proposal::{Action, FIELDS, Field, Proposal};
+use crate::snapshot::Snapshot;
+use crate::view;
+use track::Track;
+
+/// The values a point records, each with the number of steps per unit it is kept to: four
+/// decimals for the kill score and its components (0 to 3.2767: the publisher's range is 0 to 2),
+/// two for net R (±327.67). A point is 20 bytes; kept as `f64`s, it would be 60.
+const RECORDED: [(Field, f64); 6] = [
+    (Field::KillScore, 10_000.0),
+    (Field::KRegimeFlip, 10_000.0),
+    (Field::KSigmaSpike, 10_000.0),
+    (Field::KTsDrop, 10_000.0),
+    (Field::KAgePenalty, 10_000.0),
+    (Field::RNet, 100.0),
+];
+/// The kill score's place in [`RECORDED`].
+const KILL_SCORE: usize = 0;
+
+/// Events kept per symbol, the newest; older ones go first, as do those beyond the span.
+const EVENTS_PER_SYMBOL: usize = 16;
+/// Distinct actions named in the history; further ones are kept as the publisher's `OTHER`.
+const MAX_ACTIONS: usize = 64;
+/// Values in a row's kill-score trend: the page's sparkline and `status`'s column.
+pub(crate) const TREND_SLOTS: usize = 24;
+
+/// How much to keep: at most `points` per symbol, spread over `max_age`; off when either is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub points: usize,
+    pub max_age: Duration,
+}
+
+impl Settings {
+    pub fn off() -> Settings {
+        Settings {
+            points: 0,
+            max_age: Duration::ZERO,
+        }
+    }
+
+    fn enabled(self) -> bool {
+        self.points > 0 && !self.max_age.is_zero()
+    }
+}
+
+/// Every symbol's history, shared between the refresh loop that records it and the requests
+/// that read it; a lock rather than a copy per publication, which would hold every symbol's
+/// points twice.
+#[derive(Clone, Debug)]
+pub struct Shared(Arc<RwLock<History>>);
+
+impl Shared {
+    pub fn new(settings: Settings) -> Shared {
+        Shared(Arc::new(RwLock::new(History::new(settings))))
+    }
+
+    /// A history that keeps nothing.
+    pub fn off() -> Shared {
+        Shared::new(Settings::off())
+    }
+
+    /// Records what `snapshot` holds at `now_unix`.
+    pub(crate) fn record(&self, snapshot: &Snapshot, now_unix: f64) {
+        let mut history = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        history.record(snapshot, now_unix);
+    }
+
+    /// The history as it stands; held only while a request reads it.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, History> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The tracks of every symbol seen within the span, gone ones included, sorted by symbol.
+#[derive(Debug)]
+pub(crate) struct History {
+    settings: Settings,
+    tracks: Vec<Track>,
+    /// Times are kept as tenths of a second since this Unix time, in 32 bits.
+    epoch: f64,
+    /// The action names points and events refer to by index (0 is no action).
+    actions: Vec<Box<str>>,
+    /// A full read was recorded: symbols new after it appeared, rather than being first seen.
+    read_once: bool,
+}
+
+impl History {
+    fn new(settings: Settings) -> History {
+        History {
+            settings,
+            tracks: Vec::new(),
+            epoch: f64::NAN,
+            actions: Vec::new(),
+            read_once: false,
+        }
+    }
+
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// Takes a publication's proposals: a point for each whose values moved, the events of what
+    /// changed, and the symbols gone since the last one.
+    fn record(&mut self, snapshot: &Snapshot, now_unix: f64) {
+        if !self.settings.enabled() {
+            return;
+        }
+        if self.epoch.is_nan() {
+            self.epoch = now_unix.floor();
+        }
+        let now = self.tick(now_unix);
+        let span = self.ticks(self.settings.max_age);
+        let points = self.settings.points;
+        let read_once = self.read_once;
+        let mut arrived = Vec::new();
+        let mut next = 0;
+        for proposal in &snapshot.proposals {
+            while self
+                .tracks
+                .get(next)
+                .is_some_and(|t| *t.symbol < *proposal.symbol)
+            {
+                self.tracks[next].vanish(now);
+                next += 1;
+            }
+            let values = |actions: &mut Vec<Box<str>>| Sample::of(proposal, now, actions);
+            match self.tracks.get_mut(next) {
+                Some(track) if *track.symbol == *proposal.symbol => {
+                    let unchanged = track.holds(proposal);
+                    let sample = (!unchanged).then(|| values(&mut self.actions));
+                    track.observe(proposal, sample, now_unix, now, span, points);
+                    next += 1;
+                }
+                _ => {
+                    let sample = values(&mut self.actions);
+                    arrived.push(Track::new(proposal, sample, now_unix, now, read_once));
+                }
+            }
+        }
+        for track in &mut self.tracks[next..] {
+            track.vanish(now);
+        }
+        if !arrived.is_empty() {
+            self.tracks = merged(std::mem::take(&mut self.tracks), arrived);
+        }
+        self.tracks.retain(|track| !track.forgotten(now, span));
+        self.read_once |= snapshot.last_success.is_some();
+    }
+
+    fn tick(&self, unix: f64) -> u32 {
+        ((unix - self.epoch) * 10.0).clamp(0.0, f64::from(u32::MAX)) as u32
+    }
+
+    fn ticks(&self, span: Duration) -> u32 {
+        (span.as_secs_f64() * 10.0).min(f64::from(u32::MAX)) as u32
+    }
+
+    fn unix(&self, tick: u32) -> f64 {
+        self.epoch + f64::from(tick) / 10.0
+    }
+
+    fn action_name(&self, action: u8) -> Option<&str> {
+        let index = usize::from(action).checked_sub(1)?;
+        self.actions.get(index).map(|name| &**name)
+    }
+
+    fn track(&self, symbol: &str) -> Option<&Track> {
+        let index = self
+            .tracks
+            .binary_search_by(|t| (*t.symbol).cmp(symbol))
+            .ok()?;
+        Some(&self.tracks[index])
+    }
+
+    /// The symbol's points and events, oldest first, as the view tells them; `None` for a symbol
+    /// not seen within the span.
+    pub(crate) fn told(&self, symbol: &str) -> Option<(Vec<view::Point>, Vec<view::Event>)> {
+        let track = self.track(symbol)?;
+        let points = track
+            .points
+            .iter()
+            .map(|point| view::Point {
+                timestamp: self.unix(point.at),
+                action: self.action_name(point.action).map(str::to_owned),
+                values: RECORDED
+                    .iter()
+                    .zip(point.values)
+                    .map(|((field, steps), value)| {
+                        (
+                            FIELDS[*field as usize].name.to_owned(),
+                            f64::from(value) / steps,
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        let events = track
+            .events
+            .iter()
+            .map(|event| event.told(self.unix(event.at), |a| self.action_name(a)))
+            .collect();
+        Some((points, events))
+    }
+
+    /// The symbol's kill score at [`TREND_SLOTS`] evenly spaced times from its oldest point
+    /// within the span to `now_unix`, the last one the newest value; empty without points.
+    pub(crate) fn trend(&self, symbol: &str, now_unix: f64) -> Vec<f64> {
+        let Some(track) = self.track(symbol) else {
+            return Vec::new();
+        };
+        let (Some(first), Some(last)) = (track.points.front(), track.points.back()) else {
+            return Vec::new();
+        };
+        let now = self.tick(now_unix).max(last.at);
+        let start = now
+            .saturating_sub(self.ticks(self.settings.max_age))
+            .max(first.at);
+        let steps = RECORDED[KILL_SCORE].1;
+        let mut points = track.points.iter().peekable();
+        let mut value = f64::from(first.values[KILL_SCORE]) / steps;
+        (1..=TREND_SLOTS)
+            .map(|slot| {
+                let at =
+                    start + ((u64::from(now - start) * slot as u64) / TREND_SLOTS as u64) as u32;
+                while let Some(point) = points.next_if(|p| p.at <= at) {
+                    value = f64::from(point.values[KILL_SCORE]) / steps;
+                }
+                value
+            })
+            .collect()
+    }
+}
+
+/// One moment of a symbol's recorded values, as kept: fixed-point numbers and an action index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sample {
+    at: u32,
+    values: [i16; RECORDED.len()],
+    action: u8,
+}
+
+impl Sample {
+    fn of(proposal: &Proposal, at: u32, actions: &mut Vec<Box<str>>) -> Sample {
+        Sample {
+            at,
+            values: RECORDED.map(|(field, steps)| {
+                // Saturating, and NaN to 0: bad values were already made 0 by the parsing.
+                (proposal.number(field).unwrap_or(0.0) * steps).round() as i16
+            }),
+            action: action_index(&proposal.action, actions),
+        }
+    }
+
+    fn kill_score(&self) -> f64 {
+        f64::from(self.values[KILL_SCORE]) / RECORDED[KILL_SCORE].1
+    }
+
+    fn moved_from(&self, other: &Sample) -> bool {
+        self.values != other.values || self.action != other.action
+    }
+}
+
+/// The index of an action's name in `actions`, added when new; 0 for no action.
+fn action_index(action: &Action, actions: &mut Vec<Box<str>>) -> u8 {
+    let Some(name) = action.label() else {
+        return 0;
+    };
+    let name = match actions.iter().position(|known| **known == *name) {
+        Some(index) => return index as u8 + 1,
+        None if actions.len() + 1 < MAX_ACTIONS => name,
+        None => crate::proposal::OTHER_ACTION,
+    };
+    match actions.iter().position(|known| **known == *name) {
+        Some(index) => index as u8 + 1,
+        None => {
+            actions.push(name.into());
+            actions.len() as u8
+        }
+    }
+}
+
+/// Two lists of tracks sorted by symbol, as one.
+fn merged(old: Vec<Track>, arrived: Vec<Track>) -> Vec<Track> {
+    let mut all = Vec::with_capacity(old.len() + arrived.len());
+    let mut arrived = arrived.into_iter().peekable();
+    for track in old {
+        while let Some(new) = arrived.next_if(|new| new.symbol < track.symbol) {
+            all.push(new);
+        }
+        all.push(track);
+    }
+    all.extend(arrived);
+    all
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+use std::time::Duration;
+
+use super::*;
+
+const T0: f64 = 1_769_130_000.0;
+
+fn history(points: usize, max_age: Duration) -> History {
+    History::new(Settings { points, max_age })
+}
+
+/// A publication of one symbol per `(symbol, kill score, action)`, written at `at` (fresh).
+fn snapshot(at: f64, symbols: &[(&str, f64, &str)]) -> Snapshot {
+    let epoch = at.to_string();
+    let hashes: Vec<(String, Vec<(&str, String)>)> = symbols
+        .iter()
+        .map(|(symbol, kill, action)| {
+            let fields = vec![
+                ("kill_score", kill.to_string()),
+                ("k_regime_flip", "1".to_owned()),
+                ("R_net", "-2.5".to_owned()),
+                ("harvest_action", (*action).to_owned()),
+                ("last_update_epoch", epoch.clone()),
+            ];
+            ((*symbol).to_owned(), fields)
+        })
+        .collect();
+    let borrowed: Vec<Vec<(&str, &str)>> = hashes
+        .iter()
+        .map(|(_, fields)| fields.iter().map(|(k, v)| (*k, v.as_str())).collect())
+        .collect();
+    let pairs: Vec<(&str, &[(&str, &str)])> = hashes
+        .iter()
+        .zip(&borrowed)
+        .map(|((symbol, _), fields)| (symbol.as_str(), fields.as_slice()))
+        .collect();
+    Snapshot::of_hashes(&pairs, at)
+}
+
+fn kinds(history: &History, symbol: &str) -> Vec<String> {
+    let (_, events) = history.told(symbol).unwrap();
+    events.into_iter().map(|e| e.kind).collect()
+}
+
+#[test]
+fn a_point_is_kept_per_change_and_an_unchanged_proposal_costs_none() {
+    let mut h = history(30, Duration::from_secs(3_600));
+    let first = snapshot(T0, &[("BTCUSDT", 0.5, "NONE")]);
+    h.record(&first, T0);
+    h.record(&first, T0 + 5.0);
+    h.record(&snapshot(T0 + 10.0, &[("BTCUSDT", 0.5, "NONE")]), T0 + 10.0);
+    let (points, _) = h.told("BTCUSDT").unwrap();
+    assert_eq!(
+        points.len(),
+        1,
+        "the same values, read again, are no new point"
+    );
+    h.record(
+        &snapshot(T0 + 15.0, &[("BTCUSDT", 0.55, "NONE")]),
+        T0 + 15.0,
+    );
+    let (points, _) = h.told("BTCUSDT").unwrap();
+    assert_eq!(points.len(), 2);
+    let newest = &points[1];
+    assert_eq!(newest.timestamp, T0 + 15.0);
+    assert_eq!(newest.action.as_deref(), Some("NONE"));
+    assert_eq!(newest.values["kill_score"], 0.55);
+    assert_eq!(newest.values["k_regime_flip"], 1.0);
+    assert_eq!(newest.values["r_net"], -2.5);
+    assert_eq!(newest.values.len(), RECORDED.len());
+    assert!(h.told("ETHUSDT").is_none());
+}
+
+#[test]
+fn points_are_bounded_reach_back_the_span_and_are_densest_recently() {
+    let span = Duration::from_secs(3_600);
+    let mut h = history(30, span);
+    // A change every 5 s for two hours.
+    for step in 0..1_440u32 {
+        let at = T0 + f64::from(step) * 5.0;
+        let kill = 0.5 + f64::from(step % 7) / 100.0;
+        h.record(&snapshot(at, &[("BTCUSDT", kill, "NONE")]), at);
+    }
+    let now = T0 + 1_439.0 * 5.0;
+    let (points, _) = h.told("BTCUSDT").unwrap();
+    assert_eq!(points.len(), 30);
+    let oldest = now - points[0].timestamp;
+    assert!(
+        (3_000.0..=3_600.0).contains(&oldest),
+        "reaches back {oldest} s"
+    );
+    assert_eq!(points[29].timestamp, now, "the newest value is kept");
+    let gaps: Vec<f64> = points
+        .windows(2)
+        .map(|w| w[1].timestamp - w[0].timestamp)
+        .collect();
+    assert!(gaps[25..].iter().all(|gap| *gap <= 15.0), "{gaps:?}");
+    assert!(gaps[..5].iter().all(|gap| *gap >= 60.0), "{gaps:?}");
+}
+
+#[test]
+fn events_tell_action_changes_and_threshold_crossings() {
+    let mut h = history(30, Duration::from_secs(3_600));
+    let steps = [
+        (0.5, "PARTIAL_25"),
+        (0.65, "PARTIAL_25"),
+        (0.85, "FULL_CLOSE_PROPOSED"),
+        (0.7, "FULL_CLOSE_PROPOSED"),
+        (0.4, "PARTIAL_25"),
+        (0.9, "PARTIAL_25"),
+    ];
+    for (i, (kill, action)) in steps.iter().enumerate() {
+        let at = T0 + i as f64 * 5.0;
+        h.record(&snapshot(at, &[("BTCUSDT", *kill, action)]), at);
+    }
+    let (_, events) = h.told("BTCUSDT").unwrap();
+    let texts: Vec<&str> = events.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "kill score rose to 0.650, at or above 0.6",
+            "action PARTIAL_25 \u{2192} FULL_CLOSE_PROPOSED",
+            "kill score rose to 0.850, at or above 0.8",
+            "kill score fell to 0.700, below 0.8",
+            "action FULL_CLOSE_PROPOSED \u{2192} PARTIAL_25",
+            "kill score fell to 0.400, below 0.6",
+            "kill score rose to 0.900, at or above 0.8",
+        ]
+    );
+    assert_eq!(events[1].kind, "action_changed");
+    assert_eq!(events[0].timestamp, T0 + 5.0);
+}
+
+#[test]
+fn symbols_appear_go_stale_and_disappear_until_forgotten() {
+    let span = Duration::from_secs(600);
+    let mut h = history(30, span);
+    h.record(&snapshot(T0, &[("BTCUSDT", 0.5, "NONE")]), T0);
+    assert!(
+        kinds(&h, "BTCUSDT").is_empty(),
+        "the first read's symbols did not appear"
+    );
+    let both = snapshot(
+        T0 + 5.0,
+        &[("BTCUSDT", 0.5, "NONE"), ("ETHUSDT", 0.5, "NONE")],
+    );
+    h.record(&both, T0 + 5.0);
+    assert_eq!(kinds(&h, "ETHUSDT"), ["appeared"]);
+    // The publisher stops: the same values, older and older.
+    h.record(&both, T0 + 70.0);
+    assert_eq!(kinds(&h, "ETHUSDT"), ["appeared", "stale"]);
+    let eth_again = snapshot(T0 + 80.0, &[("ETHUSDT", 0.5, "NONE")]);
+    h.record(&eth_again, T0 + 80.0);
+    assert_eq!(kinds(&h, "ETHUSDT"), ["appeared", "stale", "fresh"]);
+    assert_eq!(kinds(&h, "BTCUSDT"), ["stale", "disappeared"]);
+    h.record(&eth_again, T0 + 80.0 + 590.0);
+    assert!(h.told("BTCUSDT").is_some(), "kept for the span");
+    h.record(&eth_again, T0 + 80.0 + 601.0);
+    assert!(h.told("BTCUSDT").is_none(), "then freed");
+    let (points, events) = h.told("ETHUSDT").unwrap();
+    assert_eq!(points.len(), 1, "the value still held stays");
+    assert_eq!(
+        events.len(),
+        1,
+        "older events went with the span: {events:?}"
+    );
+}
+
+#[test]
+fn the_trend_spans_the_history_and_ends_at_the_current_value() {
+    let mut h = history(30, Duration::from_secs(3_600));
+    assert!(h.trend("BTCUSDT", T0).is_empty());
+    h.record(&snapshot(T0, &[("BTCUSDT", 0.2, "NONE")]), T0);
+    h.record(&snapshot(T0 + 60.0, &[("BTCUSDT", 0.9, "NONE")]), T0 + 60.0);
+    let trend = h.trend("BTCUSDT", T0 + 120.0);
+    assert_eq!(trend.len(), TREND_SLOTS);
+    let rises = TREND_SLOTS / 2;
+    assert!(trend[..rises - 1].iter().all(|v| *v == 0.2), "{trend:?}");
+    assert!(trend[rises..].iter().all(|v| *v == 0.9), "{trend:?}");
+    let behind = h.trend("BTCUSDT", T0);
+    assert_eq!(
+        behind.last(),
+        Some(&0.9),
+        "a clock behind still ends at the newest"
+    );
+}
+
+#[test]
+fn off_keeps_nothing_and_bad_values_are_bounded() {
+    let mut off = history(0, Duration::from_secs(3_600));
+    off.record(&snapshot(T0, &[("BTCUSDT", 0.5, "NONE")]), T0);
+    assert!(off.told("BTCUSDT").is_none());
+
+    let mut h = history(4, Duration::from_secs(3_600));
+    h.record(&snapshot(T0, &[("BTCUSDT", 1e300, "NONE")]), T0);
+    let (points, _) = h.told("BTCUSDT").unwrap();
+    assert_eq!(points[0].values["kill_score"], 3.2767, "saturated");
+    for i in 0..(MAX_ACTIONS + 10) {
+        let action = format!("ACTION_{i}");
+        let at = T0 + i as f64;
+        h.record(&snapshot(at, &[("BTCUSDT", 0.5, &action)]), at);
+    }
+    assert!(h.actions.len() <= MAX_ACTIONS);
+    let (points, _) = h.told("BTCUSDT").unwrap();
+    assert_eq!(points.len(), 4);
+    assert_eq!(points[3].action.as_deref(), Some("OTHER"));
+}
+
+/// What the memory bound is made of: at 30 points, some 600 bytes of points a symbol.
+#[test]
+fn points_and_events_are_small() {
+    assert_eq!(std::mem::size_of::<Sample>(), 20);
+    assert_eq!(std::mem::size_of::<track::Event>(), 8);
+}

@@ -1,0 +1,269 @@
+//! One symbol's track: its points, thinned as they age, and its events, with the state the
+//! events are read from (the kill score's band, staleness, whether its hash is gone). Times are
+//! the history's ticks; what a point holds is the history's.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::{EVENTS_PER_SYMBOL, KILL_SCORE, RECORDED, Sample};
+use crate::proposal::Proposal;
+use crate::thresholds::{self, KillBand, STALE_AFTER_SECONDS};
+use crate::view;
+
+#[derive(Debug)]
+pub(super) struct Track {
+    pub(super) symbol: Box<str>,
+    pub(super) points: VecDeque<Sample>,
+    pub(super) events: VecDeque<Event>,
+    /// The proposal last recorded, so that one shared unchanged by a full read costs nothing.
+    last: Option<Arc<Proposal>>,
+    band: KillBand,
+    stale: bool,
+    gone_at: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Event {
+    pub(super) at: u32,
+    what: What,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum What {
+    Appeared,
+    Disappeared,
+    ActionChanged {
+        from: u8,
+        to: u8,
+    },
+    /// The kill score (as a sample keeps it) entered a higher band: crossed its floor upwards.
+    Rose {
+        to: KillBand,
+        kill_score: i16,
+    },
+    /// The kill score fell below the floor of `line`'s band, the lowest it crossed.
+    Fell {
+        line: KillBand,
+        kill_score: i16,
+    },
+    Stale,
+    Fresh,
+}
+
+impl Track {
+    /// A symbol first seen at `now`; it `appeared` unless it is among the first full read's.
+    pub(super) fn new(
+        proposal: &Arc<Proposal>,
+        sample: Sample,
+        now_unix: f64,
+        now: u32,
+        appeared: bool,
+    ) -> Track {
+        let mut track = Track {
+            symbol: proposal.symbol.as_str().into(),
+            points: VecDeque::new(),
+            events: VecDeque::new(),
+            last: Some(Arc::clone(proposal)),
+            band: KillBand::of(sample.kill_score()),
+            stale: false,
+            gone_at: None,
+        };
+        if appeared {
+            track.event(now, What::Appeared);
+        }
+        track.points.push_back(sample);
+        track.check_staleness(proposal, now_unix, now);
+        track
+    }
+
+    /// Whether `proposal` is the one last recorded: a full read shares unchanged proposals.
+    pub(super) fn holds(&self, proposal: &Arc<Proposal>) -> bool {
+        self.last
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(last, proposal))
+    }
+
+    /// The symbol's proposal in a publication at `now`, with its values unless they are the
+    /// ones last recorded.
+    pub(super) fn observe(
+        &mut self,
+        proposal: &Arc<Proposal>,
+        sample: Option<Sample>,
+        now_unix: f64,
+        now: u32,
+        span: u32,
+        points: usize,
+    ) {
+        if self.gone_at.take().is_some() {
+            self.event(now, What::Appeared);
+        }
+        self.check_staleness(proposal, now_unix, now);
+        self.expire(now, span);
+        let Some(sample) = sample else {
+            return;
+        };
+        self.last = Some(Arc::clone(proposal));
+        let previous = self.points.back().copied();
+        if previous.is_some_and(|previous| !sample.moved_from(&previous)) {
+            return;
+        }
+        if let Some(previous) = previous
+            && previous.action != sample.action
+        {
+            let (from, to) = (previous.action, sample.action);
+            self.event(now, What::ActionChanged { from, to });
+        }
+        let band = KillBand::of(sample.kill_score());
+        let kill_score = sample.values[KILL_SCORE];
+        if band > self.band {
+            self.event(
+                now,
+                What::Rose {
+                    to: band,
+                    kill_score,
+                },
+            );
+        } else if band < self.band {
+            let line = band_above(band);
+            self.event(now, What::Fell { line, kill_score });
+        }
+        self.band = band;
+        self.push(sample, points);
+    }
+
+    /// The symbol is not in a publication at `now`: its hash is gone (or beyond the cap).
+    pub(super) fn vanish(&mut self, now: u32) {
+        if self.gone_at.is_none() {
+            self.gone_at = Some(now);
+            self.last = None;
+            self.event(now, What::Disappeared);
+        }
+    }
+
+    /// Gone for longer than the span: nothing of it is left to show.
+    pub(super) fn forgotten(&self, now: u32, span: u32) -> bool {
+        self.gone_at
+            .is_some_and(|gone| now.saturating_sub(gone) > span)
+    }
+
+    fn check_staleness(&mut self, proposal: &Proposal, now_unix: f64, now: u32) {
+        let stale =
+            thresholds::is_stale(thresholds::data_age(proposal.last_update_epoch, now_unix));
+        if stale != self.stale {
+            self.stale = stale;
+            self.event(now, if stale { What::Stale } else { What::Fresh });
+        }
+    }
+
+    /// Points and events older than the span go; the newest point stays, as it is the value
+    /// still held.
+    fn expire(&mut self, now: u32, span: u32) {
+        let oldest = now.saturating_sub(span);
+        while self.points.len() > 1 && self.points.front().is_some_and(|p| p.at < oldest) {
+            self.points.pop_front();
+        }
+        while self.events.front().is_some_and(|e| e.at < oldest) {
+            self.events.pop_front();
+        }
+    }
+
+    /// Adds the newest point; when `points` are held, first drops the one whose neighbours are
+    /// closest together for its age, so that the points thin out geometrically with age and the
+    /// oldest still reaches back the span.
+    fn push(&mut self, sample: Sample, points: usize) {
+        if self.points.len() >= points {
+            let drop = if points < 3 {
+                0
+            } else {
+                let times: Vec<u32> = self.points.iter().map(|p| p.at).collect();
+                (1..times.len())
+                    .min_by(|&a, &b| {
+                        let cost = |i: usize| {
+                            let next = times.get(i + 1).copied().unwrap_or(sample.at);
+                            let gap = f64::from(next - times[i - 1]);
+                            gap / (f64::from(sample.at - times[i]) + 1.0)
+                        };
+                        cost(a).total_cmp(&cost(b))
+                    })
+                    .unwrap_or(0)
+            };
+            self.points.remove(drop);
+        }
+        if self.points.capacity() < points {
+            self.points.reserve_exact(points - self.points.len());
+        }
+        self.points.push_back(sample);
+    }
+
+    fn event(&mut self, at: u32, what: What) {
+        if self.events.len() >= EVENTS_PER_SYMBOL {
+            self.events.pop_front();
+        }
+        if self.events.capacity() == 0 {
+            self.events.reserve_exact(EVENTS_PER_SYMBOL);
+        }
+        self.events.push_back(Event { at, what });
+    }
+}
+
+/// The band just above `band`: a fall into `band` crossed its floor last.
+fn band_above(band: KillBand) -> KillBand {
+    match band {
+        KillBand::Low => KillBand::High,
+        KillBand::High | KillBand::Critical => KillBand::Critical,
+    }
+}
+
+impl Event {
+    /// The event as the view tells it, at `timestamp`, naming actions through `action_name`.
+    pub(super) fn told<'a>(
+        &self,
+        timestamp: f64,
+        action_name: impl Fn(u8) -> Option<&'a str>,
+    ) -> view::Event {
+        let (kind, text) = match self.what {
+            What::Appeared => ("appeared", "proposal appeared".to_owned()),
+            What::Disappeared => (
+                "disappeared",
+                "proposal gone: its hash is no longer read".to_owned(),
+            ),
+            What::ActionChanged { from, to } => {
+                let name = |a| action_name(a).unwrap_or("\u{2014}");
+                (
+                    "action_changed",
+                    format!("action {} \u{2192} {}", name(from), name(to)),
+                )
+            }
+            What::Rose { to, kill_score } => (
+                "kill_score_rose",
+                format!(
+                    "kill score rose to {:.3}, at or above {}",
+                    kill_score_of(kill_score),
+                    to.floor().unwrap_or_default()
+                ),
+            ),
+            What::Fell { line, kill_score } => (
+                "kill_score_fell",
+                format!(
+                    "kill score fell to {:.3}, below {}",
+                    kill_score_of(kill_score),
+                    line.floor().unwrap_or_default()
+                ),
+            ),
+            What::Stale => (
+                "stale",
+                format!("data stale: no update for over {STALE_AFTER_SECONDS}s"),
+            ),
+            What::Fresh => ("fresh", "data fresh again".to_owned()),
+        };
+        view::Event {
+            timestamp,
+            kind: kind.to_owned(),
+            text,
+        }
+    }
+}
+
+fn kill_score_of(kept: i16) -> f64 {
+    f64::from(kept) / RECORDED[KILL_SCORE].1
+}

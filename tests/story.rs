@@ -1,0 +1,195 @@
+//! `/api/v1/proposals/{symbol}` over HTTP against a real redis-server: a symbol's history and
+//! events as its hash changes, a symbol gone, the answers for unknown and invalid names, and no
+//! Redis command per request. The page that tells the same story is `tests/browser.rs`'s.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn story(exporter: &Exporter, symbol: &str) -> (u16, Value) {
+    let response = exporter.get(&format!("/api/v1/proposals/{symbol}"));
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let json = serde_json::from_str(&response.text()).expect("a JSON body");
+    (response.status, json)
+}
+
+fn wait_story(
+    exporter: &Exporter,
+    symbol: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(what, WAIT, || {
+        let (status, json) = story(exporter, symbol);
+        (status == 200 && check(&json)).then_some(json)
+    })
+}
+
+fn fresh_hash(kill_score: &str, action: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("kill_score", kill_score.to_owned()),
+        ("k_regime_flip", "1.0".to_owned()),
+        ("k_sigma_spike", "0.25".to_owned()),
+        ("k_ts_drop", "0.2".to_owned()),
+        ("k_age_penalty", "0.3".to_owned()),
+        ("R_net", "2.5".to_owned()),
+        ("harvest_action", action.to_owned()),
+        ("last_update_epoch", format!("{:.0}", unix_now())),
+    ]
+}
+
+fn write(redis: &Redis, symbol: &str, hash: &[(&'static str, String)]) {
+    let fields: Vec<(&str, &str)> = hash.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    redis.hset(symbol, &fields);
+}
+
+#[test]
+fn a_symbol_tells_its_history_events_and_departure() {
+    let redis = Redis::start();
+    write(&redis, "BTCUSDT", &fresh_hash("0.5", "PARTIAL_25"));
+    write(&redis, "ETHUSDT", &fresh_hash("0.3", "NONE"));
+    let exporter = Exporter::start(&redis, &["--harvest.poll-interval", "200ms"]);
+    let first = wait_story(&exporter, "BTCUSDT", "the first refresh", |s| {
+        s["current"]["kill_score"] == 0.5
+    });
+    assert_eq!(first["symbol"], "BTCUSDT");
+    assert_eq!(first["history_max_age_seconds"], 3600.0);
+    assert_eq!(first["redis_up"], true);
+    assert_eq!(first["history"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        first["events"],
+        serde_json::json!([]),
+        "first seen, nothing happened"
+    );
+
+    write(
+        &redis,
+        "BTCUSDT",
+        &fresh_hash("0.85", "FULL_CLOSE_PROPOSED"),
+    );
+    let moved = wait_story(&exporter, "BTCUSDT", "the change recorded", |s| {
+        s["history"].as_array().unwrap().len() == 2
+    });
+    let history = moved["history"].as_array().unwrap();
+    let (old, new) = (&history[0], &history[1]);
+    assert!(old["timestamp"].as_f64() < new["timestamp"].as_f64());
+    assert_eq!(old["kill_score"], 0.5);
+    assert_eq!(new["kill_score"], 0.85);
+    assert_eq!(new["action"], "FULL_CLOSE_PROPOSED");
+    for field in [
+        "k_regime_flip",
+        "k_sigma_spike",
+        "k_ts_drop",
+        "k_age_penalty",
+    ] {
+        assert!(new[field].is_f64(), "{field} in {new}");
+    }
+    assert_eq!(new["r_net"], 2.5);
+    let texts: Vec<&str> = moved["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "action PARTIAL_25 \u{2192} FULL_CLOSE_PROPOSED",
+            "kill score rose to 0.850, at or above 0.8"
+        ]
+    );
+    let trend = moved["current"]["kill_score_trend"].as_array().unwrap();
+    assert_eq!(
+        trend.last().unwrap(),
+        0.85,
+        "the trend ends at the current value"
+    );
+    let list: Value = serde_json::from_str(&exporter.get("/api/v1/proposals").text()).unwrap();
+    let listed = list["proposals"][0]["kill_score_trend"].as_array().unwrap();
+    assert_eq!(
+        listed.last().unwrap(),
+        0.85,
+        "each row of the list has its trend"
+    );
+
+    redis.run(&["DEL", &format!("{PREFIX}BTCUSDT")]);
+    let gone = wait_story(&exporter, "BTCUSDT", "the departure", |s| {
+        s["current"].is_null()
+    });
+    assert_eq!(
+        gone["events"].as_array().unwrap().last().unwrap()["kind"],
+        "disappeared"
+    );
+    assert_eq!(
+        gone["history"].as_array().unwrap().len(),
+        2,
+        "the history stays"
+    );
+}
+
+#[test]
+fn unknown_and_invalid_symbols_are_answered_without_reflecting_them() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    redis.hset("<b>x</b>", &[("kill_score", "0.9")]);
+    let exporter = Exporter::start(&redis, &["--harvest.poll-interval", "3600"]);
+    exporter.wait_metrics("the first refresh", WAIT, |b| {
+        sample(b, "quantum_harvest_exporter_symbols_exported") == Some(4.0)
+    });
+    let hmget = command_calls(&mut redis.connection(), "hmget");
+
+    let (status, json) = story(&exporter, "%3Cb%3Ex%3C%2Fb%3E");
+    assert_eq!(status, 200, "a percent-encoded name is decoded");
+    assert_eq!(json["symbol"], "<b>x</b>");
+    assert_eq!(json["current"]["kill_score"], 0.9);
+
+    let unknown = exporter.get("/api/v1/proposals/%3Cscript%3Ealert(1)%3C%2Fscript%3ENOPE");
+    assert_eq!(unknown.status, 404);
+    let body = unknown.text();
+    assert!(!body.contains("script") && !body.contains("NOPE"), "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert!(error["error"].as_str().unwrap().contains("no proposal"));
+
+    for invalid in ["", "%00BTC", "%FF%FE", &"X".repeat(65)] {
+        let response = exporter.get(&format!("/api/v1/proposals/{invalid}"));
+        assert_eq!(response.status, 400, "{invalid:?}");
+        let error: Value = serde_json::from_str(&response.text()).unwrap();
+        assert!(
+            error["error"].as_str().unwrap().starts_with("not a symbol"),
+            "{error}"
+        );
+        assert!(!response.text().contains("XXXX"));
+    }
+    assert_eq!(
+        exporter
+            .get("/api/v1/proposals/BTCUSDT")
+            .header("cache-control"),
+        Some("no-store")
+    );
+    assert_eq!(
+        command_calls(&mut redis.connection(), "hmget"),
+        hmget,
+        "no Redis read per request"
+    );
+}
+
+#[test]
+fn with_history_off_the_story_is_the_current_proposal() {
+    let redis = Redis::start();
+    seed_example(&redis);
+    let exporter = Exporter::start(
+        &redis,
+        &["--harvest.poll-interval", "3600", "--history.points", "0"],
+    );
+    let story = wait_story(&exporter, "ETHUSDT", "the first refresh", |s| {
+        s["current"]["kill_score"] == 0.753
+    });
+    assert_eq!(story["history"], serde_json::json!([]));
+    assert_eq!(story["events"], serde_json::json!([]));
+    assert_eq!(story["current"]["kill_score_trend"], serde_json::json!([]));
+}
