@@ -25,6 +25,7 @@ const MAX_NUMBER: usize = 64;
 /// One plan of the apply layer's, as its entry and its results told it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct PlanRecord {
+    /// Empty when the plan has none: no result can be joined to it then.
     pub(crate) plan_id: String,
     /// Unix seconds: the plan's `timestamp` field, else its entry ID's.
     pub(crate) time: f64,
