@@ -321,6 +321,30 @@ mod tests {
     }
 
     #[test]
+    fn an_early_result_is_kept_only_until_its_plan_comes() {
+        let result = |ms| ResultRecord {
+            time: 0.0,
+            entry: id(ms),
+            outcome: Outcome::Blocked,
+            executed: Some(false),
+            error: None,
+            latency_seconds: None,
+        };
+        let mut join = Join::default();
+        join.result_seen("p1", Outcome::Blocked, 0.0);
+        join.keep_early("p1", result(2));
+        assert_eq!(
+            join.plan_seen("p1", id(1), Decision::Blocked, 0.5),
+            Some(result(2))
+        );
+        assert_eq!(join.story("p1").unwrap().early, None, "handed over");
+        join.keep_early("p1", result(3));
+        assert_eq!(join.story("p1").unwrap().early, None, "the plan is seen");
+        join.keep_early("p2", result(4));
+        assert!(join.story("p2").is_none(), "no story is made for it");
+    }
+
+    #[test]
     fn recalled_results_are_never_unmatched() {
         let mut join = Join::default();
         assert_eq!(
