@@ -1,14 +1,17 @@
 //! The apply layer as the exporter observes it: plans and results read from its two Redis streams,
 //! counted, joined (a plan's outcome told from its repeats), and published as the `quantum_apply_*`
 //! families and a view. Pure: entries, stream facts and the time come from `streams`; nothing here
-//! reads Redis or the clock. An entry's normalisation is in `entry`, the join in `join`, the
-//! families in `encode`.
+//! reads Redis or the clock. An entry's normalisation is in `entry`, the join in `join`, each
+//! symbol's recent plans in `book`, the families in `encode`.
 
+mod book;
 mod encode;
 mod entry;
 mod join;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
+use std::time::Duration;
 
 use enum_map::EnumMap;
 
@@ -16,7 +19,8 @@ use crate::exposition::{Format, Writer};
 use crate::gzip::{Deflated, Deflater};
 use crate::proposal::{self, Action};
 
-use entry::{Bounded, Defect, OTHER, details_error, normalise_code};
+pub(crate) use book::{Book, PlanRecord, ResultRecord};
+use entry::{Bounded, Defect, OTHER, normalise_code};
 pub(crate) use entry::{Decision, Entry, EntryId, Outcome, StreamKind};
 use join::{Join, Joined};
 
@@ -125,6 +129,8 @@ pub struct ApplyPublication {
     text_gzip: Deflated,
     open_metrics_gzip: Deflated,
     pub(crate) view: ApplyView,
+    /// The follower's book itself, not a copy: read on request, a symbol at a time.
+    book: Option<Arc<RwLock<Book>>>,
 }
 
 impl ApplyPublication {
@@ -142,7 +148,21 @@ impl ApplyPublication {
             text,
             open_metrics,
             view: state.view(),
+            book: state.book.clone(),
         }
+    }
+
+    /// The symbol's recent plans, newest first; `None` when the streams are not followed.
+    pub(crate) fn plans(&self, symbol: &str) -> Option<Vec<PlanRecord>> {
+        if !self.view.enabled {
+            return None;
+        }
+        let plans = self.book.as_ref().map(|book| {
+            // A panic while the follower held the lock leaves a book still worth reading.
+            let book = book.read().unwrap_or_else(PoisonError::into_inner);
+            book.plans(symbol)
+        });
+        Some(plans.unwrap_or_default())
     }
 
     /// [`Self::metrics`] compressed, for a gzip member's middle.
@@ -190,6 +210,8 @@ pub(crate) struct ApplyState {
     lost: EnumMap<StreamKind, u64>,
     resets: EnumMap<StreamKind, u64>,
     recent: VecDeque<Recent>,
+    /// Each symbol's recent plans, shared with the publications; `None` keeps none.
+    book: Option<Arc<RwLock<Book>>>,
 }
 
 impl Default for ApplyState {
@@ -217,11 +239,20 @@ impl Default for ApplyState {
             lost: EnumMap::default(),
             resets: EnumMap::default(),
             recent: VecDeque::new(),
+            book: None,
         }
     }
 }
 
 impl ApplyState {
+    /// A state that also keeps each symbol's recent plans, for `max_age` (none when zero).
+    pub(crate) fn with_book_max_age(max_age: Duration) -> ApplyState {
+        ApplyState {
+            book: (!max_age.is_zero()).then(|| Arc::new(RwLock::new(Book::new(max_age)))),
+            ..ApplyState::default()
+        }
+    }
+
     /// Counts a new entry of `kind` and updates the newest-per-symbol gauges. `now` is the
     /// follower's clock in seconds, never decreasing: it ages the join's plans and grace periods.
     pub(crate) fn observe(&mut self, kind: StreamKind, entry: &Entry, now: f64) {
@@ -237,7 +268,8 @@ impl ApplyState {
     }
 
     /// Takes an entry that was already in the stream at start-up into the newest-per-symbol
-    /// gauges and the join only: counters count what arrives while the exporter runs.
+    /// gauges, the join and the book only: counters count what arrives while the exporter runs,
+    /// but the operator sees the recent plans right after a restart.
     pub(crate) fn recall(&mut self, kind: StreamKind, entry: &Entry, now: f64) {
         match kind {
             StreamKind::Plan => self.observe_plan(entry, now, false),
@@ -250,23 +282,28 @@ impl ApplyState {
     pub(crate) fn settle(&mut self, now: f64) -> bool {
         let unmatched = self.join.settle(now);
         self.unmatched_results += unmatched;
+        if let Some(mut book) = write(&self.book) {
+            book.expire(now);
+        }
         unmatched > 0
     }
 
-    fn symbol(&mut self, kind: StreamKind, entry: &Entry, count: bool) -> Option<String> {
+    /// The entry's symbol as written, and as a label value: one of the first [`SYMBOL_CAP`].
+    fn symbol(
+        &mut self,
+        kind: StreamKind,
+        entry: &Entry,
+        count: bool,
+    ) -> (Option<String>, Option<String>) {
         // Checked as bytes, as the proposal keys are: a symbol that is not UTF-8 is no symbol.
         let symbol = entry
             .raw("symbol")
             .and_then(|s| proposal::parse_symbol(s.trim_ascii().to_vec()).ok());
-        match symbol {
-            Some(symbol) => Some(self.symbols.admit(symbol)),
-            None => {
-                if count {
-                    self.defects[kind][Defect::NoSymbol] += 1;
-                }
-                None
-            }
+        if symbol.is_none() && count {
+            self.defects[kind][Defect::NoSymbol] += 1;
         }
+        let label = symbol.clone().map(|symbol| self.symbols.admit(symbol));
+        (symbol, label)
     }
 
     /// The entry's time: its `timestamp` field in seconds, else the ID's milliseconds.
@@ -290,11 +327,11 @@ impl ApplyState {
         let kind = StreamKind::Plan;
         let plan_id = plan_id(entry);
         let decision = Decision::parse(entry.get("decision").as_deref());
-        if let Some(plan_id) = &plan_id {
-            self.join.plan_seen(plan_id, entry.id, decision, now);
-        }
+        let early = plan_id
+            .as_deref()
+            .and_then(|id| self.join.plan_seen(id, entry.id, decision, now));
         let time = self.time(kind, entry, count);
-        let symbol = self.symbol(kind, entry, count);
+        let (written, symbol) = self.symbol(kind, entry, count);
         if count {
             if decision == Decision::Unknown {
                 self.defects[kind][Defect::NoDecision] += 1;
@@ -321,6 +358,14 @@ impl ApplyState {
         if entry.get("decision").is_none() {
             return;
         }
+        if let (Some(mut book), Some(written)) = (write(&self.book), written) {
+            let mut record = PlanRecord::read(entry, plan_id.as_deref(), time, decision);
+            record.result = early;
+            // Results before the plan were counted in its story, the first as its outcome.
+            let story = plan_id.as_deref().and_then(|id| self.join.story(id));
+            record.repeats = story.map_or(0, |story| story.repeats);
+            book.plan(&written, record, now);
+        }
         if let Some(symbol) = symbol {
             let newest = self.last_plan.get(&symbol).is_none_or(|(t, ..)| *t <= time);
             if newest {
@@ -337,18 +382,22 @@ impl ApplyState {
             .and_then(|id| self.join.story(id)?.decision);
         let outcome = Outcome::of(entry, planned);
         let time = self.time(kind, entry, count);
-        let symbol = self.symbol(kind, entry, count);
+        let (written, symbol) = self.symbol(kind, entry, count);
         let joined = match &plan_id {
             Some(plan_id) if count => self.join.result_seen(plan_id, outcome, now),
             Some(plan_id) => self.join.result_recalled(plan_id, outcome, now),
             // Another service's entry: no plan to wait for, its own outcome.
             None => Joined::Early,
         };
-        let class = entry
-            .get("error")
-            .or_else(|| details_error(entry))
-            .as_deref()
-            .and_then(normalise_code);
+        let latency = match joined {
+            Joined::Outcome(plan) if plan <= entry.id => {
+                Some((entry.id.ms - plan.ms) as f64 / 1000.0)
+            }
+            _ => None,
+        };
+        let result = ResultRecord::read(entry, time, outcome, latency);
+        // Cut short, the error still starts with its code.
+        let class = result.error.as_deref().and_then(normalise_code);
         if count {
             if outcome == Outcome::Unknown {
                 self.defects[kind][Defect::NoDecision] += 1;
@@ -371,12 +420,12 @@ impl ApplyState {
                     *codes.entry(self.classes.admit(class.clone())).or_default() += 1;
                 }
             }
-            if let Joined::Outcome(plan) = joined
-                && plan <= entry.id
-            {
-                self.latency
-                    .observe((entry.id.ms - plan.ms) as f64 / 1000.0);
+            if let Some(latency) = latency {
+                self.latency.observe(latency);
             }
+        }
+        if let Some(plan_id) = &plan_id {
+            self.file_result(written.as_deref(), plan_id, joined, result, now);
         }
         if joined != Joined::Repeat {
             let detail = class.unwrap_or_default();
@@ -393,6 +442,27 @@ impl ApplyState {
             if newest {
                 self.last_result.insert(symbol, (time, outcome, plan_id));
             }
+        }
+    }
+
+    /// A result into the book: an outcome to its plan's record, a repeat counted there, and the
+    /// first result of a plan not seen yet kept in the join's story until the plan comes.
+    fn file_result(
+        &mut self,
+        symbol: Option<&str>,
+        plan_id: &str,
+        joined: Joined,
+        result: ResultRecord,
+        now: f64,
+    ) {
+        let Some(mut book) = write(&self.book) else {
+            return;
+        };
+        match (joined, symbol) {
+            (Joined::Early, _) => self.join.keep_early(plan_id, result),
+            (Joined::Outcome(_), Some(symbol)) => book.result(symbol, plan_id, result, now),
+            (Joined::Repeat, Some(symbol)) => book.repeat(symbol, plan_id, result.entry, now),
+            (_, None) => {}
         }
     }
 
@@ -463,6 +533,13 @@ impl ApplyState {
     pub(crate) fn stream_reset(&mut self, kind: StreamKind) {
         self.resets[kind] += 1;
     }
+}
+
+/// The book to write in, held only while one entry is filed: the server reads it meanwhile. A
+/// panic while it was held leaves it as it was, still worth writing in.
+fn write(book: &Option<Arc<RwLock<Book>>>) -> Option<RwLockWriteGuard<'_, Book>> {
+    let book = book.as_ref()?;
+    Some(book.write().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// The entry's `plan_id`, cut to [`MAX_PLAN_ID`] characters.

@@ -182,9 +182,14 @@ async fn export(config: Config) -> anyhow::Result<()> {
     }
     let refreshing = tokio::spawn(refresher.run());
     let (following, apply) = if config.apply_streams {
-        let (mut follower, apply) =
-            Follower::new(&redis, &config.plan_stream, &config.result_stream)
-                .context("invalid redis settings")?;
+        let (mut follower, apply) = Follower::new(
+            &redis,
+            &config.plan_stream,
+            &config.result_stream,
+            // The history's maximum age, until it has a flag of its own.
+            Duration::from_secs(3600),
+        )
+        .context("invalid redis settings")?;
         if let Some(announced) = announced {
             follower.follow_failovers(announced);
         }

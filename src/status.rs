@@ -30,7 +30,8 @@ async fn apply_view(options: &Options) -> ApplyView {
     let Some((plan, result)) = &options.apply_streams else {
         return ApplyView::default();
     };
-    let looked = match Follower::new(&options.redis, plan, result) {
+    // One look tells no plan's story: none are kept.
+    let looked = match Follower::new(&options.redis, plan, result, Duration::ZERO) {
         Ok((follower, _)) => follower.view_once().await.ok(),
         Err(_) => None,
     };

@@ -61,11 +61,13 @@ const CLUSTER_POLL: Duration = Duration::from_millis(100);
 
 impl Follower {
     /// Checks the settings; connects only when run. The receiver holds what was observed,
-    /// empty until the streams were first looked at.
+    /// empty until the streams were first looked at. Each symbol's recent plans are kept for
+    /// `plans_max_age`, none when it is zero.
     pub fn new(
         settings: &RedisSettings,
         plan_stream: &str,
         result_stream: &str,
+        plans_max_age: Duration,
     ) -> Result<(Follower, watch::Receiver<Arc<ApplyPublication>>), SettingsError> {
         // A blocked XREAD must not be taken for a Redis that stopped answering.
         let config = settings
@@ -79,7 +81,7 @@ impl Follower {
             switches: None,
             keys,
             positions: EnumMap::default(),
-            state: ApplyState::default(),
+            state: ApplyState::with_book_max_age(plans_max_age),
             publisher,
             started: std::time::Instant::now(),
         };

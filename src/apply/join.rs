@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::{Decision, EntryId, Outcome};
+use super::{Decision, EntryId, Outcome, ResultRecord};
 
 /// The producer writes a plan entry again at most 300 s after the last: three times that covers
 /// a plan between two of its entries, with room for a slow cycle.
@@ -37,6 +37,9 @@ pub(crate) struct Story {
     pub(crate) outcome: Option<Outcome>,
     /// Results after the first.
     pub(crate) repeats: u64,
+    /// The first result's details while the plan is not seen, for its record to take when the
+    /// plan comes; boxed, for most stories never hold one.
+    early: Option<Box<ResultRecord>>,
     /// Counted as unmatched: its plan did not come within the grace period.
     unmatched: bool,
     touched_at: f64,
@@ -80,14 +83,15 @@ impl Join {
 
     /// A plan entry at `now` (seconds, never decreasing). A plan written again starts anew: the
     /// producer writes it when it plans it anew, so the result that follows is an outcome again.
+    /// Returns the details of the result that came before the plan, if one was kept.
     pub(crate) fn plan_seen(
         &mut self,
         plan_id: &str,
         entry: EntryId,
         decision: Decision,
         now: f64,
-    ) {
-        match self.stories.get_mut(plan_id) {
+    ) -> Option<ResultRecord> {
+        let early = match self.stories.get_mut(plan_id) {
             Some(story) => {
                 if story.plan.is_some() {
                     story.outcome = None;
@@ -95,11 +99,26 @@ impl Join {
                 }
                 story.plan = Some(entry);
                 story.decision = Some(decision);
+                story.early.take()
             }
-            None => self.insert(plan_id, Some((entry, decision)), None, now),
-        }
+            None => {
+                self.insert(plan_id, Some((entry, decision)), None, now);
+                None
+            }
+        };
         self.touch(plan_id, now);
         self.forget(now);
+        early.map(|early| *early)
+    }
+
+    /// Keeps the details of a plan's first result while the plan is not seen, for
+    /// [`Self::plan_seen`] to hand over; only then, so that the join stays small.
+    pub(crate) fn keep_early(&mut self, plan_id: &str, result: ResultRecord) {
+        if let Some(story) = self.stories.get_mut(plan_id)
+            && story.plan.is_none()
+        {
+            story.early = Some(Box::new(result));
+        }
     }
 
     /// A result read while following.
@@ -178,6 +197,7 @@ impl Join {
             decision: plan.map(|(_, decision)| decision),
             outcome,
             repeats: 0,
+            early: None,
             unmatched: false,
             touched_at: now,
             touch: self.next_touch,
@@ -298,6 +318,30 @@ mod tests {
             "once, not per result"
         );
         assert_eq!(join.settle(400.0), 0);
+    }
+
+    #[test]
+    fn an_early_result_is_kept_only_until_its_plan_comes() {
+        let result = |ms| ResultRecord {
+            time: 0.0,
+            entry: id(ms),
+            outcome: Outcome::Blocked,
+            executed: Some(false),
+            error: None,
+            latency_seconds: None,
+        };
+        let mut join = Join::default();
+        join.result_seen("p1", Outcome::Blocked, 0.0);
+        join.keep_early("p1", result(2));
+        assert_eq!(
+            join.plan_seen("p1", id(1), Decision::Blocked, 0.5),
+            Some(result(2))
+        );
+        assert_eq!(join.story("p1").unwrap().early, None, "handed over");
+        join.keep_early("p1", result(3));
+        assert_eq!(join.story("p1").unwrap().early, None, "the plan is seen");
+        join.keep_early("p2", result(4));
+        assert!(join.story("p2").is_none(), "no story is made for it");
     }
 
     #[test]

@@ -115,3 +115,93 @@ pub(crate) struct PlanResult {
     /// From the plan's entry to the result's, when the plan came first.
     pub latency_seconds: Option<f64>,
 }
+
+impl Plan {
+    /// The apply layer's record of a plan as the story tells it, its result's status as of
+    /// `now_unix`.
+    pub(crate) fn of(record: &crate::apply::PlanRecord, now_unix: f64) -> Plan {
+        let result = record.result.as_ref().map(|result| PlanResult {
+            timestamp: result.time,
+            outcome: result.outcome.label().to_owned(),
+            executed: result.executed,
+            error: result.error.clone(),
+            latency_seconds: result.latency_seconds,
+        });
+        Plan {
+            plan_id: record.plan_id.clone(),
+            timestamp: record.time,
+            decision: record.decision.label().to_owned(),
+            action: record.action.clone(),
+            reason_codes: record.reason_codes.clone(),
+            kill_score: record.kill_score,
+            result,
+            result_status: record.result_status(now_unix).to_owned(),
+            repeats: record.repeats,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{Decision, EntryId, Outcome, PlanRecord, ResultRecord};
+
+    #[test]
+    fn a_plan_record_becomes_the_story_s_plan() {
+        let mut record = PlanRecord {
+            plan_id: "p1".to_owned(),
+            time: 1_769_130_500.0,
+            entry: EntryId {
+                ms: 1_769_130_500_250,
+                seq: 0,
+            },
+            decision: Decision::Execute,
+            action: Some("FULL_CLOSE_PROPOSED".to_owned()),
+            reason_codes: vec!["kill_score_close_ok".to_owned()],
+            kill_score: Some(0.82),
+            result: None,
+            repeats: 0,
+        };
+        let waiting = Plan::of(&record, 1_769_130_510.0);
+        assert_eq!(
+            (waiting.result, waiting.result_status.as_str()),
+            (None, "waiting")
+        );
+        assert_eq!(
+            Plan::of(&record, 1_769_130_531.0).result_status,
+            "no result yet"
+        );
+        record.result = Some(ResultRecord {
+            time: 1_769_130_500.3,
+            entry: EntryId {
+                ms: 1_769_130_500_300,
+                seq: 0,
+            },
+            outcome: Outcome::DryRun,
+            executed: Some(false),
+            error: None,
+            latency_seconds: Some(0.05),
+        });
+        record.repeats = 3;
+        assert_eq!(
+            Plan::of(&record, 1_769_130_600.0),
+            Plan {
+                plan_id: "p1".to_owned(),
+                timestamp: 1_769_130_500.0,
+                decision: "EXECUTE".to_owned(),
+                action: Some("FULL_CLOSE_PROPOSED".to_owned()),
+                reason_codes: vec!["kill_score_close_ok".to_owned()],
+                kill_score: Some(0.82),
+                result: Some(PlanResult {
+                    timestamp: 1_769_130_500.3,
+                    outcome: "dry_run".to_owned(),
+                    executed: Some(false),
+                    error: None,
+                    latency_seconds: Some(0.05),
+                }),
+                result_status: "result".to_owned(),
+                repeats: 3,
+            }
+        );
+    }
+}
