@@ -52,6 +52,15 @@ impl Settings {
     fn enabled(self) -> bool {
         self.points > 0 && !self.max_age.is_zero()
     }
+
+    /// How long anything of a symbol's past is kept (its plans too): zero when off.
+    pub fn kept_for(self) -> Duration {
+        if self.enabled() {
+            self.max_age
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 /// Every symbol's history, shared between the refresh loop that records it and the requests

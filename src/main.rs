@@ -186,8 +186,7 @@ async fn export(config: Config) -> anyhow::Result<()> {
             &redis,
             &config.plan_stream,
             &config.result_stream,
-            // The history's maximum age, until it has a flag of its own.
-            Duration::from_secs(3600),
+            config.history().kept_for(),
         )
         .context("invalid redis settings")?;
         if let Some(announced) = announced {

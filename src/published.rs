@@ -19,7 +19,7 @@ use crate::process;
 use crate::proposal::Proposal;
 use crate::segments::{Ages, Segments};
 use crate::snapshot::Snapshot;
-use crate::view::{Row, Story};
+use crate::view::{Plan, Row, Story};
 pub(crate) use tail::HttpStats;
 
 /// Plain bodies up to this size are sent as one chunk, copied together once per publication:
@@ -196,7 +196,10 @@ impl Published {
         let told = history.told(symbol);
         drop(history);
         let redis_up = self.snapshot.redis_up;
-        Story::new(symbol, current, told, None, redis_up, max_age, now_unix)
+        let plans = apply
+            .plans(symbol)
+            .map(|records| records.iter().map(|r| Plan::of(r, now_unix)).collect());
+        Story::new(symbol, current, told, plans, redis_up, max_age, now_unix)
     }
 }
 

@@ -193,3 +193,87 @@ fn with_history_off_the_story_is_the_current_proposal() {
     assert_eq!(story["events"], serde_json::json!([]));
     assert_eq!(story["current"]["kill_score_trend"], serde_json::json!([]));
 }
+
+/// The apply layer's plans for a symbol, each joined to its first result, as the producer
+/// writes them: a plan, its outcome and a repeat every cycle; a result before its plan; a plan
+/// with no result; an error of 20 KB.
+#[test]
+fn plans_come_with_their_results_on_the_producers_rhythm() {
+    let redis = Redis::start();
+    write(
+        &redis,
+        "BTCUSDT",
+        &fresh_hash("0.85", "FULL_CLOSE_PROPOSED"),
+    );
+    let exporter = Exporter::start(&redis, &["--harvest.poll-interval", "3600"]);
+    wait_story(&exporter, "BTCUSDT", "the first refresh", |s| {
+        s["plans"].is_array()
+    });
+    let now = format!("{:.0}", unix_now());
+    let plan = |id: &str| {
+        xadd(
+            &redis,
+            PLAN_STREAM,
+            &[
+                ("plan_id", id),
+                ("symbol", "BTCUSDT"),
+                ("action", "FULL_CLOSE_PROPOSED"),
+                ("kill_score", "0.85"),
+                ("decision", "EXECUTE"),
+                ("reason_codes", "kill_score_critical,layer4_kelly_250usdt"),
+                ("timestamp", &now),
+            ],
+        )
+    };
+    let huge = format!("execution_failed: {}", "<x>".repeat(7_000));
+    plan("p-executed");
+    let result = |id: &str, fields: &[(&str, &str)]| {
+        let mut all = vec![("plan_id", id), ("symbol", "BTCUSDT")];
+        all.extend_from_slice(fields);
+        xadd(&redis, RESULT_STREAM, &all)
+    };
+    result("p-executed", &[("executed", "True"), ("error", "")]);
+    for _ in 0..3 {
+        result(
+            "p-executed",
+            &[("decision", "SKIP"), ("error", "duplicate_plan")],
+        );
+    }
+    result("p-early", &[("executed", "False"), ("error", &huge)]);
+    plan("p-early");
+    plan("p-waiting");
+
+    let story = wait_story(&exporter, "BTCUSDT", "three plans", |s| {
+        s["plans"].as_array().is_some_and(|p| p.len() == 3)
+    });
+    let plans = story["plans"].as_array().unwrap();
+    let by_id = |id: &str| plans.iter().find(|p| p["plan_id"] == id).unwrap();
+    let executed = by_id("p-executed");
+    assert_eq!(executed["decision"], "EXECUTE");
+    assert_eq!(executed["action"], "FULL_CLOSE_PROPOSED");
+    assert_eq!(
+        executed["reason_codes"],
+        serde_json::json!(["kill_score_critical", "layer4_kelly_250usdt"])
+    );
+    assert_eq!(executed["kill_score"], 0.85);
+    assert_eq!(executed["result_status"], "result");
+    assert_eq!(executed["result"]["outcome"], "executed");
+    assert_eq!(executed["result"]["executed"], true);
+    assert!(executed["result"]["latency_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        executed["repeats"], 3,
+        "the repeats are counted, not outcomes"
+    );
+
+    let early = by_id("p-early");
+    assert_eq!(early["result"]["outcome"], "error", "its result came first");
+    let error = early["result"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("execution_failed: <x>") && error.len() <= 1_024,
+        "{}",
+        error.len()
+    );
+    assert_eq!(by_id("p-waiting")["result"], Value::Null);
+    assert_eq!(by_id("p-waiting")["result_status"], "waiting");
+    assert_eq!(plans[0]["plan_id"], "p-waiting", "newest first");
+}
