@@ -4,6 +4,7 @@
 //! `config`'s, and what the view holds is `view`'s.
 
 mod client;
+mod trend;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
@@ -134,9 +135,11 @@ const RED: &str = "\x1b[31m";
 const BOLD_RED: &str = "\x1b[1;31m";
 const WHITE_ON_RED: &str = "\x1b[1;97;41m";
 
-const COLUMNS: [(&str, Align); 10] = [
+/// The columns; `TREND` only when the view carries trends (see [`has_trends`]).
+const COLUMNS: [(&str, Align); 11] = [
     ("SYMBOL", Align::Left),
     ("KILL", Align::Right),
+    (TREND, Align::Left),
     ("FLIP", Align::Right),
     ("SPIKE", Align::Right),
     ("TSDROP", Align::Right),
@@ -147,6 +150,8 @@ const COLUMNS: [(&str, Align); 10] = [
     ("DATA AGE", Align::Left),
 ];
 
+const TREND: &str = "TREND";
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Align {
     Left,
@@ -154,7 +159,16 @@ enum Align {
 }
 
 /// A cell's text and, when colour is on, its colour.
-type Cell = (String, Option<&'static str>);
+type Cell = (String, Tint);
+
+#[derive(Clone)]
+enum Tint {
+    Plain,
+    /// One colour for the cell, its padding included.
+    Whole(&'static str),
+    /// A trend's blocks, each in its band's colour; the padding stays plain.
+    Blocks(Vec<(char, &'static str)>),
+}
 
 /// The table with a header line and a verdict, coloured with ANSI codes when `colour`.
 pub fn table(view: &View, source: &str, colour: bool) -> String {
@@ -196,12 +210,20 @@ impl Paint {
 
 /// The column titles and one line per proposal, each column as wide as its widest cell.
 fn grid(out: &mut String, view: &View, paint: Paint) {
+    let trends = has_trends(view);
+    let columns: Vec<(&str, Align)> = COLUMNS
+        .into_iter()
+        .filter(|&(title, _)| trends || title != TREND)
+        .collect();
     let rows: Vec<(Vec<Cell>, bool)> = view
         .proposals
         .iter()
-        .map(|row| (cells(row), row.stale))
+        .map(|row| (cells(row, trends), row.stale))
         .collect();
-    let mut widths = COLUMNS.map(|(title, _)| title.chars().count());
+    let mut widths: Vec<usize> = columns
+        .iter()
+        .map(|(title, _)| title.chars().count())
+        .collect();
     for (cells, _) in &rows {
         for (width, (text, _)) in widths.iter_mut().zip(cells) {
             *width = (*width).max(text.chars().count());
@@ -209,29 +231,33 @@ fn grid(out: &mut String, view: &View, paint: Paint) {
     }
     let line = |cells: &[Cell], colour_cells: bool| -> String {
         let mut line = String::new();
-        for (i, ((text, code), (&width, (_, align)))) in
-            cells.iter().zip(widths.iter().zip(COLUMNS)).enumerate()
+        for (i, ((text, tint), (&width, &(_, align)))) in
+            cells.iter().zip(widths.iter().zip(&columns)).enumerate()
         {
             let pad = " ".repeat(width - text.chars().count());
-            let last = i + 1 == COLUMNS.len();
+            let last = i + 1 == columns.len();
+            let text = match tint {
+                Tint::Blocks(blocks) if colour_cells => trend::paint(blocks, paint),
+                _ => text.clone(),
+            };
             let padded = match (align, last) {
                 (Align::Right, _) => format!("{pad}{text}"),
-                (Align::Left, true) => text.clone(),
+                (Align::Left, true) => text,
                 (Align::Left, false) => format!("{text}{pad}"),
             };
             if i > 0 {
                 line.push_str("  ");
             }
-            match code {
-                Some(code) if colour_cells => line.push_str(&paint.apply(&padded, code)),
+            match tint {
+                Tint::Whole(code) if colour_cells => line.push_str(&paint.apply(&padded, code)),
                 _ => line.push_str(&padded),
             }
         }
         line
     };
-    let titles: Vec<Cell> = COLUMNS
+    let titles: Vec<Cell> = columns
         .iter()
-        .map(|(title, _)| (title.to_string(), None))
+        .map(|(title, _)| (title.to_string(), Tint::Plain))
         .collect();
     out.push_str(&line(&titles, false));
     out.push('\n');
@@ -248,6 +274,14 @@ fn grid(out: &mut String, view: &View, paint: Paint) {
     if rows.is_empty() {
         out.push_str("(no proposals)\n");
     }
+}
+
+/// Whether the table has a `TREND` column: an exporter that keeps no history, or Redis read
+/// directly, gives no trend, and a column of blanks would only take room.
+fn has_trends(view: &View) -> bool {
+    view.proposals
+        .iter()
+        .any(|row| !row.kill_score_trend.is_empty())
 }
 
 /// What the apply layer did: per symbol its newest plan, its outcome and repeats, then the latest
@@ -358,17 +392,25 @@ fn printable(view: &View) -> View {
     view
 }
 
-fn cells(row: &Row) -> Vec<Cell> {
-    let kill_colour = match KillBand::of(row.kill_score) {
+/// The colour of a kill score's band.
+fn kill_colour(kill_score: f64) -> &'static str {
+    match KillBand::of(kill_score) {
         KillBand::Low => GREEN,
         KillBand::High => RED,
         KillBand::Critical => WHITE_ON_RED,
-    };
-    let r_net_colour = match RNetBand::of(row.r_net) {
+    }
+}
+
+fn r_net_colour(r_net: f64) -> &'static str {
+    match RNetBand::of(r_net) {
         RNetBand::Good => GREEN,
         RNetBand::Fair => YELLOW,
         RNetBand::Poor => RED,
-    };
+    }
+}
+
+/// The action with the heat gate's verdict beside it.
+fn action_text(row: &Row) -> String {
     let mut action = row.action.clone().unwrap_or_else(|| "-".to_owned());
     match row.calibration() {
         // The page sets the lone word apart in small type; a line of text brackets it.
@@ -376,23 +418,45 @@ fn cells(row: &Row) -> Vec<Cell> {
         Some(replaced) => action.push_str(&format!(" {}", replaced.note("->"))),
         None => {}
     }
+    action
+}
+
+/// The data age, with `STALE` after it when it is.
+fn age_text(row: &Row) -> String {
     let mut age = view::format_age(row.age_seconds);
     if row.stale {
         age.push_str(" STALE");
     }
+    age
+}
+
+fn cells(row: &Row, trends: bool) -> Vec<Cell> {
     let mut cells: Vec<Cell> = vec![
-        (row.symbol.clone(), None),
-        (format!("{:.3}", row.kill_score), Some(kill_colour)),
+        (row.symbol.clone(), Tint::Plain),
+        (
+            format!("{:.3}", row.kill_score),
+            Tint::Whole(kill_colour(row.kill_score)),
+        ),
     ];
-    cells.extend(row.components().map(|c| (format!("{c:.2}"), None)));
+    if trends {
+        let blocks = trend::blocks(&row.kill_score_trend, trend::TABLE_WIDTH);
+        cells.push((
+            blocks.iter().map(|(c, _)| c).collect(),
+            Tint::Blocks(blocks),
+        ));
+    }
+    cells.extend(row.components().map(|c| (format!("{c:.2}"), Tint::Plain)));
     cells.extend([
-        (format!("{:.2}", row.r_net), Some(r_net_colour)),
+        (
+            format!("{:.2}", row.r_net),
+            Tint::Whole(r_net_colour(row.r_net)),
+        ),
         (
             row.new_sl.map(|sl| sl.to_string()).unwrap_or_default(),
-            None,
+            Tint::Plain,
         ),
-        (action, None),
-        (age, None),
+        (action_text(row), Tint::Plain),
+        (age_text(row), Tint::Plain),
     ]);
     cells
 }
@@ -527,6 +591,46 @@ mod tests {
         );
         assert!(text.contains(&format!("{GREEN}Redis up{RESET}")));
         assert!(text.contains("STALE: no update for over 60s: OLD"));
+    }
+
+    #[test]
+    fn a_trend_column_only_when_a_row_has_a_trend() {
+        let mut view = view(&[
+            ("BTCUSDT", &[("kill_score", "0.7")]),
+            ("ETHUSDT", &[("kill_score", "0.5")]),
+        ]);
+        assert!(
+            !table(&view, "x", false).contains(TREND),
+            "Redis read directly"
+        );
+        view.proposals[0].kill_score_trend = vec![0.1, 0.4, 0.7];
+        let text = table(&view, "x", false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].starts_with("SYMBOL    KILL  TREND  FLIP"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("BTCUSDT  0.700  ▁▄▆    0.00"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("ETHUSDT  0.500         0.00"),
+            "{text}"
+        );
+        view.proposals[0].kill_score_trend = (0..40).map(|i| f64::from(i) / 39.0).collect();
+        let text = table(&view, "x", false);
+        assert!(
+            text.contains("0.700  ▁▁▂▂▃▃▄▄▅▅▆▆▇▇██  0.00"),
+            "16 blocks at most: {text}"
+        );
+        let text = table(&view, "x", true);
+        assert!(
+            text.contains(&format!(
+                "{GREEN}▁▁▂▂▃▃▄▄▅▅{RESET}{RED}▆▆▇{RESET}{WHITE_ON_RED}▇██{RESET}  "
+            )),
+            "{text:?}"
+        );
     }
 
     #[test]
