@@ -1,11 +1,15 @@
 //! The `status` subcommand: the operator's view in a terminal, read from Redis with the
 //! exporter's settings or from a running exporter's `/api/v1/proposals` (`client`), with an exit
-//! code for scripts and cron. Owns the terminal table and the exit-code rule; parsing the flags is
-//! `config`'s, and what the view holds is `view`'s.
+//! code for scripts and cron; with a symbol, that symbol's story (`story`); with `--watch`, again
+//! every poll interval until interrupted. Owns the terminal table, its trend column (`trend`) and
+//! the exit-code rule; parsing the flags is `config`'s, and what the view and the story hold is
+//! `view`'s.
 
 mod client;
+mod story;
 mod trend;
 
+use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
@@ -18,6 +22,7 @@ use crate::view::{
     self, ApplySide, Calibration, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View,
 };
 pub use client::{ClientTls, Credentials, Exporter, StatusError, TlsSetupError};
+pub use story::text as story;
 
 /// All symbols fresh, every kill score below [`KILL_HIGH`].
 pub(crate) const EXIT_OK: u8 = 0;
@@ -48,8 +53,12 @@ const RECENT_LINES: usize = 6;
 pub struct Options {
     /// Read this exporter's view instead of Redis.
     pub from: Option<Exporter>,
-    /// Print the view's JSON document instead of the table.
+    /// Tell this symbol's story instead of printing the table.
+    pub symbol: Option<String>,
+    /// Print the JSON document instead of the text.
     pub json: bool,
+    /// Print again every poll interval until interrupted.
+    pub watch: bool,
     pub redis: RedisSettings,
     pub prefix: String,
     pub symbols: Symbols,
@@ -61,34 +70,123 @@ pub struct Options {
     pub apply_streams: Option<(String, String)>,
 }
 
-/// Runs the command and returns its exit code; a failure to read is reported on stderr.
-pub async fn run(options: Options) -> u8 {
-    let read = match &options.from {
-        Some(exporter) => client::fetch(exporter)
-            .await
-            .map(|view| (view, exporter.url.clone())),
-        None => read_redis(&options).await,
+/// The shortest wait between two reports of `--watch`: a poll interval below it would redraw
+/// faster than anyone reads, and ask Redis or the exporter as often.
+const MIN_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One look: the text or document to print, its exit code and when to look again.
+struct Report {
+    output: String,
+    code: u8,
+    interval: Duration,
+}
+
+/// Runs the command and returns its exit code; a failure to read is reported on stderr. With
+/// `watch`, looks again every poll interval until `interrupted`, then returns the last look's
+/// code.
+pub async fn run(options: Options, interrupted: impl Future<Output = ()>) -> u8 {
+    let terminal = std::io::stdout().is_terminal();
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if !options.watch {
+        return show(look(&options, colour).await, "");
+    }
+    // A screen redrawn in place reads as a live display; a log or a pipe keeps every report,
+    // and a stream of JSON one document per line.
+    let separator = match (options.json, terminal) {
+        (true, _) => "",
+        (false, true) => "\x1b[H\x1b[2J",
+        (false, false) => "\n",
     };
-    let (view, source) = match read {
-        Ok(read) => read,
+    let mut interrupted = std::pin::pin!(interrupted);
+    // Interrupted before the first look, nothing was vouched for.
+    let mut last = EXIT_STALE;
+    let mut first = true;
+    loop {
+        let report = tokio::select! {
+            report = look(&options, colour) => report,
+            () = &mut interrupted => return last,
+        };
+        let interval = report
+            .as_ref()
+            .map_or(options.poll_interval, |r| r.interval)
+            .max(MIN_WATCH_INTERVAL);
+        let before = if first && !terminal { "" } else { separator };
+        first = false;
+        last = show(report, before);
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = &mut interrupted => return last,
+        }
+    }
+}
+
+/// Prints a report after `before`, or the failure to read on stderr; returns its exit code.
+fn show(report: Result<Report, StatusError>, before: &str) -> u8 {
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) must not turn the verdict into a crash.
+    match report {
+        Ok(report) => {
+            let _ = write!(stdout, "{before}{}", report.output);
+            let _ = stdout.flush();
+            report.code
+        }
         Err(error) => {
+            let _ = write!(stdout, "{before}");
+            let _ = stdout.flush();
             eprintln!("harvest-exporter status: {error}");
-            return EXIT_STALE;
+            EXIT_STALE
+        }
+    }
+}
+
+/// One read of the view or of the symbol's story, from Redis or the exporter, made into text.
+async fn look(options: &Options, colour: bool) -> Result<Report, StatusError> {
+    let Some(symbol) = &options.symbol else {
+        let (view, source) = match &options.from {
+            Some(exporter) => (client::fetch(exporter).await?, exporter.url.clone()),
+            None => read_redis(options, options.symbols.clone()).await?,
+        };
+        return Ok(Report {
+            output: if options.json {
+                document(&view, options.watch)
+            } else {
+                table(&view, &source, colour)
+            },
+            code: exit_code(&view),
+            interval: Duration::try_from_secs_f64(view.poll_interval_seconds)
+                .unwrap_or(options.poll_interval),
+        });
+    };
+    let (story, source) = match &options.from {
+        Some(exporter) => client::fetch_story(exporter, symbol).await?,
+        None => {
+            let (view, source) = read_redis(options, Symbols::Fixed(vec![symbol.clone()])).await?;
+            (story::from_view(&view, symbol), source)
         }
     };
-    let output = if options.json {
-        let mut json = serde_json::to_string_pretty(&view).expect("a view always serializes");
-        json.push('\n');
-        json
+    Ok(Report {
+        output: if options.json {
+            document(&story, options.watch)
+        } else {
+            story::text(&story, &source, colour, options.from.is_some())
+        },
+        code: story::exit_code(&story),
+        // A story carries no poll interval: the exporter's settings, which `status` shares, say.
+        interval: options.poll_interval,
+    })
+}
+
+/// The JSON document as the API gives it: pretty for a person, or compact on one line for a
+/// stream of them.
+fn document(value: &impl serde::Serialize, compact: bool) -> String {
+    let mut json = if compact {
+        serde_json::to_string(value)
     } else {
-        let stdout = std::io::stdout();
-        let colour =
-            stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        table(&view, &source, colour)
-    };
-    // A closed pipe (`| head`) must not turn the verdict into a crash.
-    let _ = std::io::stdout().lock().write_all(output.as_bytes());
-    exit_code(&view)
+        serde_json::to_string_pretty(value)
+    }
+    .expect("views and stories always serialize");
+    json.push('\n');
+    json
 }
 
 /// 2 when anything cannot be vouched for (Redis unreachable, a configured symbol missing, a
@@ -105,12 +203,12 @@ pub(crate) fn exit_code(view: &View) -> u8 {
     }
 }
 
-/// One read of Redis, exactly as one refresh of the exporter would make it.
-async fn read_redis(options: &Options) -> Result<(View, String), StatusError> {
+/// One read of these symbols in Redis, exactly as one refresh of the exporter would make it.
+async fn read_redis(options: &Options, symbols: Symbols) -> Result<(View, String), StatusError> {
     let mut source = Source::new(
         &options.redis,
         &options.prefix,
-        options.symbols.clone(),
+        symbols,
         crate::proposal::keys(),
     )?;
     let started = Instant::now();
@@ -360,25 +458,11 @@ fn verdicts(out: &mut String, view: &View, paint: Paint) {
 /// The view with every control character replaced: an exporter's answer or a Redis error must
 /// not move the cursor or recolour the terminal.
 fn printable(view: &View) -> View {
-    let clean = |text: &mut String| {
-        if text.contains(char::is_control) {
-            *text = text
-                .chars()
-                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-                .collect();
-        }
-    };
     let mut view = view.clone();
     clean(&mut view.version);
     view.redis_error.iter_mut().for_each(clean);
     view.missing.iter_mut().for_each(clean);
-    for row in &mut view.proposals {
-        clean(&mut row.symbol);
-        row.action.iter_mut().for_each(clean);
-        row.calibrated_action.iter_mut().for_each(clean);
-        row.plan_decision.iter_mut().for_each(clean);
-        row.result_outcome.iter_mut().for_each(clean);
-    }
+    view.proposals.iter_mut().for_each(clean_row);
     for entry in view.apply.iter_mut().flat_map(|a| &mut a.recent) {
         for text in [
             &mut entry.stream,
@@ -390,6 +474,25 @@ fn printable(view: &View) -> View {
         }
     }
     view
+}
+
+/// The text with each control character replaced by U+FFFD.
+fn clean(text: &mut String) {
+    if text.contains(char::is_control) {
+        *text = text
+            .chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect();
+    }
+}
+
+/// A row with its texts [`clean`]ed.
+fn clean_row(row: &mut Row) {
+    clean(&mut row.symbol);
+    row.action.iter_mut().for_each(clean);
+    row.calibrated_action.iter_mut().for_each(clean);
+    row.plan_decision.iter_mut().for_each(clean);
+    row.result_outcome.iter_mut().for_each(clean);
 }
 
 /// The colour of a kill score's band.

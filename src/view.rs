@@ -11,7 +11,7 @@ use crate::proposal::{Proposal, WEIGHTS};
 use crate::snapshot::Snapshot;
 use crate::thresholds;
 pub(crate) use crate::thresholds::{KILL_CRITICAL, KILL_HIGH, KillBand, STALE_AFTER_SECONDS};
-pub use story::{Event, Plan, PlanResult, Point, Story};
+pub(crate) use story::{Plan, Story};
 
 /// The dashboard's R_net bands: good from 7, fair from 3, poor below.
 pub(crate) const R_NET_GOOD: f64 = 7.0;
