@@ -122,7 +122,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tls,
                     credentials,
                 }),
+                symbol: args.symbol,
                 json: args.json,
+                watch: args.watch,
                 redis: cli.config.redis()?,
                 prefix: cli.config.prefix.clone(),
                 symbols: cli.config.symbols(),
@@ -135,7 +137,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     )
                 }),
             };
-            Ok(ExitCode::from(status::run(options).await))
+            Ok(ExitCode::from(
+                status::run(options, shutdown_signal()).await,
+            ))
         }
     }
 }

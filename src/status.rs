@@ -1,10 +1,15 @@
 //! The `status` subcommand: the operator's view in a terminal, read from Redis with the
 //! exporter's settings or from a running exporter's `/api/v1/proposals` (`client`), with an exit
-//! code for scripts and cron. Owns the terminal table and the exit-code rule; parsing the flags is
-//! `config`'s, and what the view holds is `view`'s.
+//! code for scripts and cron; with a symbol, that symbol's story (`story`); with `--watch`, again
+//! every poll interval until interrupted. Owns the terminal table, its trend column (`trend`) and
+//! the exit-code rule; parsing the flags is `config`'s, and what the view and the story hold is
+//! `view`'s.
 
 mod client;
+mod story;
+mod trend;
 
+use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
@@ -17,6 +22,7 @@ use crate::view::{
     self, ApplySide, Calibration, KILL_HIGH, KillBand, RNetBand, Row, STALE_AFTER_SECONDS, View,
 };
 pub use client::{ClientTls, Credentials, Exporter, StatusError, TlsSetupError};
+pub use story::text as story;
 
 /// All symbols fresh, every kill score below [`KILL_HIGH`].
 pub(crate) const EXIT_OK: u8 = 0;
@@ -48,8 +54,12 @@ const RECENT_LINES: usize = 6;
 pub struct Options {
     /// Read this exporter's view instead of Redis.
     pub from: Option<Exporter>,
-    /// Print the view's JSON document instead of the table.
+    /// Tell this symbol's story instead of printing the table.
+    pub symbol: Option<String>,
+    /// Print the JSON document instead of the text.
     pub json: bool,
+    /// Print again every poll interval until interrupted.
+    pub watch: bool,
     pub redis: RedisSettings,
     pub prefix: String,
     pub symbols: Symbols,
@@ -61,34 +71,123 @@ pub struct Options {
     pub apply_streams: Option<(String, String)>,
 }
 
-/// Runs the command and returns its exit code; a failure to read is reported on stderr.
-pub async fn run(options: Options) -> u8 {
-    let read = match &options.from {
-        Some(exporter) => client::fetch(exporter)
-            .await
-            .map(|view| (view, exporter.url.clone())),
-        None => read_redis(&options).await,
+/// The shortest wait between two reports of `--watch`: a poll interval below it would redraw
+/// faster than anyone reads, and ask Redis or the exporter as often.
+const MIN_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One look: the text or document to print, its exit code and when to look again.
+struct Report {
+    output: String,
+    code: u8,
+    interval: Duration,
+}
+
+/// Runs the command and returns its exit code; a failure to read is reported on stderr. With
+/// `watch`, looks again every poll interval until `interrupted`, then returns the last look's
+/// code.
+pub async fn run(options: Options, interrupted: impl Future<Output = ()>) -> u8 {
+    let terminal = std::io::stdout().is_terminal();
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if !options.watch {
+        return show(look(&options, colour).await, "");
+    }
+    // A screen redrawn in place reads as a live display; a log or a pipe keeps every report,
+    // and a stream of JSON one document per line.
+    let separator = match (options.json, terminal) {
+        (true, _) => "",
+        (false, true) => "\x1b[H\x1b[2J",
+        (false, false) => "\n",
     };
-    let (view, source) = match read {
-        Ok(read) => read,
+    let mut interrupted = std::pin::pin!(interrupted);
+    // Interrupted before the first look, nothing was vouched for.
+    let mut last = EXIT_STALE;
+    let mut first = true;
+    loop {
+        let report = tokio::select! {
+            report = look(&options, colour) => report,
+            () = &mut interrupted => return last,
+        };
+        let interval = report
+            .as_ref()
+            .map_or(options.poll_interval, |r| r.interval)
+            .max(MIN_WATCH_INTERVAL);
+        let before = if first && !terminal { "" } else { separator };
+        first = false;
+        last = show(report, before);
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = &mut interrupted => return last,
+        }
+    }
+}
+
+/// Prints a report after `before`, or the failure to read on stderr; returns its exit code.
+fn show(report: Result<Report, StatusError>, before: &str) -> u8 {
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) must not turn the verdict into a crash.
+    match report {
+        Ok(report) => {
+            let _ = write!(stdout, "{before}{}", report.output);
+            let _ = stdout.flush();
+            report.code
+        }
         Err(error) => {
+            let _ = write!(stdout, "{before}");
+            let _ = stdout.flush();
             eprintln!("harvest-exporter status: {error}");
-            return EXIT_STALE;
+            EXIT_STALE
+        }
+    }
+}
+
+/// One read of the view or of the symbol's story, from Redis or the exporter, made into text.
+async fn look(options: &Options, colour: bool) -> Result<Report, StatusError> {
+    let Some(symbol) = &options.symbol else {
+        let (view, source) = match &options.from {
+            Some(exporter) => (client::fetch(exporter).await?, exporter.url.clone()),
+            None => read_redis(options, options.symbols.clone()).await?,
+        };
+        return Ok(Report {
+            output: if options.json {
+                document(&view, options.watch)
+            } else {
+                table(&view, &source, colour)
+            },
+            code: exit_code(&view),
+            interval: Duration::try_from_secs_f64(view.poll_interval_seconds)
+                .unwrap_or(options.poll_interval),
+        });
+    };
+    let (story, source) = match &options.from {
+        Some(exporter) => client::fetch_story(exporter, symbol).await?,
+        None => {
+            let (view, source) = read_redis(options, Symbols::Fixed(vec![symbol.clone()])).await?;
+            (story::from_view(&view, symbol), source)
         }
     };
-    let output = if options.json {
-        let mut json = serde_json::to_string_pretty(&view).expect("a view always serializes");
-        json.push('\n');
-        json
+    Ok(Report {
+        output: if options.json {
+            document(&story, options.watch)
+        } else {
+            story::text(&story, &source, colour, options.from.is_some())
+        },
+        code: story::exit_code(&story),
+        // A story carries no poll interval: the exporter's settings, which `status` shares, say.
+        interval: options.poll_interval,
+    })
+}
+
+/// The JSON document as the API gives it: pretty for a person, or compact on one line for a
+/// stream of them.
+fn document(value: &impl serde::Serialize, compact: bool) -> String {
+    let mut json = if compact {
+        serde_json::to_string(value)
     } else {
-        let stdout = std::io::stdout();
-        let colour =
-            stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        table(&view, &source, colour)
-    };
-    // A closed pipe (`| head`) must not turn the verdict into a crash.
-    let _ = std::io::stdout().lock().write_all(output.as_bytes());
-    exit_code(&view)
+        serde_json::to_string_pretty(value)
+    }
+    .expect("views and stories always serialize");
+    json.push('\n');
+    json
 }
 
 /// 2 when anything cannot be vouched for (Redis unreachable, a configured symbol missing, a
@@ -105,12 +204,12 @@ pub(crate) fn exit_code(view: &View) -> u8 {
     }
 }
 
-/// One read of Redis, exactly as one refresh of the exporter would make it.
-async fn read_redis(options: &Options) -> Result<(View, String), StatusError> {
+/// One read of these symbols in Redis, exactly as one refresh of the exporter would make it.
+async fn read_redis(options: &Options, symbols: Symbols) -> Result<(View, String), StatusError> {
     let mut source = Source::new(
         &options.redis,
         &options.prefix,
-        options.symbols.clone(),
+        symbols,
         crate::proposal::keys(),
     )?;
     let started = Instant::now();
@@ -135,9 +234,11 @@ const RED: &str = "\x1b[31m";
 const BOLD_RED: &str = "\x1b[1;31m";
 const WHITE_ON_RED: &str = "\x1b[1;97;41m";
 
-const COLUMNS: [(&str, Align); 10] = [
+/// The columns; `TREND` only when the view carries trends (see [`has_trends`]).
+const COLUMNS: [(&str, Align); 11] = [
     ("SYMBOL", Align::Left),
     ("KILL", Align::Right),
+    (TREND, Align::Left),
     ("FLIP", Align::Right),
     ("SPIKE", Align::Right),
     ("TSDROP", Align::Right),
@@ -148,6 +249,8 @@ const COLUMNS: [(&str, Align); 10] = [
     ("DATA AGE", Align::Left),
 ];
 
+const TREND: &str = "TREND";
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Align {
     Left,
@@ -155,7 +258,16 @@ enum Align {
 }
 
 /// A cell's text and, when colour is on, its colour.
-type Cell = (String, Option<&'static str>);
+type Cell = (String, Tint);
+
+#[derive(Clone)]
+enum Tint {
+    Plain,
+    /// One colour for the cell, its padding included.
+    Whole(&'static str),
+    /// A trend's blocks, each in its band's colour; the padding stays plain.
+    Blocks(Vec<(char, &'static str)>),
+}
 
 /// The table with a header line and a verdict, coloured with ANSI codes when `colour`.
 pub fn table(view: &View, source: &str, colour: bool) -> String {
@@ -197,12 +309,20 @@ impl Paint {
 
 /// The column titles and one line per proposal, each column as wide as its widest cell.
 fn grid(out: &mut String, view: &View, paint: Paint) {
+    let trends = has_trends(view);
+    let columns: Vec<(&str, Align)> = COLUMNS
+        .into_iter()
+        .filter(|&(title, _)| trends || title != TREND)
+        .collect();
     let rows: Vec<(Vec<Cell>, bool)> = view
         .proposals
         .iter()
-        .map(|row| (cells(row), row.stale))
+        .map(|row| (cells(row, trends), row.stale))
         .collect();
-    let mut widths = COLUMNS.map(|(title, _)| title.chars().count());
+    let mut widths: Vec<usize> = columns
+        .iter()
+        .map(|(title, _)| title.chars().count())
+        .collect();
     for (cells, _) in &rows {
         for (width, (text, _)) in widths.iter_mut().zip(cells) {
             *width = (*width).max(text.chars().count());
@@ -210,29 +330,33 @@ fn grid(out: &mut String, view: &View, paint: Paint) {
     }
     let line = |cells: &[Cell], colour_cells: bool| -> String {
         let mut line = String::new();
-        for (i, ((text, code), (&width, (_, align)))) in
-            cells.iter().zip(widths.iter().zip(COLUMNS)).enumerate()
+        for (i, ((text, tint), (&width, &(_, align)))) in
+            cells.iter().zip(widths.iter().zip(&columns)).enumerate()
         {
             let pad = " ".repeat(width - text.chars().count());
-            let last = i + 1 == COLUMNS.len();
+            let last = i + 1 == columns.len();
+            let text = match tint {
+                Tint::Blocks(blocks) if colour_cells => trend::paint(blocks, paint),
+                _ => text.clone(),
+            };
             let padded = match (align, last) {
                 (Align::Right, _) => format!("{pad}{text}"),
-                (Align::Left, true) => text.clone(),
+                (Align::Left, true) => text,
                 (Align::Left, false) => format!("{text}{pad}"),
             };
             if i > 0 {
                 line.push_str("  ");
             }
-            match code {
-                Some(code) if colour_cells => line.push_str(&paint.apply(&padded, code)),
+            match tint {
+                Tint::Whole(code) if colour_cells => line.push_str(&paint.apply(&padded, code)),
                 _ => line.push_str(&padded),
             }
         }
         line
     };
-    let titles: Vec<Cell> = COLUMNS
+    let titles: Vec<Cell> = columns
         .iter()
-        .map(|(title, _)| (title.to_string(), None))
+        .map(|(title, _)| (title.to_string(), Tint::Plain))
         .collect();
     out.push_str(&line(&titles, false));
     out.push('\n');
@@ -249,6 +373,14 @@ fn grid(out: &mut String, view: &View, paint: Paint) {
     if rows.is_empty() {
         out.push_str("(no proposals)\n");
     }
+}
+
+/// Whether the table has a `TREND` column: an exporter that keeps no history, or Redis read
+/// directly, gives no trend, and a column of blanks would only take room.
+fn has_trends(view: &View) -> bool {
+    view.proposals
+        .iter()
+        .any(|row| !row.kill_score_trend.is_empty())
 }
 
 /// What the apply layer did: per symbol its newest plan, its outcome and repeats, then the latest
@@ -327,25 +459,11 @@ fn verdicts(out: &mut String, view: &View, paint: Paint) {
 /// The view with every control character replaced: an exporter's answer or a Redis error must
 /// not move the cursor or recolour the terminal.
 fn printable(view: &View) -> View {
-    let clean = |text: &mut String| {
-        if text.contains(char::is_control) {
-            *text = text
-                .chars()
-                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-                .collect();
-        }
-    };
     let mut view = view.clone();
     clean(&mut view.version);
     view.redis_error.iter_mut().for_each(clean);
     view.missing.iter_mut().for_each(clean);
-    for row in &mut view.proposals {
-        clean(&mut row.symbol);
-        row.action.iter_mut().for_each(clean);
-        row.calibrated_action.iter_mut().for_each(clean);
-        row.plan_decision.iter_mut().for_each(clean);
-        row.result_outcome.iter_mut().for_each(clean);
-    }
+    view.proposals.iter_mut().for_each(clean_row);
     for entry in view.apply.iter_mut().flat_map(|a| &mut a.recent) {
         for text in [
             &mut entry.stream,
@@ -359,17 +477,44 @@ fn printable(view: &View) -> View {
     view
 }
 
-fn cells(row: &Row) -> Vec<Cell> {
-    let kill_colour = match KillBand::of(row.kill_score) {
+/// The text with each control character replaced by U+FFFD.
+fn clean(text: &mut String) {
+    if text.contains(char::is_control) {
+        *text = text
+            .chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect();
+    }
+}
+
+/// A row with its texts [`clean`]ed.
+fn clean_row(row: &mut Row) {
+    clean(&mut row.symbol);
+    row.action.iter_mut().for_each(clean);
+    row.calibrated_action.iter_mut().for_each(clean);
+    row.plan_decision.iter_mut().for_each(clean);
+    row.result_outcome.iter_mut().for_each(clean);
+}
+
+/// The colour of a kill score's band.
+fn kill_colour(kill_score: f64) -> &'static str {
+    match KillBand::of(kill_score) {
         KillBand::Low => GREEN,
         KillBand::High => RED,
         KillBand::Critical => WHITE_ON_RED,
-    };
-    let r_net_colour = match RNetBand::of(row.r_net) {
+    }
+}
+
+fn r_net_colour(r_net: f64) -> &'static str {
+    match RNetBand::of(r_net) {
         RNetBand::Good => GREEN,
         RNetBand::Fair => YELLOW,
         RNetBand::Poor => RED,
-    };
+    }
+}
+
+/// The action with the heat gate's verdict beside it.
+fn action_text(row: &Row) -> String {
     let mut action = row.action.clone().unwrap_or_else(|| "-".to_owned());
     match row.calibration() {
         // The page sets the lone word apart in small type; a line of text brackets it.
@@ -377,23 +522,45 @@ fn cells(row: &Row) -> Vec<Cell> {
         Some(replaced) => action.push_str(&format!(" {}", replaced.note("->"))),
         None => {}
     }
+    action
+}
+
+/// The data age, with `STALE` after it when it is.
+fn age_text(row: &Row) -> String {
     let mut age = view::format_age(row.age_seconds);
     if row.stale {
         age.push_str(" STALE");
     }
+    age
+}
+
+fn cells(row: &Row, trends: bool) -> Vec<Cell> {
     let mut cells: Vec<Cell> = vec![
-        (row.symbol.clone(), None),
-        (format!("{:.3}", row.kill_score), Some(kill_colour)),
+        (row.symbol.clone(), Tint::Plain),
+        (
+            format!("{:.3}", row.kill_score),
+            Tint::Whole(kill_colour(row.kill_score)),
+        ),
     ];
-    cells.extend(row.components().map(|c| (format!("{c:.2}"), None)));
+    if trends {
+        let blocks = trend::blocks(&row.kill_score_trend, trend::TABLE_WIDTH);
+        cells.push((
+            blocks.iter().map(|(c, _)| c).collect(),
+            Tint::Blocks(blocks),
+        ));
+    }
+    cells.extend(row.components().map(|c| (format!("{c:.2}"), Tint::Plain)));
     cells.extend([
-        (format!("{:.2}", row.r_net), Some(r_net_colour)),
+        (
+            format!("{:.2}", row.r_net),
+            Tint::Whole(r_net_colour(row.r_net)),
+        ),
         (
             row.new_sl.map(|sl| sl.to_string()).unwrap_or_default(),
-            None,
+            Tint::Plain,
         ),
-        (action, None),
-        (age, None),
+        (action_text(row), Tint::Plain),
+        (age_text(row), Tint::Plain),
     ]);
     cells
 }
@@ -528,6 +695,46 @@ mod tests {
         );
         assert!(text.contains(&format!("{GREEN}Redis up{RESET}")));
         assert!(text.contains("STALE: no update for over 60s: OLD"));
+    }
+
+    #[test]
+    fn a_trend_column_only_when_a_row_has_a_trend() {
+        let mut view = view(&[
+            ("BTCUSDT", &[("kill_score", "0.7")]),
+            ("ETHUSDT", &[("kill_score", "0.5")]),
+        ]);
+        assert!(
+            !table(&view, "x", false).contains(TREND),
+            "Redis read directly"
+        );
+        view.proposals[0].kill_score_trend = vec![0.1, 0.4, 0.7];
+        let text = table(&view, "x", false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].starts_with("SYMBOL    KILL  TREND  FLIP"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("BTCUSDT  0.700  ▁▄▆    0.00"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("ETHUSDT  0.500         0.00"),
+            "{text}"
+        );
+        view.proposals[0].kill_score_trend = (0..40).map(|i| f64::from(i) / 39.0).collect();
+        let text = table(&view, "x", false);
+        assert!(
+            text.contains("0.700  ▁▁▂▂▃▃▄▄▅▅▆▆▇▇██  0.00"),
+            "16 blocks at most: {text}"
+        );
+        let text = table(&view, "x", true);
+        assert!(
+            text.contains(&format!(
+                "{GREEN}▁▁▂▂▃▃▄▄▅▅{RESET}{RED}▆▆▇{RESET}{WHITE_ON_RED}▇██{RESET}  "
+            )),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! `harvest-exporter status` against a real redis-server, read directly and through a running
-//! exporter: the table, `--json`, colour only on a terminal, and every exit code.
+//! exporter: the table, `--json`, colour only on a terminal, every exit code, one symbol's
+//! story and `--watch` until SIGTERM.
 
 mod common;
 
-use std::process::{Command, Output};
+use std::io::Read as _;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -459,4 +462,276 @@ fn bad_from_urls_are_usage_errors() {
         assert_eq!(code, Some(2), "{url}");
         assert!(stderr.contains("--from"), "{stderr}");
     }
+}
+
+#[test]
+fn one_symbol_read_from_redis_every_exit_code() {
+    let mut redis = Redis::start();
+    publish(&redis, "BTCUSDT", "0.527", 2);
+    publish(&redis, "ETHUSDT", "0.81", 2);
+
+    let (code, story, stderr) = direct(&redis, &["BTCUSDT"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "ETHUSDT's score is not BTCUSDT's: {story}{stderr}"
+    );
+    let lines: Vec<&str> = story.lines().collect();
+    assert!(
+        lines[0].starts_with("harvest-exporter ")
+            && lines[0].contains(" · Redis up · BTCUSDT · redis 127.0.0.1:"),
+        "{story}"
+    );
+    assert_eq!(lines[1], "kill score  0.527  low (below 0.6)", "{story}");
+    assert!(story.contains("\naction      PARTIAL_25\n"), "{story}");
+    assert!(
+        story.ends_with(
+            "history, events and plans come from a running exporter (--from)\n\
+             OK: fresh, kill score below 0.6\n"
+        ),
+        "{story}"
+    );
+
+    let (code, story, _) = direct(&redis, &["ETHUSDT"]);
+    assert_eq!(code, Some(1), "{story}");
+    assert!(
+        story.contains("kill score  0.810  critical (from 0.8)"),
+        "{story}"
+    );
+    assert!(
+        story.ends_with("HIGH: kill score at or above 0.6: 0.810\n"),
+        "{story}"
+    );
+
+    let (code, json, _) = direct(&redis, &["ETHUSDT", "--json"]);
+    assert_eq!(code, Some(1), "{json}");
+    let document: Value = serde_json::from_str(&json).expect("--json prints JSON");
+    assert_eq!(document["symbol"], "ETHUSDT");
+    assert_eq!(document["current"]["kill_score"], 0.81);
+    assert_eq!(document["history"], serde_json::json!([]));
+    assert_eq!(document["plans"], Value::Null);
+
+    publish(&redis, "BTCUSDT", "0.527", 90);
+    let (code, story, _) = direct(&redis, &["BTCUSDT"]);
+    assert_eq!(code, Some(2), "{story}");
+    assert!(story.contains("data age    1m 30s STALE"), "{story}");
+    assert!(
+        story.ends_with("STALE: no update for over 60s\n"),
+        "{story}"
+    );
+
+    let (code, story, _) = direct(&redis, &["DOGEUSDT"]);
+    assert_eq!(code, Some(2), "{story}");
+    assert!(
+        story.contains("no proposal for DOGEUSDT in Redis"),
+        "{story}"
+    );
+    assert!(
+        story.ends_with("MISSING: no proposal for DOGEUSDT\n"),
+        "{story}"
+    );
+
+    let (code, stdout, stderr) = direct(&redis, &["BTC\x07USDT"]);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(
+        stderr.contains("[SYMBOL]") && stderr.contains("control characters"),
+        "{stderr}"
+    );
+
+    redis.kill();
+    let (code, story, _) = direct(&redis, &["ETHUSDT"]);
+    assert_eq!(code, Some(2), "{story}");
+    assert!(story.contains(" · Redis down · ETHUSDT · "), "{story}");
+    assert!(story.contains("UNKNOWN: Redis is unreachable"), "{story}");
+}
+
+/// `status` started with stdout read as it comes, for `--watch`.
+struct Watching {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Watching {
+    fn start(args: &[&str]) -> Watching {
+        let mut child = Command::new(exporter_bin())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // Below the floor of one second between reports.
+            .env("POLL_INTERVAL_SEC", "0.2")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start status --watch");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stdout.take().unwrap();
+        let sink = Arc::clone(&stdout);
+        std::thread::spawn(move || {
+            let mut buffer = [0; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buffer) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Watching { child, stdout }
+    }
+
+    /// Waits until the output so far satisfies `check`, and returns it.
+    fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        wait_for(what, WAIT, || {
+            let stdout = self.stdout.lock().unwrap().clone();
+            check(&stdout).then_some(stdout)
+        })
+    }
+
+    /// Sends SIGTERM and returns the exit code, the whole stdout and stderr.
+    fn terminate(mut self) -> (Option<i32>, String, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let status = wait_for("status --watch to exit", WAIT, || {
+            self.child.try_wait().ok().flatten()
+        });
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        // The reader thread has the last bytes once the pipe closes.
+        std::thread::sleep(Duration::from_millis(100));
+        let stdout = self.stdout.lock().unwrap().clone();
+        (status.code(), stdout, stderr)
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn watch_redraws_until_sigterm_and_exits_with_the_last_code() {
+    let redis = Redis::start();
+    publish(&redis, "BTCUSDT", "0.5", 1);
+    let url = redis.url();
+
+    let watching = Watching::start(&["--redis.addr", &url, "status", "--watch"]);
+    watching.wait("the first report", |out| out.contains("OK: all fresh"));
+    publish(&redis, "BTCUSDT", "0.7", 1);
+    watching.wait("a report of the high score", |out| out.contains("HIGH:"));
+    let (code, stdout, stderr) = watching.terminate();
+    assert_eq!(
+        code,
+        Some(1),
+        "the last report's code, not the first's: {stdout}{stderr}"
+    );
+    assert!(
+        !stdout.starts_with('\n') && !stdout.contains('\x1b'),
+        "{stdout:?}"
+    );
+    let reports: Vec<&str> = stdout.split("\n\n").collect();
+    assert!(reports.len() >= 2, "{stdout}");
+    assert!(
+        reports.iter().all(|r| r.starts_with("harvest-exporter ")),
+        "a blank line between reports: {stdout}"
+    );
+
+    let watching = Watching::start(&[
+        "--redis.addr",
+        &url,
+        "status",
+        "BTCUSDT",
+        "--watch",
+        "--json",
+    ]);
+    watching.wait("two documents", |out| out.matches('\n').count() >= 2);
+    let (code, stdout, stderr) = watching.terminate();
+    assert_eq!(code, Some(1), "{stderr}");
+    for line in stdout.lines() {
+        let story: Value = serde_json::from_str(line).expect("one document per line");
+        assert_eq!(story["current"]["kill_score"], 0.7, "{line}");
+    }
+
+    // Nothing listens there: each look fails, is told on stderr, and the watch goes on.
+    let from = format!("http://127.0.0.1:{}", free_port());
+    let mut watching = Watching::start(&["status", "--from", &from, "--watch"]);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(
+        watching.child.try_wait().unwrap().is_none(),
+        "still watching"
+    );
+    let (code, stdout, stderr) = watching.terminate();
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.matches("cannot connect to the exporter").count() >= 2,
+        "{stderr}"
+    );
+}
+
+/// Needs the exporter's `/api/v1/proposals/{symbol}`: the story of a symbol, as a running
+/// exporter tells it, and a symbol it does not know.
+#[test]
+fn one_symbol_from_a_running_exporter() {
+    let redis = Redis::start();
+    publish(&redis, "BTCUSDT", "0.527", 2);
+    publish(&redis, "BTC/USDT", "0.61", 2);
+    let exporter = Exporter::start(&redis, &[]);
+    let from = format!("http://127.0.0.1:{}", exporter.port);
+    exporter.wait_metrics("the first refresh", WAIT, |b| {
+        sample(b, "quantum_harvest_kill_score{symbol=\"BTCUSDT\"}") == Some(0.527)
+    });
+
+    let (code, story, stderr) = run(&["status", "--from", &from, "BTCUSDT"]);
+    assert_eq!(code, Some(0), "{story}{stderr}");
+    assert!(
+        story
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!(" · BTCUSDT · {from}/api/v1/proposals/BTCUSDT")),
+        "{story}"
+    );
+    assert!(
+        story.contains("kill score  0.527  low (below 0.6)"),
+        "{story}"
+    );
+    assert!(!story.contains("(--from)"), "{story}");
+    assert!(story.contains("events"), "{story}");
+
+    let (code, json, _) = run(&["status", "--from", &from, "BTCUSDT", "--json"]);
+    assert_eq!(code, Some(0), "{json}");
+    let document: Value = serde_json::from_str(&json).unwrap();
+    let endpoint: Value =
+        serde_json::from_str(&exporter.get("/api/v1/proposals/BTCUSDT").text()).unwrap();
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&document), keys(&endpoint));
+    assert_eq!(document["current"]["kill_score"], 0.527);
+
+    let (code, story, stderr) = run(&["status", "--from", &from, "BTC/USDT"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "the symbol is one encoded path segment: {story}{stderr}"
+    );
+    assert!(
+        story.contains(&format!("{from}/api/v1/proposals/BTC%2FUSDT")),
+        "{story}"
+    );
+
+    let (code, stdout, stderr) = run(&["status", "--from", &from, "DOGEUSDT"]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "the exporter at {from}/api/v1/proposals/DOGEUSDT knows no symbol \"DOGEUSDT\""
+        )),
+        "{stderr}"
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::parse::{
-    boolean, duration, exporter_url, password_file, pem_file, symbol_list, trimmed,
+    boolean, duration, exporter_url, password_file, pem_file, symbol, symbol_list, trimmed,
 };
 use super::{ExporterUrl, SymbolList};
 use crate::secret::Secret;
@@ -17,23 +17,33 @@ use crate::secret::Secret;
 pub enum Command {
     /// Publish simulated proposals to Redis the way the real publisher does (for demos and tests).
     Simulate(SimulateArgs),
-    /// Print the proposals as a table, with an exit code for scripts and cron.
+    /// Print the proposals as a table, or one symbol's story, with an exit code for scripts and
+    /// cron.
     ///
     /// Exit code 0: all fresh, every kill score below 0.6; 1: a kill score at or above 0.6;
-    /// 2: stale or missing data, or Redis or the exporter unreachable. Without --from, Redis is
-    /// read once with the exporter's own settings.
+    /// 2: stale or missing data, or Redis or the exporter unreachable. With SYMBOL, the same for
+    /// that symbol alone. Without --from, Redis is read once with the exporter's own settings.
     Status(StatusArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
+    /// Tell this symbol's story: its current values, and with --from its history, events and
+    /// the apply layer's plans.
+    #[arg(value_name = "SYMBOL", value_parser = symbol)]
+    pub symbol: Option<String>,
     /// Read a running exporter's /api/v1/proposals (e.g. http://127.0.0.1:8042, or https://
     /// with --tls.ca-file) instead of Redis.
     #[arg(long, value_name = "URL", value_parser = exporter_url)]
     pub from: Option<ExporterUrl>,
-    /// Print the JSON document of /api/v1/proposals instead of the table.
+    /// Print the JSON document of /api/v1/proposals (with SYMBOL, of
+    /// /api/v1/proposals/SYMBOL) instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Redraw every poll interval (at least 1s) until interrupted; with --json, one document
+    /// per line. Exits with the last report's code.
+    #[arg(long)]
+    pub watch: bool,
     /// PEM file with the CA certificate that signed the exporter's certificate; needed for an
     /// https:// --from URL (the system's bundle, e.g. /etc/ssl/certs/ca-certificates.crt, for a
     /// public CA).
@@ -162,6 +172,36 @@ mod tests {
         };
         status.complete(env_password.map(str::to_owned))?;
         Ok(status)
+    }
+
+    #[test]
+    fn status_symbol_and_watch() {
+        let status = status_args(&[], None).unwrap();
+        assert_eq!((status.symbol, status.watch), (None, false));
+        let status = status_args(&["BTCUSDT", "--watch", "--json"], None).unwrap();
+        assert_eq!(status.symbol.as_deref(), Some("BTCUSDT"));
+        assert!(status.watch && status.json);
+        let status = status_args(&["--from", "http://127.0.0.1:8042", "BTC/USDT é"], None).unwrap();
+        assert_eq!(
+            status.symbol.as_deref(),
+            Some("BTC/USDT é"),
+            "any valid key suffix"
+        );
+        for (bad, expected) in [
+            ("", "symbol is empty"),
+            ("BTC\x1b[2J", "control characters"),
+            (&"X".repeat(300), "longer than"),
+        ] {
+            let error = status_args(&[bad], None).unwrap_err();
+            assert!(
+                error.contains("SYMBOL") && error.contains(expected),
+                "{bad:?}: {error}"
+            );
+        }
+        assert!(
+            status_args(&["BTCUSDT", "ETHUSDT"], None).is_err(),
+            "one symbol"
+        );
     }
 
     #[test]

@@ -255,6 +255,11 @@ pub(super) fn symbol_list(raw: &str) -> Result<SymbolList, String> {
     Ok(SymbolList(symbols))
 }
 
+/// Parses `status`'s SYMBOL as the exporter checks the symbols it reads.
+pub(super) fn symbol(raw: &str) -> Result<String, String> {
+    proposal::parse_symbol(raw.as_bytes().to_vec()).map_err(|(e, _)| format!("{raw:?}: {e}"))
+}
+
 pub(super) fn boolean(raw: &str) -> Result<bool, String> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),

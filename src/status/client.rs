@@ -1,6 +1,7 @@
-//! The client of `status --from`: one GET of a running exporter's `/api/v1/proposals`, over
-//! plain HTTP or TLS (the given CAs, an optional client certificate), with basic auth, a
-//! timeout and a size cap. Returns the exporter's view; printing it is `status`'s.
+//! The client of `status --from`: one GET of a running exporter's `/api/v1/proposals`, or of
+//! `/api/v1/proposals/{symbol}`, over plain HTTP or TLS (the given CAs, an optional client
+//! certificate), with basic auth, a timeout and a size cap. Returns the exporter's view or the
+//! symbol's story; printing them is `status`'s.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http_body::Body as _;
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -19,7 +21,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
 
 use crate::source::SettingsError;
-use crate::view::View;
+use serde::de::DeserializeOwned;
+
+use crate::view::{Story, View};
 
 /// How long `--from` waits for the exporter's whole answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,6 +96,18 @@ pub enum StatusError {
     CredentialsRefused { url: String, username: String },
     #[error("the exporter at {url} answered {status}")]
     Status { url: String, status: StatusCode },
+    #[error("the exporter at {url} answered {status}: {error}")]
+    Answered {
+        url: String,
+        status: StatusCode,
+        error: String,
+    },
+    #[error("the exporter at {url} knows no symbol {symbol:?}: {error}")]
+    UnknownSymbol {
+        url: String,
+        symbol: String,
+        error: String,
+    },
     #[error("the exporter at {url} sent more than {MAX_DOCUMENT} bytes")]
     TooLarge { url: String },
     #[error("the exporter at {url} sent an unreadable document: {source}")]
@@ -128,18 +144,74 @@ pub enum TlsSetupError {
     },
 }
 
+/// The exporter's view, from its `/api/v1/proposals`.
 pub(super) async fn fetch(exporter: &Exporter) -> Result<View, StatusError> {
-    tokio::time::timeout(HTTP_TIMEOUT, get(exporter))
+    let target = Target {
+        path: exporter.path.clone(),
+        url: exporter.url.clone(),
+    };
+    get(exporter, &target).await
+}
+
+/// One symbol's story, from `/api/v1/proposals/{symbol}`, and the URL it was read from.
+pub(super) async fn fetch_story(
+    exporter: &Exporter,
+    symbol: &str,
+) -> Result<(Story, String), StatusError> {
+    let encoded = percent_encode(symbol);
+    let target = Target {
+        path: format!("{}/{encoded}", exporter.path),
+        url: format!("{}/{encoded}", exporter.url),
+    };
+    match get(exporter, &target).await {
+        Ok(story) => Ok((story, target.url)),
+        // Only the endpoint answers a 404 with a JSON error: an exporter without it says nothing
+        // about the symbol.
+        Err(StatusError::Answered { url, status, error }) if status == StatusCode::NOT_FOUND => {
+            Err(StatusError::UnknownSymbol {
+                url,
+                symbol: symbol.to_owned(),
+                error,
+            })
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Where one request goes: the path for the request line, the URL for messages.
+struct Target {
+    path: String,
+    url: String,
+}
+
+/// A symbol as a path segment: every byte but ASCII letters, digits and `-_.~` escaped.
+fn percent_encode(symbol: &str) -> String {
+    let mut encoded = String::with_capacity(symbol.len());
+    for byte in symbol.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+async fn get<T: DeserializeOwned>(exporter: &Exporter, target: &Target) -> Result<T, StatusError> {
+    tokio::time::timeout(HTTP_TIMEOUT, connect_and_get(exporter, target))
         .await
         .unwrap_or_else(|_| {
             Err(StatusError::Timeout {
-                url: exporter.url.clone(),
+                url: target.url.clone(),
             })
         })
 }
 
-async fn get(exporter: &Exporter) -> Result<View, StatusError> {
-    let url = &exporter.url;
+async fn connect_and_get<T: DeserializeOwned>(
+    exporter: &Exporter,
+    target: &Target,
+) -> Result<T, StatusError> {
+    let url = &target.url;
     // Bad files fail before anything is sent.
     let tls = exporter
         .tls
@@ -161,7 +233,7 @@ async fn get(exporter: &Exporter) -> Result<View, StatusError> {
             source,
         })?;
     match tls {
-        None => exchange(stream, exporter).await,
+        None => exchange(stream, exporter, target).await,
         Some((connector, name)) => {
             let stream =
                 connector
@@ -171,7 +243,7 @@ async fn get(exporter: &Exporter) -> Result<View, StatusError> {
                         url: url.clone(),
                         source,
                     })?;
-            exchange(stream, exporter).await
+            exchange(stream, exporter, target).await
         }
     }
 }
@@ -234,11 +306,12 @@ fn certificates(
 }
 
 /// One request for the document over an open connection, plain or TLS.
-async fn exchange<S>(stream: S, exporter: &Exporter) -> Result<View, StatusError>
+async fn exchange<S, T>(stream: S, exporter: &Exporter, target: &Target) -> Result<T, StatusError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: DeserializeOwned,
 {
-    let url = &exporter.url;
+    let url = &target.url;
     let http = |source| StatusError::Http {
         url: url.clone(),
         source,
@@ -249,7 +322,10 @@ where
     // Drives the connection; it ends with the response, as the request asks to close.
     tokio::spawn(connection);
     let mut request = Request::new(String::new());
-    *request.uri_mut() = exporter.path.parse().expect("a checked --from URL");
+    *request.uri_mut() = target
+        .path
+        .parse()
+        .expect("a checked --from URL and an encoded symbol");
     let headers = request.headers_mut();
     headers.insert(
         header::HOST,
@@ -273,26 +349,58 @@ where
             });
         }
         (status, _) => {
-            return Err(StatusError::Status {
-                url: url.clone(),
-                status,
+            let error = read_body(response.into_body(), url)
+                .await
+                .ok()
+                .and_then(|body| serde_json::from_slice::<ErrorDocument>(&body).ok());
+            return Err(match error {
+                Some(ErrorDocument { mut error }) => StatusError::Answered {
+                    url: url.clone(),
+                    status,
+                    error: {
+                        // It reaches the terminal through stderr.
+                        super::clean(&mut error);
+                        error
+                    },
+                },
+                None => StatusError::Status {
+                    url: url.clone(),
+                    status,
+                },
             });
         }
     }
-    let mut body = response.into_body();
-    let mut document = Vec::new();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        if let Ok(data) = frame.map_err(http)?.into_data() {
-            if document.len() + data.len() > MAX_DOCUMENT {
-                return Err(StatusError::TooLarge { url: url.clone() });
-            }
-            document.extend_from_slice(&data);
-        }
-    }
+    let document = read_body(response.into_body(), url).await?;
     serde_json::from_slice(&document).map_err(|source| StatusError::Document {
         url: url.clone(),
         source,
     })
+}
+
+/// What the exporter's API answers a request it refuses with.
+#[derive(serde::Deserialize)]
+struct ErrorDocument {
+    error: String,
+}
+
+/// The whole body, at most [`MAX_DOCUMENT`] bytes.
+async fn read_body(mut body: Incoming, url: &str) -> Result<Vec<u8>, StatusError> {
+    let mut document = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|source| StatusError::Http {
+            url: url.to_owned(),
+            source,
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if document.len() + data.len() > MAX_DOCUMENT {
+                return Err(StatusError::TooLarge {
+                    url: url.to_owned(),
+                });
+            }
+            document.extend_from_slice(&data);
+        }
+    }
+    Ok(document)
 }
 
 /// `Authorization: Basic ...`, marked sensitive so that hyper never shows it.
@@ -308,6 +416,19 @@ fn basic_authorization(credentials: &Credentials) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_symbol_is_one_encoded_path_segment() {
+        assert_eq!(percent_encode("BTCUSDT"), "BTCUSDT");
+        assert_eq!(percent_encode("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(percent_encode("BTC/USDT ?#%"), "BTC%2FUSDT%20%3F%23%25");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+        assert!(
+            format!("/api/v1/proposals/{}", percent_encode("a b/é?"))
+                .parse::<hyper::Uri>()
+                .is_ok()
+        );
+    }
 
     #[test]
     fn basic_authorization_is_encoded_and_sensitive() {

@@ -11,7 +11,7 @@ use super::Row;
 
 /// What `/api/v1/proposals/{symbol}` answers. Times are Unix seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Story {
+pub struct Story {
     pub version: String,
     /// When the story was told: at the request.
     pub generated_at: f64,
@@ -64,16 +64,23 @@ impl Story {
 /// The recorded values at one time: the kill score, its components and net R by their names in
 /// the view (`kill_score`, `k_regime_flip`, ..., `r_net`), and the action.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Point {
+pub struct Point {
     pub timestamp: f64,
     pub action: Option<String>,
     #[serde(flatten)]
     pub values: BTreeMap<String, f64>,
 }
 
+impl Point {
+    /// The recorded value named `name`, 0 when the point has none.
+    pub(crate) fn value(&self, name: &str) -> f64 {
+        self.values.get(name).copied().unwrap_or(0.0)
+    }
+}
+
 /// Something that happened to the symbol, derived from its history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Event {
+pub struct Event {
     pub timestamp: f64,
     /// `appeared`, `disappeared`, `action_changed`, `kill_score_rose`, `kill_score_fell`,
     /// `stale` or `fresh`.
@@ -84,7 +91,7 @@ pub(crate) struct Event {
 
 /// One of the apply layer's plans for the symbol, joined to its result by `plan_id`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Plan {
+pub struct Plan {
     pub plan_id: String,
     /// The plan's time: its `timestamp` field, else its entry's.
     pub timestamp: f64,
@@ -104,7 +111,7 @@ pub(crate) struct Plan {
 
 /// A plan's first result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct PlanResult {
+pub struct PlanResult {
     pub timestamp: f64,
     /// `executed`, `dry_run`, `skipped`, `blocked`, `error` or `unknown`.
     pub outcome: String,
