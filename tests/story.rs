@@ -30,6 +30,27 @@ fn wait_story(
     })
 }
 
+/// Every key of a story (its points', events', plans' and results' too) is in the field table
+/// of docs/operating.md's section on it.
+fn assert_documented(story: &Value) {
+    let docs = std::fs::read_to_string("docs/operating.md").unwrap();
+    let start = docs.find("## `/api/v1/proposals/{symbol}`").expect("the story's section");
+    let section = &docs[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
+    let mut keys: Vec<&String> = story.as_object().unwrap().keys().collect();
+    for list in ["history", "events", "plans"] {
+        for item in story[list].as_array().into_iter().flatten() {
+            keys.extend(item.as_object().unwrap().keys());
+            if let Some(result) = item.get("result").and_then(Value::as_object) {
+                keys.extend(result.keys());
+            }
+        }
+    }
+    for key in keys {
+        assert!(section.contains(&format!("`{key}`")), "{key} is not documented");
+    }
+}
+
 fn fresh_hash(kill_score: &str, action: &str) -> Vec<(&'static str, String)> {
     vec![
         ("kill_score", kill_score.to_owned()),
@@ -276,4 +297,5 @@ fn plans_come_with_their_results_on_the_producers_rhythm() {
     assert_eq!(by_id("p-waiting")["result"], Value::Null);
     assert_eq!(by_id("p-waiting")["result_status"], "waiting");
     assert_eq!(plans[0]["plan_id"], "p-waiting", "newest first");
+    assert_documented(&story);
 }
