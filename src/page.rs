@@ -1,7 +1,9 @@
 //! The live page at `/` and the JSON document at `/api/v1/proposals`, both rendered once per
-//! refresh from the snapshot's [`View`]. Owns the HTML, its inline style and script, HTML
-//! escaping and the percent-encoding of links; serving the bytes is `server`'s job, and what the
-//! view holds is `view`'s.
+//! refresh from the snapshot's [`View`], and a symbol's page (`symbol`), from its story. Owns the
+//! HTML, its inline style and script, HTML escaping and the percent-encoding of links; serving
+//! the bytes is `server`'s job, and what the view and the story hold is `view`'s.
+
+pub(crate) mod symbol;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -269,12 +271,16 @@ fn sparkline(out: &mut String, trend: &[f64], band: KillBand) {
 
 /// The height in the sparkline's box of a kill score, clamped to the scale.
 fn spark_y(kill_score: f64) -> f64 {
-    let clamped = if kill_score.is_nan() {
+    SPARK_PAD + (1.0 - unit(kill_score)) * (SPARK_HEIGHT - 2.0 * SPARK_PAD)
+}
+
+/// A value clamped to 0..1 for drawing, NaN at 0, so that no value draws outside its chart.
+fn unit(value: f64) -> f64 {
+    if value.is_nan() {
         0.0
     } else {
-        kill_score.clamp(0.0, 1.0)
-    };
-    SPARK_PAD + (1.0 - clamped) * (SPARK_HEIGHT - 2.0 * SPARK_PAD)
+        value.clamp(0.0, 1.0)
+    }
 }
 
 fn spark_svg(out: &mut String, band: KillBand, points: &str) {
