@@ -34,7 +34,7 @@ const SCRIPT: &str = include_str!("page.js");
 /// A sparkline's box in SVG units, drawn at that size in CSS pixels. The pad keeps a stroke at 0
 /// or 1 inside the box.
 const SPARK_WIDTH: f64 = 80.0;
-const SPARK_HEIGHT: f64 = 20.0;
+const SPARK_HEIGHT: f64 = 24.0;
 const SPARK_PAD: f64 = 2.0;
 
 /// The page and its JSON document for one snapshot.
@@ -549,17 +549,17 @@ mod tests {
         assert_eq!(spark(&[], KillBand::Low), "", "no trend, no sparkline");
         let svg = spark(&[-0.5, 0.0, 0.5, 1.0, 1.7, f64::NAN], KillBand::Critical);
         assert!(
-            svg.starts_with("<svg class=\"spark\" viewBox=\"0 0 80 20\""),
+            svg.starts_with("<svg class=\"spark\" viewBox=\"0 0 80 24\""),
             "{svg}"
         );
         // From 0 at the bottom to 1 at the top, inside a pad of 2; beyond the scale, clamped.
         assert!(
             svg.contains(
-                "<polyline class=\"k-crit\" points=\"0.0,18.0 16.0,18.0 32.0,10.0 48.0,2.0 64.0,2.0 80.0,18.0\"/>"
+                "<polyline class=\"k-crit\" points=\"0.0,22.0 16.0,22.0 32.0,12.0 48.0,2.0 64.0,2.0 80.0,22.0\"/>"
             ),
             "{svg}"
         );
-        for (threshold, y) in [(KILL_HIGH, "8.4"), (KILL_CRITICAL, "5.2")] {
+        for (threshold, y) in [(KILL_HIGH, "10.0"), (KILL_CRITICAL, "6.0")] {
             assert_eq!(format!("{:.1}", spark_y(threshold)), y);
             assert!(
                 svg.contains(&format!(
@@ -569,7 +569,7 @@ mod tests {
             );
         }
         assert!(
-            spark(&[0.25], KillBand::Low).contains("points=\"0.0,14.0 80.0,14.0\""),
+            spark(&[0.25], KillBand::Low).contains("points=\"0.0,17.0 80.0,17.0\""),
             "one value is drawn flat across"
         );
     }
@@ -591,14 +591,14 @@ mod tests {
         assert!(html.contains(
             "<a class=\"name\" href=\"/symbol/ETHUSDT\">ETHUSDT</a></td><td class=\"kill\" data-label=\"Kill score\"><span class=\"pill k-high\">0.700</span><svg class=\"spark\""
         ));
-        assert!(html.contains("<polyline class=\"k-high\" points=\"0.0,14.8 80.0,6.8\"/>"));
+        assert!(html.contains("<polyline class=\"k-high\" points=\"0.0,18.0 80.0,8.0\"/>"));
         assert!(html.contains("<a class=\"name\" href=\"/symbol/BTC%2FUSD%22\">BTC/USD&quot;</a>"));
         assert_eq!(
             html.matches("<svg class=\"spark\"").count(),
             2,
             "the trend's and the script's template; none for an empty trend"
         );
-        assert!(html.contains("\"spark\":{\"height\":20.0,\"pad\":2.0,\"width\":80.0}"));
+        assert!(html.contains("\"spark\":{\"height\":24.0,\"pad\":2.0,\"width\":80.0}"));
     }
 
     #[test]
