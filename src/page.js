@@ -31,7 +31,8 @@
 
   // Everything but ASCII letters, digits and -_.~ escaped, as page.rs writes the link.
   const symbolHref = (symbol) =>
-    "/symbol/" + encodeURIComponent(symbol).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+    "/symbol/" +
+    encodeURIComponent(symbol).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
   const sparkY = (v) => {
     const { height, pad } = cfg.spark;
     const clamped = Number.isNaN(v) ? 0 : Math.min(Math.max(v, 0), 1);
@@ -64,8 +65,7 @@
     if (p.position_side !== null) sym.append(" ", el("small", "side", p.position_side));
     const kill = cell("kill", "Kill score");
     kill.append(el("span", "pill " + killBand(p.kill_score), p.kill_score.toFixed(3)));
-    const trend = p.kill_score_trend || [];
-    if (trend.length > 0) kill.append(sparkline(trend, killBand(p.kill_score)));
+    if (p.kill_score_trend.length > 0) kill.append(sparkline(p.kill_score_trend, killBand(p.kill_score)));
     const bar = el("div", "bar");
     bar.title = cfg.components.map((c) => c.label + " " + p[c.key] + " \u00d7" + c.weight).join(", ");
     shares(p).forEach((share, i) => {
