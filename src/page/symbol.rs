@@ -84,6 +84,7 @@ fn header(out: &mut String, story: &Story, poll: Duration, metrics_path: &str) {
         time_of_day(story.generated_at),
         escape(&symbol_href(&story.symbol)),
         poll.as_secs_f64(),
+        metrics_path = escape(metrics_path),
     );
 }
 
@@ -146,7 +147,7 @@ fn history(out: &mut String, story: &Story) {
             KillBand::of(row.kill_score)
         });
     out.push_str(
-        "<h3>Kill score <small>0 to 1, dashed at the thresholds</small></h3>\n\
+        "<h3>Kill score <small>from 0 to 1</small></h3>\n\
 <svg class=\"chart\" id=\"kill-chart\"",
     );
     chart_box(out);
@@ -231,7 +232,7 @@ fn step_line(
     let span = end - start;
     let x = |time: f64| {
         if span > 0.0 {
-            ((time - start) / span).clamp(0.0, 1.0) * CHART_WIDTH
+            unit((time - start) / span) * CHART_WIDTH
         } else {
             0.0
         }
@@ -495,6 +496,10 @@ mod tests {
             "href=\"/symbol/%3Cscript%3Ealert%28%27x%27%29%3C%2Fscript%3E%22%3E%3Csvg%2Fonload%3Dalert%281%29%3E\">reload</a>"
         ));
         assert!(html.contains("harvest-exporter &lt;v&gt;"));
+        assert!(
+            symbol_page(&story(), Duration::from_secs(5), "/m\"x")
+                .contains("<a href=\"/m&quot;x\">/m&quot;x</a>")
+        );
         assert!(html.contains(
             "&lt;i&gt;act&lt;/i&gt;<small class=\"cal\">\u{2192} FULL_CLOSE (calibrated)</small>"
         ));
