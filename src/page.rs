@@ -161,8 +161,7 @@ fn table_row(out: &mut String, row: &Row) {
     sparkline(out, &row.kill_score_trend, KillBand::of(row.kill_score));
     out.push_str("</td><td class=\"comp\" data-label=\"Components\">");
     components(out, row);
-    out.push_str("</td>");
-    out.push_str("<td class=\"rnet\" data-label=\"R_net\">");
+    out.push_str("</td><td class=\"rnet\" data-label=\"R_net\">");
     r_net_pill(out, row.r_net);
     let _ = write!(
         out,
