@@ -1,6 +1,7 @@
 "use strict";
 // Redraws the server-rendered table from /api/v1/proposals every poll interval. It builds the
-// same markup as page.rs, with textContent only, so that no value from Redis is parsed as HTML.
+// same markup as page.rs, with textContent and attributes only, so that no value from Redis is
+// parsed as HTML.
 (() => {
   const cfg = JSON.parse(document.getElementById("config").textContent);
   const $ = (id) => document.getElementById(id);
@@ -28,6 +29,26 @@
     return total > 100 ? raw.map((share) => (share * 100) / total) : raw;
   };
 
+  // Everything but ASCII letters, digits and -_.~ escaped, as page.rs writes the link.
+  const symbolHref = (symbol) =>
+    "/symbol/" +
+    encodeURIComponent(symbol).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  const sparkY = (v) => {
+    const { height, pad } = cfg.spark;
+    const clamped = Number.isNaN(v) ? 0 : Math.min(Math.max(v, 0), 1);
+    return (pad + (1 - clamped) * (height - 2 * pad)).toFixed(1);
+  };
+  // A copy of the page's template, whose threshold lines page.rs has drawn.
+  const sparkline = (trend, band) => {
+    const values = trend.length === 1 ? [trend[0], trend[0]] : trend;
+    const step = cfg.spark.width / (values.length - 1);
+    const svg = $("spark").content.firstElementChild.cloneNode(true);
+    const line = svg.querySelector("polyline");
+    line.setAttribute("class", band);
+    line.setAttribute("points", values.map((v, i) => (i * step).toFixed(1) + "," + sparkY(v)).join(" "));
+    return svg;
+  };
+
   const row = (p) => {
     const tr = el("tr", p.stale ? "stale" : "");
     tr.dataset.symbol = p.symbol;
@@ -38,9 +59,13 @@
       return td;
     };
     const sym = cell("sym", "Symbol");
-    sym.append(el("span", "name", p.symbol));
+    const name = el("a", "name", p.symbol);
+    name.href = symbolHref(p.symbol);
+    sym.append(name);
     if (p.position_side !== null) sym.append(" ", el("small", "side", p.position_side));
-    cell("kill", "Kill score").append(el("span", "pill " + killBand(p.kill_score), p.kill_score.toFixed(3)));
+    const kill = cell("kill", "Kill score");
+    kill.append(el("span", "pill " + killBand(p.kill_score), p.kill_score.toFixed(3)));
+    if (p.kill_score_trend.length > 0) kill.append(sparkline(p.kill_score_trend, killBand(p.kill_score)));
     const bar = el("div", "bar");
     bar.title = cfg.components.map((c) => c.label + " " + p[c.key] + " \u00d7" + c.weight).join(", ");
     shares(p).forEach((share, i) => {

@@ -1,6 +1,9 @@
 //! The live page at `/` and the JSON document at `/api/v1/proposals`, both rendered once per
-//! refresh from the snapshot's [`View`]. Owns the HTML, its inline style and script, and HTML
-//! escaping; serving the bytes is `server`'s job, and what the view holds is `view`'s.
+//! refresh from the snapshot's [`View`], and a symbol's page (`symbol`), from its story. Owns the
+//! HTML, its inline style and script, HTML escaping and the percent-encoding of links; serving
+//! the bytes is `server`'s job, and what the view and the story hold is `view`'s.
+
+pub(crate) mod symbol;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -28,6 +31,12 @@ const MIN_PAGE_POLL: Duration = Duration::from_secs(1);
 
 const STYLE: &str = include_str!("page.css");
 const SCRIPT: &str = include_str!("page.js");
+
+/// A sparkline's box in SVG units, drawn at that size in CSS pixels. The pad keeps a stroke at 0
+/// or 1 inside the box.
+const SPARK_WIDTH: f64 = 80.0;
+const SPARK_HEIGHT: f64 = 24.0;
+const SPARK_PAD: f64 = 2.0;
 
 /// The page and its JSON document for one snapshot.
 #[derive(Debug)]
@@ -58,13 +67,7 @@ impl Page {
 
 fn html(view: &View, poll: Duration, metrics_path: &str) -> String {
     let mut out = String::with_capacity(12 * 1024 + view.proposals.len() * 1024);
-    out.push_str(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-<title>Harvest proposals</title>\n<link rel=\"icon\" href=\"data:,\">\n<style>\n",
-    );
-    out.push_str(STYLE);
-    out.push_str("</style>\n</head>\n<body>\n");
+    head(&mut out, "Harvest proposals", "");
     header(&mut out, view, poll, metrics_path);
     out.push_str(
         "<main>\n<table>\n<thead><tr><th>Symbol</th><th>Kill score</th><th>Components</th>\
@@ -76,7 +79,11 @@ fn html(view: &View, poll: Duration, metrics_path: &str) -> String {
     if view.proposals.is_empty() {
         out.push_str("<tr class=\"none\"><td colspan=\"7\">No proposals to show.</td></tr>\n");
     }
-    out.push_str("</tbody>\n</table>\n");
+    out.push_str("</tbody>\n</table>\n<template id=\"spark\">");
+    // The script draws its sparklines on copies of this one: an element made in the markup gets
+    // SVG's namespace from the parser, so the script needs neither that name nor innerHTML.
+    spark_svg(&mut out, KillBand::Low, "");
+    out.push_str("</template>\n");
     if let Some(apply) = &view.apply {
         apply_section(&mut out, apply);
     }
@@ -90,6 +97,7 @@ fn html(view: &View, poll: Duration, metrics_path: &str) -> String {
         "r_net_fair": R_NET_FAIR,
         "bar_full": view::BAR_FULL,
         "components": COMPONENTS,
+        "spark": { "width": SPARK_WIDTH, "height": SPARK_HEIGHT, "pad": SPARK_PAD },
     });
     // Inside a script element only "</" could end it early; JSON allows "<\/" for it.
     let config = config.to_string().replace("</", "<\\/");
@@ -98,6 +106,18 @@ fn html(view: &View, poll: Duration, metrics_path: &str) -> String {
         "<script type=\"application/json\" id=\"config\">{config}</script>\n<script>\n{SCRIPT}</script>\n</body>\n</html>\n"
     );
     out
+}
+
+/// The document's start up to its body: `title` is escaped, `style` (trusted) follows the shared
+/// stylesheet.
+fn head(out: &mut String, title: &str, style: &str) {
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+<title>{}</title>\n<link rel=\"icon\" href=\"data:,\">\n<style>\n{STYLE}{style}</style>\n</head>\n<body>\n",
+        escape(title)
+    );
 }
 
 fn header(out: &mut String, view: &View, poll: Duration, metrics_path: &str) {
@@ -130,21 +150,57 @@ fn header(out: &mut String, view: &View, poll: Duration, metrics_path: &str) {
 fn table_row(out: &mut String, row: &Row) {
     let _ = write!(
         out,
-        "<tr{} data-symbol=\"{}\"><td class=\"sym\" data-label=\"Symbol\"><span class=\"name\">{}</span>",
+        "<tr{} data-symbol=\"{}\"><td class=\"sym\" data-label=\"Symbol\"><a class=\"name\" href=\"{}\">{}</a>",
         if row.stale { " class=\"stale\"" } else { "" },
         escape(&row.symbol),
+        escape(&symbol_href(&row.symbol)),
         escape(&row.symbol),
     );
     if let Some(side) = &row.position_side {
         let _ = write!(out, " <small class=\"side\">{}</small>", escape(side));
     }
+    out.push_str("</td><td class=\"kill\" data-label=\"Kill score\">");
+    kill_pill(out, row.kill_score);
+    sparkline(out, &row.kill_score_trend, KillBand::of(row.kill_score));
+    out.push_str("</td><td class=\"comp\" data-label=\"Components\">");
+    components(out, row);
+    out.push_str("</td><td class=\"rnet\" data-label=\"R_net\">");
+    r_net_pill(out, row.r_net);
     let _ = write!(
         out,
-        "</td><td class=\"kill\" data-label=\"Kill score\"><span class=\"pill {}\">{:.3}</span></td>",
-        KillBand::of(row.kill_score).class(),
-        row.kill_score
+        "</td><td class=\"sl\" data-label=\"New SL\">{}</td><td class=\"act\" data-label=\"Action\"",
+        row.new_sl.map(|sl| sl.to_string()).unwrap_or_default(),
     );
+    if !row.reason_codes.is_empty() {
+        let _ = write!(out, " title=\"{}\"", escape(&row.reason_codes));
+    }
+    out.push('>');
+    action(out, row);
+    let _ = writeln!(
+        out,
+        "</td><td class=\"age\" data-label=\"Data age\">{}</td></tr>",
+        data_age(row),
+    );
+}
 
+fn kill_pill(out: &mut String, kill_score: f64) {
+    let _ = write!(
+        out,
+        "<span class=\"pill {}\">{kill_score:.3}</span>",
+        KillBand::of(kill_score).class(),
+    );
+}
+
+fn r_net_pill(out: &mut String, r_net: f64) {
+    let _ = write!(
+        out,
+        "<span class=\"pill {}\">{r_net:.2}</span>",
+        RNetBand::of(r_net).class()
+    );
+}
+
+/// The components' stacked bar, each weighted value in its title, and the values under it.
+fn components(out: &mut String, row: &Row) {
     let components = row.components();
     let title: Vec<String> = COMPONENTS
         .iter()
@@ -153,7 +209,7 @@ fn table_row(out: &mut String, row: &Row) {
         .collect();
     let _ = write!(
         out,
-        "<td class=\"comp\" data-label=\"Components\"><div class=\"bar\" title=\"{}\">",
+        "<div class=\"bar\" title=\"{}\">",
         escape(&title.join(", "))
     );
     for (i, share) in view::component_shares(components).iter().enumerate() {
@@ -162,26 +218,14 @@ fn table_row(out: &mut String, row: &Row) {
     let parts: Vec<String> = components.iter().map(|v| format!("{v:.2}")).collect();
     let _ = write!(
         out,
-        "</div><small class=\"parts\">{}</small></td>",
+        "</div><small class=\"parts\">{}</small>",
         parts.join(" · ")
     );
+}
 
-    let _ = write!(
-        out,
-        "<td class=\"rnet\" data-label=\"R_net\"><span class=\"pill {}\">{:.2}</span></td>\
-<td class=\"sl\" data-label=\"New SL\">{}</td><td class=\"act\" data-label=\"Action\"",
-        RNetBand::of(row.r_net).class(),
-        row.r_net,
-        row.new_sl.map(|sl| sl.to_string()).unwrap_or_default(),
-    );
-    if !row.reason_codes.is_empty() {
-        let _ = write!(out, " title=\"{}\"", escape(&row.reason_codes));
-    }
-    let _ = write!(
-        out,
-        ">{}",
-        escape(row.action.as_deref().unwrap_or("\u{2014}"))
-    );
+/// The action with the heat gate's verdict and the apply layer's note under it.
+fn action(out: &mut String, row: &Row) {
+    out.push_str(&escape(row.action.as_deref().unwrap_or("\u{2014}")));
     if let Some(calibration) = row.calibration() {
         let _ = write!(
             out,
@@ -192,16 +236,87 @@ fn table_row(out: &mut String, row: &Row) {
     if let Some(note) = row.apply_note() {
         let _ = write!(out, "<small class=\"apply\">{}</small>", escape(&note));
     }
-    let _ = writeln!(
-        out,
-        "</td><td class=\"age\" data-label=\"Data age\">{}{}</td></tr>",
+}
+
+fn data_age(row: &Row) -> String {
+    format!(
+        "{}{}",
         view::format_age(row.age_seconds),
         if row.stale {
             "<b class=\"tag\">stale</b>"
         } else {
             ""
         },
+    )
+}
+
+/// The kill score's recent course, on a fixed 0 to 1 scale with the kit's thresholds dashed
+/// across, stroked in the current band's colour; nothing without a trend. A single value is
+/// drawn flat across.
+fn sparkline(out: &mut String, trend: &[f64], band: KillBand) {
+    let single;
+    let trend = match trend {
+        [] => return,
+        [value] => {
+            single = [*value; 2];
+            &single[..]
+        }
+        trend => trend,
+    };
+    let step = SPARK_WIDTH / (trend.len() - 1) as f64;
+    let mut points = String::with_capacity(trend.len() * 10);
+    for (i, &value) in trend.iter().enumerate() {
+        let _ = write!(points, "{:.1},{:.1} ", i as f64 * step, spark_y(value));
+    }
+    spark_svg(out, band, points.trim_end());
+}
+
+/// The height in the sparkline's box of a kill score, clamped to the scale.
+fn spark_y(kill_score: f64) -> f64 {
+    SPARK_PAD + (1.0 - unit(kill_score)) * (SPARK_HEIGHT - 2.0 * SPARK_PAD)
+}
+
+/// A value clamped to 0..1 for drawing, NaN at 0, so that no value draws outside its chart.
+fn unit(value: f64) -> f64 {
+    if value.is_nan() {
+        0.0
+    } else {
+        value.clamp(0.0, 1.0)
+    }
+}
+
+fn spark_svg(out: &mut String, band: KillBand, points: &str) {
+    let _ = write!(
+        out,
+        "<svg class=\"spark\" viewBox=\"0 0 {SPARK_WIDTH} {SPARK_HEIGHT}\" preserveAspectRatio=\"none\" aria-hidden=\"true\">"
     );
+    for threshold in [KILL_HIGH, KILL_CRITICAL] {
+        let y = spark_y(threshold);
+        let _ = write!(
+            out,
+            "<line class=\"th\" x1=\"0\" x2=\"{SPARK_WIDTH}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>"
+        );
+    }
+    let _ = write!(
+        out,
+        "<polyline class=\"{}\" points=\"{points}\"/></svg>",
+        band.class()
+    );
+}
+
+/// The path of a symbol's page, the symbol percent-encoded but for ASCII letters, digits and
+/// `-_.~`, so that no symbol can leave the path segment.
+fn symbol_href(symbol: &str) -> String {
+    let mut href = String::with_capacity(8 + symbol.len());
+    href.push_str("/symbol/");
+    for byte in symbol.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            href.push(char::from(byte));
+        } else {
+            let _ = write!(href, "%{byte:02X}");
+        }
+    }
+    href
 }
 
 /// The apply layer's latest plans and outcomes (repeats left out), newest first.
@@ -433,6 +548,69 @@ mod tests {
         assert!(empty.contains("<p id=\"missing\" class=\"warn\" hidden>"));
         assert!(empty.contains("No proposals to show."));
         assert!(empty.contains("\"poll_ms\":1000"));
+    }
+
+    fn spark(trend: &[f64], band: KillBand) -> String {
+        let mut out = String::new();
+        sparkline(&mut out, trend, band);
+        out
+    }
+
+    #[test]
+    fn sparklines_scale_clamp_and_show_the_thresholds() {
+        assert_eq!(spark(&[], KillBand::Low), "", "no trend, no sparkline");
+        let svg = spark(&[-0.5, 0.0, 0.5, 1.0, 1.7, f64::NAN], KillBand::Critical);
+        assert!(
+            svg.starts_with("<svg class=\"spark\" viewBox=\"0 0 80 24\""),
+            "{svg}"
+        );
+        // From 0 at the bottom to 1 at the top, inside a pad of 2; beyond the scale, clamped.
+        assert!(
+            svg.contains(
+                "<polyline class=\"k-crit\" points=\"0.0,22.0 16.0,22.0 32.0,12.0 48.0,2.0 64.0,2.0 80.0,22.0\"/>"
+            ),
+            "{svg}"
+        );
+        for (threshold, y) in [(KILL_HIGH, "10.0"), (KILL_CRITICAL, "6.0")] {
+            assert_eq!(format!("{:.1}", spark_y(threshold)), y);
+            assert!(
+                svg.contains(&format!(
+                    "<line class=\"th\" x1=\"0\" x2=\"80\" y1=\"{y}\" y2=\"{y}\"/>"
+                )),
+                "{svg}"
+            );
+        }
+        assert!(
+            spark(&[0.25], KillBand::Low).contains("points=\"0.0,17.0 80.0,17.0\""),
+            "one value is drawn flat across"
+        );
+    }
+
+    #[test]
+    fn rows_link_to_their_symbol_and_show_their_trend() {
+        assert_eq!(symbol_href("BTCUSDT"), "/symbol/BTCUSDT");
+        assert_eq!(
+            symbol_href("a-b_c.d~e/f g?h#i%\"<ü"),
+            "/symbol/a-b_c.d~e%2Ff%20g%3Fh%23i%25%22%3C%C3%BC"
+        );
+        let snapshot = snapshot(&[
+            ("ETHUSDT", &[("kill_score", "0.7")]),
+            ("BTC/USD\"", &[("kill_score", "0.3")]),
+        ]);
+        let mut view = View::new(&snapshot, NOW, &ApplyView::default());
+        view.proposals[0].kill_score_trend = vec![0.2, 0.7];
+        let html = html(&view, MIN_PAGE_POLL, "/metrics");
+        assert!(html.contains(
+            "<a class=\"name\" href=\"/symbol/ETHUSDT\">ETHUSDT</a></td><td class=\"kill\" data-label=\"Kill score\"><span class=\"pill k-high\">0.700</span><svg class=\"spark\""
+        ));
+        assert!(html.contains("<polyline class=\"k-high\" points=\"0.0,18.0 80.0,8.0\"/>"));
+        assert!(html.contains("<a class=\"name\" href=\"/symbol/BTC%2FUSD%22\">BTC/USD&quot;</a>"));
+        assert_eq!(
+            html.matches("<svg class=\"spark\"").count(),
+            2,
+            "the trend's and the script's template; none for an empty trend"
+        );
+        assert!(html.contains("\"spark\":{\"height\":24.0,\"pad\":2.0,\"width\":80.0}"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The page at / in a real headless Chromium over the simulator's data in a real redis-server:
-//! rows, colours and hostile symbols checked through the DOM with JavaScript off (the server's
-//! rendering) and on (the script's), a change in Redis shown without a reload, and screenshots
-//! at phone and desktop widths saved under artifacts/. Chromium is driven over the DevTools
+//! rows, colours, links and hostile symbols checked through the DOM with JavaScript off (the
+//! server's rendering) and on (the script's), a change in Redis shown without a reload, and
+//! screenshots at phone and desktop widths saved under artifacts/; then the rows' sparklines and
+//! a symbol's page, reached by its link, at both widths. Chromium is driven over the DevTools
 //! protocol through a pipe, so there is no debugging port and no WebSocket client.
 
 mod common;
@@ -21,6 +22,8 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(30);
 const SCRIPT_SYMBOL: &str = "<script>pwned=1</script>";
 const IMG_SYMBOL: &str = "<img src=x onerror=pwned=2>";
+/// Every character a link must encode that `encodeURIComponent` leaves alone, and the path's own.
+const LINK_SYMBOL: &str = "<script>pwned=3</script> it's (1*)!/?#%\u{fc}";
 const SIMULATED: [&str; 4] = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"];
 
 /// Flags for a quiet, loopback-only browser: without the background-networking ones Chromium
@@ -215,6 +218,7 @@ const READ_PAGE: &str = r##"(() => {
     rows: [...document.querySelectorAll("#rows tr:not(.none)")].map((tr) => ({
       symbol: tr.dataset.symbol,
       name: text(tr, ".name"),
+      href: tr.querySelector(".name").getAttribute("href"),
       stale: tr.classList.contains("stale"),
       kill: pill(tr, ".kill .pill"),
       r_net: pill(tr, ".rnet .pill"),
@@ -255,6 +259,7 @@ struct PageState {
 struct RowState {
     symbol: String,
     name: String,
+    href: String,
     stale: bool,
     kill: Pill,
     r_net: Pill,
@@ -327,6 +332,7 @@ fn check_page(page: &PageState, symbols: usize) {
         assert_eq!(row.segments, 4, "a stacked bar of the four components");
         assert_eq!(row.name, row.symbol, "{row:?}");
     }
+    check_links(page);
 
     for symbol in SIMULATED {
         let row = page.row(symbol);
@@ -544,6 +550,187 @@ fn the_page_in_a_real_browser() {
             png.len()
         );
         std::fs::write(artifacts.join(format!("page-{name}.png")), png).unwrap();
+    }
+}
+
+/// The path of a symbol's page as the page links to it: all but ASCII letters, digits and `-_.~`
+/// percent-encoded.
+fn symbol_path(symbol: &str) -> String {
+    let mut path = String::from("/symbol/");
+    for byte in symbol.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            path.push(char::from(byte));
+        } else {
+            path.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    path
+}
+
+/// What the test reads from a symbol's page.
+const READ_SYMBOL_PAGE: &str = r##"(() => ({
+  name: document.querySelector("h1 .name")?.textContent ?? null,
+  kill_paths: [...document.querySelectorAll("#kill-chart path")].map((p) => p.getAttribute("d")),
+  thresholds: document.querySelectorAll("#kill-chart line.th").length,
+  component_paths: document.querySelectorAll("#components-chart path").length,
+  events: document.querySelectorAll("#events li:not(.none)").length,
+  plans: document.querySelectorAll("#plans tbody tr").length,
+  plan_cells: [...document.querySelectorAll("#plans tbody tr:first-child td")].map((td) => td.textContent),
+  scripts: document.scripts.length,
+  pwned: typeof window.pwned,
+  width: document.documentElement.scrollWidth,
+}))()"##;
+
+#[derive(Debug, Deserialize)]
+struct SymbolPageState {
+    name: Option<String>,
+    kill_paths: Vec<String>,
+    thresholds: u32,
+    component_paths: u32,
+    events: u32,
+    plans: u32,
+    plan_cells: Vec<String>,
+    scripts: u32,
+    pwned: String,
+    width: u32,
+}
+
+/// Each row's sparkline once the exporter has history, and a symbol's page, reached by its
+/// row's link, at phone and desktop widths: its charts, events and plans, no horizontal
+/// scrolling, and a hostile symbol's page as text. Needs the history and the routes
+/// `/symbol/{symbol}` and `/api/v1/proposals/{symbol}`.
+#[test]
+fn the_symbol_page_in_a_real_browser() {
+    let redis = Redis::start();
+    run_exporter_ok(&[
+        "--redis.addr",
+        &redis.url(),
+        "simulate",
+        "--rounds",
+        "1",
+        "--seed",
+        "7",
+        "--heat-gate",
+        "--symbols",
+        &SIMULATED.join(","),
+    ]);
+    redis.hset(
+        LINK_SYMBOL,
+        &[
+            ("kill_score", "0.85"),
+            ("R_net", "1.5"),
+            ("harvest_action", "NONE"),
+            ("last_update_epoch", &unix_epoch().to_string()),
+        ],
+    );
+    let exporter = Exporter::start(&redis, &[]);
+    let trends = |exporter: &Exporter| -> Vec<usize> {
+        let view: Value = serde_json::from_slice(&exporter.get("/api/v1/proposals").body)
+            .expect("the view as JSON");
+        view["proposals"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|row| row["kill_score_trend"].as_array().map_or(0, Vec::len))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for("a trend for every symbol", WAIT, || {
+        let trends = trends(&exporter);
+        (trends.len() == 5 && trends.iter().all(|&n| n > 0)).then_some(())
+    });
+    // A change the history records: ETHUSDT's score rises and its action changes.
+    redis.hset(
+        "ETHUSDT",
+        &[
+            ("kill_score", "0.97"),
+            ("k_regime_flip", "1.0"),
+            ("harvest_action", "FULL_CLOSE_PROPOSED"),
+            ("last_update_epoch", &unix_epoch().to_string()),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}", exporter.port);
+    let mut browser = Browser::start();
+    browser.viewport(1280, 800, 1.0, false);
+
+    // A sparkline in every row, drawn by the server (JavaScript off) and by the script.
+    let sparklines = "[...document.querySelectorAll('#rows tr:not(.none)')].map((tr) => \
+        [...tr.querySelectorAll('.kill svg.spark polyline')].map((p) => p.getAttribute('points')))";
+    for scripting in [false, true] {
+        browser.call(
+            "Emulation.setScriptExecutionDisabled",
+            json!({ "value": !scripting }),
+        );
+        browser.navigate(&format!("{url}/"));
+        if scripting {
+            wait_for("the script's first update", WAIT, || {
+                (browser.page().polls >= 1).then_some(())
+            });
+        }
+        let rows: Vec<Vec<String>> = serde_json::from_value(browser.eval(sparklines)).unwrap();
+        assert_eq!(rows.len(), 5, "{rows:?}");
+        for points in &rows {
+            assert!(
+                points.len() == 1 && !points[0].is_empty(),
+                "one sparkline a row (scripting {scripting}): {rows:?}"
+            );
+        }
+        check_links(&browser.page());
+    }
+
+    // The row's link leads to the symbol's page.
+    browser.eval("document.querySelector('tr[data-symbol=\"ETHUSDT\"] a.name').click()");
+    wait_for("the symbol's page", WAIT, || {
+        let at = browser.eval("document.readyState === 'complete' && location.pathname");
+        (at == json!("/symbol/ETHUSDT")).then_some(())
+    });
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    for (name, width, scale, mobile) in [("phone", 390, 2.0, true), ("desktop", 1280, 1.0, false)] {
+        browser.viewport(width, 844, scale, mobile);
+        let page: SymbolPageState =
+            serde_json::from_value(browser.eval(READ_SYMBOL_PAGE)).expect("the symbol page");
+        assert_eq!(page.name.as_deref(), Some("ETHUSDT"), "{page:?}");
+        assert!(
+            page.width <= width,
+            "{name}: {} px of content in a {width} px viewport",
+            page.width
+        );
+        assert!(
+            page.kill_paths.len() == 1 && page.kill_paths[0].starts_with('M'),
+            "{page:?}"
+        );
+        assert_eq!(page.thresholds, 2, "{page:?}");
+        assert_eq!(page.component_paths, 4, "{page:?}");
+        assert!(page.events > 0, "{page:?}");
+        assert!(page.plans > 0, "the simulated plan for ETHUSDT: {page:?}");
+        assert_eq!(page.plan_cells.len(), 7, "{page:?}");
+        assert_eq!(page.scripts, 0, "the page has no script: {page:?}");
+        if !mobile {
+            let height = browser.eval("Math.ceil(document.body.getBoundingClientRect().bottom)");
+            browser.viewport(width, height.as_u64().unwrap() as u32, scale, mobile);
+        }
+        let png = browser.screenshot();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}: not a PNG");
+        std::fs::write(artifacts.join(format!("symbol-{name}.png")), png).unwrap();
+    }
+
+    // A hostile symbol's page shows it as text and runs nothing.
+    browser.viewport(390, 844, 2.0, true);
+    browser.navigate(&format!("{url}{}", symbol_path(LINK_SYMBOL)));
+    let page: SymbolPageState =
+        serde_json::from_value(browser.eval(READ_SYMBOL_PAGE)).expect("the symbol page");
+    assert_eq!(page.name.as_deref(), Some(LINK_SYMBOL), "{page:?}");
+    assert_eq!(page.pwned, "undefined");
+    assert_eq!(page.scripts, 0);
+    assert!(page.width <= 390, "{page:?}");
+}
+
+/// Every row links to its symbol's page.
+fn check_links(page: &PageState) {
+    for row in &page.rows {
+        assert_eq!(row.href, symbol_path(&row.symbol), "{row:?}");
     }
 }
 
