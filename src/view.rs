@@ -11,6 +11,8 @@ use crate::proposal::{Proposal, WEIGHTS};
 use crate::snapshot::Snapshot;
 use crate::thresholds;
 pub(crate) use crate::thresholds::{KILL_CRITICAL, KILL_HIGH, KillBand, STALE_AFTER_SECONDS};
+#[cfg(test)]
+pub(crate) use story::PlanResult;
 pub(crate) use story::{Event, Plan, Point, Story};
 
 /// The dashboard's R_net bands: good from 7, fair from 3, poor below.

@@ -56,7 +56,9 @@ fn page_and_json_come_from_the_cache_with_safe_headers() {
         "{csp}"
     );
     let html = page.text();
-    assert!(html.contains("<span class=\"name\">&lt;script&gt;alert(1)&lt;/script&gt;</span>"));
+    assert!(html.contains(
+        "<a class=\"name\" href=\"/symbol/%3Cscript%3Ealert%281%29%3C%2Fscript%3E\">&lt;script&gt;alert(1)&lt;/script&gt;</a>"
+    ));
     assert_eq!(html.matches("<script").count(), 2, "only the page's own");
     assert!(html.contains("<span id=\"count\">4 symbols</span>"));
     assert!(

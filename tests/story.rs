@@ -34,9 +34,13 @@ fn wait_story(
 /// of docs/operating.md's section on it.
 fn assert_documented(story: &Value) {
     let docs = std::fs::read_to_string("docs/operating.md").unwrap();
-    let start = docs.find("## `/api/v1/proposals/{symbol}`").expect("the story's section");
+    let start = docs
+        .find("## `/api/v1/proposals/{symbol}`")
+        .expect("the story's section");
     let section = &docs[start..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
+    let section = &section[..section[3..]
+        .find("\n## ")
+        .map_or(section.len(), |end| end + 3)];
     let mut keys: Vec<&String> = story.as_object().unwrap().keys().collect();
     for list in ["history", "events", "plans"] {
         for item in story[list].as_array().into_iter().flatten() {
@@ -47,7 +51,10 @@ fn assert_documented(story: &Value) {
         }
     }
     for key in keys {
-        assert!(section.contains(&format!("`{key}`")), "{key} is not documented");
+        assert!(
+            section.contains(&format!("`{key}`")),
+            "{key} is not documented"
+        );
     }
 }
 
@@ -192,6 +199,26 @@ fn unknown_and_invalid_symbols_are_answered_without_reflecting_them() {
             .header("cache-control"),
         Some("no-store")
     );
+
+    let page = exporter.get("/symbol/%3Cb%3Ex%3C%2Fb%3E");
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.header("content-security-policy")
+            .is_some_and(|csp| csp.starts_with("default-src 'none'"))
+    );
+    assert!(page.text().contains("&lt;b&gt;x&lt;/b&gt;") && !page.text().contains("<b>x"));
+    for (path, status) in [
+        ("/symbol/%3Cscript%3ENOPE", 404),
+        ("/symbol/%00%3Cscript%3E", 400),
+    ] {
+        let refused = exporter.get(path);
+        assert_eq!(refused.status, status, "{path}");
+        assert!(!refused.text().contains("script"), "{}", refused.text());
+    }
     assert_eq!(
         command_calls(&mut redis.connection(), "hmget"),
         hmget,

@@ -24,13 +24,6 @@ const PLAN_ID_SHOWN: usize = 8;
 
 /// The page of one symbol's story. `poll` is how often the values change, which the page says
 /// beside its reload link; `metrics_path` is where the metrics are served.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "served at /symbol/{symbol} once server::respond routes it"
-    )
-)]
 pub(crate) fn symbol_page(story: &Story, poll: Duration, metrics_path: &str) -> String {
     let mut out = String::with_capacity(
         12 * 1024

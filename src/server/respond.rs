@@ -14,6 +14,7 @@ use crate::exposition::Format;
 use crate::page;
 use crate::proposal::{self, SymbolError};
 use crate::published::{HttpStats, Published};
+use crate::view::Story;
 
 pub(super) fn unauthorized() -> Response<Payload> {
     let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
@@ -68,7 +69,23 @@ pub(super) fn respond<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<
         },
         "/" => page_response(page::HTML_CONTENT_TYPE, &page().html),
         "/api/v1/proposals" => page_response(page::JSON_CONTENT_TYPE, &page().json),
-        path if path.starts_with(STORY_PATH) => story(&path[STORY_PATH.len()..], answer),
+        path if path.starts_with(STORY_PATH) => match story(&path[STORY_PATH.len()..], answer) {
+            Ok(story) => {
+                let json = serde_json::to_vec(&story).expect("a story is strings and numbers");
+                page_response(page::JSON_CONTENT_TYPE, &json.into())
+            }
+            Err((status, message)) => json_error(status, message),
+        },
+        path if path.starts_with(SYMBOL_PAGE_PATH) => {
+            match story(&path[SYMBOL_PAGE_PATH.len()..], answer) {
+                Ok(story) => {
+                    let poll = published.snapshot.poll_interval;
+                    let html = page::symbol::symbol_page(&story, poll, telemetry_path);
+                    page_response(page::HTML_CONTENT_TYPE, &html.into())
+                }
+                Err((status, message)) => text(status, format!("{message}\n")),
+            }
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: see / for the endpoints\n",
@@ -76,29 +93,22 @@ pub(super) fn respond<B>(request: &Request<B>, answer: &Answer<'_>) -> Response<
     }
 }
 
-/// Where a symbol's story is served as JSON, the symbol following, percent-encoded.
+/// Where a symbol's story is served as JSON, and as a page; the symbol follows, percent-encoded.
 const STORY_PATH: &str = "/api/v1/proposals/";
+const SYMBOL_PAGE_PATH: &str = "/symbol/";
 
-/// A symbol's story: 400 for a name that cannot be a key suffix, 404 for a symbol of which
-/// nothing is known. The errors do not repeat the name: nothing of the URL is sent back.
-fn story(encoded: &str, answer: &Answer<'_>) -> Response<Payload> {
-    let symbol = match symbol_in(encoded) {
-        Ok(symbol) => symbol,
-        Err(error) => {
-            return json_error(StatusCode::BAD_REQUEST, &format!("not a symbol: {error}"));
-        }
-    };
+/// The story of the symbol `encoded` names; else why not: 400 for a name that cannot be a key
+/// suffix, 404 for a symbol of which nothing is known. Neither repeats the name: nothing of the
+/// URL is sent back.
+fn story(encoded: &str, answer: &Answer<'_>) -> Result<Story, (StatusCode, String)> {
+    let symbol = symbol_in(encoded)
+        .map_err(|error| (StatusCode::BAD_REQUEST, format!("not a symbol: {error}")))?;
     let now = crate::civil::unix_now();
-    match answer.published.story(&symbol, answer.apply, now) {
-        Some(story) => {
-            let json = serde_json::to_vec(&story).expect("a story holds only strings and numbers");
-            page_response(page::JSON_CONTENT_TYPE, &json.into())
-        }
-        None => json_error(
-            StatusCode::NOT_FOUND,
-            "no proposal, history or plan is known for this symbol",
-        ),
-    }
+    let unknown = "no proposal, history or plan is known for this symbol";
+    answer
+        .published
+        .story(&symbol, answer.apply, now)
+        .ok_or_else(|| (StatusCode::NOT_FOUND, unknown.to_owned()))
 }
 
 /// The symbol a path names after its prefix, checked as a proposal key's suffix is.
@@ -107,7 +117,7 @@ fn symbol_in(encoded: &str) -> Result<String, SymbolError> {
     proposal::parse_symbol(bytes).map_err(|(error, _)| error)
 }
 
-fn json_error(status: StatusCode, message: &str) -> Response<Payload> {
+fn json_error(status: StatusCode, message: String) -> Response<Payload> {
     let body = serde_json::json!({ "error": message }).to_string();
     let mut response = page_response(page::JSON_CONTENT_TYPE, &body.into());
     *response.status_mut() = status;
