@@ -172,19 +172,18 @@ impl Track {
     /// oldest still reaches back the span.
     fn push(&mut self, sample: Sample, points: usize) {
         if self.points.len() >= points {
+            let at = |i: usize| self.points.get(i).map_or(sample.at, |p| p.at);
+            // The gap that dropping point i leaves, for its age: small for an old point among
+            // close neighbours, large for the newest ones.
+            let cost = |i: usize| {
+                let gap = f64::from(at(i + 1).saturating_sub(at(i - 1)));
+                gap / (f64::from(sample.at.saturating_sub(at(i))) + 1.0)
+            };
             let drop = if points < 3 {
                 0
             } else {
-                let times: Vec<u32> = self.points.iter().map(|p| p.at).collect();
-                (1..times.len())
-                    .min_by(|&a, &b| {
-                        let cost = |i: usize| {
-                            let next = times.get(i + 1).copied().unwrap_or(sample.at);
-                            let gap = f64::from(next - times[i - 1]);
-                            gap / (f64::from(sample.at - times[i]) + 1.0)
-                        };
-                        cost(a).total_cmp(&cost(b))
-                    })
+                (1..self.points.len())
+                    .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
                     .unwrap_or(0)
             };
             self.points.remove(drop);
