@@ -361,9 +361,8 @@ fn check_page(page: &PageState, symbols: usize) {
     assert_eq!(page.pwned, "undefined", "no value ran as code");
 }
 
-#[test]
-fn the_page_in_a_real_browser() {
-    let redis = Redis::start();
+/// One round of the simulator's proposals for [`SIMULATED`], with the heat gate's verdicts.
+fn simulate_once(redis: &Redis) {
     run_exporter_ok(&[
         "--redis.addr",
         &redis.url(),
@@ -376,6 +375,12 @@ fn the_page_in_a_real_browser() {
         "--symbols",
         &SIMULATED.join(","),
     ]);
+}
+
+#[test]
+fn the_page_in_a_real_browser() {
+    let redis = Redis::start();
+    simulate_once(&redis);
     let now = unix_epoch();
     for (symbol, kill) in [(SCRIPT_SYMBOL, "0.85"), (IMG_SYMBOL, "0.55")] {
         redis.hset(
@@ -602,18 +607,7 @@ struct SymbolPageState {
 #[test]
 fn the_symbol_page_in_a_real_browser() {
     let redis = Redis::start();
-    run_exporter_ok(&[
-        "--redis.addr",
-        &redis.url(),
-        "simulate",
-        "--rounds",
-        "1",
-        "--seed",
-        "7",
-        "--heat-gate",
-        "--symbols",
-        &SIMULATED.join(","),
-    ]);
+    simulate_once(&redis);
     redis.hset(
         LINK_SYMBOL,
         &[
