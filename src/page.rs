@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::apply::ApplyView;
-use crate::history::History;
+use crate::history;
 use crate::snapshot::Snapshot;
 use crate::view::{
     self, ApplySide, COMPONENTS, KILL_CRITICAL, KILL_HIGH, KillBand, R_NET_FAIR, R_NET_GOOD,
@@ -52,10 +52,14 @@ impl Page {
         now_unix: f64,
         metrics_path: &str,
         apply: &ApplyView,
-        history: &History,
+        history: &history::Shared,
     ) -> Page {
-        let view = View::new(snapshot, now_unix, apply)
-            .with_trends(|symbol| history.trend(symbol, now_unix));
+        // A symbol's trend at a time: the refresh loop, which waits for the lock to record the
+        // next publication, never waits for a whole page.
+        let view = View::new(snapshot, now_unix, apply).with_trends(|symbol| {
+            let history = history.read();
+            history.trend(symbol, now_unix)
+        });
         let json = serde_json::to_vec(&view).expect("a view holds only strings and numbers");
         let poll = snapshot.poll_interval.max(MIN_PAGE_POLL);
         Page {
@@ -400,7 +404,7 @@ mod tests {
                 NOW,
                 "/metrics",
                 &ApplyView::default(),
-                &no_history().read(),
+                &no_history(),
             )
             .html
             .to_vec(),
@@ -630,7 +634,7 @@ mod tests {
             NOW,
             "/metrics",
             &ApplyView::default(),
-            &no_history().read(),
+            &no_history(),
         );
         let view: View = serde_json::from_slice(&page.json).unwrap();
         assert_eq!(view, View::new(&snapshot, NOW, &ApplyView::default()));
@@ -665,7 +669,7 @@ mod tests {
                 NOW,
                 "/metrics",
                 &apply,
-                &no_history().read(),
+                &no_history(),
             )
             .html
             .to_vec(),

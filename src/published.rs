@@ -167,9 +167,8 @@ impl Published {
     /// apply side as it stands at the first request after the refresh.
     pub(crate) fn page(&self, metrics_path: &str, apply: &ApplyView) -> &Page {
         self.page.get_or_init(|| {
-            let history = self.history.read();
             let now = self.rendered_at_unix;
-            Page::new(&self.snapshot, now, metrics_path, apply, &history)
+            Page::new(&self.snapshot, now, metrics_path, apply, &self.history)
         })
     }
 
