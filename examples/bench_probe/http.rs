@@ -11,6 +11,11 @@ use harvest_exporter::config::DEFAULT_PREFIX;
 use crate::{Options, latency_summary, percentile, sorted};
 
 pub fn send(port: u16, gzip: bool, timeout: Duration) -> std::io::Result<TcpStream> {
+    get(port, "/metrics", gzip, timeout)
+}
+
+/// Sends `GET path` with `Connection: close`, the answer left to read.
+pub fn get(port: u16, path: &str, gzip: bool, timeout: Duration) -> std::io::Result<TcpStream> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -22,7 +27,7 @@ pub fn send(port: u16, gzip: bool, timeout: Duration) -> std::io::Result<TcpStre
     };
     write!(
         stream,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench_probe\r\n{encoding}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench_probe\r\n{encoding}Connection: close\r\n\r\n"
     )?;
     Ok(stream)
 }
@@ -64,8 +69,10 @@ pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<(u16, Option<u64>
 }
 
 /// Scrapes one after another, each on an otherwise idle server: the latency one Prometheus sees.
+/// `--path` asks for another endpoint than /metrics the same way.
 pub fn scrape(options: &Options) -> Result<(), String> {
     let port: u16 = options.number("port", None)?;
+    let path = options.text("path").unwrap_or("/metrics");
     let gzip = options.flag("gzip");
     let count: usize = options.number("count", Some(30))?;
     let budget = options.seconds("secs", Some(2.0))?;
@@ -75,7 +82,7 @@ pub fn scrape(options: &Options) -> Result<(), String> {
     let mut bytes = 0;
     while latencies.len() < count {
         let begun = Instant::now();
-        let outcome = send(port, gzip, timeout).and_then(drain);
+        let outcome = get(port, path, gzip, timeout).and_then(drain);
         match outcome {
             Ok((200, body)) => {
                 latencies.push(begun.elapsed().as_secs_f64() * 1e3);
@@ -103,6 +110,25 @@ pub fn scrape(options: &Options) -> Result<(), String> {
         s[0],
         s[s.len() - 1],
     );
+    Ok(())
+}
+
+/// How much of a symbol's story the exporter tells at `/api/v1/proposals/{symbol}`: the points
+/// of its history and its events.
+pub fn story(options: &Options) -> Result<(), String> {
+    let port: u16 = options.number("port", None)?;
+    let symbol = options.text("symbol")?;
+    let path = format!("/api/v1/proposals/{symbol}");
+    let stream = get(port, &path, false, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let (status, _) = read_head(&mut reader).map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("{path}: HTTP status {status}"));
+    }
+    let story: serde_json::Value =
+        serde_json::from_reader(reader).map_err(|e| format!("{path}: {e}"))?;
+    let count = |key: &str| story[key].as_array().map_or(0, Vec::len);
+    println!("points={} events={}", count("history"), count("events"));
     Ok(())
 }
 

@@ -21,8 +21,9 @@ use harvest_exporter::simulate;
 use harvest_exporter::source::{ReadFrom, RedisSettings, Topology};
 
 const USAGE: &str = "usage: bench_probe COMMAND --key value ...
-  fill    --redis-port P --symbols N
-  scrape  --port P [--gzip] [--count K] [--secs S] [--timeout S]
+  fill    --redis-port P --symbols N [--seed S]
+  scrape  --port P [--path /metrics] [--gzip] [--count K] [--secs S] [--timeout S]
+  story   --port P --symbol SYM
   values  --port P --names a,b [--samples K] [--every S] [--max]
   paced   --port P [--gzip] --rate R [--secs S] [--connections C]
   fresh   --redis-port P --port P --symbol SYM --trials K --budget S --pace S --timeout S
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "fill" => fill(&options),
         "scrape" => http::scrape(&options),
+        "story" => http::story(&options),
         "values" => http::values(&options),
         "paced" => paced::paced(&options),
         "fresh" => http::fresh(&options),
@@ -129,10 +131,16 @@ pub fn symbols(n: usize) -> Vec<String> {
 
 /// Writes one round of the exporter's own simulator for `n` symbols: every field the publisher
 /// writes, as the publisher formats it. The simulator pipelines the whole round, which is fast
-/// enough for 100,000 symbols and avoids a second generator of realistic values.
+/// enough for 100,000 symbols and avoids a second generator of realistic values. The same seed
+/// writes the same values again, timestamps aside; another moves every symbol's kill score.
+/// Prints the symbol in the middle of the sorted list, the one whose story the bench reads.
 fn fill(options: &Options) -> Result<(), String> {
     let port: u16 = options.number("redis-port", None)?;
     let n: usize = options.number("symbols", None)?;
+    let seed: u64 = options.number("seed", Some(42))?;
+    let mut sorted = symbols(n);
+    sorted.sort();
+    let middle = sorted.get(n / 2).cloned().unwrap_or_default();
     let settings = RedisSettings {
         topology: Topology::Single,
         read_from: ReadFrom::Primary,
@@ -148,7 +156,7 @@ fn fill(options: &Options) -> Result<(), String> {
         symbols: symbols(n),
         interval: Duration::from_secs(1),
         rounds: Some(1),
-        seed: Some(42),
+        seed: Some(seed),
         heat_gate: false,
         apply: None,
     };
@@ -160,7 +168,7 @@ fn fill(options: &Options) -> Result<(), String> {
         .block_on(simulate::run(&settings, DEFAULT_PREFIX, simulation))
         .map_err(|e| e.to_string())?;
     println!(
-        "symbols={n} fill_secs={:.3}",
+        "symbols={n} fill_secs={:.3} middle={middle}",
         started.elapsed().as_secs_f64()
     );
     Ok(())
