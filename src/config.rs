@@ -215,7 +215,7 @@ pub struct Config {
     /// Points of each symbol's history kept (the page's sparklines, /api/v1/proposals/{symbol},
     /// `status SYMBOL`): one per change of its kill score, components, net R or action, the
     /// older ones thinned out so that they reach back --history.max-age. 0 keeps no history.
-    #[arg(long = "history.points", env = "HISTORY_POINTS", default_value = "30", value_parser = history_points, allow_negative_numbers = true, global = true)]
+    #[arg(long = "history.points", env = "HISTORY_POINTS", default_value = "24", value_parser = history_points, allow_negative_numbers = true, global = true)]
     pub history_points: usize,
 
     /// How far back each symbol's history, events and plans reach (500ms to 24h, as the other
@@ -817,7 +817,7 @@ mod tests {
         let defaults = parse(&[]).unwrap().config.history();
         assert_eq!(
             (defaults.points, defaults.max_age),
-            (30, Duration::from_secs(3_600))
+            (24, Duration::from_secs(3_600))
         );
         for off in [&["--history.points", "0"][..], &["--history.max-age", "0"]] {
             let history = parse(off).unwrap().config.history();

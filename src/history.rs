@@ -8,14 +8,15 @@ mod track;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use crate::proposal::{Action, FIELDS, Field, Proposal};
+use crate::proposal::{Action, FIELDS, Field, KNOWN_ACTIONS, Proposal};
 use crate::snapshot::Snapshot;
 use crate::view;
 use track::Track;
 
 /// The values a point records, each with the number of steps per unit it is kept to: four
 /// decimals for the kill score and its components (0 to 3.2767: the publisher's range is 0 to 2),
-/// two for net R (±327.67). A point is 20 bytes; kept as `f64`s, it would be 60.
+/// two for net R (±327.67). With its time and action a point is 16 bytes; kept as `f64`s, it
+/// would be 60.
 const RECORDED: [(Field, f64); 6] = [
     (Field::KillScore, 10_000.0),
     (Field::KRegimeFlip, 10_000.0),
@@ -28,7 +29,11 @@ const RECORDED: [(Field, f64); 6] = [
 const KILL_SCORE: usize = 0;
 
 /// Events kept per symbol, the newest; older ones go first, as do those beyond the span.
-const EVENTS_PER_SYMBOL: usize = 16;
+const EVENTS_PER_SYMBOL: usize = 8;
+/// A point's time is kept in 24 bits, whole seconds since the history's epoch (194 days); the
+/// epoch moves forward before a time would need more, by the span and a day to spare.
+const MAX_TICK: u32 = (1 << 24) - 1;
+const DAY: u32 = 86_400;
 /// Distinct actions named in the history; further ones are kept as the publisher's `OTHER`.
 const MAX_ACTIONS: usize = 64;
 /// Values in a row's kill-score trend: the page's sparkline and `status`'s column.
@@ -96,7 +101,7 @@ impl Shared {
 pub(crate) struct History {
     settings: Settings,
     tracks: Vec<Track>,
-    /// Times are kept as tenths of a second since this Unix time, in 32 bits.
+    /// Times are kept as whole seconds since this Unix time.
     epoch: f64,
     /// The action names points and events refer to by index (0 is no action).
     actions: Vec<Box<str>>,
@@ -110,7 +115,8 @@ impl History {
             settings,
             tracks: Vec::new(),
             epoch: f64::NAN,
-            actions: Vec::new(),
+            // The known actions take the indexes after 0 in their order, found without a search.
+            actions: KNOWN_ACTIONS.iter().map(|&name| name.into()).collect(),
             read_once: false,
         }
     }
@@ -128,8 +134,12 @@ impl History {
         if self.epoch.is_nan() {
             self.epoch = now_unix.floor();
         }
-        let now = self.tick(now_unix);
         let span = self.ticks(self.settings.max_age);
+        let mut now = self.tick(now_unix);
+        if now > MAX_TICK - span - DAY {
+            self.rebase(now - span - DAY);
+            now = self.tick(now_unix);
+        }
         let points = self.settings.points;
         let read_once = self.read_once;
         let mut arrived = Vec::new();
@@ -168,15 +178,23 @@ impl History {
     }
 
     fn tick(&self, unix: f64) -> u32 {
-        ((unix - self.epoch) * 10.0).clamp(0.0, f64::from(u32::MAX)) as u32
+        (unix - self.epoch).clamp(0.0, f64::from(u32::MAX)) as u32
     }
 
     fn ticks(&self, span: Duration) -> u32 {
-        (span.as_secs_f64() * 10.0).min(f64::from(u32::MAX)) as u32
+        span.as_secs().min(u64::from(DAY)) as u32
     }
 
     fn unix(&self, tick: u32) -> f64 {
-        self.epoch + f64::from(tick) / 10.0
+        self.epoch + f64::from(tick)
+    }
+
+    /// Moves the epoch `shift` seconds forward, and every time kept back by as much.
+    fn rebase(&mut self, shift: u32) {
+        self.epoch += f64::from(shift);
+        for track in &mut self.tracks {
+            track.rebase(shift);
+        }
     }
 
     fn action_name(&self, action: u8) -> Option<&str> {
@@ -200,8 +218,8 @@ impl History {
             .points
             .iter()
             .map(|point| view::Point {
-                timestamp: self.unix(point.at),
-                action: self.action_name(point.action).map(str::to_owned),
+                timestamp: self.unix(point.at()),
+                action: self.action_name(point.action()).map(str::to_owned),
                 values: RECORDED
                     .iter()
                     .zip(point.values)
@@ -231,10 +249,10 @@ impl History {
         let (Some(first), Some(last)) = (track.points.front(), track.points.back()) else {
             return Vec::new();
         };
-        let now = self.tick(now_unix).max(last.at);
+        let now = self.tick(now_unix).max(last.at());
         let start = now
             .saturating_sub(self.ticks(self.settings.max_age))
-            .max(first.at);
+            .max(first.at());
         let steps = RECORDED[KILL_SCORE].1;
         let mut points = track.points.iter().peekable();
         let mut value = f64::from(first.values[KILL_SCORE]) / steps;
@@ -242,7 +260,7 @@ impl History {
             .map(|slot| {
                 let at =
                     start + ((u64::from(now - start) * slot as u64) / TREND_SLOTS as u64) as u32;
-                while let Some(point) = points.next_if(|p| p.at <= at) {
+                while let Some(point) = points.next_if(|p| p.at() <= at) {
                     value = f64::from(point.values[KILL_SCORE]) / steps;
                 }
                 value
@@ -251,24 +269,35 @@ impl History {
     }
 }
 
-/// One moment of a symbol's recorded values, as kept: fixed-point numbers and an action index.
+/// One moment of a symbol's recorded values, as kept: fixed-point numbers, and the time (24
+/// bits) and action index (8 bits) in one word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Sample {
-    at: u32,
+    stamp: u32,
     values: [i16; RECORDED.len()],
-    action: u8,
 }
 
 impl Sample {
     fn of(proposal: &Proposal, at: u32, actions: &mut Vec<Box<str>>) -> Sample {
         Sample {
-            at,
+            stamp: at << 8 | u32::from(action_index(&proposal.action, actions)),
             values: RECORDED.map(|(field, steps)| {
                 // Saturating, and NaN to 0: bad values were already made 0 by the parsing.
                 (proposal.number(field).unwrap_or(0.0) * steps).round() as i16
             }),
-            action: action_index(&proposal.action, actions),
         }
+    }
+
+    fn at(&self) -> u32 {
+        self.stamp >> 8
+    }
+
+    fn action(&self) -> u8 {
+        self.stamp as u8
+    }
+
+    fn moved_back(&mut self, shift: u32) {
+        self.stamp = self.at().saturating_sub(shift) << 8 | u32::from(self.action());
     }
 
     fn kill_score(&self) -> f64 {
@@ -276,14 +305,16 @@ impl Sample {
     }
 
     fn moved_from(&self, other: &Sample) -> bool {
-        self.values != other.values || self.action != other.action
+        self.values != other.values || self.action() != other.action()
     }
 }
 
 /// The index of an action's name in `actions`, added when new; 0 for no action.
 fn action_index(action: &Action, actions: &mut Vec<Box<str>>) -> u8 {
-    let Some(name) = action.label() else {
-        return 0;
+    let name = match action {
+        Action::Missing => return 0,
+        Action::Known(index) => return *index as u8 + 1,
+        Action::Unknown(name) => name.as_str(),
     };
     let name = match actions.iter().position(|known| **known == *name) {
         Some(index) => return index as u8 + 1,

@@ -82,19 +82,29 @@ fn points_are_bounded_reach_back_the_span_and_are_densest_recently() {
     }
     let now = T0 + 1_439.0 * 5.0;
     let (points, _) = h.told("BTCUSDT").unwrap();
-    assert_eq!(points.len(), 30);
+    assert!((23..=30).contains(&points.len()), "{}", points.len());
     let oldest = now - points[0].timestamp;
+    assert!(oldest >= 3_600.0, "reaches back {oldest} s");
     assert!(
-        (3_000.0..=3_600.0).contains(&oldest),
-        "reaches back {oldest} s"
+        now - points[1].timestamp < 3_600.0,
+        "one point before the span, its value held when the span began"
     );
-    assert_eq!(points[29].timestamp, now, "the newest value is kept");
+    assert_eq!(
+        points.last().unwrap().timestamp,
+        now,
+        "the newest value is kept"
+    );
     let gaps: Vec<f64> = points
         .windows(2)
         .map(|w| w[1].timestamp - w[0].timestamp)
         .collect();
-    assert!(gaps[25..].iter().all(|gap| *gap <= 15.0), "{gaps:?}");
-    assert!(gaps[..5].iter().all(|gap| *gap >= 60.0), "{gaps:?}");
+    // Geometric: 1280, 660, 640, 660, 320, 320, 160, ..., 10, 10, 10, 5, 5, 5, 5, 5 seconds.
+    let newest = &gaps[gaps.len() - 5..];
+    assert!(
+        newest.iter().all(|gap| *gap == 5.0),
+        "each recent change: {gaps:?}"
+    );
+    assert!(gaps[..5].iter().all(|gap| *gap >= 300.0), "{gaps:?}");
 }
 
 #[test]
@@ -205,9 +215,33 @@ fn off_keeps_nothing_and_bad_values_are_bounded() {
     assert_eq!(points[3].action.as_deref(), Some("OTHER"));
 }
 
-/// What the memory bound is made of: at 30 points, some 600 bytes of points a symbol.
+/// What the memory bound is made of: 16 bytes a point, 8 an event.
 #[test]
 fn points_and_events_are_small() {
-    assert_eq!(std::mem::size_of::<Sample>(), 20);
+    assert_eq!(std::mem::size_of::<Sample>(), 16);
     assert_eq!(std::mem::size_of::<track::Event>(), 8);
+}
+
+/// Times are kept in 24 bits from an epoch that moves forward before they run out.
+#[test]
+fn the_epoch_moves_on_before_times_run_out() {
+    let mut h = history(30, Duration::from_secs(3_600));
+    h.record(&snapshot(T0, &[("BTCUSDT", 0.5, "NONE")]), T0);
+    let later = T0 + f64::from(MAX_TICK) + 1_000.0;
+    h.record(
+        &snapshot(later - 10.0, &[("BTCUSDT", 0.7, "PARTIAL_25")]),
+        later - 10.0,
+    );
+    h.record(&snapshot(later, &[("BTCUSDT", 0.9, "PARTIAL_50")]), later);
+    let (points, events) = h.told("BTCUSDT").unwrap();
+    let times: Vec<f64> = points.iter().map(|p| p.timestamp).collect();
+    let epoch = later - 10.0 - 3_600.0 - f64::from(DAY);
+    assert_eq!(
+        times,
+        [epoch, later - 10.0, later],
+        "the value held when the span began, from the new epoch on"
+    );
+    assert_eq!(points[2].action.as_deref(), Some("PARTIAL_50"));
+    assert_eq!(events.last().unwrap().timestamp, later);
+    assert_eq!(h.trend("BTCUSDT", later).last(), Some(&0.9));
 }

@@ -108,9 +108,9 @@ impl Track {
             return;
         }
         if let Some(previous) = previous
-            && previous.action != sample.action
+            && previous.action() != sample.action()
         {
-            let (from, to) = (previous.action, sample.action);
+            let (from, to) = (previous.action(), sample.action());
             self.event(now, What::ActionChanged { from, to });
         }
         let band = KillBand::of(sample.kill_score());
@@ -155,11 +155,11 @@ impl Track {
         }
     }
 
-    /// Points and events older than the span go; the newest point stays, as it is the value
-    /// still held.
+    /// Points and events older than the span go, but for the last point before it, whose value
+    /// held when the span began (the newest point stays however old: it is the value held now).
     fn expire(&mut self, now: u32, span: u32) {
         let oldest = now.saturating_sub(span);
-        while self.points.len() > 1 && self.points.front().is_some_and(|p| p.at < oldest) {
+        while self.points.get(1).is_some_and(|p| p.at() <= oldest) {
             self.points.pop_front();
         }
         while self.events.front().is_some_and(|e| e.at < oldest) {
@@ -167,31 +167,65 @@ impl Track {
         }
     }
 
-    /// Adds the newest point; when `points` are held, first drops the one whose neighbours are
-    /// closest together for its age, so that the points thin out geometrically with age and the
-    /// oldest still reaches back the span.
+    /// Adds the newest point. When `points` are held, a quarter of them go first: those whose
+    /// neighbours are closest together for their age (never two side by side, never the oldest
+    /// or the newest), so that the points thin out geometrically with age while the oldest still
+    /// reaches back the span. A quarter at a time, the points are gone through once every few
+    /// changes rather than at each.
     fn push(&mut self, sample: Sample, points: usize) {
         if self.points.len() >= points {
-            let at = |i: usize| self.points.get(i).map_or(sample.at, |p| p.at);
-            // The gap that dropping point i leaves, for its age: small for an old point among
-            // close neighbours, large for the newest ones.
-            let cost = |i: usize| {
-                let gap = f64::from(at(i + 1).saturating_sub(at(i - 1)));
-                gap / (f64::from(sample.at.saturating_sub(at(i))) + 1.0)
-            };
-            let drop = if points < 3 {
-                0
-            } else {
-                (1..self.points.len())
-                    .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
-                    .unwrap_or(0)
-            };
-            self.points.remove(drop);
+            self.thin(sample.at());
         }
         if self.points.capacity() < points {
             self.points.reserve_exact(points - self.points.len());
         }
         self.points.push_back(sample);
+    }
+
+    fn thin(&mut self, now: u32) {
+        let len = self.points.len();
+        if len < 4 {
+            self.points.pop_front();
+            return;
+        }
+        let at = |i: usize| self.points[i].at();
+        // The gap that dropping point i leaves, for its age.
+        let cost = |i: usize| {
+            f64::from(at(i + 1) - at(i - 1)) / (f64::from(now.saturating_sub(at(i))) + 1.0)
+        };
+        let mut candidates: Vec<(f64, usize)> = (1..len - 1).map(|i| (cost(i), i)).collect();
+        candidates.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut dropped = vec![false; len];
+        let mut count = 0;
+        for (_, i) in candidates {
+            if count == len / 4 {
+                break;
+            }
+            if !dropped[i - 1] && !dropped[i + 1] {
+                dropped[i] = true;
+                count += 1;
+            }
+        }
+        let mut index = 0;
+        self.points.retain(|_| {
+            index += 1;
+            !dropped[index - 1]
+        });
+    }
+
+    /// Every time kept, `shift` seconds back: the history's epoch moved forward by as much. Only
+    /// a value held for over a day before the span can be older than that: it is then told as
+    /// held from the new epoch, a day before the span, which is all the span needs of it.
+    pub(super) fn rebase(&mut self, shift: u32) {
+        self.points
+            .iter_mut()
+            .for_each(|point| point.moved_back(shift));
+        for event in &mut self.events {
+            event.at = event.at.saturating_sub(shift);
+        }
+        if let Some(gone) = &mut self.gone_at {
+            *gone = gone.saturating_sub(shift);
+        }
     }
 
     fn event(&mut self, at: u32, what: What) {
