@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::proposal::{Action, FIELDS, Field, KNOWN_ACTIONS, Proposal};
 use crate::snapshot::Snapshot;
 use crate::view;
-use track::Track;
+use track::{Bounds, Track};
 
 /// The values a point records, each with the number of steps per unit it is kept to: four
 /// decimals for the kill score and its components (0 to 3.2767: the publisher's range is 0 to 2),
@@ -107,6 +107,7 @@ pub(crate) struct History {
     actions: Vec<Box<str>>,
     /// A full read was recorded: symbols new after it appeared, rather than being first seen.
     read_once: bool,
+    bounds: Bounds,
 }
 
 impl History {
@@ -118,6 +119,7 @@ impl History {
             // The known actions take the indexes after 0 in their order, found without a search.
             actions: KNOWN_ACTIONS.iter().map(|&name| name.into()).collect(),
             read_once: false,
+            bounds: Bounds::default(),
         }
     }
 
@@ -140,31 +142,36 @@ impl History {
             self.rebase(now - span - DAY);
             now = self.tick(now_unix);
         }
-        let points = self.settings.points;
+        self.bounds.span = span;
+        self.bounds.points = self.settings.points;
         let read_once = self.read_once;
         let mut arrived = Vec::new();
         let mut next = 0;
         for proposal in &snapshot.proposals {
-            while self
-                .tracks
-                .get(next)
-                .is_some_and(|t| *t.symbol < *proposal.symbol)
-            {
-                self.tracks[next].vanish(now);
-                next += 1;
-            }
-            let values = |actions: &mut Vec<Box<str>>| Sample::of(proposal, now, actions);
-            match self.tracks.get_mut(next) {
-                Some(track) if *track.symbol == *proposal.symbol => {
-                    let unchanged = track.holds(proposal);
-                    let sample = (!unchanged).then(|| values(&mut self.actions));
-                    track.observe(proposal, sample, now_unix, now, span, points);
-                    next += 1;
+            let sample = Sample::of(proposal, now, &mut self.actions);
+            // Most publications hold the symbols the last one held: an equal name is the one
+            // comparison most symbols take.
+            loop {
+                match self.tracks.get_mut(next) {
+                    Some(track) if *track.symbol == *proposal.symbol => {
+                        track.observe(proposal, sample, now_unix, now, &mut self.bounds);
+                        next += 1;
+                    }
+                    Some(track) if *track.symbol < *proposal.symbol => {
+                        track.vanish(now);
+                        next += 1;
+                        continue;
+                    }
+                    _ => arrived.push(Track::new(
+                        proposal,
+                        sample,
+                        now_unix,
+                        now,
+                        read_once,
+                        self.bounds.points,
+                    )),
                 }
-                _ => {
-                    let sample = values(&mut self.actions);
-                    arrived.push(Track::new(proposal, sample, now_unix, now, read_once));
-                }
+                break;
             }
         }
         for track in &mut self.tracks[next..] {

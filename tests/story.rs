@@ -105,7 +105,10 @@ fn a_symbol_tells_its_history_events_and_departure() {
     });
     let history = moved["history"].as_array().unwrap();
     let (old, new) = (&history[0], &history[1]);
-    assert!(old["timestamp"].as_f64() < new["timestamp"].as_f64());
+    assert!(
+        old["timestamp"].as_f64() <= new["timestamp"].as_f64(),
+        "whole seconds"
+    );
     assert_eq!(old["kill_score"], 0.5);
     assert_eq!(new["kill_score"], 0.85);
     assert_eq!(new["action"], "FULL_CLOSE_PROPOSED");

@@ -42,7 +42,7 @@ fn kinds(history: &History, symbol: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_point_is_kept_per_change_and_an_unchanged_proposal_costs_none() {
+fn a_point_is_kept_per_change_and_an_unchanged_proposal_adds_none() {
     let mut h = history(30, Duration::from_secs(3_600));
     let first = snapshot(T0, &[("BTCUSDT", 0.5, "NONE")]);
     h.record(&first, T0);

@@ -3,20 +3,32 @@
 //! the history's ticks; what a point holds is the history's.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use super::{EVENTS_PER_SYMBOL, KILL_SCORE, RECORDED, Sample};
 use crate::proposal::Proposal;
 use crate::thresholds::{self, KillBand, STALE_AFTER_SECONDS};
 use crate::view;
 
+/// What a track may hold, and the room a thinning works in, kept from one to the next: thinning
+/// comes every few points for every symbol, and would otherwise allocate each time.
+#[derive(Debug, Default)]
+pub(super) struct Bounds {
+    pub(super) span: u32,
+    pub(super) points: usize,
+    thinning: Thinning,
+}
+
+#[derive(Debug, Default)]
+struct Thinning {
+    candidates: Vec<(f64, usize)>,
+    dropped: Vec<bool>,
+}
+
 #[derive(Debug)]
 pub(super) struct Track {
     pub(super) symbol: Box<str>,
     pub(super) points: VecDeque<Sample>,
     pub(super) events: VecDeque<Event>,
-    /// The proposal last recorded, so that one shared unchanged by a full read costs nothing.
-    last: Option<Arc<Proposal>>,
     band: KillBand,
     stale: bool,
     gone_at: Option<u32>,
@@ -52,18 +64,20 @@ enum What {
 
 impl Track {
     /// A symbol first seen at `now`; it `appeared` unless it is among the first full read's.
+    /// Its points and events take all the room they may ever need at once: the tracks of a read
+    /// are made one after another, and rings that grew later would leave holes between them.
     pub(super) fn new(
-        proposal: &Arc<Proposal>,
+        proposal: &Proposal,
         sample: Sample,
         now_unix: f64,
         now: u32,
         appeared: bool,
+        points: usize,
     ) -> Track {
         let mut track = Track {
             symbol: proposal.symbol.as_str().into(),
-            points: VecDeque::new(),
-            events: VecDeque::new(),
-            last: Some(Arc::clone(proposal)),
+            points: VecDeque::with_capacity(points),
+            events: VecDeque::with_capacity(EVENTS_PER_SYMBOL),
             band: KillBand::of(sample.kill_score()),
             stale: false,
             gone_at: None,
@@ -76,33 +90,20 @@ impl Track {
         track
     }
 
-    /// Whether `proposal` is the one last recorded: a full read shares unchanged proposals.
-    pub(super) fn holds(&self, proposal: &Arc<Proposal>) -> bool {
-        self.last
-            .as_ref()
-            .is_some_and(|last| Arc::ptr_eq(last, proposal))
-    }
-
-    /// The symbol's proposal in a publication at `now`, with its values unless they are the
-    /// ones last recorded.
+    /// The symbol's proposal in a publication at `now`, and its values as a point keeps them.
     pub(super) fn observe(
         &mut self,
-        proposal: &Arc<Proposal>,
-        sample: Option<Sample>,
+        proposal: &Proposal,
+        sample: Sample,
         now_unix: f64,
         now: u32,
-        span: u32,
-        points: usize,
+        bounds: &mut Bounds,
     ) {
         if self.gone_at.take().is_some() {
             self.event(now, What::Appeared);
         }
         self.check_staleness(proposal, now_unix, now);
-        self.expire(now, span);
-        let Some(sample) = sample else {
-            return;
-        };
-        self.last = Some(Arc::clone(proposal));
+        self.expire(now, bounds.span);
         let previous = self.points.back().copied();
         if previous.is_some_and(|previous| !sample.moved_from(&previous)) {
             return;
@@ -128,14 +129,13 @@ impl Track {
             self.event(now, What::Fell { line, kill_score });
         }
         self.band = band;
-        self.push(sample, points);
+        self.push(sample, bounds);
     }
 
     /// The symbol is not in a publication at `now`: its hash is gone (or beyond the cap).
     pub(super) fn vanish(&mut self, now: u32) {
         if self.gone_at.is_none() {
             self.gone_at = Some(now);
-            self.last = None;
             self.event(now, What::Disappeared);
         }
     }
@@ -172,17 +172,14 @@ impl Track {
     /// or the newest), so that the points thin out geometrically with age while the oldest still
     /// reaches back the span. A quarter at a time, the points are gone through once every few
     /// changes rather than at each.
-    fn push(&mut self, sample: Sample, points: usize) {
-        if self.points.len() >= points {
-            self.thin(sample.at());
-        }
-        if self.points.capacity() < points {
-            self.points.reserve_exact(points - self.points.len());
+    fn push(&mut self, sample: Sample, bounds: &mut Bounds) {
+        if self.points.len() >= bounds.points {
+            self.thin(sample.at(), &mut bounds.thinning);
         }
         self.points.push_back(sample);
     }
 
-    fn thin(&mut self, now: u32) {
+    fn thin(&mut self, now: u32, thinning: &mut Thinning) {
         let len = self.points.len();
         if len < 4 {
             self.points.pop_front();
@@ -193,11 +190,17 @@ impl Track {
         let cost = |i: usize| {
             f64::from(at(i + 1) - at(i - 1)) / (f64::from(now.saturating_sub(at(i))) + 1.0)
         };
-        let mut candidates: Vec<(f64, usize)> = (1..len - 1).map(|i| (cost(i), i)).collect();
-        candidates.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut dropped = vec![false; len];
+        let Thinning {
+            candidates,
+            dropped,
+        } = thinning;
+        candidates.clear();
+        candidates.extend((1..len - 1).map(|i| (cost(i), i)));
+        candidates.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        dropped.clear();
+        dropped.resize(len, false);
         let mut count = 0;
-        for (_, i) in candidates {
+        for &(_, i) in candidates.iter() {
             if count == len / 4 {
                 break;
             }
@@ -231,9 +234,6 @@ impl Track {
     fn event(&mut self, at: u32, what: What) {
         if self.events.len() >= EVENTS_PER_SYMBOL {
             self.events.pop_front();
-        }
-        if self.events.capacity() == 0 {
-            self.events.reserve_exact(EVENTS_PER_SYMBOL);
         }
         self.events.push_back(Event { at, what });
     }
