@@ -48,6 +48,11 @@ pub(crate) fn format_utc(epoch: i64) -> String {
     )
 }
 
+/// `HH:MM:SS` in UTC: the time of day of a Unix time, as the page and `status` list events.
+pub(crate) fn time_of_day(unix: f64) -> String {
+    format_utc(unix.max(0.0) as i64)[11..].to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

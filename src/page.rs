@@ -311,16 +311,7 @@ fn spark_svg(out: &mut String, band: KillBand, points: &str) {
 /// The path of a symbol's page, the symbol percent-encoded but for ASCII letters, digits and
 /// `-_.~`, so that no symbol can leave the path segment.
 fn symbol_href(symbol: &str) -> String {
-    let mut href = String::with_capacity(8 + symbol.len());
-    href.push_str("/symbol/");
-    for byte in symbol.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            href.push(char::from(byte));
-        } else {
-            let _ = write!(href, "%{byte:02X}");
-        }
-    }
-    href
+    format!("/symbol/{}", view::path_segment(symbol))
 }
 
 /// The apply layer's latest plans and outcomes (repeats left out), newest first.

@@ -13,7 +13,7 @@ use crate::thresholds;
 pub(crate) use crate::thresholds::{KILL_CRITICAL, KILL_HIGH, KillBand, STALE_AFTER_SECONDS};
 #[cfg(test)]
 pub(crate) use story::PlanResult;
-pub(crate) use story::{Event, Plan, Point, Story};
+pub(crate) use story::{Event, Plan, Point, Story, path_segment};
 
 /// The dashboard's R_net bands: good from 7, fair from 3, poor below.
 pub(crate) const R_NET_GOOD: f64 = 7.0;
@@ -138,10 +138,7 @@ pub struct RecentEntry {
 impl RecentEntry {
     /// `HH:MM:SS` in UTC, the time of day of the entry.
     pub fn time_of_day(&self) -> String {
-        let seconds = self.at.max(0.0) as i64;
-        crate::civil::format_utc(seconds)
-            .split_once('T')
-            .map_or_else(String::new, |(_, time)| time.to_owned())
+        crate::civil::time_of_day(self.at)
     }
 }
 

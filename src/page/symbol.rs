@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{action, components, data_age, escape, head, kill_pill, r_net_pill, symbol_href, unit};
-use crate::civil;
+use crate::civil::{self, time_of_day};
 use crate::view::{self, COMPONENTS, KILL_CRITICAL, KILL_HIGH, KillBand, Plan, Point, Row, Story};
 
 const STYLE: &str = include_str!("symbol.css");
@@ -347,11 +347,6 @@ fn latency_text(seconds: f64) -> String {
     } else {
         format!("{seconds:.1} s")
     }
-}
-
-/// HH:MM:SS in UTC.
-fn time_of_day(time: f64) -> String {
-    civil::format_utc(time.max(0.0) as i64)[11..].to_owned()
 }
 
 /// A time in a list: HH:MM:SS in UTC, with its date when that is not `now`'s.

@@ -23,7 +23,7 @@ use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
 use crate::source::SettingsError;
 use serde::de::DeserializeOwned;
 
-use crate::view::{Story, View};
+use crate::view::{Story, View, path_segment};
 
 /// How long `--from` waits for the exporter's whole answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -158,7 +158,7 @@ pub(super) async fn fetch_story(
     exporter: &Exporter,
     symbol: &str,
 ) -> Result<(Story, String), StatusError> {
-    let encoded = percent_encode(symbol);
+    let encoded = path_segment(symbol);
     let target = Target {
         path: format!("{}/{encoded}", exporter.path),
         url: format!("{}/{encoded}", exporter.url),
@@ -182,19 +182,6 @@ pub(super) async fn fetch_story(
 struct Target {
     path: String,
     url: String,
-}
-
-/// A symbol as a path segment: every byte but ASCII letters, digits and `-_.~` escaped.
-fn percent_encode(symbol: &str) -> String {
-    let mut encoded = String::with_capacity(symbol.len());
-    for byte in symbol.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 async fn get<T: DeserializeOwned>(exporter: &Exporter, target: &Target) -> Result<T, StatusError> {
@@ -419,12 +406,12 @@ mod tests {
 
     #[test]
     fn a_symbol_is_one_encoded_path_segment() {
-        assert_eq!(percent_encode("BTCUSDT"), "BTCUSDT");
-        assert_eq!(percent_encode("a-b_c.d~e"), "a-b_c.d~e");
-        assert_eq!(percent_encode("BTC/USDT ?#%"), "BTC%2FUSDT%20%3F%23%25");
-        assert_eq!(percent_encode("é"), "%C3%A9");
+        assert_eq!(path_segment("BTCUSDT"), "BTCUSDT");
+        assert_eq!(path_segment("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(path_segment("BTC/USDT ?#%"), "BTC%2FUSDT%20%3F%23%25");
+        assert_eq!(path_segment("é"), "%C3%A9");
         assert!(
-            format!("/api/v1/proposals/{}", percent_encode("a b/é?"))
+            format!("/api/v1/proposals/{}", path_segment("a b/é?"))
                 .parse::<hyper::Uri>()
                 .is_ok()
         );

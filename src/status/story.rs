@@ -7,6 +7,7 @@ use super::{
     BOLD_RED, EXIT_KILL_HIGH, EXIT_OK, EXIT_STALE, GREEN, Paint, YELLOW, action_text, age_text,
     clean, clean_row, kill_colour, r_net_colour, trend,
 };
+use crate::civil::time_of_day;
 use crate::thresholds::KillBand;
 use crate::view::{COMPONENTS, KILL_HIGH, Plan, STALE_AFTER_SECONDS, Story, View};
 
@@ -211,13 +212,6 @@ fn plan_line(plan: &Plan) -> String {
         plan.decision,
         plan.action.as_deref().unwrap_or("-"),
     )
-}
-
-/// `HH:MM:SS` in UTC.
-fn time_of_day(at: f64) -> String {
-    crate::civil::format_utc(at.max(0.0) as i64)
-        .split_once('T')
-        .map_or_else(String::new, |(_, time)| time.to_owned())
 }
 
 /// What the exit code stands for, in one line.

@@ -5,9 +5,23 @@
 
 use std::collections::BTreeMap;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 use super::Row;
+
+/// Bytes a symbol keeps as they are in a story's path: the unreserved characters of RFC 3986.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `symbol` as the segment of a story's path (`/symbol/…`, `/api/v1/proposals/…`) that the
+/// server decodes back to it: every other byte percent-encoded.
+pub(crate) fn path_segment(symbol: &str) -> String {
+    utf8_percent_encode(symbol, UNRESERVED).to_string()
+}
 
 /// What `/api/v1/proposals/{symbol}` answers. Times are Unix seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
