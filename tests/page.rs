@@ -11,18 +11,6 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Calls of one Redis command so far, from `INFO commandstats`.
-fn calls(redis: &Redis, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.connection())
-        .expect("INFO commandstats");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn page_and_json_come_from_the_cache_with_safe_headers() {
     let redis = Redis::start();
@@ -33,14 +21,18 @@ fn page_and_json_come_from_the_cache_with_safe_headers() {
     exporter.wait_metrics("the first refresh", WAIT, |b| {
         sample(b, "quantum_harvest_exporter_symbols_exported") == Some(4.0)
     });
-    let hmget = calls(&redis, "hmget");
+    let hmget = command_calls(&mut redis.connection(), "hmget");
     assert!(hmget >= 4, "the refresh read every hash");
 
     for _ in 0..20 {
         exporter.get("/");
         exporter.get("/api/v1/proposals");
     }
-    assert_eq!(calls(&redis, "hmget"), hmget, "no Redis read per request");
+    assert_eq!(
+        command_calls(&mut redis.connection(), "hmget"),
+        hmget,
+        "no Redis read per request"
+    );
 
     let page = exporter.get("/");
     assert_eq!(page.status, 200);
