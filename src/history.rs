@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::proposal::{Action, FIELDS, Field, KNOWN_ACTIONS, Proposal};
 use crate::snapshot::Snapshot;
 use crate::view;
-use track::{Bounds, Track};
+use track::{Slabs, Track};
 
 /// The values a point records, each with the number of steps per unit it is kept to: four
 /// decimals for the kill score and its components (0 to 3.2767: the publisher's range is 0 to 2),
@@ -107,7 +107,7 @@ pub(crate) struct History {
     actions: Vec<Box<str>>,
     /// A full read was recorded: symbols new after it appeared, rather than being first seen.
     read_once: bool,
-    bounds: Bounds,
+    slabs: Slabs,
 }
 
 impl History {
@@ -119,7 +119,7 @@ impl History {
             // The known actions take the indexes after 0 in their order, found without a search.
             actions: KNOWN_ACTIONS.iter().map(|&name| name.into()).collect(),
             read_once: false,
-            bounds: Bounds::default(),
+            slabs: Slabs::new(settings.points),
         }
     }
 
@@ -142,11 +142,10 @@ impl History {
             self.rebase(now - span - DAY);
             now = self.tick(now_unix);
         }
-        self.bounds.span = span;
-        self.bounds.points = self.settings.points;
         let read_once = self.read_once;
         let mut arrived = Vec::new();
         let mut next = 0;
+        let mut any_gone = false;
         for proposal in &snapshot.proposals {
             let sample = Sample::of(proposal, now, &mut self.actions);
             // Most publications hold the symbols the last one held: an equal name is the one
@@ -154,11 +153,12 @@ impl History {
             loop {
                 match self.tracks.get_mut(next) {
                     Some(track) if *track.symbol == *proposal.symbol => {
-                        track.observe(proposal, sample, now_unix, now, &mut self.bounds);
+                        track.observe(proposal, sample, now_unix, now, span, &mut self.slabs);
                         next += 1;
                     }
                     Some(track) if *track.symbol < *proposal.symbol => {
-                        track.vanish(now);
+                        track.vanish(now, &mut self.slabs);
+                        any_gone = true;
                         next += 1;
                         continue;
                     }
@@ -168,19 +168,29 @@ impl History {
                         now_unix,
                         now,
                         read_once,
-                        self.bounds.points,
+                        &mut self.slabs,
                     )),
                 }
                 break;
             }
         }
         for track in &mut self.tracks[next..] {
-            track.vanish(now);
+            track.vanish(now, &mut self.slabs);
+            any_gone = true;
         }
         if !arrived.is_empty() {
             self.tracks = merged(std::mem::take(&mut self.tracks), arrived);
         }
-        self.tracks.retain(|track| !track.forgotten(now, span));
+        if any_gone {
+            let slabs = &mut self.slabs;
+            self.tracks.retain(|track| {
+                let forgotten = track.forgotten(now, span);
+                if forgotten {
+                    slabs.release(track);
+                }
+                !forgotten
+            });
+        }
         self.read_once |= snapshot.last_success.is_some();
     }
 
@@ -199,6 +209,7 @@ impl History {
     /// Moves the epoch `shift` seconds forward, and every time kept back by as much.
     fn rebase(&mut self, shift: u32) {
         self.epoch += f64::from(shift);
+        self.slabs.moved_back(shift);
         for track in &mut self.tracks {
             track.rebase(shift);
         }
@@ -222,7 +233,7 @@ impl History {
     pub(crate) fn told(&self, symbol: &str) -> Option<(Vec<view::Point>, Vec<view::Event>)> {
         let track = self.track(symbol)?;
         let points = track
-            .points
+            .points(&self.slabs)
             .iter()
             .map(|point| view::Point {
                 timestamp: self.unix(point.at()),
@@ -240,7 +251,7 @@ impl History {
             })
             .collect();
         let events = track
-            .events
+            .events(&self.slabs)
             .iter()
             .map(|event| event.told(self.unix(event.at), |a| self.action_name(a)))
             .collect();
@@ -253,7 +264,8 @@ impl History {
         let Some(track) = self.track(symbol) else {
             return Vec::new();
         };
-        let (Some(first), Some(last)) = (track.points.front(), track.points.back()) else {
+        let points = track.points(&self.slabs);
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
             return Vec::new();
         };
         let now = self.tick(now_unix).max(last.at());
@@ -261,7 +273,7 @@ impl History {
             .saturating_sub(self.ticks(self.settings.max_age))
             .max(first.at());
         let steps = RECORDED[KILL_SCORE].1;
-        let mut points = track.points.iter().peekable();
+        let mut points = points.iter().peekable();
         let mut value = f64::from(first.values[KILL_SCORE]) / steps;
         (1..=TREND_SLOTS)
             .map(|slot| {
@@ -278,7 +290,7 @@ impl History {
 
 /// One moment of a symbol's recorded values, as kept: fixed-point numbers, and the time (24
 /// bits) and action index (8 bits) in one word.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Sample {
     stamp: u32,
     values: [i16; RECORDED.len()],
@@ -289,8 +301,11 @@ impl Sample {
         Sample {
             stamp: at << 8 | u32::from(action_index(&proposal.action, actions)),
             values: RECORDED.map(|(field, steps)| {
-                // Saturating, and NaN to 0: bad values were already made 0 by the parsing.
-                (proposal.number(field).unwrap_or(0.0) * steps).round() as i16
+                let scaled = proposal.number(field).unwrap_or(0.0) * steps;
+                // Rounded half away from zero as `f64::round` would, which is a call into libm
+                // on x86-64's baseline, six times a symbol. The cast saturates, and makes NaN 0
+                // (bad values were already made 0 by the parsing).
+                (scaled + 0.5f64.copysign(scaled)) as i16
             }),
         }
     }

@@ -245,3 +245,28 @@ fn the_epoch_moves_on_before_times_run_out() {
     assert_eq!(events.last().unwrap().timestamp, later);
     assert_eq!(h.trend("BTCUSDT", later).last(), Some(&0.9));
 }
+
+/// A forgotten symbol's room in the slabs is the next new symbol's, which starts with nothing of
+/// the old one's.
+#[test]
+fn a_forgotten_symbols_room_is_taken_again_empty() {
+    let mut h = history(4, Duration::from_secs(600));
+    for (i, kill) in [0.5, 0.7, 0.9, 0.65, 0.85, 0.3].into_iter().enumerate() {
+        let at = T0 + i as f64 * 5.0;
+        h.record(&snapshot(at, &[("BTCUSDT", kill, "PARTIAL_25")]), at);
+    }
+    let eth = |at: f64| snapshot(at, &[("ETHUSDT", 0.5, "NONE")]);
+    h.record(&eth(T0 + 30.0), T0 + 30.0);
+    h.record(&eth(T0 + 631.0), T0 + 631.0);
+    assert!(h.told("BTCUSDT").is_none(), "forgotten");
+    let at = T0 + 640.0;
+    h.record(
+        &snapshot(at, &[("ETHUSDT", 0.5, "NONE"), ("SOLUSDT", 0.2, "NONE")]),
+        at,
+    );
+    assert_eq!(h.slabs.slots(), 2, "SOLUSDT took BTCUSDT's slot");
+    let (points, _) = h.told("SOLUSDT").unwrap();
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0].values["kill_score"], 0.2);
+    assert_eq!(kinds(&h, "SOLUSDT"), ["appeared"]);
+}

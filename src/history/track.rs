@@ -1,47 +1,168 @@
 //! One symbol's track: its points, thinned as they age, and its events, with the state the
-//! events are read from (the kill score's band, staleness, whether its hash is gone). Times are
-//! the history's ticks; what a point holds is the history's.
+//! events are read from (the kill score's band, staleness, whether its hash is gone). The points
+//! and events themselves lie in the history's slabs, in the track's slot; times are the
+//! history's ticks.
 
-use std::collections::VecDeque;
+use std::ops::Range;
 
 use super::{EVENTS_PER_SYMBOL, KILL_SCORE, RECORDED, Sample};
 use crate::proposal::Proposal;
 use crate::thresholds::{self, KillBand, STALE_AFTER_SECONDS};
 use crate::view;
 
-/// What a track may hold, and the room a thinning works in, kept from one to the next: thinning
-/// comes every few points for every symbol, and would otherwise allocate each time.
-#[derive(Debug, Default)]
-pub(super) struct Bounds {
-    pub(super) span: u32,
-    pub(super) points: usize,
-    thinning: Thinning,
+/// Every track's points and events, in two slabs cut into slots of equal room, one slot per
+/// track: two allocations for all the symbols rather than two for each, laid out in the order a
+/// refresh goes through them, and no ring's wrap-around to follow.
+#[derive(Debug)]
+pub(super) struct Slabs {
+    /// Points a slot has room for: `--history.points`.
+    room: usize,
+    points: Vec<Sample>,
+    events: Vec<Event>,
+    /// Slots of forgotten tracks, taken again before the slabs grow.
+    free: Vec<u32>,
+    /// The room a thinning works in, kept from one to the next: thinning comes every few points
+    /// for every symbol, and would otherwise allocate each time.
+    candidates: Vec<u64>,
+    dropped: Vec<bool>,
 }
 
-#[derive(Debug, Default)]
-struct Thinning {
-    candidates: Vec<(f64, usize)>,
-    dropped: Vec<bool>,
+impl Slabs {
+    pub(super) fn new(room: usize) -> Slabs {
+        Slabs {
+            room,
+            points: Vec::new(),
+            events: Vec::new(),
+            free: Vec::new(),
+            candidates: Vec::new(),
+            dropped: Vec::new(),
+        }
+    }
+
+    /// A slot for a new track: a forgotten track's, or a new one at the slabs' end. Only a
+    /// history that keeps points takes slots: `room` is then more than 0.
+    fn take(&mut self) -> u32 {
+        if let Some(slot) = self.free.pop() {
+            return slot;
+        }
+        let slot = self.points.len() / self.room;
+        self.points
+            .resize(self.points.len() + self.room, Sample::default());
+        self.events
+            .resize(self.events.len() + EVENTS_PER_SYMBOL, Event::default());
+        slot as u32
+    }
+
+    /// Slots taken or free: how far the slabs have grown.
+    #[cfg(test)]
+    pub(super) fn slots(&self) -> usize {
+        self.points.len() / self.room
+    }
+
+    /// A forgotten track's slot, for the next new one.
+    pub(super) fn release(&mut self, track: &Track) {
+        self.free.push(track.slot);
+    }
+
+    /// Where the first `held` points of `slot` lie in the points' slab.
+    fn point_range(&self, slot: u32, held: usize) -> Range<usize> {
+        let start = slot as usize * self.room;
+        start..start + held
+    }
+
+    fn event_range(slot: u32, held: usize) -> Range<usize> {
+        let start = slot as usize * EVENTS_PER_SYMBOL;
+        start..start + held
+    }
+
+    fn points(&mut self, slot: u32) -> &mut [Sample] {
+        let range = self.point_range(slot, self.room);
+        &mut self.points[range]
+    }
+
+    fn events(&mut self, slot: u32) -> &mut [Event] {
+        &mut self.events[Slabs::event_range(slot, EVENTS_PER_SYMBOL)]
+    }
+
+    /// Thins a full slot at `now` (see [`Track::push`]); returns how many points it then holds.
+    fn thin(&mut self, slot: u32, now: u32) -> usize {
+        let range = self.point_range(slot, self.room);
+        let points = &mut self.points[range];
+        let len = points.len();
+        if len < 4 {
+            points.copy_within(1.., 0);
+            return len - 1;
+        }
+        let at = |i: usize| points[i].at();
+        // The gap that dropping point i leaves, for its age, and i, in one integer key that sorts
+        // as the pair would (non-negative floats order as their bits do), with no comparison of
+        // floats: this sort runs for every symbol every few changes.
+        let key = |i: usize| {
+            let cost = (at(i + 1) - at(i - 1)) as f32 / (now.saturating_sub(at(i)) as f32 + 1.0);
+            u64::from(cost.to_bits()) << 32 | i as u64
+        };
+        self.candidates.clear();
+        self.candidates.extend((1..len - 1).map(key));
+        self.candidates.sort_unstable();
+        self.dropped.clear();
+        self.dropped.resize(len, false);
+        let mut count = 0;
+        for &key in &self.candidates {
+            if count == len / 4 {
+                break;
+            }
+            let i = key as u32 as usize;
+            if !self.dropped[i - 1] && !self.dropped[i + 1] {
+                self.dropped[i] = true;
+                count += 1;
+            }
+        }
+        let mut kept = 0;
+        for i in 0..len {
+            if !self.dropped[i] {
+                points[kept] = points[i];
+                kept += 1;
+            }
+        }
+        kept
+    }
+
+    /// Every time kept, `shift` seconds back: the history's epoch moved forward by as much. Free
+    /// slots are moved too, which does them no harm. Only a value held for over a day before the
+    /// span can be older than that: it is then told as held from the new epoch, a day before the
+    /// span, which is all the span needs of it.
+    pub(super) fn moved_back(&mut self, shift: u32) {
+        for point in &mut self.points {
+            point.moved_back(shift);
+        }
+        for event in &mut self.events {
+            event.at = event.at.saturating_sub(shift);
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(super) struct Track {
     pub(super) symbol: Box<str>,
-    pub(super) points: VecDeque<Sample>,
-    pub(super) events: VecDeque<Event>,
+    /// Its place in the slabs.
+    slot: u32,
+    /// How many of its slot's points and events are held, oldest first.
+    points: u16,
+    events: u8,
     band: KillBand,
     stale: bool,
     gone_at: Option<u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(super) struct Event {
     pub(super) at: u32,
     what: What,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 enum What {
+    #[default]
     Appeared,
     Disappeared,
     ActionChanged {
@@ -64,30 +185,39 @@ enum What {
 
 impl Track {
     /// A symbol first seen at `now`; it `appeared` unless it is among the first full read's.
-    /// Its points and events take all the room they may ever need at once: the tracks of a read
-    /// are made one after another, and rings that grew later would leave holes between them.
     pub(super) fn new(
         proposal: &Proposal,
         sample: Sample,
         now_unix: f64,
         now: u32,
         appeared: bool,
-        points: usize,
+        slabs: &mut Slabs,
     ) -> Track {
         let mut track = Track {
             symbol: proposal.symbol.as_str().into(),
-            points: VecDeque::with_capacity(points),
-            events: VecDeque::with_capacity(EVENTS_PER_SYMBOL),
+            slot: slabs.take(),
+            points: 0,
+            events: 0,
             band: KillBand::of(sample.kill_score()),
             stale: false,
             gone_at: None,
         };
         if appeared {
-            track.event(now, What::Appeared);
+            track.event(now, What::Appeared, slabs);
         }
-        track.points.push_back(sample);
-        track.check_staleness(proposal, now_unix, now);
+        track.push(sample, slabs);
+        track.check_staleness(proposal, now_unix, now, slabs);
         track
+    }
+
+    /// Its points, oldest first.
+    pub(super) fn points<'s>(&self, slabs: &'s Slabs) -> &'s [Sample] {
+        &slabs.points[slabs.point_range(self.slot, usize::from(self.points))]
+    }
+
+    /// Its events, oldest first.
+    pub(super) fn events<'s>(&self, slabs: &'s Slabs) -> &'s [Event] {
+        &slabs.events[Slabs::event_range(self.slot, usize::from(self.events))]
     }
 
     /// The symbol's proposal in a publication at `now`, and its values as a point keeps them.
@@ -97,14 +227,15 @@ impl Track {
         sample: Sample,
         now_unix: f64,
         now: u32,
-        bounds: &mut Bounds,
+        span: u32,
+        slabs: &mut Slabs,
     ) {
         if self.gone_at.take().is_some() {
-            self.event(now, What::Appeared);
+            self.event(now, What::Appeared, slabs);
         }
-        self.check_staleness(proposal, now_unix, now);
-        self.expire(now, bounds.span);
-        let previous = self.points.back().copied();
+        self.check_staleness(proposal, now_unix, now, slabs);
+        self.expire(now, span, slabs);
+        let previous = self.points(slabs).last().copied();
         if previous.is_some_and(|previous| !sample.moved_from(&previous)) {
             return;
         }
@@ -112,31 +243,29 @@ impl Track {
             && previous.action() != sample.action()
         {
             let (from, to) = (previous.action(), sample.action());
-            self.event(now, What::ActionChanged { from, to });
+            self.event(now, What::ActionChanged { from, to }, slabs);
         }
         let band = KillBand::of(sample.kill_score());
         let kill_score = sample.values[KILL_SCORE];
         if band > self.band {
-            self.event(
-                now,
-                What::Rose {
-                    to: band,
-                    kill_score,
-                },
-            );
+            let what = What::Rose {
+                to: band,
+                kill_score,
+            };
+            self.event(now, what, slabs);
         } else if band < self.band {
             let line = band_above(band);
-            self.event(now, What::Fell { line, kill_score });
+            self.event(now, What::Fell { line, kill_score }, slabs);
         }
         self.band = band;
-        self.push(sample, bounds);
+        self.push(sample, slabs);
     }
 
     /// The symbol is not in a publication at `now`: its hash is gone (or beyond the cap).
-    pub(super) fn vanish(&mut self, now: u32) {
+    pub(super) fn vanish(&mut self, now: u32, slabs: &mut Slabs) {
         if self.gone_at.is_none() {
             self.gone_at = Some(now);
-            self.event(now, What::Disappeared);
+            self.event(now, What::Disappeared, slabs);
         }
     }
 
@@ -146,96 +275,70 @@ impl Track {
             .is_some_and(|gone| now.saturating_sub(gone) > span)
     }
 
-    fn check_staleness(&mut self, proposal: &Proposal, now_unix: f64, now: u32) {
+    fn check_staleness(&mut self, proposal: &Proposal, now_unix: f64, now: u32, slabs: &mut Slabs) {
         let stale =
             thresholds::is_stale(thresholds::data_age(proposal.last_update_epoch, now_unix));
         if stale != self.stale {
             self.stale = stale;
-            self.event(now, if stale { What::Stale } else { What::Fresh });
+            self.event(now, if stale { What::Stale } else { What::Fresh }, slabs);
         }
     }
 
     /// Points and events older than the span go, but for the last point before it, whose value
     /// held when the span began (the newest point stays however old: it is the value held now).
-    fn expire(&mut self, now: u32, span: u32) {
+    fn expire(&mut self, now: u32, span: u32, slabs: &mut Slabs) {
         let oldest = now.saturating_sub(span);
-        while self.points.get(1).is_some_and(|p| p.at() <= oldest) {
-            self.points.pop_front();
-        }
-        while self.events.front().is_some_and(|e| e.at < oldest) {
-            self.events.pop_front();
-        }
-    }
-
-    /// Adds the newest point. When `points` are held, a quarter of them go first: those whose
-    /// neighbours are closest together for their age (never two side by side, never the oldest
-    /// or the newest), so that the points thin out geometrically with age while the oldest still
-    /// reaches back the span. A quarter at a time, the points are gone through once every few
-    /// changes rather than at each.
-    fn push(&mut self, sample: Sample, bounds: &mut Bounds) {
-        if self.points.len() >= bounds.points {
-            self.thin(sample.at(), &mut bounds.thinning);
-        }
-        self.points.push_back(sample);
-    }
-
-    fn thin(&mut self, now: u32, thinning: &mut Thinning) {
-        let len = self.points.len();
-        if len < 4 {
-            self.points.pop_front();
-            return;
-        }
-        let at = |i: usize| self.points[i].at();
-        // The gap that dropping point i leaves, for its age.
-        let cost = |i: usize| {
-            f64::from(at(i + 1) - at(i - 1)) / (f64::from(now.saturating_sub(at(i))) + 1.0)
-        };
-        let Thinning {
-            candidates,
-            dropped,
-        } = thinning;
-        candidates.clear();
-        candidates.extend((1..len - 1).map(|i| (cost(i), i)));
-        candidates.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        dropped.clear();
-        dropped.resize(len, false);
-        let mut count = 0;
-        for &(_, i) in candidates.iter() {
-            if count == len / 4 {
-                break;
-            }
-            if !dropped[i - 1] && !dropped[i + 1] {
-                dropped[i] = true;
-                count += 1;
-            }
-        }
-        let mut index = 0;
-        self.points.retain(|_| {
-            index += 1;
-            !dropped[index - 1]
+        let held = usize::from(self.points);
+        let points = slabs.points(self.slot);
+        // Gone through from the front rather than searched: mostly the second point is still
+        // within the span, and a search would read the cache lines of the whole slot.
+        let gone = points.get(1..held).map_or(0, |after_first| {
+            after_first.iter().take_while(|p| p.at() <= oldest).count()
         });
+        if gone > 0 {
+            points.copy_within(gone..held, 0);
+            self.points -= gone as u16;
+        }
+        let held = usize::from(self.events);
+        let events = slabs.events(self.slot);
+        let gone = events[..held].iter().take_while(|e| e.at < oldest).count();
+        if gone > 0 {
+            events.copy_within(gone..held, 0);
+            self.events -= gone as u8;
+        }
     }
 
-    /// Every time kept, `shift` seconds back: the history's epoch moved forward by as much. Only
-    /// a value held for over a day before the span can be older than that: it is then told as
-    /// held from the new epoch, a day before the span, which is all the span needs of it.
-    pub(super) fn rebase(&mut self, shift: u32) {
-        self.points
-            .iter_mut()
-            .for_each(|point| point.moved_back(shift));
-        for event in &mut self.events {
-            event.at = event.at.saturating_sub(shift);
+    /// Adds the newest point. When the slot is full, a quarter of its points go first: those
+    /// whose neighbours are closest together for their age (never two side by side, never the
+    /// oldest or the newest), so that the points thin out geometrically with age while the
+    /// oldest still reaches back the span. A quarter at a time, the points are gone through once
+    /// every few changes rather than at each.
+    fn push(&mut self, sample: Sample, slabs: &mut Slabs) {
+        let mut held = usize::from(self.points);
+        if held == slabs.room {
+            held = slabs.thin(self.slot, sample.at());
         }
+        slabs.points(self.slot)[held] = sample;
+        self.points = held as u16 + 1;
+    }
+
+    /// Every time kept, `shift` seconds back, but those of the slabs: see
+    /// [`Slabs::moved_back`].
+    pub(super) fn rebase(&mut self, shift: u32) {
         if let Some(gone) = &mut self.gone_at {
             *gone = gone.saturating_sub(shift);
         }
     }
 
-    fn event(&mut self, at: u32, what: What) {
-        if self.events.len() >= EVENTS_PER_SYMBOL {
-            self.events.pop_front();
+    fn event(&mut self, at: u32, what: What, slabs: &mut Slabs) {
+        let events = slabs.events(self.slot);
+        let mut held = usize::from(self.events);
+        if held == events.len() {
+            events.copy_within(1.., 0);
+            held -= 1;
         }
-        self.events.push_back(Event { at, what });
+        events[held] = Event { at, what };
+        self.events = held as u8 + 1;
     }
 }
 
