@@ -194,6 +194,16 @@ impl History {
         self.read_once |= snapshot.last_success.is_some();
     }
 
+    /// The bytes the history holds: its tracks, their names and the slabs (the allocator's own
+    /// overhead aside).
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
+        self.tracks.capacity() * std::mem::size_of::<Track>()
+            + self.tracks.iter().map(|t| t.symbol.len()).sum::<usize>()
+            + self.actions.iter().map(|a| a.len() + 16).sum::<usize>()
+            + self.slabs.held_bytes()
+    }
+
     fn tick(&self, unix: f64) -> u32 {
         (unix - self.epoch).clamp(0.0, f64::from(u32::MAX)) as u32
     }

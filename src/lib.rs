@@ -48,6 +48,8 @@ pub use proposal::{FIELDS as PROPOSAL_FIELDS, Field, FieldSpec, Read, Shown};
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod measure;
 
 // Shared with the integration tests, where its items must be `pub`.
 #[cfg(test)]

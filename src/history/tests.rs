@@ -270,3 +270,63 @@ fn a_forgotten_symbols_room_is_taken_again_empty() {
     assert_eq!(points[0].values["kill_score"], 0.2);
     assert_eq!(kinds(&h, "SOLUSDT"), ["appeared"]);
 }
+
+/// The benchmark `scripts/bench` runs (`--ignored`, in a release build): the history's own cost
+/// at 10,000 symbols, in one process and away from the noise of others. Every ring full, a
+/// change every 5 s: the CPU of recording a publication, the mean over 48 in a row (every symbol
+/// thins its ring every few changes, all in the same one), the lowest of 5 such runs; with every
+/// value changed and with none; and the bytes the history holds. Prints `scripts/bench`'s result
+/// lines.
+#[test]
+#[ignore = "a benchmark: scripts/bench runs it in a release build"]
+fn recording_ten_thousand_symbols() {
+    const SYMBOLS: usize = 10_000;
+    const IN_A_ROW: usize = 48;
+    let names: Vec<String> = (0..SYMBOLS).map(|i| format!("S{i:06}USDT")).collect();
+    // Written in the future: never stale, whatever time a publication is recorded at.
+    let written = T0 + 1e6;
+    let publications: Vec<Snapshot> = (0..8)
+        .map(|round| {
+            let rows: Vec<(&str, f64, &str)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let kill = 0.2 + ((i * 7 + round * 13) % 70) as f64 / 100.0;
+                    (name.as_str(), kill, "PARTIAL_25")
+                })
+                .collect();
+            snapshot(written, &rows)
+        })
+        .collect();
+    let mut h = history(24, Duration::from_secs(3_600));
+    let mut now = T0;
+    let mut record = |h: &mut History, publication: &Snapshot| {
+        h.record(publication, now);
+        now += 5.0;
+    };
+    for round in 0..40 {
+        record(&mut h, &publications[round % 8]);
+    }
+    let (changed_ns, ..) = crate::measure::measure(5, || {
+        for round in 0..IN_A_ROW {
+            record(&mut h, &publications[round % 8]);
+        }
+        IN_A_ROW
+    });
+    let (unchanged_ns, ..) = crate::measure::measure(5, || {
+        for _ in 0..IN_A_ROW {
+            record(&mut h, &publications[0]);
+        }
+        IN_A_ROW
+    });
+    let (points, _) = h.told(&names[SYMBOLS / 2]).unwrap();
+    for (key, value) in [
+        ("symbols", SYMBOLS as u64),
+        ("points", points.len() as u64),
+        ("changed_cpu_ns", changed_ns / IN_A_ROW as u64),
+        ("unchanged_cpu_ns", unchanged_ns / IN_A_ROW as u64),
+        ("held_bytes", h.held_bytes() as u64),
+    ] {
+        println!("-\thistory_record\t{key}\t{value}");
+    }
+}

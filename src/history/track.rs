@@ -59,6 +59,17 @@ impl Slabs {
         self.points.len() / self.room
     }
 
+    /// The bytes the slabs hold in use, their slots' and the thinning's room.
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.points.len() * size_of::<Sample>()
+            + self.events.len() * size_of::<Event>()
+            + self.free.capacity() * size_of::<u32>()
+            + self.candidates.capacity() * size_of::<u64>()
+            + self.dropped.capacity()
+    }
+
     /// A forgotten track's slot, for the next new one.
     pub(super) fn release(&mut self, track: &Track) {
         self.free.push(track.slot);
