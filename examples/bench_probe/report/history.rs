@@ -220,8 +220,9 @@ pub(super) fn section(out: &mut String, r: &Results) {
     }
     let _ = write!(
         out,
-        "## History on and off\n\nThree exporters at once at the fast poll interval of Refresh cost: one keeps each symbol's history as it ships (the defaults of `--history.points` and `--history.max-age`), two keep none (`--history.points 0`); the second of these, the twin, is measured as the others are, to show how far two identical exporters differ in the same run. Meanwhile the simulator writes new values into every hash, over and over (another seed each pass), so that every refresh records a point for every symbol. The figures are taken after {} refreshes of each, more than a ring holds: every symbol's ring has been full and thinned, the worst case (points held: those of the story of the symbol in the middle of the list, between three quarters of the ring and all of it, as a quarter goes at each thinning). Refresh CPU: all threads' schedstat time over windows of whole refreshes as in Refresh cost, six per exporter in the order on, off, twin, twin, off, on three times, the others paused (SIGSTOP), the windows' CPU over their refreshes. RSS: after each exporter's last window. /metrics: wrk as in Throughput under load, plain, {} per exporter, in turn, the order turned round at each run, the others paused; requests per second of the best, first with the writer still running (the refreshes' extra CPU then competes with the scrapes for the two cores), then with it stopped, as Throughput under load measures (the scrape path reads no history). The budget is held to the latter; the former is the refresh CPU's share, which the CPU columns measure.\n\n",
+        "## History on and off\n\nThree exporters at once at the fast poll interval of Refresh cost: one keeps each symbol's history as it ships (the defaults of `--history.points` and `--history.max-age`), two keep none (`--history.points 0`); the second of these, the twin, is measured as the others are, to show how far two identical exporters differ in the same run. Meanwhile the simulator writes new values into every hash, over and over (another seed each pass), so that every refresh records a point for every symbol. The figures are taken after {} refreshes of each, more than a ring holds: every symbol's ring has been full and thinned, the worst case (points held: those of the story of the symbol in the middle of the list, between three quarters of the ring and all of it, as a quarter goes at each thinning). Refresh CPU: all threads' schedstat time over windows of whole refreshes as in Refresh cost, two per exporter in each of {} rounds, in the order on, off, twin, twin, off, on, the others paused (SIGSTOP), the windows' CPU over their refreshes. RSS: after each exporter's last window. /metrics: wrk as in Throughput under load, plain, {} per exporter, in turn, the order turned round at each run, the others paused; requests per second of the best, first with the writer still running (the refreshes' extra CPU then competes with the scrapes for the two cores), then with it stopped, as Throughput under load measures (the scrape path reads no history). The budget is held to the latter; the former is the refresh CPU's share, which the CPU columns measure.\n\n",
         r.meta("history_warmup"),
+        r.meta("history_rounds"),
         match r.meta("repeat") {
             "1" => "one run".to_owned(),
             runs => format!("{runs} runs"),
@@ -354,7 +355,7 @@ mod tests {
 
     #[test]
     fn history_is_set_against_none_and_judged_at_ten_thousand() {
-        let mut tsv = "-\tmeta\tsizes\t10000\n-\tmeta\thistory_warmup\t35\n-\tmeta\trepeat\t3\n\
+        let mut tsv = "-\tmeta\tsizes\t10000\n-\tmeta\thistory_warmup\t35\n-\tmeta\thistory_rounds\t8\n-\tmeta\trepeat\t3\n\
 10000\thistory_on\tstory_points\t30\n10000\thistory_on\tstory_symbol\tS005000USDT\n"
             .to_owned();
         for (side, windows, rss, rps, steady) in [
@@ -380,6 +381,7 @@ mod tests {
 10000\thistory_on\tstory_p99_ms\t0.9\n10000\thistory_on\tsymbol_page_skipped\tHTTP 404\n";
         let markdown = render(&Results::parse(&tsv));
         assert!(markdown.contains("## History on and off"), "{markdown}");
+        assert!(markdown.contains("two per exporter in each of 8 rounds"));
         assert!(markdown.contains(
             "| 10,000 | 30 | 6 / 8 | 30.0 MiB | 24.0 MiB | 6.00 | 72.0 | 67.0 | 1.07× | 97.0 | 100 | 0.970× | 99.0 | 100 | 0.990× |"
         ));
