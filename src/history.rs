@@ -198,9 +198,10 @@ impl History {
     /// overhead aside).
     #[cfg(test)]
     fn held_bytes(&self) -> usize {
-        self.tracks.capacity() * std::mem::size_of::<Track>()
+        self.tracks.capacity() * size_of::<Track>()
             + self.tracks.iter().map(|t| t.symbol.len()).sum::<usize>()
-            + self.actions.iter().map(|a| a.len() + 16).sum::<usize>()
+            + self.actions.len() * size_of::<Box<str>>()
+            + self.actions.iter().map(|name| name.len()).sum::<usize>()
             + self.slabs.held_bytes()
     }
 

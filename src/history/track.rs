@@ -62,7 +62,6 @@ impl Slabs {
     /// The bytes the slabs hold in use, their slots' and the thinning's room.
     #[cfg(test)]
     pub(super) fn held_bytes(&self) -> usize {
-        use std::mem::size_of;
         self.points.len() * size_of::<Sample>()
             + self.events.len() * size_of::<Event>()
             + self.free.capacity() * size_of::<u32>()
