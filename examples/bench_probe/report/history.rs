@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Goal, MIB, Results, bytes, check, count, or_dash, ratio, sig, size, table};
+use super::{Goal, MIB, Results, bytes, check, count, or_dash, sig, size, table};
 
 const ON: &str = "history_on";
 const OFF: &str = "history_off";
@@ -235,6 +235,7 @@ pub(super) fn section(out: &mut String, r: &Results) {
             let (cpu_on, cpu_off) = (r.rewritten_cpu_ms(n, ON), r.rewritten_cpu_ms(n, OFF));
             let (rps_on, rps_off) = (r.rps(n, ON, "plain"), r.rps(n, OFF, "plain"));
             let steady = (r.rps(n, STEADY_ON, "plain"), r.rps(n, STEADY_OFF, "plain"));
+            let on = Against::off(r, n, ON, STEADY_ON);
             vec![
                 size(n),
                 or_dash(r.get(n, ON, "story_points"), count),
@@ -245,16 +246,16 @@ pub(super) fn section(out: &mut String, r: &Results) {
                 ),
                 or_dash(rss_on, bytes),
                 or_dash(rss_off, bytes),
-                or_dash(rss_on.zip(rss_off).map(|(a, b)| (a - b) / MIB), sig),
+                or_dash(on.rss, sig),
                 or_dash(cpu_on, sig),
                 or_dash(cpu_off, sig),
-                ratio(cpu_on, cpu_off),
+                or_dash(on.cpu, times),
                 or_dash(rps_on, sig),
                 or_dash(rps_off, sig),
-                ratio(rps_on, rps_off),
+                or_dash(on.throughput_writing, times),
                 or_dash(steady.0, sig),
                 or_dash(steady.1, sig),
-                ratio(steady.0, steady.1),
+                or_dash(on.throughput, times),
             ]
         })
         .collect();
