@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::proposal::{Action, FIELDS, Field, KNOWN_ACTIONS, Proposal};
 use crate::snapshot::Snapshot;
 use crate::view;
-use track::{Slabs, Track};
+use track::{Name, Slabs, Track};
 
 /// The values a point records, each with the number of steps per unit it is kept to: four
 /// decimals for the kill score and its components (0 to 3.2767: the publisher's range is 0 to 2),
@@ -101,6 +101,10 @@ impl Shared {
 pub(crate) struct History {
     settings: Settings,
     tracks: Vec<Track>,
+    /// The tracks' symbols, one after another in the tracks' order: each publication compares
+    /// its symbols with these in that order, and ten thousand names in a row stay in the caches
+    /// where ten thousand boxes spread over the heap would each be a miss.
+    names: String,
     /// Times are kept as whole seconds since this Unix time.
     epoch: f64,
     /// The action names points and events refer to by index (0 is no action).
@@ -115,6 +119,7 @@ impl History {
         History {
             settings,
             tracks: Vec::new(),
+            names: String::new(),
             epoch: f64::NAN,
             // The known actions take the indexes after 0 in their order, found without a search.
             actions: KNOWN_ACTIONS.iter().map(|&name| name.into()).collect(),
@@ -151,24 +156,21 @@ impl History {
             // Most publications hold the symbols the last one held: an equal name is the one
             // comparison most symbols take.
             loop {
+                let symbol = proposal.symbol.as_str();
                 match self.tracks.get_mut(next) {
-                    Some(track) if *track.symbol == *proposal.symbol => {
+                    Some(track) if track.name.of(&self.names) == symbol => {
                         track.observe(proposal, sample, now_unix, now, span, &mut self.slabs);
                         next += 1;
                     }
-                    Some(track) if *track.symbol < *proposal.symbol => {
+                    Some(track) if track.name.of(&self.names) < symbol => {
                         track.vanish(now, &mut self.slabs);
                         any_gone = true;
                         next += 1;
                         continue;
                     }
-                    _ => arrived.push(Track::new(
-                        proposal,
-                        sample,
-                        now_unix,
-                        now,
-                        read_once,
-                        &mut self.slabs,
+                    _ => arrived.push((
+                        symbol,
+                        Track::new(proposal, sample, now_unix, now, read_once, &mut self.slabs),
                     )),
                 }
                 break;
@@ -178,20 +180,39 @@ impl History {
             track.vanish(now, &mut self.slabs);
             any_gone = true;
         }
-        if !arrived.is_empty() {
-            self.tracks = merged(std::mem::take(&mut self.tracks), arrived);
-        }
-        if any_gone {
-            let slabs = &mut self.slabs;
-            self.tracks.retain(|track| {
-                let forgotten = track.forgotten(now, span);
-                if forgotten {
-                    slabs.release(track);
-                }
-                !forgotten
-            });
+        if !arrived.is_empty() || any_gone && self.tracks.iter().any(|t| t.forgotten(now, span)) {
+            self.relay(arrived, now, span);
         }
         self.read_once |= snapshot.last_success.is_some();
+    }
+
+    /// Lays the tracks and their names out anew: with the `arrived` ones in their places by
+    /// symbol, and without those forgotten at `now`, whose slots are freed.
+    fn relay(&mut self, arrived: Vec<(&str, Track)>, now: u32, span: u32) {
+        let old_names = std::mem::take(&mut self.names);
+        let old = std::mem::take(&mut self.tracks);
+        let (tracks, names) = (&mut self.tracks, &mut self.names);
+        tracks.reserve(old.len() + arrived.len());
+        names.reserve(old_names.len() + arrived.iter().map(|(new, _)| new.len()).sum::<usize>());
+        let mut arrived = arrived.into_iter().peekable();
+        let mut lay = |symbol: &str, mut track: Track| {
+            track.name = Name::appended(symbol, names);
+            tracks.push(track);
+        };
+        for track in old {
+            let symbol = track.name.of(&old_names);
+            while let Some((new, arrival)) = arrived.next_if(|(new, _)| *new < symbol) {
+                lay(new, arrival);
+            }
+            if track.forgotten(now, span) {
+                self.slabs.release(&track);
+            } else {
+                lay(symbol, track);
+            }
+        }
+        for (new, arrival) in arrived {
+            lay(new, arrival);
+        }
     }
 
     /// The bytes the history holds: its tracks, their names and the slabs (the allocator's own
@@ -199,7 +220,7 @@ impl History {
     #[cfg(test)]
     fn held_bytes(&self) -> usize {
         self.tracks.capacity() * size_of::<Track>()
-            + self.tracks.iter().map(|t| t.symbol.len()).sum::<usize>()
+            + self.names.capacity()
             + self.actions.len() * size_of::<Box<str>>()
             + self.actions.iter().map(|name| name.len()).sum::<usize>()
             + self.slabs.held_bytes()
@@ -234,7 +255,7 @@ impl History {
     fn track(&self, symbol: &str) -> Option<&Track> {
         let index = self
             .tracks
-            .binary_search_by(|t| (*t.symbol).cmp(symbol))
+            .binary_search_by(|t| t.name.of(&self.names).cmp(symbol))
             .ok()?;
         Some(&self.tracks[index])
     }
@@ -361,20 +382,6 @@ fn action_index(action: &Action, actions: &mut Vec<Box<str>>) -> u8 {
             actions.len() as u8
         }
     }
-}
-
-/// Two lists of tracks sorted by symbol, as one.
-fn merged(old: Vec<Track>, arrived: Vec<Track>) -> Vec<Track> {
-    let mut all = Vec::with_capacity(old.len() + arrived.len());
-    let mut arrived = arrived.into_iter().peekable();
-    for track in old {
-        while let Some(new) = arrived.next_if(|new| new.symbol < track.symbol) {
-            all.push(new);
-        }
-        all.push(track);
-    }
-    all.extend(arrived);
-    all
 }
 
 #[cfg(test)]

@@ -220,6 +220,7 @@ fn off_keeps_nothing_and_bad_values_are_bounded() {
 fn points_and_events_are_small() {
     assert_eq!(std::mem::size_of::<Sample>(), 16);
     assert_eq!(std::mem::size_of::<track::Event>(), 8);
+    assert_eq!(std::mem::size_of::<Track>(), 28);
 }
 
 /// Times are kept in 24 bits from an epoch that moves forward before they run out.
@@ -269,6 +270,41 @@ fn a_forgotten_symbols_room_is_taken_again_empty() {
     assert_eq!(points.len(), 1);
     assert_eq!(points[0].values["kill_score"], 0.2);
     assert_eq!(kinds(&h, "SOLUSDT"), ["appeared"]);
+}
+
+#[test]
+fn symbols_arriving_among_others_as_others_are_forgotten_keep_their_own_story() {
+    let mut h = history(4, Duration::from_secs(600));
+    let first = [
+        ("AUSDT", 0.1, "NONE"),
+        ("CUSDT", 0.3, "NONE"),
+        ("EUSDT", 0.5, "NONE"),
+    ];
+    h.record(&snapshot(T0, &first), T0);
+    h.record(&snapshot(T0 + 5.0, &[("CUSDT", 0.3, "NONE")]), T0 + 5.0);
+    let at = T0 + 5.0 + 601.0;
+    let last = [
+        ("BUSDT", 0.2, "NONE"),
+        ("CUSDT", 0.3, "NONE"),
+        ("DUSDT", 0.4, "NONE"),
+        ("FUSDT", 0.6, "NONE"),
+    ];
+    h.record(&snapshot(at, &last), at);
+    for gone in ["AUSDT", "EUSDT"] {
+        assert!(h.told(gone).is_none(), "{gone} forgotten");
+    }
+    for (symbol, kill, _) in last {
+        let (points, _) = h.told(symbol).unwrap();
+        assert_eq!(
+            points.last().unwrap().values["kill_score"],
+            kill,
+            "{symbol}"
+        );
+    }
+    assert_eq!(
+        h.names, "BUSDTCUSDTDUSDTFUSDT",
+        "in order, the forgotten gone"
+    );
 }
 
 /// The benchmark `scripts/bench` runs (`--ignored`, in a release build): the history's own cost

@@ -153,7 +153,8 @@ impl Slabs {
 
 #[derive(Debug)]
 pub(super) struct Track {
-    pub(super) symbol: Box<str>,
+    /// Its symbol, in the history's names.
+    pub(super) name: Name,
     /// Its place in the slabs.
     slot: u32,
     /// How many of its slot's points and events are held, oldest first.
@@ -162,6 +163,29 @@ pub(super) struct Track {
     band: KillBand,
     stale: bool,
     gone_at: Option<u32>,
+}
+
+/// Where a track's symbol lies in the string that holds every track's, one after another.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Name {
+    start: u32,
+    len: u32,
+}
+
+impl Name {
+    /// Appends `symbol` to `names`; where it lies there.
+    pub(super) fn appended(symbol: &str, names: &mut String) -> Name {
+        let name = Name {
+            start: names.len() as u32,
+            len: symbol.len() as u32,
+        };
+        names.push_str(symbol);
+        name
+    }
+
+    pub(super) fn of(self, names: &str) -> &str {
+        &names[self.start as usize..][..self.len as usize]
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -204,7 +228,7 @@ impl Track {
         slabs: &mut Slabs,
     ) -> Track {
         let mut track = Track {
-            symbol: proposal.symbol.as_str().into(),
+            name: Name::default(),
             slot: slabs.take(),
             points: 0,
             events: 0,
