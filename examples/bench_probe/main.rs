@@ -28,6 +28,7 @@ const USAGE: &str = "usage: bench_probe COMMAND --key value ...
   paced   --port P [--gzip] --rate R [--secs S] [--connections C]
   fresh   --redis-port P --port P --symbol SYM --trials K --budget S --pace S --timeout S
   cost    --pid P --redis-pid P[,P...] --redis-port P[,P...] --symbols N --interval S --refreshes K --max-secs S
+          [--rewrite-seed S]
   cluster-copy    --redis-port P --cluster-nodes HOST:PORT,...
   apply-fresh  --redis-port P --port P --trials K --budget S --pace S [--timeout S]
   apply-burst  --redis-port P --port P --pid P --entries E [--symbols N] [--max-secs S]
@@ -141,6 +142,17 @@ fn fill(options: &Options) -> Result<(), String> {
     let mut sorted = symbols(n);
     sorted.sort();
     let middle = sorted.get(n / 2).cloned().unwrap_or_default();
+    let took = write_round(port, n, seed)?;
+    println!(
+        "symbols={n} fill_secs={:.3} middle={middle}",
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One round of the simulator for `n` symbols with `seed`, into the Redis on `port`; how long
+/// it took.
+pub fn write_round(port: u16, n: usize, seed: u64) -> Result<Duration, String> {
     let settings = RedisSettings {
         topology: Topology::Single,
         read_from: ReadFrom::Primary,
@@ -167,11 +179,7 @@ fn fill(options: &Options) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .block_on(simulate::run(&settings, DEFAULT_PREFIX, simulation))
         .map_err(|e| e.to_string())?;
-    println!(
-        "symbols={n} fill_secs={:.3} middle={middle}",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(started.elapsed())
 }
 
 /// Nearest-rank percentile of sorted samples.

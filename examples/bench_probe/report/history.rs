@@ -20,8 +20,8 @@ const TEN: &str = "10000";
 const RECORDING: &str = "history_record";
 
 impl Results {
-    /// Exporter CPU per refresh over all the cost windows of one side: the windows' CPU added up
-    /// over their refreshes added up, so that a window cut short weighs as little as it holds.
+    /// Exporter CPU per refresh over all the rounds of one side: the rounds' CPU added up over
+    /// their refreshes added up, so that a round cut short weighs as little as it holds.
     pub(super) fn rewritten_cpu_ms(&self, n: &str, target: &str) -> Option<f64> {
         let cpu = self.all(n, target, "rewritten_cpu_ms");
         let refreshes = self.all(n, target, "rewritten_refreshes");
@@ -35,7 +35,7 @@ impl Results {
         (!all.is_empty()).then(|| all.iter().sum())
     }
 
-    /// RSS once every ring is full, after the side's last cost window.
+    /// RSS once every ring is full, after the last round.
     fn settled_rss(&self, n: &str, target: &str) -> Option<f64> {
         self.get(n, target, "rss_settled_bytes")
     }
@@ -89,7 +89,7 @@ impl Against {
 
 /// Recording one publication of every symbol changed, in the library's benchmark, over the
 /// refresh CPU without history at the same size, in percent: the history's share, free of the
-/// noise of the end-to-end windows.
+/// noise of the end-to-end turns.
 fn recording_share(r: &Results) -> Option<f64> {
     let symbols = r.text("-", RECORDING, "symbols")?;
     let recording_ms = r.get("-", RECORDING, "changed_cpu_ns")? / 1e6;
@@ -167,7 +167,7 @@ fn verdict(r: &Results) -> String {
     let twin = Against::off(r, TEN, TWIN, STEADY_TWIN);
     let noise = match (twin.rss, twin.cpu, twin.throughput) {
         (Some(rss), Some(cpu), Some(throughput)) => format!(
-            " The two exporters without history, against each other in the same windows: RSS {}, refresh CPU {}, /metrics throughput {}; differences of that size are this run's noise, not the history's.",
+            " The two exporters without history, against each other in the same turns: RSS {}, refresh CPU {}, /metrics throughput {}; differences of that size are this run's noise, not the history's.",
             mib_apart(rss),
             times(cpu),
             times(throughput)
@@ -220,7 +220,7 @@ pub(super) fn section(out: &mut String, r: &Results) {
     }
     let _ = write!(
         out,
-        "## History on and off\n\nThree exporters at once at the fast poll interval of Refresh cost: one keeps each symbol's history as it ships (the defaults of `--history.points` and `--history.max-age`), two keep none (`--history.points 0`); the second of these, the twin, is measured as the others are, to show how far two identical exporters differ in the same run. Meanwhile the simulator writes new values into every hash, over and over (another seed each pass), so that every refresh records a point for every symbol. The figures are taken after {} refreshes of each, more than a ring holds: every symbol's ring has been full and thinned, the worst case (points held: those of the story of the symbol in the middle of the list, between three quarters of the ring and all of it, as a quarter goes at each thinning). Refresh CPU: all threads' schedstat time over windows of whole refreshes as in Refresh cost, two per exporter in each of {} rounds, in the order on, off, twin, twin, off, on, the others paused (SIGSTOP), the windows' CPU over their refreshes. RSS: after each exporter's last window. /metrics: wrk as in Throughput under load, plain, {} per exporter, in turn, the order turned round at each run, the others paused; requests per second of the best, first with the writer still running (the refreshes' extra CPU then competes with the scrapes for the two cores), then with it stopped, as Throughput under load measures (the scrape path reads no history). The budget is held to the latter; the former is the refresh CPU's share, which the CPU columns measure.\n\n",
+        "## History on and off\n\nThree exporters at once at the fast poll interval of Refresh cost: one keeps each symbol's history as it ships (the defaults of `--history.points` and `--history.max-age`), two keep none (`--history.points 0`); the second of these, the twin, is measured as the others are, to show how far two identical exporters differ in the same run. The simulator writes new values into every hash, over and over (another seed each pass), so that every refresh records a point for every symbol. The figures are taken after {} refreshes of each, more than a ring holds: every symbol's ring has been full and thinned, the worst case (points held: those of the story of the symbol in the middle of the list, between three quarters of the ring and all of it, as a quarter goes at each thinning). Refresh CPU: all threads' schedstat time over single refreshes, in {} rounds of turns. The writer is stopped and the three exporters are paused (SIGSTOP) between two refreshes; before each turn every hash is written anew, then each exporter, in an order that rotates, refreshes once alone and is paused again: no writer shares the two cores with a refresh measured, and the three refreshes of a turn lie within a second of each other, so that the machine's other work moves all three alike. The CPU over the refreshes of all rounds. RSS: after the last round. /metrics: wrk as in Throughput under load, plain, {} per exporter, in turn, the order turned round at each run, the others paused; requests per second of the best, first with the writer still running (the refreshes' extra CPU then competes with the scrapes for the two cores), then with it stopped, as Throughput under load measures (the scrape path reads no history). The budget is held to the latter; the former is the refresh CPU's share, which the CPU columns measure.\n\n",
         r.meta("history_warmup"),
         r.meta("history_rounds"),
         match r.meta("repeat") {
@@ -382,7 +382,7 @@ mod tests {
 10000\thistory_on\tstory_p99_ms\t0.9\n10000\thistory_on\tsymbol_page_skipped\tHTTP 404\n";
         let markdown = render(&Results::parse(&tsv));
         assert!(markdown.contains("## History on and off"), "{markdown}");
-        assert!(markdown.contains("two per exporter in each of 8 rounds"));
+        assert!(markdown.contains("single refreshes, in 8 rounds of turns"));
         assert!(markdown.contains(
             "| 10,000 | 30 | 6 / 8 | 30.0 MiB | 24.0 MiB | 6.00 | 72.0 | 67.0 | 1.07× | 97.0 | 100 | 0.970× | 99.0 | 100 | 0.990× |"
         ));
@@ -395,7 +395,7 @@ mod tests {
             "**Budget at 10,000 symbols**, history on against off: RSS +6.00 MiB (≤ 8: pass); \
 refresh CPU 1.07× (≤ 1.05: **fail**); recording alone 1.00% (≤ 5%: pass); \
 /metrics throughput 0.990× (≥ 0.95: pass). \
-The two exporters without history, against each other in the same windows: RSS +1.00 MiB, \
+The two exporters without history, against each other in the same turns: RSS +1.00 MiB, \
 refresh CPU 1.00×, /metrics throughput 1.01×; differences of that size are this run's noise, \
 not the history's."
         ));
