@@ -1592,7 +1592,7 @@ fn rewritten_refresh_cost(out: &mut String, r: &Results) {
     if sizes.is_empty() {
         return;
     }
-    out.push_str("**Every hash rewritten.** The exporter with history of History on and off (below), over its windows of whole refreshes at the same interval, while the simulator writes new values into every hash, over and over (a pass takes less than a refresh and its pause), so that each refresh finds every hash changed: it parses every one again, renders and compresses the whole body, and records a point in every symbol's history. Redis's CPU is left out: it holds the writes too.\n\n");
+    out.push_str("**Every hash rewritten.** The exporter with history of History on and off (below), over its refreshes in turns, each after every hash was written anew while the exporters were paused, so that each refresh finds every hash changed: it parses every one again, renders and compresses the whole body, and records a point in every symbol's history.\n\n");
     let rows = sizes
         .iter()
         .map(|n| {
