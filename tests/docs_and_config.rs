@@ -460,6 +460,25 @@ fn development_guide_names_every_developer_switch() {
     }
 }
 
+/// The README's Performance section names every switch `scripts/bench` documents in its header,
+/// and none it does not have.
+#[test]
+fn readme_names_every_benchmark_switch() {
+    let switches = |text: &str| -> BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .filter(|word| word.starts_with("BENCH_") && word.len() > "BENCH_".len())
+            .map(str::to_owned)
+            .collect()
+    };
+    let bench = read("scripts/bench");
+    let header: String = bench
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(switches(&readme_section("Performance")), switches(&header));
+}
+
 /// docs/reliability.md changes only when what it proves changes: no date, no machine, and no
 /// figure that moves from run to run (a time or a rate) in its last column, which holds what the
 /// assertions proved; `measured` prints the rest. The other columns say what a test did, with
