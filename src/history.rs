@@ -180,7 +180,7 @@ impl History {
             track.vanish(now, &mut self.slabs);
             any_gone = true;
         }
-        if !arrived.is_empty() || any_gone && self.tracks.iter().any(|t| t.forgotten(now, span)) {
+        if !arrived.is_empty() || (any_gone && self.tracks.iter().any(|t| t.forgotten(now, span))) {
             self.relay(arrived, now, span);
         }
         self.read_once |= snapshot.last_success.is_some();

@@ -165,7 +165,8 @@ pub(super) struct Track {
     gone_at: Option<u32>,
 }
 
-/// Where a track's symbol lies in the string that holds every track's, one after another.
+/// Where a track's symbol lies in the string that holds every track's, one after another. In
+/// 32 bits: symbols of at most 64 bytes would need 67 million tracks to pass 4 GiB.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Name {
     start: u32,
