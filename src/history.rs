@@ -84,10 +84,14 @@ impl Shared {
         Shared::new(Settings::off())
     }
 
-    /// Records what `snapshot` holds at `now_unix`.
-    pub(crate) fn record(&self, snapshot: &Snapshot, now_unix: f64) {
+    /// Records what `snapshot` holds at `now_unix`: of every symbol, or only of those `changed`
+    /// when the publication changed no other since the last one recorded.
+    pub(crate) fn record(&self, snapshot: &Snapshot, changed: Option<&[String]>, now_unix: f64) {
         let mut history = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        history.record(snapshot, now_unix);
+        match changed {
+            None => history.record(snapshot, now_unix),
+            Some(symbols) => history.record_changed(snapshot, symbols, now_unix),
+        }
     }
 
     /// The history as it stands; held only while a request reads it.
@@ -135,18 +139,9 @@ impl History {
     /// Takes a publication's proposals: a point for each whose values moved, the events of what
     /// changed, and the symbols gone since the last one.
     fn record(&mut self, snapshot: &Snapshot, now_unix: f64) {
-        if !self.settings.enabled() {
+        let Some((now, span)) = self.clock(now_unix) else {
             return;
-        }
-        if self.epoch.is_nan() {
-            self.epoch = now_unix.floor();
-        }
-        let span = self.ticks(self.settings.max_age);
-        let mut now = self.tick(now_unix);
-        if now > MAX_TICK - span - DAY {
-            self.rebase(now - span - DAY);
-            now = self.tick(now_unix);
-        }
+        };
         let read_once = self.read_once;
         let mut arrived = Vec::new();
         let mut next = 0;
@@ -184,6 +179,67 @@ impl History {
             self.relay(arrived, now, span);
         }
         self.read_once |= snapshot.last_success.is_some();
+    }
+
+    /// Takes the proposals of the `changed` symbols in a publication that changed no other: an
+    /// announced change costs its symbols, not a walk through every track. Those gone are
+    /// forgotten at the next full record.
+    fn record_changed(&mut self, snapshot: &Snapshot, changed: &[String], now_unix: f64) {
+        let Some((now, span)) = self.clock(now_unix) else {
+            return;
+        };
+        let mut changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+        changed.sort_unstable();
+        changed.dedup();
+        let proposals = &snapshot.proposals;
+        let mut arrived = Vec::new();
+        for symbol in changed {
+            let proposal = proposals
+                .binary_search_by(|p| p.symbol.as_str().cmp(symbol))
+                .ok()
+                .map(|index| &*proposals[index]);
+            let track = self
+                .tracks
+                .binary_search_by(|t| t.name.of(&self.names).cmp(symbol))
+                .ok();
+            match (track, proposal) {
+                (Some(index), Some(proposal)) => {
+                    let sample = Sample::of(proposal, now, &mut self.actions);
+                    let track = &mut self.tracks[index];
+                    track.observe(proposal, sample, now_unix, now, span, &mut self.slabs);
+                }
+                (Some(index), None) => self.tracks[index].vanish(now, &mut self.slabs),
+                (None, Some(proposal)) => {
+                    let sample = Sample::of(proposal, now, &mut self.actions);
+                    let appeared = self.read_once;
+                    let track =
+                        Track::new(proposal, sample, now_unix, now, appeared, &mut self.slabs);
+                    arrived.push((proposal.symbol.as_str(), track));
+                }
+                (None, None) => {}
+            }
+        }
+        if !arrived.is_empty() {
+            self.relay(arrived, now, span);
+        }
+    }
+
+    /// The time of a record at `now_unix` and the span in the history's ticks, the epoch set or
+    /// moved on as needed; `None` when the history is off.
+    fn clock(&mut self, now_unix: f64) -> Option<(u32, u32)> {
+        if !self.settings.enabled() {
+            return None;
+        }
+        if self.epoch.is_nan() {
+            self.epoch = now_unix.floor();
+        }
+        let span = self.ticks(self.settings.max_age);
+        let mut now = self.tick(now_unix);
+        if now > MAX_TICK - span - DAY {
+            self.rebase(now - span - DAY);
+            now = self.tick(now_unix);
+        }
+        Some((now, span))
     }
 
     /// Lays the tracks and their names out anew: with the `arrived` ones in their places by

@@ -98,7 +98,7 @@ impl Refresher {
                 notifications = self.subscribe(&mut subscribe_error).await;
                 if notifications.is_some() {
                     self.publisher
-                        .publish(Ages::Kept, |previous| Snapshot {
+                        .publish(Ages::Kept, None, |previous| Snapshot {
                             notifications_up: Some(true),
                             ..previous.clone()
                         })
@@ -157,7 +157,7 @@ impl Refresher {
                         tracing::warn!("the keyspace notification subscription ended; reading everything and subscribing again");
                         *notifications = None;
                         self.publisher
-                            .publish(Ages::Kept, |previous| Snapshot {
+                            .publish(Ages::Kept, None, |previous| Snapshot {
                                 notifications_up: Some(false),
                                 ..previous.clone()
                             })
@@ -228,7 +228,7 @@ impl Refresher {
             };
             published = rebuilt;
         }
-        self.publisher.send(published);
+        self.publisher.send(published, None);
         release_freed_memory(&mut self.trimmed_at);
         ok
     }

@@ -307,6 +307,38 @@ fn symbols_arriving_among_others_as_others_are_forgotten_keep_their_own_story() 
     );
 }
 
+#[test]
+fn an_announced_change_records_its_symbols_only() {
+    let mut h = history(30, Duration::from_secs(600));
+    let first = [
+        ("BTCUSDT", 0.5, "NONE"),
+        ("ETHUSDT", 0.5, "NONE"),
+        ("SOLUSDT", 0.5, "NONE"),
+    ];
+    h.record(&snapshot(T0, &first), T0);
+    // ETH moved as well, unannounced: the next full read records it.
+    let next = [
+        ("BTCUSDT", 0.7, "NONE"),
+        ("ETHUSDT", 0.9, "NONE"),
+        ("XRPUSDT", 0.2, "NONE"),
+    ];
+    let next = snapshot(T0 + 5.0, &next);
+    let announced = ["XRPUSDT", "BTCUSDT", "SOLUSDT", "BTCUSDT"].map(String::from);
+    h.record_changed(&next, &announced, T0 + 5.0);
+    let kill_scores = |h: &History, symbol| -> Vec<f64> {
+        let (points, _) = h.told(symbol).unwrap();
+        points.iter().map(|p| p.values["kill_score"]).collect()
+    };
+    assert_eq!(kill_scores(&h, "BTCUSDT"), [0.5, 0.7]);
+    assert_eq!(kill_scores(&h, "ETHUSDT"), [0.5]);
+    assert_eq!(kinds(&h, "SOLUSDT"), ["disappeared"]);
+    assert_eq!(kinds(&h, "XRPUSDT"), ["appeared"]);
+    assert_eq!(h.names, "BTCUSDTETHUSDTSOLUSDTXRPUSDT");
+    h.record(&next, T0 + 10.0);
+    assert_eq!(kill_scores(&h, "ETHUSDT"), [0.5, 0.9]);
+    assert_eq!(kinds(&h, "SOLUSDT"), ["disappeared"], "once");
+}
+
 /// The benchmark `scripts/bench` runs (`--ignored`, in a release build): the history's own cost
 /// at 10,000 symbols, in one process and away from the noise of others. Every ring full, a
 /// change every 5 s: the CPU of recording a publication, the mean over 48 in a row (every symbol

@@ -45,14 +45,22 @@ impl Publisher {
         window: &mut Duration,
     ) -> bool {
         let ok = result.is_ok();
-        let count = match &result {
-            Ok(fetched) => fetched.hashes.len() + fetched.absent.len(),
+        // The symbols read, those found and those gone: all the publication changes, which is
+        // all the history has to record of it.
+        let changed: Option<Vec<String>> = match &result {
+            Ok(fetched) => Some(
+                (fetched.hashes.iter().map(|hash| &hash.symbol))
+                    .chain(&fetched.absent)
+                    .map(|raw| String::from_utf8_lossy(raw).into_owned())
+                    .collect(),
+            ),
             Err(error) => {
                 tracing::warn!("reading announced changes failed: {error}");
-                0
+                None
             }
         };
-        self.publish(Ages::Kept, move |previous| match result {
+        let count = changed.as_ref().map_or(0, Vec::len);
+        self.publish(Ages::Kept, changed, move |previous| match result {
             Ok(fetched) => previous.with_changes(fetched, max_symbols),
             Err(error) => Snapshot {
                 notifications_up: Some(false),
@@ -66,14 +74,15 @@ impl Publisher {
     }
 
     /// Builds the next snapshot from the current one off the async threads, renders what changed
-    /// since the current publication, and publishes it.
+    /// since the current publication, and publishes it; `changed` as [`Publisher::send`] takes it.
     pub(super) async fn publish(
         &mut self,
         ages: Ages,
+        changed: Option<Vec<String>>,
         build: impl FnOnce(&Snapshot) -> Snapshot + Send + 'static,
     ) {
         if let Some(published) = joined(self.build(ages, build).await) {
-            self.send(published);
+            self.send(published, changed.as_deref());
         }
     }
 
@@ -90,11 +99,12 @@ impl Publisher {
     }
 
     /// Sends `published` and records it in the history: every publication is, whichever
-    /// transition made it, and only those sent.
-    pub(super) fn send(&mut self, published: Published) {
+    /// transition made it, and only those sent; of every symbol, or only of those `changed` when
+    /// the publication changed no other.
+    pub(super) fn send(&mut self, published: Published, changed: Option<&[String]>) {
         published
             .history
-            .record(&published.snapshot, published.rendered_at_unix);
+            .record(&published.snapshot, changed, published.rendered_at_unix);
         self.current = Arc::clone(&published.snapshot);
         self.sender.send_replace(Arc::new(published));
     }
