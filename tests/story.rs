@@ -329,3 +329,52 @@ fn plans_come_with_their_results_on_the_producers_rhythm() {
     assert_eq!(plans[0]["plan_id"], "p-waiting", "newest first");
     assert_documented(&story);
 }
+
+/// In event mode a batch of announced changes is recorded as it is applied, its symbols alone:
+/// with a poll interval no full refresh reaches within the test, the stories still tell the
+/// change, the arrival and the departure.
+#[test]
+fn announced_changes_are_told_without_a_full_refresh() {
+    let redis = Redis::start_with(&["--notify-keyspace-events", "Khgx"]);
+    write(&redis, "BTCUSDT", &fresh_hash("0.5", "PARTIAL_25"));
+    write(&redis, "ETHUSDT", &fresh_hash("0.3", "NONE"));
+    let exporter = Exporter::start(
+        &redis,
+        &["--harvest.events", "--harvest.poll-interval", "300s"],
+    );
+    exporter.wait_metrics("the subscription", WAIT, |body| {
+        sample(body, "quantum_harvest_exporter_notifications_up") == Some(1.0)
+    });
+    wait_story(&exporter, "BTCUSDT", "the first refresh", |s| {
+        s["current"]["kill_score"] == 0.5
+    });
+
+    write(
+        &redis,
+        "BTCUSDT",
+        &fresh_hash("0.85", "FULL_CLOSE_PROPOSED"),
+    );
+    write(&redis, "SOLUSDT", &fresh_hash("0.2", "NONE"));
+    redis.run(&["DEL", &format!("{PREFIX}ETHUSDT")]);
+    let moved = wait_story(&exporter, "BTCUSDT", "the change", |s| {
+        s["history"].as_array().unwrap().len() == 2
+    });
+    assert_eq!(moved["history"][1]["action"], "FULL_CLOSE_PROPOSED");
+    let arrived = wait_story(&exporter, "SOLUSDT", "the arrival", |s| {
+        s["current"]["kill_score"] == 0.2
+    });
+    assert_eq!(arrived["events"][0]["kind"], "appeared");
+    let gone = wait_story(&exporter, "ETHUSDT", "the departure", |s| {
+        s["current"].is_null()
+    });
+    assert_eq!(
+        gone["events"].as_array().unwrap().last().unwrap()["kind"],
+        "disappeared"
+    );
+    let body = exporter.get("/metrics").text();
+    assert_eq!(
+        sample(&body, "quantum_harvest_exporter_refreshes_total"),
+        Some(1.0),
+        "told by event mode alone"
+    );
+}

@@ -49,7 +49,10 @@ impl Publisher {
         // all the history has to record of it.
         let changed: Option<Vec<String>> = match &result {
             Ok(fetched) => Some(
-                (fetched.hashes.iter().map(|hash| &hash.symbol))
+                fetched
+                    .hashes
+                    .iter()
+                    .map(|hash| &hash.symbol)
                     .chain(&fetched.absent)
                     .map(|raw| String::from_utf8_lossy(raw).into_owned())
                     .collect(),
