@@ -202,21 +202,24 @@ impl History {
                 .tracks
                 .binary_search_by(|t| t.name.of(&self.names).cmp(symbol))
                 .ok();
-            match (track, proposal) {
-                (Some(index), Some(proposal)) => {
-                    let sample = Sample::of(proposal, now, &mut self.actions);
+            let Some(proposal) = proposal else {
+                if let Some(index) = track {
+                    self.tracks[index].vanish(now, &mut self.slabs);
+                }
+                continue;
+            };
+            let sample = Sample::of(proposal, now, &mut self.actions);
+            match track {
+                Some(index) => {
                     let track = &mut self.tracks[index];
                     track.observe(proposal, sample, now_unix, now, span, &mut self.slabs);
                 }
-                (Some(index), None) => self.tracks[index].vanish(now, &mut self.slabs),
-                (None, Some(proposal)) => {
-                    let sample = Sample::of(proposal, now, &mut self.actions);
+                None => {
                     let appeared = self.read_once;
                     let track =
                         Track::new(proposal, sample, now_unix, now, appeared, &mut self.slabs);
                     arrived.push((proposal.symbol.as_str(), track));
                 }
-                (None, None) => {}
             }
         }
         if !arrived.is_empty() {
